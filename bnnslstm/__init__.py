@@ -1,0 +1,56 @@
+"""bnnslstm: Apple Accelerate's BNNS LSTM layer for every CPU.
+
+The BNNS-style API (descriptors, parameters, training cache, forward and backward) and an
+everyday :class:`LSTM` layer built on it. See ``SPEC.md`` and the documentation.
+"""
+
+try:
+    from ._kernels import _forward  # noqa: F401  (the compiled part must be importable)
+except ImportError as error:  # pragma: no cover - only when run from an unbuilt source tree
+    raise ImportError(
+        "bnnslstm's compiled kernels are missing: install the package (pip install .) and "
+        "run from outside the source tree, or use an editable install "
+        "(pip install --no-build-isolation -e .)"
+    ) from error
+
+from .activations import apply_activation
+from .descriptors import NDArrayDescriptor
+from .enums import ActivationFunction, DataLayout, DataType, LayerFlags, NDArrayFlags
+from .errors import BNNSError
+from .lstm import (
+    compute_lstm_training_cache_capacity,
+    direct_apply_lstm_batch_backward,
+    direct_apply_lstm_batch_training_caching,
+    training_cache_layout,
+)
+from .parameters import (
+    Activation,
+    FilterParameters,
+    LayerParametersLSTM,
+    LSTMDataDescriptor,
+    LSTMGateDescriptor,
+)
+from ._kernels._dropout import dropout_mask
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "ActivationFunction",
+    "BNNSError",
+    "DataLayout",
+    "DataType",
+    "FilterParameters",
+    "LayerFlags",
+    "LayerParametersLSTM",
+    "LSTMDataDescriptor",
+    "LSTMGateDescriptor",
+    "NDArrayDescriptor",
+    "NDArrayFlags",
+    "apply_activation",
+    "compute_lstm_training_cache_capacity",
+    "direct_apply_lstm_batch_backward",
+    "direct_apply_lstm_batch_training_caching",
+    "dropout_mask",
+    "training_cache_layout",
+]

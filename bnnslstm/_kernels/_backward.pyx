@@ -1,0 +1,211 @@
+"""Backward kernel of one LSTM layer (SPEC §6), both directions, without the GIL.
+
+Memory as in :mod:`._forward`; in addition:
+
+    dY        [T*B][D*H]   dL/d(layer output); rows of padded positions are never read
+    h0, c0    [D][B][H]    the layer's initial state
+    dh, dc    [D][B][H]    in: dL/dh_T, dL/dc_T; out: dL/dh0, dL/dc0
+    dG        [T*B][D*4H]  out: dL/d(gate pre-activations); must arrive zeroed
+    dc_step   [B][H]       scratch
+
+Per step (in reverse order of the forward): one fused elementwise pass for the output gate
+and the cell gradient, one for gates i, f, g, then one GEMM for dL/dh of the previous step
+(plus one per full peephole). The weight gradients are large GEMMs over all T*B rows, in
+:func:`weight_gradients`, after the time loop.
+"""
+
+from cython cimport floating
+from libc.string cimport memcpy
+
+from .activations cimport act_derivative
+from .blas cimport gemm
+from .common cimport Acts, at2, at3, make_acts
+
+
+cdef inline floating slope(const Acts *acts, int k, floating x, floating y) noexcept nogil:
+    """act_k'(x) given y = act_k(x); the default functions need only y."""
+    if acts.default:
+        return 1 - y * y if (k == 2 or k == 4) else y * (1 - y)
+    return act_derivative(acts.fn[k], x, y, <floating>acts.alpha[k], <floating>acts.beta[k])
+
+
+cdef void output_pass(int t, int b, int H, int D, int B, const floating *G, const floating *A,
+                      const floating *Cs, const floating *Hc, const floating *dY,
+                      const floating *dh, const floating *dc, floating *dG, floating *dc_step,
+                      const floating *cdiag, const Acts *acts) noexcept nogil:
+    """dA_o and dL/dc' of one sample (the output gate peeks at the new cell)."""
+    cdef Py_ssize_t gate_row = (<Py_ssize_t>t * B + b) * D * 4 * H
+    cdef Py_ssize_t state_row = (<Py_ssize_t>t * B + b) * D * H
+    cdef int j
+    cdef floating grad_h, o, hc, c, da_o, x_o
+    for j in range(H):
+        grad_h = dY[state_row + j] + dh[b * H + j]
+        o = G[gate_row + 3 * H + j]
+        hc = Hc[state_row + j]
+        c = Cs[state_row + j]
+        x_o = A[gate_row + 3 * H + j] if A != NULL else 0
+        da_o = grad_h * hc * slope(acts, 3, x_o, o)
+        dG[gate_row + 3 * H + j] = da_o
+        dc_step[b * H + j] = dc[b * H + j] + grad_h * o * slope(acts, 4, c, hc)
+        if cdiag != NULL:
+            dc_step[b * H + j] += cdiag[3 * H + j] * da_o
+
+
+cdef void cell_pass(int t, int b, int H, int D, int B, const floating *G, const floating *A,
+                    const floating *c_prev, const floating *dc_step, floating *dG, floating *dc,
+                    const floating *cdiag, const Acts *acts) noexcept nogil:
+    """dA_i, dA_f, dA_g of one sample and dL/dc of the previous step."""
+    cdef Py_ssize_t gate_row = (<Py_ssize_t>t * B + b) * D * 4 * H
+    cdef int j
+    cdef floating i, f, g, grad_c, da_i, da_f, da_g, carry
+    for j in range(H):
+        i = G[gate_row + j]
+        f = G[gate_row + H + j]
+        g = G[gate_row + 2 * H + j]
+        grad_c = dc_step[b * H + j]
+        if A != NULL:
+            da_i = grad_c * g * slope(acts, 0, A[gate_row + j], i)
+            da_f = grad_c * c_prev[j] * slope(acts, 1, A[gate_row + H + j], f)
+            da_g = grad_c * i * slope(acts, 2, A[gate_row + 2 * H + j], g)
+        else:
+            da_i = grad_c * g * slope(acts, 0, 0, i)
+            da_f = grad_c * c_prev[j] * slope(acts, 1, 0, f)
+            da_g = grad_c * i * slope(acts, 2, 0, g)
+        dG[gate_row + j] = da_i
+        dG[gate_row + H + j] = da_f
+        dG[gate_row + 2 * H + j] = da_g
+        carry = grad_c * f
+        if cdiag != NULL:
+            carry = carry + cdiag[j] * da_i + cdiag[H + j] * da_f + cdiag[2 * H + j] * da_g
+        dc[b * H + j] = carry
+
+
+cdef void run_direction(int d, int T, int B, int H, int D,
+                        const floating *G, const floating *A, const floating *Cs,
+                        const floating *Hc, const floating *dY, const floating *c0,
+                        floating *dh, floating *dc, floating *dG, floating *dc_step,
+                        const floating *U, const floating *cdiag, const floating *cifg,
+                        const floating *co, const int *batch_sizes, const Acts *acts) noexcept nogil:
+    cdef int G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
+    cdef int s, t, b, bt, p
+    cdef Py_ssize_t dir_g = d * G4, dir_h = d * H
+    cdef const floating *c_prev
+    cdef floating *dg
+    for s in range(T):
+        t = T - 1 - s if d == 0 else s
+        bt = batch_sizes[t]
+        dg = dG + <Py_ssize_t>t * B * ldg + dir_g
+        for b in range(bt):
+            output_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
+                        Cs + dir_h, Hc + dir_h, dY + dir_h, dh, dc, dG + dir_g, dc_step, cdiag, acts)
+        if co != NULL:  # dL/dc' += dA_o Co
+            gemm(False, False, bt, H, H, <floating>1, dg + 3 * H, ldg, co, H, <floating>1, dc_step, H)
+        p = t - 1 if d == 0 else t + 1
+        for b in range(bt):
+            if 0 <= p < T and b < batch_sizes[p]:
+                c_prev = Cs + (<Py_ssize_t>p * B + b) * ldy + dir_h
+            else:
+                c_prev = c0 + <Py_ssize_t>b * H
+            cell_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
+                      c_prev, dc_step, dG + dir_g, dc, cdiag, acts)
+        if cifg != NULL:  # dL/dc += [dA_i dA_f dA_g] Cifg
+            gemm(False, False, bt, H, 3 * H, <floating>1, dg, ldg, cifg, H, <floating>1, dc, H)
+        # dL/dh of the previous step: dA U (overwrites only the active rows)
+        gemm(False, False, bt, H, G4, <floating>1, dg, ldg, U, H, <floating>0, dh, H)
+
+
+def backward_layer(floating[:, :, ::1] U, floating[:, :, ::1] Cdiag,
+                   floating[:, :, ::1] Cifg, floating[:, :, ::1] Co,
+                   floating[:, ::1] G, floating[:, ::1] A, floating[:, ::1] Cs,
+                   floating[:, ::1] Hc, floating[:, ::1] dY, floating[:, :, ::1] c0,
+                   floating[:, :, ::1] dh, floating[:, :, ::1] dc, floating[:, ::1] dG,
+                   floating[:, ::1] dc_step,
+                   int[::1] batch_sizes, int[::1] fns, double[::1] alphas, double[::1] betas,
+                   bint default_activations):
+    """Back-propagate through one layer's time loop, both directions; fills dG, dh, dc."""
+    cdef int T = batch_sizes.shape[0]
+    cdef int B = dh.shape[1], H = dh.shape[2], D = dh.shape[0]
+    cdef int d
+    cdef Acts acts = make_acts(fns, alphas, betas, default_activations)
+    with nogil:
+        for d in range(D):
+            run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &dY[0, 0],
+                          &c0[d, 0, 0], &dh[d, 0, 0], &dc[d, 0, 0], &dG[0, 0], &dc_step[0, 0],
+                          &U[d, 0, 0], at3(Cdiag, d), at3(Cifg, d), at3(Co, d),
+                          &batch_sizes[0], &acts)
+
+
+cdef void previous_states(const floating *rows, int ld, const floating *initial, int d,
+                          int T, int B, int H, const int *batch_sizes, floating *out) noexcept nogil:
+    """out[t*B + b] = the state step t of direction d started from (rows of the layer's
+    per-step states, or the initial state at each sample's first step)."""
+    cdef int t, b, p
+    for t in range(T):
+        p = t - 1 if d == 0 else t + 1
+        for b in range(B):
+            if 0 <= p < T and b < batch_sizes[p]:
+                memcpy(out + (<Py_ssize_t>t * B + b) * H, rows + (<Py_ssize_t>p * B + b) * ld, H * sizeof(floating))
+            else:
+                memcpy(out + (<Py_ssize_t>t * B + b) * H, initial + <Py_ssize_t>b * H, H * sizeof(floating))
+
+
+def weight_gradients(floating[:, ::1] X, floating[:, ::1] W, floating[:, ::1] Y,
+                     floating[:, ::1] Cs, floating[:, :, ::1] h0, floating[:, :, ::1] c0,
+                     floating[:, ::1] dG, floating[:, ::1] scratch,
+                     floating[:, ::1] dX, floating[:, ::1] dW, floating[::1] db,
+                     floating[:, :, ::1] dU, floating[:, :, ::1] dCdiag,
+                     floating[:, :, ::1] dCifg, floating[:, :, ::1] dCo,
+                     int[::1] batch_sizes):
+    """Parameter and input gradients of one layer from dG, as GEMMs over all T*B rows.
+
+    dX = dG W; dW = dG^T X; db = column sums of dG; dU[d] = dG_d^T H_prev;
+    full peepholes dC = dG^T C_prev (the output gate: dG_o^T C); diagonal peepholes the
+    column sums of dG * C_prev. Empty outputs are skipped. ``scratch`` is [T*B][H].
+    Every output is overwritten.
+    """
+    cdef int T = batch_sizes.shape[0]
+    cdef int D = h0.shape[0], B = h0.shape[1], H = h0.shape[2], width = X.shape[1]
+    cdef int TB = T * B, G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
+    cdef int d, k, j, r
+    cdef floating total
+    cdef floating *prev
+    with nogil:
+        if dX.shape[0] > 0:
+            gemm(False, False, TB, width, D * G4, <floating>1, &dG[0, 0], ldg, &W[0, 0], width,
+                 <floating>0, &dX[0, 0], width)
+        if dW.shape[0] > 0:
+            gemm(True, False, D * G4, width, TB, <floating>1, &dG[0, 0], ldg, &X[0, 0], width,
+                 <floating>0, &dW[0, 0], width)
+        if db.shape[0] > 0:
+            for j in range(D * G4):
+                db[j] = 0
+            for r in range(TB):
+                for j in range(D * G4):
+                    db[j] += dG[r, j]
+        prev = &scratch[0, 0]
+        for d in range(D):
+            if dU.shape[0] > 0:
+                previous_states(&Y[0, d * H], ldy, &h0[d, 0, 0], d, T, B, H, &batch_sizes[0], prev)
+                gemm(True, False, G4, H, TB, <floating>1, &dG[0, d * G4], ldg, prev, H,
+                     <floating>0, &dU[d, 0, 0], H)
+            if dCdiag.shape[0] > 0 or dCifg.shape[0] > 0:
+                previous_states(&Cs[0, d * H], ldy, &c0[d, 0, 0], d, T, B, H, &batch_sizes[0], prev)
+                if dCifg.shape[0] > 0:
+                    gemm(True, False, 3 * H, H, TB, <floating>1, &dG[0, d * G4], ldg, prev, H,
+                         <floating>0, &dCifg[d, 0, 0], H)
+                if dCdiag.shape[0] > 0:
+                    for k in range(3):
+                        for j in range(H):
+                            total = 0
+                            for r in range(TB):
+                                total = total + dG[r, d * G4 + k * H + j] * prev[<Py_ssize_t>r * H + j]
+                            dCdiag[d, k, j] = total
+            if dCo.shape[0] > 0:
+                gemm(True, False, H, H, TB, <floating>1, &dG[0, d * G4 + 3 * H], ldg, &Cs[0, d * H], ldy,
+                     <floating>0, &dCo[d, 0, 0], H)
+            if dCdiag.shape[0] > 0:
+                for j in range(H):
+                    total = 0
+                    for r in range(TB):
+                        total = total + dG[r, d * G4 + 3 * H + j] * Cs[r, d * H + j]
+                    dCdiag[d, 3, j] = total

@@ -1,0 +1,144 @@
+"""Forward kernel of one LSTM layer (SPEC §4), both directions, without the GIL.
+
+Memory (all C-contiguous, rows are (t, b) pairs, row = t*B + b):
+
+    X       [T*B][X]        the layer's input (after dropout)
+    W       [D*4H][X]       input weights, rows (direction, gate i/f/g/o, unit)
+    bias    [D*4H]          zero for gates without a bias
+    U       [D][4H][H]      recurrent weights
+    Cdiag   [D][4][H]       diagonal peepholes (zero rows for other gates)
+    Cifg    [D][3H][H]      full peepholes of gates i, f, g (zero blocks for other gates)
+    Co      [D][H][H]       full peephole of the output gate
+    G       [T*B][D*4H]     out: gate activations (first the input projection is put here)
+    A       [T*B][D*4H]     out: gate pre-activations (only when store_preact)
+    Cs, Hc  [T*B][D*H]      out: cell after each step, act_h of it
+    Y       [T*B][D*H]      out: the layer's output, 0 at padded positions
+    h, c    [D][B][H]       in: initial state, out: final state of each sample
+
+Per step: one GEMM for the recurrent product (plus one per full peephole) on the rows
+that are still active, then one fused elementwise pass.
+"""
+
+from cython cimport floating
+from libc.string cimport memset
+
+from .activations cimport act_forward, sigmoid, tanh_
+from .blas cimport gemm
+from .common cimport Acts, at2, at3, make_acts
+
+
+cdef inline floating activate(const Acts *acts, int k, floating x) noexcept nogil:
+    if acts.default:
+        return tanh_(x) if (k == 2 or k == 4) else sigmoid(x)
+    return act_forward(acts.fn[k], x, <floating>acts.alpha[k], <floating>acts.beta[k])
+
+
+cdef void cell_row(floating *g, floating *a, floating *c, floating *cs,
+                   const floating *bias, const floating *cdiag, int H,
+                   const Acts *acts) noexcept nogil:
+    """Gates i, f, g of one sample and its new cell: c' = f*c + i*g (c updated in place)."""
+    cdef int j, k
+    cdef floating x, c_prev
+    cdef floating v[3]
+    for j in range(H):
+        c_prev = c[j]
+        for k in range(3):
+            x = g[k * H + j] + bias[k * H + j]
+            if cdiag != NULL:
+                x = x + cdiag[k * H + j] * c_prev
+            if a != NULL:
+                a[k * H + j] = x
+            v[k] = activate(acts, k, x)
+            g[k * H + j] = v[k]
+        c[j] = v[1] * c_prev + v[0] * v[2]
+        cs[j] = c[j]
+
+
+cdef void output_row(floating *g, floating *a, const floating *c, floating *hc, floating *y,
+                     floating *h, const floating *bias, const floating *cdiag, int H,
+                     const Acts *acts) noexcept nogil:
+    """Output gate (peeking at the new cell) and h' = o * act_h(c')."""
+    cdef int j
+    cdef floating x, o, t
+    for j in range(H):
+        x = g[3 * H + j] + bias[3 * H + j]
+        if cdiag != NULL:
+            x = x + cdiag[3 * H + j] * c[j]
+        if a != NULL:
+            a[3 * H + j] = x
+        o = activate(acts, 3, x)
+        g[3 * H + j] = o
+        t = activate(acts, 4, c[j])
+        hc[j] = t
+        h[j] = o * t
+        y[j] = h[j]
+
+
+cdef void run_direction(int d, int T, int B, int H, int D,
+                        floating *G, floating *A, floating *Cs, floating *Hc, floating *Y,
+                        floating *h, floating *c, const floating *bias, const floating *U,
+                        const floating *cdiag, const floating *cifg, const floating *co,
+                        const int *batch_sizes, const Acts *acts) noexcept nogil:
+    cdef int G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
+    cdef int s, t, b, bt
+    cdef floating *g
+    cdef floating *a
+    cdef floating *row_a
+    for s in range(T):
+        t = s if d == 0 else T - 1 - s
+        bt = batch_sizes[t]
+        g = G + <Py_ssize_t>t * B * ldg + d * G4
+        a = A + <Py_ssize_t>t * B * ldg + d * G4 if A != NULL else NULL
+        gemm(False, True, bt, G4, H, <floating>1, h, H, U, H, <floating>1, g, ldg)
+        if cifg != NULL:
+            gemm(False, True, bt, 3 * H, H, <floating>1, c, H, cifg, H, <floating>1, g, ldg)
+        for b in range(bt):
+            row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
+            cell_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H,
+                     Cs + (<Py_ssize_t>t * B + b) * ldy + d * H, bias, cdiag, H, acts)
+            if co == NULL:
+                output_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H,
+                           Hc + (<Py_ssize_t>t * B + b) * ldy + d * H,
+                           Y + (<Py_ssize_t>t * B + b) * ldy + d * H, h + b * H, bias, cdiag, H, acts)
+        if co != NULL:
+            gemm(False, True, bt, H, H, <floating>1, Cs + <Py_ssize_t>t * B * ldy + d * H, ldy,
+                 co, H, <floating>1, g + 3 * H, ldg)
+            for b in range(bt):
+                row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
+                output_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H,
+                           Hc + (<Py_ssize_t>t * B + b) * ldy + d * H,
+                           Y + (<Py_ssize_t>t * B + b) * ldy + d * H, h + b * H, bias, cdiag, H, acts)
+        for b in range(bt, B):  # padded positions: outputs and cached values are 0
+            memset(g + <Py_ssize_t>b * ldg, 0, G4 * sizeof(floating))
+            if a != NULL:
+                memset(a + <Py_ssize_t>b * ldg, 0, G4 * sizeof(floating))
+            memset(Cs + (<Py_ssize_t>t * B + b) * ldy + d * H, 0, H * sizeof(floating))
+            memset(Hc + (<Py_ssize_t>t * B + b) * ldy + d * H, 0, H * sizeof(floating))
+            memset(Y + (<Py_ssize_t>t * B + b) * ldy + d * H, 0, H * sizeof(floating))
+
+
+def forward_layer(floating[:, ::1] X, floating[:, ::1] W, floating[::1] bias,
+                  floating[:, :, ::1] U, floating[:, :, ::1] Cdiag,
+                  floating[:, :, ::1] Cifg, floating[:, :, ::1] Co,
+                  floating[:, ::1] G, floating[:, ::1] A, floating[:, ::1] Cs,
+                  floating[:, ::1] Hc, floating[:, ::1] Y,
+                  floating[:, :, ::1] h, floating[:, :, ::1] c,
+                  int[::1] batch_sizes, int[::1] fns, double[::1] alphas, double[::1] betas,
+                  bint default_activations):
+    """Run one layer, every step and both directions (shapes in the module docstring).
+
+    Empty arrays (a zero extent) stand for absent peepholes and for ``A`` when the
+    pre-activations are not stored. The caller has checked every shape.
+    """
+    cdef int T = batch_sizes.shape[0]
+    cdef int B = h.shape[1], H = h.shape[2], D = h.shape[0], width = X.shape[1]
+    cdef int d
+    cdef Acts acts = make_acts(fns, alphas, betas, default_activations)
+    with nogil:
+        # input projection of every step and both directions: G = X W^T
+        gemm(False, True, T * B, D * 4 * H, width, <floating>1, &X[0, 0], width,
+             &W[0, 0], width, <floating>0, &G[0, 0], D * 4 * H)
+        for d in range(D):
+            run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &Y[0, 0],
+                          &h[d, 0, 0], &c[d, 0, 0], &bias[d * 4 * H], &U[d, 0, 0],
+                          at3(Cdiag, d), at3(Cifg, d), at3(Co, d), &batch_sizes[0], &acts)

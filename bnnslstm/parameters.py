@@ -1,0 +1,128 @@
+"""Plain mutable parameter objects, like BNNS's C structs.
+
+Nothing is checked when a field is set; every check happens when a function is called
+(see :mod:`bnnslstm._plan`).
+"""
+
+import math
+
+from .enums import ActivationFunction
+
+__all__ = [
+    "Activation",
+    "LSTMDataDescriptor",
+    "LSTMGateDescriptor",
+    "LayerParametersLSTM",
+    "FilterParameters",
+]
+
+
+def _repr(obj, names):
+    fields = ", ".join(f"{name}={getattr(obj, name)!r}" for name in names)
+    return f"{type(obj).__name__}({fields})"
+
+
+class Activation:
+    """An activation function with its two parameters (``BNNSActivation``).
+
+    Functions that take no parameter never read ``alpha`` and ``beta``.
+    """
+
+    def __init__(self, function=ActivationFunction.IDENTITY, alpha=math.nan, beta=math.nan):
+        self.function = function
+        self.alpha = alpha
+        self.beta = beta
+
+    def __repr__(self):
+        return _repr(self, ("function", "alpha", "beta"))
+
+
+class LSTMDataDescriptor:
+    """Data, hidden state and cell state of an LSTM's input or output (``BNNSLSTMDataDescriptor``)."""
+
+    def __init__(self, data_desc=None, hidden_desc=None, cell_state_desc=None):
+        self.data_desc = data_desc
+        self.hidden_desc = hidden_desc
+        self.cell_state_desc = cell_state_desc
+
+    def __repr__(self):
+        return _repr(self, ("data_desc", "hidden_desc", "cell_state_desc"))
+
+
+class LSTMGateDescriptor:
+    """One gate's weights, bias and activation (``BNNSLSTMGateDescriptor``).
+
+    ``iw_desc`` is a pair: ``iw_desc[0]`` holds layer 0's input weights ``[D][H][I]`` (or
+    every layer's, ``[L][D][H][I]``, when ``I == D*H``), ``iw_desc[1]`` layers 1...L-1's,
+    ``[L-1][D][H][D*H]``.
+    """
+
+    def __init__(self, iw_desc=(None, None), hw_desc=None, cw_desc=None, b_desc=None, activation=None):
+        self.iw_desc = list(iw_desc) if iw_desc is not None else [None, None]
+        self.hw_desc = hw_desc
+        self.cw_desc = cw_desc
+        self.b_desc = b_desc
+        self.activation = Activation() if activation is None else activation
+
+    def __repr__(self):
+        return _repr(self, ("iw_desc", "hw_desc", "cw_desc", "b_desc", "activation"))
+
+
+class LayerParametersLSTM:
+    """Everything an LSTM call needs (``BNNSLayerParametersLSTM``), plus ``dropout_seed``."""
+
+    def __init__(
+        self,
+        input_size=0,
+        hidden_size=0,
+        batch_size=0,
+        num_layers=0,
+        seq_len=0,
+        dropout=0.0,
+        lstm_flags=0,
+        sequence_descriptor=None,
+        input_descriptor=None,
+        output_descriptor=None,
+        input_gate=None,
+        forget_gate=None,
+        candidate_gate=None,
+        output_gate=None,
+        hidden_activation=None,
+        dropout_seed=0,
+    ):
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.batch_size = batch_size
+        self.num_layers = num_layers
+        self.seq_len = seq_len
+        self.dropout = dropout
+        self.lstm_flags = lstm_flags
+        self.sequence_descriptor = sequence_descriptor
+        self.input_descriptor = LSTMDataDescriptor() if input_descriptor is None else input_descriptor
+        self.output_descriptor = LSTMDataDescriptor() if output_descriptor is None else output_descriptor
+        self.input_gate = LSTMGateDescriptor() if input_gate is None else input_gate
+        self.forget_gate = LSTMGateDescriptor() if forget_gate is None else forget_gate
+        self.candidate_gate = LSTMGateDescriptor() if candidate_gate is None else candidate_gate
+        self.output_gate = LSTMGateDescriptor() if output_gate is None else output_gate
+        self.hidden_activation = Activation() if hidden_activation is None else hidden_activation
+        self.dropout_seed = dropout_seed
+
+    _FIELDS = (
+        "input_size", "hidden_size", "batch_size", "num_layers", "seq_len", "dropout",
+        "lstm_flags", "sequence_descriptor", "input_descriptor", "output_descriptor",
+        "input_gate", "forget_gate", "candidate_gate", "output_gate", "hidden_activation",
+        "dropout_seed",
+    )
+
+    def __repr__(self):
+        return _repr(self, self._FIELDS)
+
+
+class FilterParameters:
+    """Call options (``BNNSFilterParameters``): ``n_threads`` (0 means every core)."""
+
+    def __init__(self, n_threads=0):
+        self.n_threads = n_threads
+
+    def __repr__(self):
+        return _repr(self, ("n_threads",))
