@@ -17,6 +17,7 @@ from .activations import apply_activation
 from .descriptors import NDArrayDescriptor
 from .enums import ActivationFunction, DataLayout, DataType, LayerFlags, NDArrayFlags
 from .errors import BNNSError
+from .layer import LSTM
 from .lstm import (
     compute_lstm_training_cache_capacity,
     direct_apply_lstm_batch_backward,
@@ -43,6 +44,7 @@ __all__ = [
     "FilterParameters",
     "LayerFlags",
     "LayerParametersLSTM",
+    "LSTM",
     "LSTMDataDescriptor",
     "LSTMGateDescriptor",
     "NDArrayDescriptor",

@@ -134,7 +134,7 @@ class _Workspace:
         TB, D, H, dtype = plan.T * plan.B, plan.D, plan.H, plan.dtype
         if self.regions is None:
             self.gates = np.empty((TB, D * 4 * H), dtype)
-            self.preact = np.empty((TB, D * 4 * H) if not plan.default_activations else (0, 0), dtype)
+            self.pre_activations = np.empty((TB, D * 4 * H) if not plan.default_activations else (0, 0), dtype)
             self.cells = np.empty((TB, D * H), dtype)
             self.act_h_c = np.empty((TB, D * H), dtype)
             self.outputs = [np.empty((TB, D * H), dtype), np.empty((TB, D * H), dtype)]
@@ -151,7 +151,7 @@ class _Workspace:
     def preact(self, layer):
         if self.plan.default_activations:
             return np.empty((0, 0), self.plan.dtype)
-        return self.get("preact", layer)
+        return self.pre_activations if self.regions is None else self.regions["preact", layer]
 
 
 def _layer_input(plan, workspace, layer, x):

@@ -1,0 +1,258 @@
+"""The everyday layer (SPEC §7): numpy arrays in, numpy arrays out, PyTorch-compatible weights.
+
+It is a thin owner of buffers around the BNNS-style functions of :mod:`bnnslstm.lstm`:
+the parameters live in a few contiguous arrays, each PyTorch-named parameter is a view of
+them, and every gate's descriptor is a strided view too, so nothing is copied per call.
+"""
+
+import numpy as np
+
+from .descriptors import NDArrayDescriptor
+from .enums import DataLayout, LayerFlags
+from .errors import BNNSError
+from .lstm import (
+    compute_lstm_training_cache_capacity,
+    direct_apply_lstm_batch_backward,
+    direct_apply_lstm_batch_training_caching,
+)
+from .parameters import LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescriptor
+
+__all__ = ["LSTM"]
+
+_GATE_FIELDS = ("input_gate", "forget_gate", "candidate_gate", "output_gate")  # PyTorch's row order i, f, g, o
+
+
+class _Weights:
+    """Storage for one set of parameters (or their gradients), gates as an axis.
+
+    ``first``  [D][4][H][I]          layer 0's input weights
+    ``later``  [L-1][D][4][H][D*H]   layers 1...L-1's input weights
+    ``hidden`` [L][D][4][H][H]
+    ``bias``   [L][D][4][H]          or None
+    ``peep``   [L][D][4][H] (diagonal) or [L][D][4][H][H] (full), or None
+    """
+
+    def __init__(self, I, H, L, D, bias, peephole, dtype):
+        self.first = np.zeros((D, 4, H, I), dtype)
+        self.later = np.zeros((L - 1, D, 4, H, D * H), dtype) if L > 1 else None
+        self.hidden = np.zeros((L, D, 4, H, H), dtype)
+        self.bias = np.zeros((L, D, 4, H), dtype) if bias else None
+        self.peep = None
+        if peephole == "diagonal":
+            self.peep = np.zeros((L, D, 4, H), dtype)
+        elif peephole == "full":
+            self.peep = np.zeros((L, D, 4, H, H), dtype)
+
+    def named(self, L, D, H):
+        """PyTorch-named views: ``weight_ih_l0``, ``weight_hh_l1_reverse``, ``bias_l0``, ..."""
+        out = {}
+        for layer in range(L):
+            for d in range(D):
+                suffix = f"l{layer}" + ("_reverse" if d else "")
+                ih = self.first[d] if layer == 0 else self.later[layer - 1, d]
+                out[f"weight_ih_{suffix}"] = ih.reshape(4 * H, -1)
+                out[f"weight_hh_{suffix}"] = self.hidden[layer, d].reshape(4 * H, H)
+                if self.bias is not None:
+                    out[f"bias_{suffix}"] = self.bias[layer, d].reshape(4 * H)
+                if self.peep is not None:
+                    out[f"weight_ch_{suffix}"] = self.peep[layer, d].reshape((4 * H,) + self.peep.shape[4:])
+        return out
+
+    def gates(self, flags):
+        """One LSTMGateDescriptor per gate, each a strided view of this storage."""
+        gates = []
+        for k in range(4):
+            gates.append(LSTMGateDescriptor(
+                iw_desc=(NDArrayDescriptor.from_array(self.first[:, k], flags=flags),
+                         None if self.later is None else NDArrayDescriptor.from_array(self.later[:, :, k], flags=flags)),
+                hw_desc=NDArrayDescriptor.from_array(self.hidden[:, :, k], flags=flags),
+                cw_desc=None if self.peep is None else NDArrayDescriptor.from_array(self.peep[:, :, k], flags=flags),
+                b_desc=None if self.bias is None else NDArrayDescriptor.from_array(self.bias[:, :, k], flags=flags),
+            ))
+        return gates
+
+
+class LSTM:
+    """A stacked, optionally bidirectional LSTM with PyTorch's conventions.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers : int
+    bidirectional : bool
+    dropout : float
+        Inverted dropout on the input of every layer but the first, in training.
+    batch_first : bool
+        Inputs and outputs are ``[B][T][F]`` instead of ``[T][B][F]``.
+    bias : bool
+        One bias per layer and direction (BNNS has a single bias; PyTorch's two add up).
+    peephole : None, "diagonal" or "full"
+        Peephole weights on all four gates (``weight_ch_l{k}``).
+    dtype : numpy.float32 or numpy.float64
+    seed : int or None
+        Seeds the initial weights (uniform in ``±1/sqrt(hidden_size)``, as PyTorch) and the
+        dropout masks.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, dropout=0.0,
+                 batch_first=False, bias=True, peephole=None, dtype=np.float32, seed=None):
+        if peephole not in (None, "diagonal", "full"):
+            raise BNNSError(f"peephole: expected None, 'diagonal' or 'full', got {peephole!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise BNNSError(f"dtype: expected float32 or float64, got {self.dtype}")
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise BNNSError(f"{name}: expected a positive integer, got {value!r}")
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bidirectional, self.dropout, self.batch_first = bool(bidirectional), float(dropout), bool(batch_first)
+        self.bias, self.peephole = bool(bias), peephole
+        self.D = 2 if self.bidirectional else 1
+        shape = (self.input_size, self.hidden_size, self.num_layers, self.D, self.bias, peephole, self.dtype)
+        self._weights = _Weights(*shape)
+        self._grads = _Weights(*shape)
+        self._rng = np.random.default_rng(seed)
+        bound = 1 / np.sqrt(self.hidden_size)
+        for array in self._weights.named(self.num_layers, self.D, self.hidden_size).values():
+            array[...] = self._rng.uniform(-bound, bound, array.shape)
+        self._last = None  # (params, cache, shapes) of the last training forward
+
+    # ----------------------------------------------------------------- parameters
+    def parameters(self):
+        """PyTorch-named views of the weights (writing into them changes the layer)."""
+        return self._weights.named(self.num_layers, self.D, self.hidden_size)
+
+    @property
+    def grads(self):
+        """PyTorch-named gradients of the last :meth:`backward` (same names as :meth:`parameters`)."""
+        return self._grads.named(self.num_layers, self.D, self.hidden_size)
+
+    # ----------------------------------------------------------------- calls
+    def _params(self, x, h0, c0, batch_sizes, training):
+        L, D, H = self.num_layers, self.D, self.hidden_size
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise BNNSError(f"x: expected a 3-D array with {self.input_size} features, got shape {x.shape}")
+        T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
+        layout = DataLayout.NSE if self.batch_first else DataLayout.SNE
+        y = np.empty((B, T, D * H) if self.batch_first else (T, B, D * H), self.dtype)
+        h_n = np.empty((L * D, B, H), self.dtype)
+        c_n = np.empty((L * D, B, H), self.dtype)
+        flags = LayerFlags.DEFAULT_ACTIVATIONS | (LayerFlags.BIDIRECTIONAL if self.bidirectional else 0)
+        params = LayerParametersLSTM(
+            input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
+            dropout=self.dropout if training else 0.0, lstm_flags=flags,
+            dropout_seed=int(self._rng.integers(2**63)) if training and self.dropout > 0 else 0,
+            sequence_descriptor=None if batch_sizes is None else np.asarray(batch_sizes),
+            input_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(x, layout),
+                                                self._state(h0, B, "h0"), self._state(c0, B, "c0")),
+            output_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(y, layout),
+                                                 NDArrayDescriptor.from_array(h_n.reshape(L, D, B, H)),
+                                                 NDArrayDescriptor.from_array(c_n.reshape(L, D, B, H))),
+        )
+        for field, gate in zip(_GATE_FIELDS, self._weights.gates(0)):
+            setattr(params, field, gate)
+        return params, (x, y, h_n, c_n)
+
+    def _state(self, state, B, name):
+        if state is None:
+            return None
+        L, D, H = self.num_layers, self.D, self.hidden_size
+        state = np.ascontiguousarray(state, dtype=self.dtype)
+        if state.shape != (L * D, B, H):
+            raise BNNSError(f"{name}: expected shape {(L * D, B, H)}, got {state.shape}")
+        return NDArrayDescriptor.from_array(state.reshape(L, D, B, H))
+
+    def forward(self, x, h0=None, c0=None, batch_sizes=None, training=True):
+        """Run the layer: ``y, (h_n, c_n)``.
+
+        ``x`` is ``[T][B][I]`` (``[B][T][I]`` with ``batch_first``); ``h0``, ``c0``,
+        ``h_n``, ``c_n`` are ``[L*D][B][H]``. ``batch_sizes`` (PyTorch's packed-sequence
+        batch sizes, non-increasing, one per step) gives variable lengths: samples sorted
+        by decreasing length, outputs 0 past each sample's end. ``training=True`` keeps a
+        training cache for :meth:`backward` and applies dropout.
+        """
+        params, (x, y, h_n, c_n) = self._params(x, h0, c0, batch_sizes, training)
+        cache = None
+        if training:
+            cache = bytearray(compute_lstm_training_cache_capacity(params))
+        direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+        self._last = (params, cache, x.shape) if training else None
+        return y, (h_n, c_n)
+
+    __call__ = forward
+
+    def backward(self, dy, dh_n=None, dc_n=None):
+        """Gradients of the last training :meth:`forward`: ``dx, (dh0, dc0)``; fills :attr:`grads`.
+
+        ``dy`` has ``y``'s shape; ``dh_n``, ``dc_n`` (optional) ``[L*D][B][H]``. The
+        parameter gradients overwrite :attr:`grads` (they are not accumulated).
+        """
+        if self._last is None:
+            raise BNNSError("backward: no training forward to differentiate (call forward(..., training=True))")
+        params, cache, x_shape = self._last
+        L, D, H = self.num_layers, self.D, self.hidden_size
+        B = params.batch_size
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        y_shape = x_shape[:2] + (D * H,)
+        if dy.shape != y_shape:
+            raise BNNSError(f"dy: expected shape {y_shape}, got {dy.shape}")
+        layout = DataLayout.NSE if self.batch_first else DataLayout.SNE
+        dx = np.empty(x_shape, self.dtype)
+        dh0 = np.empty((L * D, B, H), self.dtype)
+        dc0 = np.empty((L * D, B, H), self.dtype)
+        delta = LayerParametersLSTM(
+            input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=params.seq_len,
+            lstm_flags=params.lstm_flags,
+            input_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(dx, layout),
+                                                NDArrayDescriptor.from_array(dh0.reshape(L, D, B, H)),
+                                                NDArrayDescriptor.from_array(dc0.reshape(L, D, B, H))),
+            output_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(dy, layout),
+                                                 self._state(dh_n, B, "dh_n"), self._state(dc_n, B, "dc_n")),
+        )
+        for field, gate in zip(_GATE_FIELDS, self._grads.gates(0)):
+            setattr(delta, field, gate)
+        direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+        return dx, (dh0, dc0)
+
+    # ----------------------------------------------------------------- PyTorch
+    @classmethod
+    def from_torch(cls, module, dtype=np.float32):
+        """An LSTM with the weights of a ``torch.nn.LSTM`` (``bias_ih + bias_hh`` summed)."""
+        if getattr(module, "proj_size", 0):
+            raise BNNSError("module.proj_size: projections are not supported")
+        lstm = cls(module.input_size, module.hidden_size, module.num_layers, bidirectional=module.bidirectional,
+                   dropout=module.dropout, batch_first=module.batch_first, bias=module.bias, dtype=dtype)
+        state = {k: v.detach().cpu().double().numpy() for k, v in module.state_dict().items()}
+        for name, array in lstm.parameters().items():
+            if name.startswith("bias_"):
+                suffix = name[len("bias_"):]
+                array[...] = state[f"bias_ih_{suffix}"] + state[f"bias_hh_{suffix}"]
+            else:
+                array[...] = state[name]
+        return lstm
+
+    def to_torch(self):
+        """A ``torch.nn.LSTM`` with these weights (bias in ``bias_ih``, ``bias_hh`` zero)."""
+        import torch
+
+        if self.peephole is not None:
+            raise BNNSError("peephole: torch.nn.LSTM has no peephole weights")
+        module = torch.nn.LSTM(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
+                               batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional)
+        dtype = torch.float64 if self.dtype == np.float64 else torch.float32
+        module = module.to(dtype)
+        state = {}
+        for name, array in self.parameters().items():
+            if name.startswith("bias_"):
+                suffix = name[len("bias_"):]
+                state[f"bias_ih_{suffix}"] = torch.from_numpy(array.copy())
+                state[f"bias_hh_{suffix}"] = torch.zeros(array.shape, dtype=dtype)
+            else:
+                state[name] = torch.from_numpy(array.copy())
+        module.load_state_dict(state)
+        return module
+
+    def __repr__(self):
+        return (f"LSTM({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, dropout={self.dropout}, batch_first={self.batch_first}, "
+                f"bias={self.bias}, peephole={self.peephole!r}, dtype={self.dtype.name})")

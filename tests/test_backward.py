@@ -1,0 +1,200 @@
+"""Backward pass (SPEC §6) against float64 central finite differences of the forward."""
+
+import numpy as np
+import pytest
+
+import bnnslstm as bl
+from helpers import make_delta, make_params, y_time_major
+from reference import GATES, batch_sizes_from_lengths, lstm_forward, random_weights
+from test_forward import CUSTOM
+
+EPS = 1e-6
+
+
+class Problem:
+    """A float64 LSTM problem with a random linear loss on y, h_T and c_T."""
+
+    def __init__(self, *, T=4, B=3, I=3, H=3, L=2, bidirectional=False, peephole=None, bias=True,
+                 activations=None, lengths=None, dropout=0.0, layout="SNE", states=True, seed=0):
+        rng = np.random.default_rng(seed)
+        self.D = 2 if bidirectional else 1
+        self.kw = dict(bidirectional=bidirectional, activations=activations, dropout=dropout, seed=11,
+                       layout=layout,
+                       batch_sizes=None if lengths is None else batch_sizes_from_lengths(lengths, T))
+        self.weights = random_weights(rng, I, H, L, self.D, peephole=peephole, bias=bias)
+        self.x = rng.standard_normal((T, B, I))
+        self.h0 = rng.standard_normal((L, self.D, B, H)) if states else None
+        self.c0 = rng.standard_normal((L, self.D, B, H)) if states else None
+        self.ry = rng.standard_normal((T, B, self.D * H))
+        if lengths is not None:  # dy at padded positions must be ignored: make it large
+            for b, n in enumerate(lengths):
+                self.ry[n:, b] = 1e3
+        self.rh = rng.standard_normal((L, self.D, B, H))
+        self.rc = rng.standard_normal((L, self.D, B, H))
+        self.layout = layout
+
+    def params(self):
+        return make_params(self.x, self.weights, h0=self.h0, c0=self.c0, **self.kw)
+
+    def loss(self):
+        params, out = self.params()
+        bl.direct_apply_lstm_batch_training_caching(params)
+        y = y_time_major(out, self.layout)
+        return float(np.sum(y * self.ry) + np.sum(out["h_n"] * self.rh) + np.sum(out["c_n"] * self.rc))
+
+    def gradients(self, cache=True, flags=bl.NDArrayFlags.BACKPROP_SET, fill=0.0):
+        params, _ = self.params()
+        training_cache = None
+        if cache:
+            training_cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+            bl.direct_apply_lstm_batch_training_caching(params, training_cache=training_cache)
+        delta, grads = make_delta(params, self.weights, dy=self.ry, dh_n=self.rh, dc_n=self.rc,
+                                  layout=self.layout, flags=flags, fill=fill)
+        bl.direct_apply_lstm_batch_backward(params, delta, training_cache=training_cache)
+        return grads
+
+    def numeric(self, array, index):
+        old = array[index]
+        array[index] = old + EPS
+        up = self.loss()
+        array[index] = old - EPS
+        down = self.loss()
+        array[index] = old
+        return (up - down) / (2 * EPS)
+
+
+def tensors(problem, grads):
+    """(name, parameter array, its analytic gradient) for every differentiable input."""
+    w = problem.weights
+    out = [("x", problem.x, grads["dx"])]
+    if problem.h0 is not None:
+        out += [("h0", problem.h0, grads["dh0"]), ("c0", problem.c0, grads["dc0"])]
+    for gate in GATES:
+        out.append((f"W0 {gate}", w["W"][gate][0], grads["W"][gate][0]))
+        for layer in range(1, len(w["W"][gate])):
+            out.append((f"W{layer} {gate}", w["W"][gate][layer], grads["W"][gate][1][layer - 1]))
+        out.append((f"U {gate}", w["U"][gate], grads["U"][gate]))
+        if w["C"][gate] is not None:
+            out.append((f"C {gate}", w["C"][gate], grads["C"][gate]))
+        if w["b"][gate] is not None:
+            out.append((f"b {gate}", w["b"][gate], grads["b"][gate]))
+    return out
+
+
+def check_against_finite_differences(problem, samples=6, seed=1):
+    grads = problem.gradients()
+    rng = np.random.default_rng(seed)
+    for name, array, analytic in tensors(problem, grads):
+        flat = rng.choice(array.size, size=min(samples, array.size), replace=False)
+        for f in flat:
+            index = np.unravel_index(f, array.shape)
+            numeric = problem.numeric(array, index)
+            assert analytic[index] == pytest.approx(numeric, rel=1e-5, abs=1e-6), (name, index)
+    return grads
+
+
+@pytest.mark.parametrize("L,bidirectional", [(1, False), (1, True), (2, False), (2, True)])
+@pytest.mark.parametrize("layout", ["SNE", "NSE"])
+def test_gradients_stacked_bidirectional(L, bidirectional, layout):
+    check_against_finite_differences(Problem(L=L, bidirectional=bidirectional, layout=layout))
+
+
+@pytest.mark.parametrize("peephole", ["diagonal", "full",
+                                      {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"},
+                                      {"input": "diagonal", "forget": None, "candidate": "full", "output": "diagonal"}])
+def test_gradients_peepholes(peephole):
+    check_against_finite_differences(Problem(L=2, bidirectional=True, peephole=peephole))
+
+
+def test_gradients_custom_activations():
+    check_against_finite_differences(Problem(L=2, bidirectional=True, activations=CUSTOM, peephole="diagonal"))
+
+
+@pytest.mark.parametrize("fn,alpha,beta", [
+    (bl.ActivationFunction.TANH, 0, 0), (bl.ActivationFunction.SOFTPLUS, 1.0, 1.5),
+    (bl.ActivationFunction.SILU, 0, 0), (bl.ActivationFunction.GELU, 0, 0),
+    (bl.ActivationFunction.ERF, 0, 0), (bl.ActivationFunction.LOG_SIGMOID, 0, 0),
+    (bl.ActivationFunction.SELU, 0, 0), (bl.ActivationFunction.CELU, 1.3, 0),
+    (bl.ActivationFunction.TANH_SHRINK, 0, 0), (bl.ActivationFunction.GELU_APPROXIMATION_SIGMOID, 0, 0),
+    (bl.ActivationFunction.GELU_APPROXIMATION, 0.7978845608, 0.044715), (bl.ActivationFunction.LINEAR_WITH_BIAS, 0.5, 0.1),
+])
+def test_gradients_each_smooth_activation_in_every_gate(fn, alpha, beta):
+    activations = {g: (int(fn), alpha, beta) for g in GATES + ("hidden",)}
+    check_against_finite_differences(Problem(L=1, H=2, activations=activations, peephole="diagonal"), samples=3)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_gradients_variable_batch(bidirectional):
+    check_against_finite_differences(
+        Problem(T=5, B=4, L=2, bidirectional=bidirectional, lengths=[5, 3, 3, 1], peephole="full"))
+
+
+def test_gradients_dropout():
+    check_against_finite_differences(Problem(L=3, bidirectional=True, dropout=0.4))
+
+
+def test_gradients_without_initial_states():
+    check_against_finite_differences(Problem(L=2, bidirectional=True, states=False))
+
+
+@pytest.mark.parametrize("features", [
+    dict(L=2, bidirectional=True),
+    dict(L=3, bidirectional=True, dropout=0.3, peephole="full", lengths=[4, 4, 2], activations=CUSTOM),
+])
+def test_same_gradients_with_and_without_cache(features):
+    problem = Problem(**features)
+    with_cache = problem.gradients(cache=True)
+    without = problem.gradients(cache=False)
+    for (name, _, a), (_, _, b) in zip(tensors(problem, with_cache), tensors(problem, without)):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_accumulate_adds_and_set_overwrites():
+    problem = Problem(L=2, bidirectional=True, peephole="diagonal")
+    fresh = problem.gradients()
+    accumulated = problem.gradients(flags=bl.NDArrayFlags.BACKPROP_ACCUMULATE, fill=2.0)
+    overwritten = problem.gradients(flags=bl.NDArrayFlags.BACKPROP_SET, fill=2.0)
+    for (name, _, g), (_, _, a), (_, _, s) in zip(*(tensors(problem, x) for x in (fresh, accumulated, overwritten))):
+        np.testing.assert_allclose(a, g + 2.0, rtol=1e-13, atol=1e-13, err_msg=name)
+        np.testing.assert_array_equal(s, g, err_msg=name)
+
+
+def test_backward_does_not_write_layer_params():
+    problem = Problem(L=2, bidirectional=True, dropout=0.2)
+    params, out = problem.params()
+    before = out["y_store"].copy(), out["h_n"].copy()
+    delta, _ = make_delta(params, problem.weights, dy=problem.ry)
+    bl.direct_apply_lstm_batch_backward(params, delta)
+    np.testing.assert_array_equal(out["y_store"], before[0])
+    np.testing.assert_array_equal(out["h_n"], before[1])
+
+
+def test_none_written_descriptors_are_skipped():
+    problem = Problem(L=1)
+    full = problem.gradients()
+    params, _ = problem.params()
+    delta, grads = make_delta(params, problem.weights, dy=problem.ry, dh_n=problem.rh, dc_n=problem.rc)
+    delta.input_descriptor.data_desc = None
+    delta.input_gate.hw_desc = None
+    delta.output_gate.iw_desc = [None, None]
+    bl.direct_apply_lstm_batch_backward(params, delta)
+    assert np.all(grads["dx"] == 0) and np.all(grads["U"]["input"] == 0) and np.all(grads["W"]["output"][0] == 0)
+    np.testing.assert_array_equal(grads["U"]["forget"], full["U"]["forget"])
+    np.testing.assert_array_equal(grads["dh0"], full["dh0"])
+
+
+def test_float32_gradients_match_float64():
+    problem = Problem(L=2, bidirectional=True, peephole="full")
+    g64 = problem.gradients()
+    problem.x = problem.x.astype(np.float32)
+    problem.h0 = problem.h0.astype(np.float32)
+    problem.c0 = problem.c0.astype(np.float32)
+    problem.ry, problem.rh, problem.rc = (a.astype(np.float32) for a in (problem.ry, problem.rh, problem.rc))
+    w = problem.weights
+    for part in ("W", "U", "C", "b"):
+        for gate in GATES:
+            v = w[part][gate]
+            w[part][gate] = None if v is None else ([a.astype(np.float32) for a in v] if isinstance(v, list) else v.astype(np.float32))
+    g32 = problem.gradients()
+    for (name, _, a), (_, _, b) in zip(tensors(problem, g64), tensors(problem, g32)):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4, err_msg=name)
