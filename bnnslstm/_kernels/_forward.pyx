@@ -23,6 +23,14 @@ from cython cimport floating
 from libc.string cimport memset
 
 from .activations cimport act_forward, sigmoid, tanh_
+
+cdef extern from "lstm_rows.h" nogil:
+    void cell_row_f(float *g, float *a, float *c, float *cs, const float *bias, const float *cdiag, int H)
+    void cell_row_d(double *g, double *a, double *c, double *cs, const double *bias, const double *cdiag, int H)
+    void output_row_f(float *g, float *a, const float *c, float *hc, float *y, float *h,
+                      const float *bias, const float *cdiag, int H)
+    void output_row_d(double *g, double *a, const double *c, double *hc, double *y, double *h,
+                      const double *bias, const double *cdiag, int H)
 from .blas cimport gemm
 from .common cimport Acts, at2, at3, make_acts
 
@@ -38,6 +46,12 @@ cdef void cell_row(floating *g, floating *a, floating *c, floating *cs,
                    const Acts *acts) noexcept nogil:
     """Gates i, f, g of one sample and its new cell: c' = f*c + i*g (c updated in place)."""
     cdef int j, k
+    if acts.default:  # the vectorised C rows of lstm_rows.h
+        if floating is float:
+            cell_row_f(g, a, c, cs, bias, cdiag, H)
+        else:
+            cell_row_d(g, a, c, cs, bias, cdiag, H)
+        return
     cdef floating x, c_prev
     cdef floating v[3]
     for j in range(H):
@@ -60,6 +74,12 @@ cdef void output_row(floating *g, floating *a, const floating *c, floating *hc, 
     """Output gate (peeking at the new cell) and h' = o * act_h(c')."""
     cdef int j
     cdef floating x, o, t
+    if acts.default:
+        if floating is float:
+            output_row_f(g, a, c, hc, y, h, bias, cdiag, H)
+        else:
+            output_row_d(g, a, c, hc, y, h, bias, cdiag, H)
+        return
     for j in range(H):
         x = g[3 * H + j] + bias[3 * H + j]
         if cdiag != NULL:

@@ -1,0 +1,215 @@
+"""Benchmarks: bnnslstm against PyTorch's CPU LSTM (and thinc's, when installed), side by side.
+
+    python benchmarks/run.py [--quick] [--repeats N]
+
+Prints one table: GFLOP/s of forward (inference: no cache, no dropout), and of forward +
+backward (training: with the training cache), for each shape; the ratio to PyTorch; the
+scipy sgemm GFLOP/s measured in the same run on a large square product (the BLAS this
+library calls); and the training cache's bytes against the analytic minimum of what the
+backward pass needs. Times are medians of interleaved repeats in one process.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+import scipy.linalg.blas as scipy_blas
+
+import bnnslstm as bl
+
+SHAPES = [  # name, T, B, I, H, layers, bidirectional, variable lengths, inference only
+    ("T25 B64 H512", 25, 64, 512, 512, 1, False, False, False),
+    ("T25 B16 H1024", 25, 16, 1024, 1024, 1, False, False, False),
+    ("T150 B32 H256", 150, 32, 256, 256, 1, False, False, False),
+    ("2L bidir T100 B32 H256", 100, 32, 256, 256, 2, True, False, False),
+    ("batch-1 T25 H512", 25, 1, 512, 512, 1, False, False, True),
+    ("batch-4 T150 H256", 150, 4, 256, 256, 1, False, False, True),
+    ("var-len T100 B32 H256", 100, 32, 256, 256, 1, False, True, False),
+]
+
+
+def lstm_flops(T, B, I, H, L, D, lengths=None):
+    """Multiply-adds x 2 of the forward GEMMs (elementwise work not counted)."""
+    steps = T * B if lengths is None else int(np.sum(lengths))
+    total = 0
+    for layer in range(L):
+        X = I if layer == 0 else D * H
+        total += D * steps * 2 * 4 * H * (X + H)
+    return total
+
+
+def timeit(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sgemm_gflops(n=2048, repeats=5):
+    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+    seconds = timeit(lambda: scipy_blas.sgemm(1.0, a, a), repeats)
+    return 2 * n**3 / seconds / 1e9
+
+
+def make_lengths(rng, T, B):
+    lengths = np.sort(rng.integers(T // 4, T + 1, size=B))[::-1].copy()
+    lengths[0] = T
+    return lengths
+
+
+def batch_sizes_of(lengths, T):
+    return np.array([int(np.sum(lengths > t)) for t in range(T)], dtype=np.int32)
+
+
+def cache_minimum(T, B, H, L, D, lengths=None):
+    """Bytes the backward pass cannot do without: gate activations (4H), cell (H) and the
+    layer output (H) per step, sample and direction (act_h(c) and dropout masks can be
+    recomputed), in float32."""
+    steps = T * B if lengths is None else int(np.sum(lengths))
+    return L * D * steps * 6 * H * 4
+
+
+def bench_bnnslstm(T, B, I, H, L, bidir, lengths, repeats, inference_only):
+    rng = np.random.default_rng(0)
+    lstm = bl.LSTM(I, H, L, bidirectional=bidir, seed=0)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    batch_sizes = None if lengths is None else batch_sizes_of(lengths, T)
+    D = 2 if bidir else 1
+    dy = rng.standard_normal((T, B, D * H)).astype(np.float32)
+
+    def forward():
+        lstm.forward(x, batch_sizes=batch_sizes, training=False)
+
+    def train():
+        lstm.forward(x, batch_sizes=batch_sizes, training=True)
+        lstm.backward(dy)
+
+    result = {"fwd": timeit(forward, repeats)}
+    if not inference_only:
+        result["train"] = timeit(train, repeats)
+        params, cache, _ = lstm._last
+        result["cache"] = len(cache)
+    return result
+
+
+def bench_torch(T, B, I, H, L, bidir, lengths, repeats, inference_only):
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(I, H, L, bidirectional=bidir)
+    x = torch.randn(T, B, I)
+    D = 2 if bidir else 1
+
+    def run(inp):
+        out, _ = module(inp)
+        return out if lengths is None else torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)[0]
+
+    def make_input():
+        if lengths is None:
+            return x
+        return torch.nn.utils.rnn.pack_padded_sequence(x, torch.as_tensor(lengths))
+
+    def forward():
+        with torch.no_grad():
+            run(make_input())
+
+    dy = torch.randn(T, B, D * H)
+
+    def train():
+        module.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        inp = xi if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(xi, torch.as_tensor(lengths))
+        (run(inp) * dy).sum().backward()
+
+    result = {"fwd": timeit(forward, repeats)}
+    if not inference_only:
+        result["train"] = timeit(train, repeats)
+    return result
+
+
+def bench_thinc(T, B, I, H, L, bidir, lengths, repeats, inference_only):
+    from thinc.api import LSTM as ThincLSTM
+
+    model = ThincLSTM(H, I, depth=L, bi=bidir)
+    rng = np.random.default_rng(0)
+    seqs = [rng.standard_normal((T if lengths is None else int(n), I)).astype(np.float32)
+            for n in (lengths if lengths is not None else [T] * B)]
+    model.initialize(X=seqs[:2])
+
+    def forward():
+        model.predict(seqs)
+
+    def train():
+        out, backprop = model.begin_update(seqs)
+        backprop(out)
+
+    result = {"fwd": timeit(forward, repeats)}
+    if not inference_only:
+        result["train"] = timeit(train, repeats)
+    return result
+
+
+def available(module):
+    try:
+        __import__(module)
+        return True
+    except Exception:
+        return False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
+    args = parser.parse_args(argv)
+    peers = [("torch", bench_torch)] if available("torch") else []
+    if available("thinc"):
+        peers.append(("thinc", bench_thinc))
+    if available("torch"):
+        import torch
+
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    gemm = sgemm_gflops(1024 if args.quick else 2048)
+    print(f"scipy sgemm reference: {gemm:.1f} GFLOP/s\n")
+    header = (f"{'shape':<24} {'pass':<6} {'bnnslstm GF/s':>13} " +
+              " ".join(f"{name + ' GF/s':>11} {'ratio':>6}" for name, _ in peers) +
+              f" {'% sgemm':>8} {'cache MB':>9} {'cache/min':>9}")
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(1)
+    for name, T, B, I, H, L, bidir, variable, inference_only in SHAPES:
+        if args.quick:
+            T, B, I, H = max(2, T // 5), max(1, B // 4), max(8, I // 8), max(8, H // 8)
+        lengths = make_lengths(rng, T, B) if variable else None
+        D = 2 if bidir else 1
+        flops = lstm_flops(T, B, I, H, L, D, lengths)
+        ours = bench_bnnslstm(T, B, I, H, L, bidir, lengths, args.repeats, inference_only)
+        others = {peer: fn(T, B, I, H, L, bidir, lengths, args.repeats, inference_only) for peer, fn in peers}
+        for kind, factor in (("fwd", 1), ("train", 3)):
+            if kind not in ours:
+                continue
+            ours_gf = factor * flops / ours[kind] / 1e9
+            cells = []
+            for peer, _ in peers:
+                peer_gf = factor * flops / others[peer][kind] / 1e9
+                cells.append(f"{peer_gf:>11.1f} {ours_gf / peer_gf:>6.2f}")
+            cache = ours.get("cache") if kind == "train" else None
+            cache_cells = (f"{cache / 1e6:>9.1f} {cache / cache_minimum(T, B, H, L, D, lengths):>9.2f}"
+                           if cache else f"{'':>9} {'':>9}")
+            print(f"{name:<24} {kind:<6} {ours_gf:>13.1f} " + " ".join(cells) +
+                  f" {100 * ours_gf / gemm:>7.0f}% " + cache_cells)
+        if variable:  # the same total work without variable lengths, for the padded-speed ratio
+            padded = bench_bnnslstm(T, B, I, H, L, bidir, None, args.repeats, True)
+            work_ratio = np.sum(lengths) / (T * B)
+            print(f"{'  (padded equivalent)':<24} {'fwd':<6} speed ratio var/padded = "
+                  f"{padded['fwd'] * work_ratio / ours['fwd']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
