@@ -82,26 +82,76 @@ def _empty3(dtype):
     return np.empty((0, 0, 0), dtype=dtype)
 
 
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+def _gate_stack(views):
+    """The four gates' ``[D][...]`` views as one ``[D][4][...]`` array, without copying,
+    when they already lie in memory that way (as :class:`bnnslstm.LSTM` stores them).
+    ``None`` when they do not."""
+    first = views[0]
+    if any(v is None or v.shape != first.shape or v.dtype != first.dtype for v in views):
+        return None
+    inner = first.shape[1:]
+    itemsize = first.itemsize
+    inner_strides = tuple(int(np.prod(inner[i + 1:])) * itemsize for i in range(len(inner)))
+    block = int(np.prod(inner)) * itemsize
+    if tuple(s for n, s in zip(inner, first.strides[1:]) if n > 1) != tuple(
+            s for n, s in zip(inner, inner_strides) if n > 1):
+        return None
+    if first.shape[0] > 1 and first.strides[0] != 4 * block:
+        return None
+    if any(_address(v) != _address(first) + k * block or v.strides != first.strides for k, v in enumerate(views)):
+        return None
+    return np.lib.stride_tricks.as_strided(first, (first.shape[0], 4) + inner, (4 * block, block) + inner_strides,
+                                           writeable=False)
+
+
+def _stack(views, shape, dtype):
+    """``[D][4][...]`` from four gate views: a view when possible, else a packed copy."""
+    stacked = _gate_stack(views)
+    if stacked is not None:
+        return stacked.reshape(shape)
+    packed = np.empty((views[0].shape[0], 4) + views[0].shape[1:], dtype)
+    for k, view in enumerate(views):
+        packed[:, k] = view
+    return packed.reshape(shape)
+
+
 def _pack(plan, layer):
+    """One layer's weights in the kernels' layout; views of the caller's memory when it
+    already has that layout, packed copies otherwise (once per call, never per step)."""
     D, H, X, dtype = plan.D, plan.H, plan.layer_width(layer), plan.dtype
-    W = np.empty((D, 4, H, X), dtype)
-    U = np.empty((D, 4, H, H), dtype)
-    bias = np.zeros((D, 4, H), dtype)
+    gates = plan.gates
+    W = _stack([gate.W[layer] for gate in gates], (D * 4 * H, X), dtype)
+    U = _stack([gate.U[layer] for gate in gates], (D, 4 * H, H), dtype)
+    if all(gate.b is not None for gate in gates):
+        bias = _stack([gate.b[layer] for gate in gates], (D * 4 * H,), dtype)
+    else:
+        bias = np.zeros((D, 4, H), dtype)
+        for k, gate in enumerate(gates):
+            if gate.b is not None:
+                bias[:, k] = gate.b[layer]
+        bias = bias.reshape(-1)
     kinds = plan.peepholes
-    Cdiag = np.zeros((D, 4, H), dtype) if DIAGONAL in kinds else _empty3(dtype)
-    Cifg = np.zeros((D, 3, H, H), dtype) if FULL in kinds[:3] else None
-    Co = np.ascontiguousarray(plan.gates[3].C[layer]) if kinds[3] == FULL else _empty3(dtype)
-    for k, gate in enumerate(plan.gates):
-        W[:, k] = gate.W[layer]
-        U[:, k] = gate.U[layer]
-        if gate.b is not None:
-            bias[:, k] = gate.b[layer]
-        if gate.peephole == DIAGONAL:
-            Cdiag[:, k] = gate.C[layer]
-        elif gate.peephole == FULL and k < 3:
-            Cifg[:, k] = gate.C[layer]
-    Cifg = _empty3(dtype) if Cifg is None else Cifg.reshape(D, 3 * H, H)
-    return _Packed(W.reshape(D * 4 * H, X), bias.reshape(-1), U.reshape(D, 4 * H, H), Cdiag, Cifg, Co)
+    Cdiag = _empty3(dtype)
+    if all(kind == DIAGONAL for kind in kinds):
+        Cdiag = _stack([gate.C[layer] for gate in gates], (D, 4, H), dtype)
+    elif DIAGONAL in kinds:
+        Cdiag = np.zeros((D, 4, H), dtype)
+        for k, gate in enumerate(gates):
+            if gate.peephole == DIAGONAL:
+                Cdiag[:, k] = gate.C[layer]
+    Cifg = _empty3(dtype)
+    if FULL in kinds[:3]:
+        Cifg = np.zeros((D, 3, H, H), dtype)
+        for k, gate in enumerate(gates[:3]):
+            if gate.peephole == FULL:
+                Cifg[:, k] = gate.C[layer]
+        Cifg = Cifg.reshape(D, 3 * H, H)
+    Co = np.ascontiguousarray(gates[3].C[layer]) if kinds[3] == FULL else _empty3(dtype)
+    return _Packed(np.ascontiguousarray(W), np.ascontiguousarray(bias), np.ascontiguousarray(U), Cdiag, Cifg, Co)
 
 
 def _activation_arrays(plan):
@@ -124,6 +174,23 @@ def _dropout_scale(plan, layer, out):
     return out
 
 
+# ---------------------------------------------------------------------------- scratch
+_scratch = threading.local()
+
+
+def _scratch_array(name, shape, dtype):
+    """A per-thread scratch array, reused from call to call while its shape and type fit
+    (fresh pages cost page faults on every call; concurrent calls on other threads get
+    their own)."""
+    arrays = getattr(_scratch, "arrays", None)
+    if arrays is None:
+        arrays = _scratch.arrays = {}
+    array = arrays.get(name)
+    if array is None or array.shape != shape or array.dtype != dtype:
+        array = arrays[name] = np.empty(shape, dtype)
+    return array
+
+
 # ---------------------------------------------------------------------------- forward
 class _Workspace:
     """Where one forward pass puts its per-layer arrays: the cache's regions or scratch."""
@@ -133,11 +200,12 @@ class _Workspace:
         self.regions = None if cache_bytes is None else _cache.views(cache_bytes, plan)
         TB, D, H, dtype = plan.T * plan.B, plan.D, plan.H, plan.dtype
         if self.regions is None:
-            self.gates = np.empty((TB, D * 4 * H), dtype)
-            self.pre_activations = np.empty((TB, D * 4 * H) if not plan.default_activations else (0, 0), dtype)
-            self.cells = np.empty((TB, D * H), dtype)
-            self.act_h_c = np.empty((TB, D * H), dtype)
-            self.outputs = [np.empty((TB, D * H), dtype), np.empty((TB, D * H), dtype)]
+            self.gates = _scratch_array("gates", (TB, D * 4 * H), dtype)
+            self.pre_activations = _scratch_array(
+                "preact", (TB, D * 4 * H) if not plan.default_activations else (0, 0), dtype)
+            self.cells = _scratch_array("cells", (TB, D * H), dtype)
+            self.act_h_c = _scratch_array("act_h_c", (TB, D * H), dtype)
+            self.outputs = [_scratch_array("output0", (TB, D * H), dtype), _scratch_array("output1", (TB, D * H), dtype)]
 
     def get(self, name, layer):
         if self.regions is not None:
@@ -145,7 +213,7 @@ class _Workspace:
         if name == "output":
             return self.outputs[layer % 2]
         if name == "mask":
-            return np.empty((self.plan.T * self.plan.B, self.plan.D * self.plan.H), self.plan.dtype)
+            return _scratch_array("mask", (self.plan.T * self.plan.B, self.plan.D * self.plan.H), self.plan.dtype)
         return getattr(self, name)
 
     def preact(self, layer):
@@ -169,7 +237,7 @@ def _run_forward(plan, cache_bytes):
     TB = plan.T * plan.B
     workspace = _Workspace(plan, cache_bytes)
     fns, alphas, betas = _activation_arrays(plan)
-    x = np.array(plan.x, dtype=plan.dtype, order="C").reshape(TB, plan.I)
+    x = np.ascontiguousarray(plan.x).reshape(TB, plan.I)
     h_n = np.empty((plan.L, plan.D, plan.B, plan.H), plan.dtype)
     c_n = np.empty_like(h_n)
     for layer in range(plan.L):
@@ -332,7 +400,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
                 raise BNNSError(f"{name}: shares memory with training_cache")
     with limit:
         if cache_bytes is None:  # recompute the forward into scratch; layer_params untouched
-            cache_bytes = np.zeros(_cache.capacity(plan), dtype=np.uint8)
+            cache_bytes = _scratch_array("training_cache", (_cache.capacity(plan),), np.uint8)
             _run_forward(plan, cache_bytes)
         results = _run_backward(plan, views, cache_bytes)
     for _, desc, key, view in writes:
@@ -363,7 +431,7 @@ def _run_backward(plan, views, cache_bytes):
                        plan.batch_sizes, fns, alphas, betas, plan.default_activations)
         dh0[layer], dc0[layer] = dh, dc
         if layer == 0:
-            X = np.array(plan.x, dtype=dtype, order="C").reshape(TB, plan.I)
+            X = np.ascontiguousarray(plan.x).reshape(TB, plan.I)
         elif plan.dropout > 0:
             mask = regions["mask", layer]
             X = regions["output", layer - 1] * mask

@@ -18,6 +18,16 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from .activations cimport act_derivative
+
+cdef extern from "lstm_rows.h" nogil:
+    void output_grad_row_f(const float *g, const float *hc, const float *dy, const float *dh,
+                           const float *dc, float *dg, float *dc_step, const float *cdiag, int H)
+    void output_grad_row_d(const double *g, const double *hc, const double *dy, const double *dh,
+                           const double *dc, double *dg, double *dc_step, const double *cdiag, int H)
+    void cell_grad_row_f(const float *g, const float *c_prev, const float *dc_step, float *dg,
+                         float *dc, const float *cdiag, int H)
+    void cell_grad_row_d(const double *g, const double *c_prev, const double *dc_step, double *dg,
+                         double *dc, const double *cdiag, int H)
 from .blas cimport gemm
 from .common cimport Acts, at2, at3, make_acts
 
@@ -38,6 +48,14 @@ cdef void output_pass(int t, int b, int H, int D, int B, const floating *G, cons
     cdef Py_ssize_t state_row = (<Py_ssize_t>t * B + b) * D * H
     cdef int j
     cdef floating grad_h, o, hc, c, da_o, x_o
+    if acts.default:  # the vectorised C rows of lstm_rows.h
+        if floating is float:
+            output_grad_row_f(G + gate_row, Hc + state_row, dY + state_row, dh + b * H, dc + b * H,
+                              dG + gate_row, dc_step + b * H, cdiag, H)
+        else:
+            output_grad_row_d(G + gate_row, Hc + state_row, dY + state_row, dh + b * H, dc + b * H,
+                              dG + gate_row, dc_step + b * H, cdiag, H)
+        return
     for j in range(H):
         grad_h = dY[state_row + j] + dh[b * H + j]
         o = G[gate_row + 3 * H + j]
@@ -58,6 +76,12 @@ cdef void cell_pass(int t, int b, int H, int D, int B, const floating *G, const 
     cdef Py_ssize_t gate_row = (<Py_ssize_t>t * B + b) * D * 4 * H
     cdef int j
     cdef floating i, f, g, grad_c, da_i, da_f, da_g, carry
+    if acts.default:
+        if floating is float:
+            cell_grad_row_f(G + gate_row, c_prev, dc_step + b * H, dG + gate_row, dc + b * H, cdiag, H)
+        else:
+            cell_grad_row_d(G + gate_row, c_prev, dc_step + b * H, dG + gate_row, dc + b * H, cdiag, H)
+        return
     for j in range(H):
         i = G[gate_row + j]
         f = G[gate_row + H + j]
@@ -114,14 +138,14 @@ cdef void run_direction(int d, int T, int B, int H, int D,
         gemm(False, False, bt, H, G4, <floating>1, dg, ldg, U, H, <floating>0, dh, H)
 
 
-def backward_layer(floating[:, :, ::1] U, floating[:, :, ::1] Cdiag,
-                   floating[:, :, ::1] Cifg, floating[:, :, ::1] Co,
+def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
+                   const floating[:, :, ::1] Cifg, const floating[:, :, ::1] Co,
                    floating[:, ::1] G, floating[:, ::1] A, floating[:, ::1] Cs,
                    floating[:, ::1] Hc, floating[:, ::1] dY, floating[:, :, ::1] c0,
                    floating[:, :, ::1] dh, floating[:, :, ::1] dc, floating[:, ::1] dG,
                    floating[:, ::1] dc_step,
-                   int[::1] batch_sizes, int[::1] fns, double[::1] alphas, double[::1] betas,
-                   bint default_activations):
+                   const int[::1] batch_sizes, const int[::1] fns, const double[::1] alphas,
+                   const double[::1] betas, bint default_activations):
     """Back-propagate through one layer's time loop, both directions; fills dG, dh, dc."""
     cdef int T = batch_sizes.shape[0]
     cdef int B = dh.shape[1], H = dh.shape[2], D = dh.shape[0]
@@ -149,13 +173,13 @@ cdef void previous_states(const floating *rows, int ld, const floating *initial,
                 memcpy(out + (<Py_ssize_t>t * B + b) * H, initial + <Py_ssize_t>b * H, H * sizeof(floating))
 
 
-def weight_gradients(floating[:, ::1] X, floating[:, ::1] W, floating[:, ::1] Y,
-                     floating[:, ::1] Cs, floating[:, :, ::1] h0, floating[:, :, ::1] c0,
+def weight_gradients(const floating[:, ::1] X, const floating[:, ::1] W, floating[:, ::1] Y,
+                     floating[:, ::1] Cs, const floating[:, :, ::1] h0, const floating[:, :, ::1] c0,
                      floating[:, ::1] dG, floating[:, ::1] scratch,
                      floating[:, ::1] dX, floating[:, ::1] dW, floating[::1] db,
                      floating[:, :, ::1] dU, floating[:, :, ::1] dCdiag,
                      floating[:, :, ::1] dCifg, floating[:, :, ::1] dCo,
-                     int[::1] batch_sizes):
+                     const int[::1] batch_sizes):
     """Parameter and input gradients of one layer from dG, as GEMMs over all T*B rows.
 
     dX = dG W; dW = dG^T X; db = column sums of dG; dU[d] = dG_d^T H_prev;

@@ -137,14 +137,14 @@ cdef void run_direction(int d, int T, int B, int H, int D,
             memset(Y + (<Py_ssize_t>t * B + b) * ldy + d * H, 0, H * sizeof(floating))
 
 
-def forward_layer(floating[:, ::1] X, floating[:, ::1] W, floating[::1] bias,
-                  floating[:, :, ::1] U, floating[:, :, ::1] Cdiag,
-                  floating[:, :, ::1] Cifg, floating[:, :, ::1] Co,
+def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] bias,
+                  const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
+                  const floating[:, :, ::1] Cifg, const floating[:, :, ::1] Co,
                   floating[:, ::1] G, floating[:, ::1] A, floating[:, ::1] Cs,
                   floating[:, ::1] Hc, floating[:, ::1] Y,
                   floating[:, :, ::1] h, floating[:, :, ::1] c,
-                  int[::1] batch_sizes, int[::1] fns, double[::1] alphas, double[::1] betas,
-                  bint default_activations):
+                  const int[::1] batch_sizes, const int[::1] fns, const double[::1] alphas,
+                  const double[::1] betas, bint default_activations):
     """Run one layer, every step and both directions (shapes in the module docstring).
 
     Empty arrays (a zero extent) stand for absent peepholes and for ``A`` when the

@@ -10,7 +10,7 @@ cdef struct Acts:
     bint default       # DEFAULT_ACTIVATIONS: sigmoid, sigmoid, tanh, sigmoid, tanh
 
 
-cdef inline Acts make_acts(int[::1] fns, double[::1] alphas, double[::1] betas, bint default):
+cdef inline Acts make_acts(const int[::1] fns, const double[::1] alphas, const double[::1] betas, bint default):
     cdef Acts acts
     cdef int k
     for k in range(5):
@@ -26,6 +26,6 @@ cdef inline floating* at2(floating[:, ::1] a) noexcept nogil:
     return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
 
 
-cdef inline floating* at3(floating[:, :, ::1] a, Py_ssize_t d) noexcept nogil:
+cdef inline const floating* at3(const floating[:, :, ::1] a, Py_ssize_t d) noexcept nogil:
     """Pointer to a[d], NULL for an empty array (an absent operand)."""
     return &a[d, 0, 0] if a.shape[0] > d and a.shape[1] > 0 and a.shape[2] > 0 else NULL

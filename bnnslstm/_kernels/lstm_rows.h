@@ -109,7 +109,48 @@ ROW_TARGETS static void output_row_##SUFFIX(real *restrict g, real *restrict a, 
     }                                                                                          \
 }
 
+/* Backward rows with the default activations: sigmoid' = s(1-s), tanh' = 1-t^2 from the
+ * cached activations. g: the sample's gate activations i, f, g, o; dg: its dL/d(pre-act). */
+#define DEFINE_BACKWARD_ROWS(real, SUFFIX)                                                      \
+/* dA_o and dL/dc' = dc + dh * o * tanh'(c') (+ diagonal output peephole) */                      \
+ROW_TARGETS static void output_grad_row_##SUFFIX(const real *restrict g, const real *restrict hc,   \
+        const real *restrict dy, const real *restrict dh, const real *restrict dc,               \
+        real *restrict dg, real *restrict dc_step, const real *restrict cdiag, int H)            \
+{                                                                                              \
+    const real *go = g + 3 * H;                                                                \
+    for (int j = 0; j < H; j++) {                                                              \
+        real grad_h = dy[j] + dh[j];                                                           \
+        real o = go[j], t = hc[j];                                                             \
+        real da_o = grad_h * t * o * (1 - o);                                                  \
+        dg[3 * H + j] = da_o;                                                                  \
+        dc_step[j] = dc[j] + grad_h * o * (1 - t * t);                                         \
+    }                                                                                          \
+    if (cdiag) {                                                                               \
+        const real *po = cdiag + 3 * H;                                                        \
+        for (int j = 0; j < H; j++) dc_step[j] += po[j] * dg[3 * H + j];                       \
+    }                                                                                          \
+}                                                                                              \
+/* dA_i, dA_f, dA_g and dL/dc of the previous step (+ diagonal peepholes) */                    \
+ROW_TARGETS static void cell_grad_row_##SUFFIX(const real *restrict g,                            \
+        const real *restrict c_prev, const real *restrict dc_step, real *restrict dg,            \
+        real *restrict dc, const real *restrict cdiag, int H)                                    \
+{                                                                                              \
+    for (int j = 0; j < H; j++) {                                                              \
+        real i = g[j], f = g[H + j], gg = g[2 * H + j], grad_c = dc_step[j];                   \
+        dg[j] = grad_c * gg * i * (1 - i);                                                     \
+        dg[H + j] = grad_c * c_prev[j] * f * (1 - f);                                          \
+        dg[2 * H + j] = grad_c * i * (1 - gg * gg);                                            \
+        dc[j] = grad_c * f;                                                                    \
+    }                                                                                          \
+    if (cdiag) {                                                                               \
+        for (int j = 0; j < H; j++)                                                            \
+            dc[j] += cdiag[j] * dg[j] + cdiag[H + j] * dg[H + j] + cdiag[2 * H + j] * dg[2 * H + j]; \
+    }                                                                                          \
+}
+
 DEFINE_ROWS(float, fast_sigmoidf, fast_tanhf, f)
 DEFINE_ROWS(double, exact_sigmoid, tanh, d)
+DEFINE_BACKWARD_ROWS(float, f)
+DEFINE_BACKWARD_ROWS(double, d)
 
 #endif
