@@ -119,7 +119,7 @@ class NDArrayDescriptor:
             size[size_index[axis]] = extent
             stride[stride_index[axis]] = strides[axis]
         stride = _fill_strides(layout, size, stride)
-        span = 1 + sum((n - 1) * s for n, s in zip(size, stride)) if array.size else 0
+        span = 1 + sum((n - 1) * s for n, s in zip(array.shape, strides)) if array.size else 0
         flat = np.lib.stride_tricks.as_strided(array, shape=(span,), strides=(itemsize,),
                                                writeable=array.flags.writeable)
         return cls(flat, layout, tuple(size), tuple(stride), _DATA_TYPES[array.dtype], flags)

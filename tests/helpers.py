@@ -83,7 +83,7 @@ def make_delta(params, weights, *, dy=None, dh_n=None, dc_n=None, layout="SNE", 
     grads = {"dx": np.full((T, B, I), fill, dtype), "dh0": np.full((L, D, B, H), fill, dtype),
              "dc0": np.full((L, D, B, H), fill, dtype), "W": {}, "U": {}, "C": {}, "b": {}}
     dx_store, dx_desc = sequence(grads["dx"], layout)
-    grads["dx_store"] = dx_store
+    grads["dx"] = dx_store if layout == "SNE" else dx_store.transpose(1, 0, 2)  # a view of what is written
     dx_desc.flags = flags
     delta = bl.LayerParametersLSTM(
         input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=T, lstm_flags=params.lstm_flags)

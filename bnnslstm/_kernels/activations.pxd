@@ -1,0 +1,208 @@
+# Every elementwise BNNS activation function and its derivative (SPEC §1, §3), inline and
+# nogil for float and double. The numbering is ActivationFunction's (BNNS's values).
+#
+# Derivatives at kinks take the one-sided value PyTorch uses: relu'(0) = 0, abs'(0) = 0,
+# clamp'(alpha) = clamp'(beta) = 1 inside [alpha, beta], hard-sigmoid'/shrink'/threshold'
+# follow the strict inequalities of their definitions.
+
+from cython cimport floating
+from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf, erf, erff, fabs, fabsf
+
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating tanh_(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _erf(floating x) noexcept nogil:
+    if floating is float:
+        return erff(x)
+    else:
+        return erf(x)
+
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating sigmoid(floating x) noexcept nogil:
+    """1 / (1 + e^-x) without overflow for large |x|."""
+    cdef floating e
+    if x >= 0:
+        return 1 / (1 + _exp(-x))
+    e = _exp(x)
+    return e / (1 + e)
+
+
+cdef inline floating softplus(floating x) noexcept nogil:
+    """log(1 + e^x), stable for large |x|."""
+    if x > 0:
+        return x + _log1p(_exp(-x))
+    return _log1p(_exp(x))
+
+
+cdef inline floating act_forward(int fn, floating x, floating alpha, floating beta) noexcept nogil:
+    """f(x) for ActivationFunction ``fn`` with parameters alpha, beta."""
+    cdef floating s, t
+    if fn == 0:     # IDENTITY
+        return x
+    elif fn == 1:   # RECTIFIED_LINEAR
+        return x if x > 0 else 0
+    elif fn == 2:   # LEAKY_RECTIFIED_LINEAR
+        return x if x >= 0 else alpha * x
+    elif fn == 3:   # SIGMOID
+        return sigmoid(x)
+    elif fn == 4:   # TANH
+        return tanh_(x)
+    elif fn == 5:   # SCALED_TANH
+        return alpha * tanh_(beta * x)
+    elif fn == 6:   # ABS
+        return _abs(x)
+    elif fn == 7:   # LINEAR
+        return alpha * x
+    elif fn == 8:   # CLAMP
+        return alpha if x < alpha else (beta if x > beta else x)
+    elif fn == 12:  # GELU_APPROXIMATION
+        return <floating>0.5 * x * (1 + tanh_(alpha * (x + beta * x * x * x)))
+    elif fn == 15:  # HARD_SIGMOID
+        s = alpha * x + beta
+        return 0 if s < 0 else (1 if s > 1 else s)
+    elif fn == 16:  # SOFTPLUS
+        return alpha * softplus(beta * x)
+    elif fn == 17:  # SOFTSIGN
+        return x / (1 + _abs(x))
+    elif fn == 18:  # ELU
+        return x if x >= 0 else alpha * (_exp(x) - 1)
+    elif fn == 19:  # CLAMPED_LEAKY_RECTIFIED_LINEAR
+        s = x if x >= 0 else alpha * x
+        return s if s < beta else beta
+    elif fn == 20:  # LINEAR_WITH_BIAS
+        return alpha * x + beta
+    elif fn == 22:  # LOG_SIGMOID
+        return -softplus(-x)
+    elif fn == 23:  # SELU, with its fixed constants (Klambauer et al. 2017)
+        return <floating>1.0507009873554804934 * (x if x >= 0 else <floating>1.6732632423543772848 * (_exp(x) - 1))
+    elif fn == 24:  # CELU
+        return x if x >= 0 else alpha * (_exp(x / alpha) - 1)
+    elif fn == 25:  # HARD_SHRINK
+        return x if _abs(x) > alpha else 0
+    elif fn == 26:  # SOFT_SHRINK
+        return x - alpha if x > alpha else (x + alpha if x < -alpha else 0)
+    elif fn == 27:  # TANH_SHRINK
+        return x - tanh_(x)
+    elif fn == 28:  # THRESHOLD
+        return x if x > alpha else beta
+    elif fn == 30:  # HARD_SWISH
+        s = alpha * x + beta
+        return x * (0 if s < 0 else (1 if s > 1 else s))
+    elif fn == 31:  # SILU
+        return x * sigmoid(x)
+    elif fn == 32:  # RELU6
+        return 0 if x < 0 else (6 if x > 6 else x)
+    elif fn == 33:  # ERF
+        return _erf(x)
+    elif fn == 34:  # GELU
+        return <floating>0.5 * x * (1 + _erf(x * <floating>0.70710678118654752440))
+    elif fn == 35:  # GELU_APPROXIMATION_SIGMOID
+        return x * sigmoid(<floating>1.702 * x)
+    return x
+
+
+cdef inline floating act_derivative(int fn, floating x, floating y, floating alpha,
+                                    floating beta) noexcept nogil:
+    """f'(x) for ActivationFunction ``fn``, given y = f(x)."""
+    cdef floating s, t, u
+    if fn == 0:
+        return 1
+    elif fn == 1:
+        return 1 if x > 0 else 0
+    elif fn == 2:
+        return 1 if x >= 0 else alpha
+    elif fn == 3:
+        return y * (1 - y)
+    elif fn == 4:
+        return 1 - y * y
+    elif fn == 5:
+        t = tanh_(beta * x)
+        return alpha * beta * (1 - t * t)
+    elif fn == 6:
+        return 1 if x > 0 else (-1 if x < 0 else 0)
+    elif fn == 7:
+        return alpha
+    elif fn == 8:
+        return 0 if (x < alpha or x > beta) else 1
+    elif fn == 12:
+        u = alpha * (x + beta * x * x * x)
+        t = tanh_(u)
+        return <floating>0.5 * (1 + t) + <floating>0.5 * x * (1 - t * t) * alpha * (1 + 3 * beta * x * x)
+    elif fn == 15:
+        s = alpha * x + beta
+        return 0 if (s < 0 or s > 1) else alpha
+    elif fn == 16:
+        return alpha * beta * sigmoid(beta * x)
+    elif fn == 17:
+        s = 1 + _abs(x)
+        return 1 / (s * s)
+    elif fn == 18:
+        return 1 if x >= 0 else alpha * _exp(x)
+    elif fn == 19:
+        s = x if x >= 0 else alpha * x
+        if s >= beta:
+            return 0
+        return 1 if x >= 0 else alpha
+    elif fn == 20:
+        return alpha
+    elif fn == 22:
+        return sigmoid(-x)
+    elif fn == 23:
+        return <floating>1.0507009873554804934 * (1 if x >= 0 else <floating>1.6732632423543772848 * _exp(x))
+    elif fn == 24:
+        return 1 if x >= 0 else _exp(x / alpha)
+    elif fn == 25:
+        return 1 if _abs(x) > alpha else 0
+    elif fn == 26:
+        return 1 if (x > alpha or x < -alpha) else 0
+    elif fn == 27:
+        t = tanh_(x)
+        return t * t
+    elif fn == 28:
+        return 1 if x > alpha else 0
+    elif fn == 30:
+        s = alpha * x + beta
+        if s < 0:
+            return 0
+        if s > 1:
+            return 1
+        return s + x * alpha
+    elif fn == 31:
+        s = sigmoid(x)
+        return s * (1 + x * (1 - s))
+    elif fn == 32:
+        return 1 if (x > 0 and x < 6) else 0
+    elif fn == 33:
+        return <floating>1.12837916709551257390 * _exp(-x * x)  # 2/sqrt(pi)
+    elif fn == 34:
+        return <floating>0.5 * (1 + _erf(x * <floating>0.70710678118654752440)) + x * <floating>0.39894228040143267794 * _exp(-x * x / 2)
+    elif fn == 35:
+        s = sigmoid(<floating>1.702 * x)
+        return s + x * <floating>1.702 * s * (1 - s)
+    return 1

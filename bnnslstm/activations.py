@@ -1,0 +1,96 @@
+"""Activation functions: checking an :class:`~bnnslstm.parameters.Activation` and applying it.
+
+The kernels' functions live in ``_kernels/activations.pxd``; :func:`apply_activation`
+exposes the same code to Python, for tests and for the documentation's table.
+"""
+
+import math
+
+import numpy as np
+
+from ._kernels import _activations
+from .enums import NON_ELEMENTWISE, ActivationFunction
+from .errors import BNNSError
+
+__all__ = ["apply_activation", "check_activation", "PARAMETERS_USED"]
+
+F = ActivationFunction
+#: Which of alpha and beta each elementwise function reads (the others ignore them).
+PARAMETERS_USED = {
+    F.IDENTITY: (), F.RECTIFIED_LINEAR: (), F.LEAKY_RECTIFIED_LINEAR: ("alpha",), F.SIGMOID: (),
+    F.TANH: (), F.SCALED_TANH: ("alpha", "beta"), F.ABS: (), F.LINEAR: ("alpha",),
+    F.CLAMP: ("alpha", "beta"), F.GELU_APPROXIMATION: ("alpha", "beta"),
+    F.HARD_SIGMOID: ("alpha", "beta"), F.SOFTPLUS: ("alpha", "beta"), F.SOFTSIGN: (),
+    F.ELU: ("alpha",), F.CLAMPED_LEAKY_RECTIFIED_LINEAR: ("alpha", "beta"),
+    F.LINEAR_WITH_BIAS: ("alpha", "beta"), F.LOG_SIGMOID: (), F.SELU: (), F.CELU: ("alpha",),
+    F.HARD_SHRINK: ("alpha",), F.SOFT_SHRINK: ("alpha",), F.TANH_SHRINK: (),
+    F.THRESHOLD: ("alpha", "beta"), F.HARD_SWISH: ("alpha", "beta"), F.SILU: (), F.RELU6: (),
+    F.ERF: (), F.GELU: (), F.GELU_APPROXIMATION_SIGMOID: (),
+}
+
+
+def check_activation(activation, field="activation"):
+    """Validate an Activation; return ``(function, alpha, beta)`` as (int, float, float).
+
+    Parameters a function does not use come back as 0.0. Raises :class:`BNNSError` naming
+    ``field`` for non-elementwise or unknown functions and for missing or non-finite
+    parameters.
+    """
+    for name in ("function", "alpha", "beta"):
+        if not hasattr(activation, name):
+            raise BNNSError(f"{field}: expected an Activation, got {type(activation).__name__}")
+    function = activation.function
+    try:
+        if isinstance(function, bool) or not isinstance(function, (int, np.integer)):
+            raise ValueError
+        function = ActivationFunction(function)
+    except ValueError:
+        raise BNNSError(f"{field}.function: {function!r} is not an ActivationFunction") from None
+    if function in NON_ELEMENTWISE:
+        raise BNNSError(f"{field}.function: {function.name} is not elementwise; the LSTM refuses it")
+    values = {}
+    for name in ("alpha", "beta"):
+        if name not in PARAMETERS_USED[function]:
+            values[name] = 0.0
+            continue
+        value = getattr(activation, name)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise BNNSError(f"{field}.{name}: expected a number for {function.name}, got {value!r}") from None
+        if not math.isfinite(value):
+            raise BNNSError(f"{field}.{name}: {function.name} needs a finite {name}, got {value}")
+        values[name] = value
+    if function == F.CELU and values["alpha"] == 0:
+        raise BNNSError(f"{field}.alpha: CELU divides by alpha, which must not be 0")
+    return int(function), values["alpha"], values["beta"]
+
+
+def apply_activation(x, activation, derivative=False):
+    """``f(x)`` (or ``f'(x)`` with ``derivative=True``) elementwise, as the kernels compute it.
+
+    Parameters
+    ----------
+    x : array_like
+        float32 and float64 keep their type; anything else is converted to float64.
+    activation : Activation
+
+    Returns
+    -------
+    numpy.ndarray of x's shape.
+
+    Examples
+    --------
+    >>> import bnnslstm as bl
+    >>> act = bl.Activation(bl.ActivationFunction.LEAKY_RECTIFIED_LINEAR, alpha=0.1)
+    >>> bl.apply_activation([-2.0, 0.5], act).tolist()
+    [-0.2, 0.5]
+    """
+    function, alpha, beta = check_activation(activation)
+    array = np.asarray(x)
+    if array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
+    flat = np.ascontiguousarray(array).reshape(-1)
+    out = np.empty_like(flat)
+    _activations.apply(flat, out, function, alpha, beta, bool(derivative))
+    return out.reshape(array.shape)
