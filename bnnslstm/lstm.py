@@ -16,7 +16,7 @@ from . import _cache
 from ._kernels._backward import backward_layer, weight_gradients
 from ._kernels._dropout import dropout_mask
 from ._kernels._forward import forward_layer
-from ._plan import DIAGONAL, FULL, GATES, _gate, _view, check_disjoint, make_plan, _sequence_view
+from ._plan import DIAGONAL, FULL, GATES, _gate, _sequence_view, _view, check_disjoint, make_plan, overlap
 from .enums import LayerFlags, NDArrayFlags
 from .errors import BNNSError
 from .parameters import FilterParameters
@@ -254,6 +254,16 @@ def _run_forward(plan, cache_bytes):
     return workspace.get("output", plan.L - 1), h_n, c_n
 
 
+def _inputs(plan):
+    """(field, view) of every descriptor the forward reads."""
+    views = [("input_descriptor.data_desc", plan.x), ("input_descriptor.hidden_desc", plan.h0),
+             ("input_descriptor.cell_state_desc", plan.c0)]
+    for name, gate in zip(GATES, plan.gates):
+        views += [(f"{name}.iw_desc", w) for w in gate.W]
+        views += [(f"{name}.hw_desc", gate.U), (f"{name}.cw_desc", gate.C), (f"{name}.b_desc", gate.b)]
+    return [(name, view) for name, view in views if view is not None]
+
+
 def _store(view, value, flags=NDArrayFlags.BACKPROP_SET):
     if view is None:
         return
@@ -279,6 +289,10 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
         ("output_descriptor.cell_state_desc", plan.c_n)) if view is not None]
     if cache_bytes is not None:
         writes.append(("training_cache", cache_bytes))
+        # the kernels write the cache while they read the inputs: they must not overlap
+        for name, view in _inputs(plan):
+            if overlap(view, cache_bytes):
+                raise BNNSError(f"training_cache: shares memory with {name}, which the forward reads")
     check_disjoint(writes)
     with limit:
         y, h_n, c_n = _run_forward(plan, cache_bytes)
@@ -396,7 +410,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
         cache_bytes = _cache.check_buffer(training_cache, plan)
         _cache.check_header(cache_bytes, plan)
         for name, _, _, view in writes:
-            if np.shares_memory(view, cache_bytes, max_work=10**6):
+            if overlap(view, cache_bytes):
                 raise BNNSError(f"{name}: shares memory with training_cache")
     with limit:
         if cache_bytes is None:  # recompute the forward into scratch; layer_params untouched
