@@ -124,16 +124,15 @@ def _view(desc, shape, field_name, data_type, writable=False, optional=True):
     if desc.data_type != data_type:
         raise BNNSError(
             f"{field_name}.data_type: {_type_name(desc.data_type)} but the call's type is {_type_name(data_type)}")
-    given = desc.logical_shape(shape)
-    core = tuple(shape)
+    filled = desc.logical_shape(shape)
+    given, core = filled, tuple(shape)
     while len(core) > len(given) and core[0] == 1:
         core = core[1:]
     while len(given) > len(core) and given[0] == 1:
         given = given[1:]
     if given != core:
-        raise BNNSError(f"{field_name}: logical shape {desc.logical_shape(shape)} does not match {tuple(shape)}")
-    view = desc.to_numpy(desc.logical_shape(shape), field_name, writable=writable)
-    return view.reshape(shape)
+        raise BNNSError(f"{field_name}: logical shape {filled} does not match {tuple(shape)}")
+    return desc.to_numpy(filled, field_name, writable=writable).reshape(shape)
 
 
 def _type_name(data_type):

@@ -34,7 +34,7 @@ def numpy_dtype(data_type):
         raise BNNSError(f"data_type: {data_type!r} is not a DataType") from None
 
 
-def _axis_maps(layout):
+def _layout_maps(layout):
     """For each logical (C-order) axis j: the index into ``size`` and into ``stride``."""
     rank = layout.rank
     if layout in (DataLayout.VECTOR, DataLayout.LAST_MAJOR_1D, DataLayout.FIRST_MAJOR_1D):
@@ -47,6 +47,14 @@ def _axis_maps(layout):
     if layout.name.startswith("FIRST_MAJOR"):  # size is the C shape; stride[0] steps the last index
         return tuple(range(rank)), reverse
     return reverse, reverse  # SNE, NSE, LAST_MAJOR_nD: first size index fastest
+
+
+# computed once: validation runs on every call, and enum look-ups are slow
+_AXIS_MAPS = {int(layout): _layout_maps(layout) for layout in DataLayout}
+
+
+def _axis_maps(layout):
+    return _AXIS_MAPS[layout]
 
 
 class NDArrayDescriptor:
@@ -97,7 +105,10 @@ class NDArrayDescriptor:
             raise BNNSError(f"array: dtype {array.dtype} has no DataType")
         if layout is None:
             layout = DataLayout.VECTOR if array.ndim == 1 else DataLayout[f"FIRST_MAJOR_{array.ndim}D"]
-        layout = DataLayout(layout)
+        try:
+            layout = DataLayout(layout)
+        except ValueError:
+            raise BNNSError(f"layout: {layout!r} is not a DataLayout") from None
         if array.ndim != layout.rank:
             raise BNNSError(f"array: {layout.name} needs {layout.rank} dimensions, the array has {array.ndim}")
         itemsize = array.dtype.itemsize
@@ -128,7 +139,7 @@ class NDArrayDescriptor:
     def logical_shape(self, default_shape=None):
         """The logical C-order shape, zero sizes taken from ``default_shape`` (aligned right)."""
         layout = _check_layout(self.layout, "layout")
-        size = _padded(self.size, layout.rank, "size")
+        size = _padded(self.size, len(_AXIS_MAPS[layout][0]), "size")
         size_index, _ = _axis_maps(layout)
         shape = [size[k] for k in size_index]
         if default_shape is not None:
@@ -153,11 +164,11 @@ class NDArrayDescriptor:
             raise BNNSError(f"{field}.size: size {self.size} has a zero extent that nothing fills")
         dtype = numpy_dtype(self.data_type)
         flat = _flat_view(self.data, dtype, field, writable)
-        size = [0] * layout.rank
         size_index, stride_index = _axis_maps(layout)
+        size = [0] * len(size_index)
         for axis, extent in enumerate(shape):
             size[size_index[axis]] = extent
-        stride = _fill_strides(layout, size, _padded(self.stride, layout.rank, "stride", field))
+        stride = _fill_strides(layout, size, _padded(self.stride, len(size_index), "stride", field))
         strides = [stride[k] for k in stride_index]
         last = sum((n - 1) * s for n, s in zip(shape, strides))
         if last >= flat.size:
@@ -171,10 +182,9 @@ class NDArrayDescriptor:
 
 
 def _check_layout(layout, field):
-    try:
-        return DataLayout(layout)
-    except ValueError:
-        raise BNNSError(f"{field}: {layout!r} is not a DataLayout") from None
+    if isinstance(layout, bool) or layout not in _AXIS_MAPS:
+        raise BNNSError(f"{field}: {layout!r} is not a DataLayout")
+    return layout
 
 
 def _padded(values, rank, name, field="descriptor"):
@@ -182,14 +192,16 @@ def _padded(values, rank, name, field="descriptor"):
     if len(values) > 8:
         raise BNNSError(f"{field}.{name}: at most 8 entries, got {len(values)}")
     values = (values + (0,) * rank)[:rank]
+    out = []
     for v in values:
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+        if type(v) is not int and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)):
             raise BNNSError(f"{field}.{name}: entries must be integers, got {values}")
         if v < 0:
             raise BNNSError(f"{field}.{name}: entries must be non-negative, got {values}")
         if v > _MAX_OFFSET:
             raise BNNSError(f"{field}.{name}: entry {v} is too large")
-    return [int(v) for v in values]
+        out.append(int(v))
+    return out
 
 
 def _fill_strides(layout, size, stride):

@@ -115,6 +115,9 @@ class LSTM:
         for array in self._weights.named(self.num_layers, self.D, self.hidden_size).values():
             array[...] = self._rng.uniform(-bound, bound, array.shape)
         self._last = None  # (params, cache, shapes) of the last training forward
+        # descriptors on the storage, built once: the arrays never move
+        self._weight_gates = self._weights.gates(0)
+        self._grad_gates = self._grads.gates(0)
 
     # ----------------------------------------------------------------- parameters
     def parameters(self):
@@ -149,7 +152,7 @@ class LSTM:
                                                  NDArrayDescriptor.from_array(h_n.reshape(L, D, B, H)),
                                                  NDArrayDescriptor.from_array(c_n.reshape(L, D, B, H))),
         )
-        for field, gate in zip(_GATE_FIELDS, self._weights.gates(0)):
+        for field, gate in zip(_GATE_FIELDS, self._weight_gates):
             setattr(params, field, gate)
         return params, (x, y, h_n, c_n)
 
@@ -209,7 +212,7 @@ class LSTM:
             output_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(dy, layout),
                                                  self._state(dh_n, B, "dh_n"), self._state(dc_n, B, "dc_n")),
         )
-        for field, gate in zip(_GATE_FIELDS, self._grads.gates(0)):
+        for field, gate in zip(_GATE_FIELDS, self._grad_gates):
             setattr(delta, field, gate)
         direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
         return dx, (dh0, dc0)

@@ -6,6 +6,7 @@ the results are stored into the caller's descriptors. A call that raises has wri
 nothing.
 """
 
+import os
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -41,28 +42,32 @@ def training_cache_layout(layer_params):
 
 
 # ---------------------------------------------------------------------------- threads
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _controller_lock = threading.Lock()
 _controller = None
 
 
 def _thread_limit(filter_params):
-    """A context that limits BLAS to ``filter_params.n_threads`` threads (0: no limit)."""
+    """(a context limiting BLAS to ``filter_params.n_threads``, the kernels' thread count).
+
+    ``n_threads = 0`` (or no filter parameters) means every core this process may use.
+    """
     if filter_params is None:
-        return nullcontext()
+        return nullcontext(), _CORES
     if not isinstance(filter_params, FilterParameters):
         raise BNNSError(f"filter_params: expected FilterParameters or None, got {type(filter_params).__name__}")
     n = filter_params.n_threads
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise BNNSError(f"filter_params.n_threads: expected an integer >= 0, got {n!r}")
     if n == 0:
-        return nullcontext()
+        return nullcontext(), _CORES
     global _controller
     with _controller_lock:
         if _controller is None:
             from threadpoolctl import ThreadpoolController
 
             _controller = ThreadpoolController()
-    return _controller.limit(limits=int(n), user_api="blas")
+    return _controller.limit(limits=int(n), user_api="blas"), int(min(n, 256))
 
 
 # ---------------------------------------------------------------------------- packing
@@ -232,7 +237,7 @@ def _layer_input(plan, workspace, layer, x):
     return previous * _dropout_scale(plan, layer, workspace.get("mask", layer))
 
 
-def _run_forward(plan, cache_bytes):
+def _run_forward(plan, cache_bytes, threads=1):
     """Every layer's kernels; returns the last output [T*B][D*H] and h_T, c_T [L][D][B][H]."""
     TB = plan.T * plan.B
     workspace = _Workspace(plan, cache_bytes)
@@ -248,7 +253,7 @@ def _run_forward(plan, cache_bytes):
             packed.Cdiag, packed.Cifg, packed.Co,
             workspace.get("gates", layer), workspace.preact(layer), workspace.get("cells", layer),
             workspace.get("act_h_c", layer), workspace.get("output", layer), h, c,
-            plan.batch_sizes, fns, alphas, betas, plan.default_activations,
+            plan.batch_sizes, fns, alphas, betas, plan.default_activations, threads,
         )
         h_n[layer], c_n[layer] = h, c
     return workspace.get("output", plan.L - 1), h_n, c_n
@@ -282,7 +287,7 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     pass needs at the offsets of :func:`training_cache_layout`.
     """
     plan = make_plan(layer_params)
-    limit = _thread_limit(filter_params)
+    limit, threads = _thread_limit(filter_params)
     cache_bytes = None if training_cache is None else _cache.check_buffer(training_cache, plan)
     writes = [(name, view) for name, view in (
         ("output_descriptor.data_desc", plan.y), ("output_descriptor.hidden_desc", plan.h_n),
@@ -295,7 +300,7 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
                 raise BNNSError(f"training_cache: shares memory with {name}, which the forward reads")
     check_disjoint(writes)
     with limit:
-        y, h_n, c_n = _run_forward(plan, cache_bytes)
+        y, h_n, c_n = _run_forward(plan, cache_bytes, threads)
     if cache_bytes is not None:
         _cache.write_header(cache_bytes, plan)
     if plan.y is not None:
@@ -403,7 +408,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     """
     plan = make_plan(layer_params, need_outputs=False)
     views, writes = _delta_plan(layer_delta_params, plan)
-    limit = _thread_limit(filter_params)
+    limit, threads = _thread_limit(filter_params)
     if training_cache is None:
         cache_bytes = None
     else:
@@ -415,13 +420,13 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     with limit:
         if cache_bytes is None:  # recompute the forward into scratch; layer_params untouched
             cache_bytes = _scratch_array("training_cache", (_cache.capacity(plan),), np.uint8)
-            _run_forward(plan, cache_bytes)
-        results = _run_backward(plan, views, cache_bytes)
+            _run_forward(plan, cache_bytes, threads)
+        results = _run_backward(plan, views, cache_bytes, threads)
     for _, desc, key, view in writes:
         _store(view, _gradient(plan, results, key), desc.flags)
 
 
-def _run_backward(plan, views, cache_bytes):
+def _run_backward(plan, views, cache_bytes, threads):
     T, B, D, H, L, dtype = plan.T, plan.B, plan.D, plan.H, plan.L, plan.dtype
     TB = T * B
     regions = _cache.views(cache_bytes, plan)
@@ -442,7 +447,7 @@ def _run_backward(plan, views, cache_bytes):
         preact = regions.get(("preact", layer), np.empty((0, 0), dtype))
         backward_layer(packed.U, packed.Cdiag, packed.Cifg, packed.Co, regions["gates", layer], preact,
                        regions["cells", layer], regions["act_h_c", layer], dY, c0, dh, dc, dG, dc_step,
-                       plan.batch_sizes, fns, alphas, betas, plan.default_activations)
+                       plan.batch_sizes, fns, alphas, betas, plan.default_activations, threads)
         dh0[layer], dc0[layer] = dh, dc
         if layer == 0:
             X = np.ascontiguousarray(plan.x).reshape(TB, plan.I)

@@ -175,7 +175,7 @@ CORRUPTIONS = {
     "sequence_descriptor": lambda p: setattr(p, "sequence_descriptor", np.arange(p.seq_len, dtype=np.int32) + 1),
     "input_descriptor.data_desc": lambda p: setattr(p.input_descriptor.data_desc, "stride", (1, 10**6, 1)),
     "input_gate.hw_desc": lambda p: setattr(p.input_gate.hw_desc, "size", (99,) + tuple(p.input_gate.hw_desc.size[1:])),
-    "forget_gate.iw_desc[0]": lambda p: setattr(p.forget_gate.iw_desc[0], "data", p.forget_gate.iw_desc[0].data[:1]),
+    "forget_gate.iw_desc[0]": lambda p: setattr(p.forget_gate.iw_desc[0], "data", p.forget_gate.iw_desc[0].data[:-1]),
     "output_gate.activation": lambda p: (setattr(p, "lstm_flags", p.lstm_flags & ~bl.LayerFlags.DEFAULT_ACTIVATIONS),
                                          setattr(p.output_gate, "activation", bl.Activation(bl.ActivationFunction.SOFTMAX))),
     "candidate_gate.b_desc": lambda p: setattr(p.candidate_gate.b_desc, "data_type", bl.DataType.FLOAT32),

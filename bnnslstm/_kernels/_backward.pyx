@@ -28,7 +28,7 @@ cdef extern from "lstm_rows.h" nogil:
                          float *dc, const float *cdiag, int H)
     void cell_grad_row_d(const double *g, const double *c_prev, const double *dc_step, double *dg,
                          double *dc, const double *cdiag, int H)
-from .blas cimport gemm
+from .blas cimport gemm, step_gemm_nn
 from .common cimport Acts, at2, at3, make_acts
 
 
@@ -109,7 +109,8 @@ cdef void run_direction(int d, int T, int B, int H, int D,
                         const floating *Hc, const floating *dY, const floating *c0,
                         floating *dh, floating *dc, floating *dG, floating *dc_step,
                         const floating *U, const floating *cdiag, const floating *cifg,
-                        const floating *co, const int *batch_sizes, const Acts *acts) noexcept nogil:
+                        const floating *co, const int *batch_sizes, const Acts *acts,
+                        int threads) noexcept nogil:
     cdef int G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
     cdef int s, t, b, bt, p
     cdef Py_ssize_t dir_g = d * G4, dir_h = d * H
@@ -123,7 +124,7 @@ cdef void run_direction(int d, int T, int B, int H, int D,
             output_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
                         Cs + dir_h, Hc + dir_h, dY + dir_h, dh, dc, dG + dir_g, dc_step, cdiag, acts)
         if co != NULL:  # dL/dc' += dA_o Co
-            gemm(False, False, bt, H, H, <floating>1, dg + 3 * H, ldg, co, H, <floating>1, dc_step, H)
+            step_gemm_nn(bt, H, H, dg + 3 * H, ldg, co, H, dc_step, H, True, threads)
         p = t - 1 if d == 0 else t + 1
         for b in range(bt):
             if 0 <= p < T and b < batch_sizes[p]:
@@ -133,9 +134,9 @@ cdef void run_direction(int d, int T, int B, int H, int D,
             cell_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
                       c_prev, dc_step, dG + dir_g, dc, cdiag, acts)
         if cifg != NULL:  # dL/dc += [dA_i dA_f dA_g] Cifg
-            gemm(False, False, bt, H, 3 * H, <floating>1, dg, ldg, cifg, H, <floating>1, dc, H)
+            step_gemm_nn(bt, H, 3 * H, dg, ldg, cifg, H, dc, H, True, threads)
         # dL/dh of the previous step: dA U (overwrites only the active rows)
-        gemm(False, False, bt, H, G4, <floating>1, dg, ldg, U, H, <floating>0, dh, H)
+        step_gemm_nn(bt, H, G4, dg, ldg, U, H, dh, H, False, threads)
 
 
 def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
@@ -145,7 +146,7 @@ def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
                    floating[:, :, ::1] dh, floating[:, :, ::1] dc, floating[:, ::1] dG,
                    floating[:, ::1] dc_step,
                    const int[::1] batch_sizes, const int[::1] fns, const double[::1] alphas,
-                   const double[::1] betas, bint default_activations):
+                   const double[::1] betas, bint default_activations, int threads=1):
     """Back-propagate through one layer's time loop, both directions; fills dG, dh, dc."""
     cdef int T = batch_sizes.shape[0]
     cdef int B = dh.shape[1], H = dh.shape[2], D = dh.shape[0]
@@ -156,7 +157,7 @@ def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
             run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &dY[0, 0],
                           &c0[d, 0, 0], &dh[d, 0, 0], &dc[d, 0, 0], &dG[0, 0], &dc_step[0, 0],
                           &U[d, 0, 0], at3(Cdiag, d), at3(Cifg, d), at3(Co, d),
-                          &batch_sizes[0], &acts)
+                          &batch_sizes[0], &acts, threads)
 
 
 cdef void previous_states(const floating *rows, int ld, const floating *initial, int d,

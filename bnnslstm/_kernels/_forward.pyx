@@ -31,7 +31,7 @@ cdef extern from "lstm_rows.h" nogil:
                       const float *bias, const float *cdiag, int H)
     void output_row_d(double *g, double *a, const double *c, double *hc, double *y, double *h,
                       const double *bias, const double *cdiag, int H)
-from .blas cimport gemm
+from .blas cimport gemm, step_gemm_nt
 from .common cimport Acts, at2, at3, make_acts
 
 
@@ -98,7 +98,7 @@ cdef void run_direction(int d, int T, int B, int H, int D,
                         floating *G, floating *A, floating *Cs, floating *Hc, floating *Y,
                         floating *h, floating *c, const floating *bias, const floating *U,
                         const floating *cdiag, const floating *cifg, const floating *co,
-                        const int *batch_sizes, const Acts *acts) noexcept nogil:
+                        const int *batch_sizes, const Acts *acts, int threads) noexcept nogil:
     cdef int G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
     cdef int s, t, b, bt
     cdef floating *g
@@ -109,9 +109,9 @@ cdef void run_direction(int d, int T, int B, int H, int D,
         bt = batch_sizes[t]
         g = G + <Py_ssize_t>t * B * ldg + d * G4
         a = A + <Py_ssize_t>t * B * ldg + d * G4 if A != NULL else NULL
-        gemm(False, True, bt, G4, H, <floating>1, h, H, U, H, <floating>1, g, ldg)
+        step_gemm_nt(bt, G4, H, h, H, U, H, g, ldg, threads)
         if cifg != NULL:
-            gemm(False, True, bt, 3 * H, H, <floating>1, c, H, cifg, H, <floating>1, g, ldg)
+            step_gemm_nt(bt, 3 * H, H, c, H, cifg, H, g, ldg, threads)
         for b in range(bt):
             row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
             cell_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H,
@@ -121,8 +121,7 @@ cdef void run_direction(int d, int T, int B, int H, int D,
                            Hc + (<Py_ssize_t>t * B + b) * ldy + d * H,
                            Y + (<Py_ssize_t>t * B + b) * ldy + d * H, h + b * H, bias, cdiag, H, acts)
         if co != NULL:
-            gemm(False, True, bt, H, H, <floating>1, Cs + <Py_ssize_t>t * B * ldy + d * H, ldy,
-                 co, H, <floating>1, g + 3 * H, ldg)
+            step_gemm_nt(bt, H, H, Cs + <Py_ssize_t>t * B * ldy + d * H, ldy, co, H, g + 3 * H, ldg, threads)
             for b in range(bt):
                 row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
                 output_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H,
@@ -144,7 +143,7 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
                   floating[:, ::1] Hc, floating[:, ::1] Y,
                   floating[:, :, ::1] h, floating[:, :, ::1] c,
                   const int[::1] batch_sizes, const int[::1] fns, const double[::1] alphas,
-                  const double[::1] betas, bint default_activations):
+                  const double[::1] betas, bint default_activations, int threads=1):
     """Run one layer, every step and both directions (shapes in the module docstring).
 
     Empty arrays (a zero extent) stand for absent peepholes and for ``A`` when the
@@ -161,4 +160,4 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
         for d in range(D):
             run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &Y[0, 0],
                           &h[d, 0, 0], &c[d, 0, 0], &bias[d * 4 * H], &U[d, 0, 0],
-                          at3(Cdiag, d), at3(Cifg, d), at3(Co, d), &batch_sizes[0], &acts)
+                          at3(Cdiag, d), at3(Cifg, d), at3(Co, d), &batch_sizes[0], &acts, threads)

@@ -30,3 +30,41 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         blas.sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*>b, &ldb, <float*>a, &lda, &beta, c, &ldc)
     else:
         blas.dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>b, &ldb, <double*>a, &lda, &beta, c, &ldc)
+
+
+cdef extern from "lstm_rows.h" nogil:
+    int SMALL_BATCH
+    void small_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+                         float *C, int ldc, int threads)
+    void small_gemm_nt_d(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+                         double *C, int ldc, int threads)
+    void small_gemm_nn_f(int m, int n, int k, const float *A, int lda, const float *B, int ldb,
+                         float *C, int ldc, int accumulate, int threads)
+    void small_gemm_nn_d(int m, int n, int k, const double *A, int lda, const double *B, int ldb,
+                         double *C, int ldc, int accumulate, int threads)
+
+
+cdef inline void step_gemm_nt(int m, int n, int k, const floating *a, int lda,
+                              const floating *b, int ldb, floating *c, int ldc,
+                              int threads) noexcept nogil:
+    """C[m][n] += A[m][k] B[n][k]^T for one time step: BLAS, or for a few rows (a small
+    batch) a kernel that streams B once instead of packing it."""
+    if m > SMALL_BATCH:
+        gemm(False, True, m, n, k, <floating>1, a, lda, b, ldb, <floating>1, c, ldc)
+    elif floating is float:
+        small_gemm_nt_f(m, n, k, a, lda, b, ldb, c, ldc, threads)
+    else:
+        small_gemm_nt_d(m, n, k, a, lda, b, ldb, c, ldc, threads)
+
+
+cdef inline void step_gemm_nn(int m, int n, int k, const floating *a, int lda,
+                              const floating *b, int ldb, floating *c, int ldc,
+                              bint accumulate, int threads) noexcept nogil:
+    """C[m][n] (+)= A[m][k] B[k][n] for one time step (BLAS, or streaming B for a few rows)."""
+    if m > SMALL_BATCH:
+        gemm(False, False, m, n, k, <floating>1, a, lda, b, ldb,
+             <floating>1 if accumulate else <floating>0, c, ldc)
+    elif floating is float:
+        small_gemm_nn_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate, threads)
+    else:
+        small_gemm_nn_d(m, n, k, a, lda, b, ldb, c, ldc, accumulate, threads)
