@@ -1,0 +1,206 @@
+"""Validation of parameters (SPEC §3): errors name the field, and nothing is written."""
+
+import numpy as np
+import pytest
+
+import bnnslstm as bl
+from helpers import make_delta, make_params
+from reference import random_weights
+
+
+def setup(L=2, bidirectional=True, H=3, I=4, T=5, B=2, **kw):
+    rng = np.random.default_rng(0)
+    D = 2 if bidirectional else 1
+    weights = random_weights(rng, I, H, L, D, peephole="diagonal")
+    x = rng.standard_normal((T, B, I))
+    params, out = make_params(x, weights, bidirectional=bidirectional, **kw)
+    return params, out, weights
+
+
+def assert_refused(params, out, match, cache=True):
+    before = {k: v.copy() for k, v in out.items()}
+    training_cache = bytearray(b"\x5a" * 100_000) if cache else None
+    with pytest.raises(bl.BNNSError, match=match):
+        bl.direct_apply_lstm_batch_training_caching(params, training_cache=training_cache)
+    for k, v in out.items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    if cache:
+        assert training_cache == bytearray(b"\x5a" * 100_000)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("hidden_size", 4, "size gives hidden_size = 3 but hidden_size is 4"),
+    ("input_size", 5, "input_descriptor.data_desc: size gives input_size = 4 but input_size is 5"),
+    ("seq_len", 6, "seq_len"),
+    ("batch_size", -1, r"batch_size: expected 0 <= batch_size"),
+    ("num_layers", 1.5, "num_layers: expected a non-negative integer"),
+    ("dropout", 1.0, r"dropout: expected 0 <= dropout < 1, got 1.0"),
+    ("dropout", -0.1, "dropout: expected"),
+    ("dropout", float("nan"), "dropout: expected"),
+    ("lstm_flags", 0x10, "lstm_flags: unknown bits"),
+    ("dropout_seed", -1, "dropout_seed"),
+])
+def test_bad_scalars_name_their_field(field, value, match):
+    params, out, _ = setup()
+    setattr(params, field, value)
+    assert_refused(params, out, match)
+
+
+def test_scalars_may_be_zero_when_descriptors_give_them():
+    params, out, _ = setup()
+    bl.direct_apply_lstm_batch_training_caching(params)
+    expected = {k: v.copy() for k, v in out.items()}
+    for k in out:
+        out[k][...] = np.nan
+    for field in ("input_size", "hidden_size", "batch_size", "num_layers", "seq_len"):
+        setattr(params, field, 0)
+    bl.direct_apply_lstm_batch_training_caching(params)
+    for k, v in out.items():
+        np.testing.assert_array_equal(v, expected[k])
+
+
+def test_a_scalar_no_descriptor_gives_must_be_set():
+    params, out, _ = setup()
+    params.input_gate.hw_desc.size = (0, 0, 0, 0)
+    params.forget_gate.hw_desc.size = (0, 0, 0, 0)
+    params.candidate_gate.hw_desc.size = (0, 0, 0, 0)
+    params.output_gate.hw_desc.size = (0, 0, 0, 0)
+    params.input_descriptor.hidden_desc = None
+    params.output_descriptor.hidden_desc = params.output_descriptor.cell_state_desc = None
+    params.hidden_size = 0
+    with pytest.raises(bl.BNNSError, match="hidden_size: is 0 and no descriptor gives it"):
+        bl.direct_apply_lstm_batch_training_caching(params)
+
+
+@pytest.mark.parametrize("corrupt,match", [
+    (lambda p: setattr(p.input_descriptor, "data_desc", None), "input_descriptor.data_desc: required"),
+    (lambda p: setattr(p.input_descriptor.data_desc, "layout", bl.DataLayout.ROW_MAJOR_MATRIX),
+     "input_descriptor.data_desc.layout: expected SNE or NSE"),
+    (lambda p: setattr(p.output_descriptor.data_desc, "data", np.zeros((5, 2, 5))),
+     "output_descriptor.data_desc: size"),
+    (lambda p: setattr(p.input_gate, "hw_desc", None), "input_gate.hw_desc: required"),
+    (lambda p: setattr(p.forget_gate, "iw_desc", [p.forget_gate.iw_desc[0], None]),
+     r"forget_gate.iw_desc\[1\]: required when num_layers > 1"),
+    (lambda p: setattr(p.candidate_gate.iw_desc[0], "data_type", bl.DataType.FLOAT32),
+     "candidate_gate.iw_desc\\[0\\].data_type: FLOAT32 but the call's type is FLOAT64"),
+    (lambda p: setattr(p.output_gate.b_desc, "size", (3, 2, 2)), "output_gate.b_desc: logical shape"),
+    (lambda p: setattr(p.output_gate.cw_desc, "size", (7, 2, 2)), "output_gate.cw_desc"),
+    (lambda p: setattr(p.input_descriptor.data_desc, "data_type", bl.DataType.INT32),
+     "input_descriptor.data_desc.data_type: expected FLOAT32 or FLOAT64"),
+    (lambda p: setattr(p.output_descriptor.hidden_desc, "data", np.zeros(12).tobytes()),
+     "output_descriptor.hidden_desc.data: the buffer is read-only"),
+    (lambda p: setattr(p.output_descriptor, "cell_state_desc", p.output_descriptor.hidden_desc),
+     "output_descriptor.cell_state_desc: shares memory with output_descriptor.hidden_desc"),
+    (lambda p: setattr(p, "input_gate", None), "input_gate: expected an LSTMGateDescriptor"),
+    (lambda p: setattr(p.input_gate, "hw_desc", np.zeros(3)), "input_gate.hw_desc: expected an NDArrayDescriptor"),
+])
+def test_bad_descriptors_name_their_field(corrupt, match):
+    params, out, _ = setup()
+    corrupt(params)
+    assert_refused(params, out, match)
+
+
+@pytest.mark.parametrize("sequence,match", [
+    ([2, 2, 1, 1], "expected 5 batch sizes"),
+    ([2, 1, 2, 1, 1], "must not increase"),
+    ([1, 1, 1, 1, 1], "first batch size must be batch_size = 2"),
+    ([2, 2, 2, 1, 0], r"must lie in \[1, 2\]"),
+    (np.array([2.0, 2, 2, 1, 1]), "expected integers, got dtype float64"),
+    (bl.NDArrayDescriptor(np.array([2, 2, 2, 1, 1], np.float32), bl.DataLayout.VECTOR, (5,)),
+     "data_type: expected an integer type"),
+])
+def test_bad_sequence_descriptors(sequence, match):
+    params, out, _ = setup()
+    params.sequence_descriptor = sequence
+    assert_refused(params, out, f"sequence_descriptor.*{match}")
+
+
+def test_sequence_descriptor_as_integer_descriptor_works():
+    params, out, _ = setup()
+    sizes = np.array([2, 2, 1, 1, 1], np.int64)
+    params.sequence_descriptor = bl.NDArrayDescriptor(sizes, bl.DataLayout.VECTOR, (5,), data_type=bl.DataType.INT64)
+    bl.direct_apply_lstm_batch_training_caching(params)
+    assert np.all(out["y_store"][2:, 1] == 0)
+
+
+@pytest.mark.parametrize("function", [bl.ActivationFunction.SOFTMAX, bl.ActivationFunction.GUMBEL, 99])
+def test_non_elementwise_activations_are_refused(function):
+    params, out, _ = setup()
+    params.lstm_flags &= ~bl.LayerFlags.DEFAULT_ACTIVATIONS
+    params.output_gate.activation = bl.Activation(function)
+    assert_refused(params, out, "output_gate.activation.function")
+
+
+def test_default_activations_flag_ignores_gate_activations():
+    params, out, _ = setup()
+    params.output_gate.activation = bl.Activation(bl.ActivationFunction.SOFTMAX)
+    bl.direct_apply_lstm_batch_training_caching(params)
+    assert np.all(np.isfinite(out["y_store"]))
+
+
+def test_cache_too_small_or_read_only():
+    params, out, _ = setup()
+    need = bl.compute_lstm_training_cache_capacity(params)
+    before = {k: v.copy() for k, v in out.items()}
+    with pytest.raises(bl.BNNSError, match=f"training_cache: {need - 1} bytes but these parameters need {need}"):
+        bl.direct_apply_lstm_batch_training_caching(params, training_cache=bytearray(need - 1))
+    with pytest.raises(bl.BNNSError, match="training_cache: the buffer is read-only"):
+        bl.direct_apply_lstm_batch_training_caching(params, training_cache=bytes(need))
+    for k, v in out.items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def backward_setup():
+    params, out, weights = setup()
+    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+    bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+    delta, grads = make_delta(params, weights, dy=np.ones((5, 2, 6)), fill=7.0)
+    return params, delta, grads, cache
+
+
+def assert_backward_refused(params, delta, grads, cache, match):
+    snapshot = [np.copy(a) for a in _arrays(grads)]
+    with pytest.raises(bl.BNNSError, match=match):
+        bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    for a, b in zip(_arrays(grads), snapshot):
+        np.testing.assert_array_equal(a, b)
+
+
+def _arrays(grads):
+    for value in grads.values():
+        if isinstance(value, np.ndarray):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                for a in (v if isinstance(v, tuple) else (v,)):
+                    if a is not None:
+                        yield a
+
+
+@pytest.mark.parametrize("corrupt,match", [
+    (lambda p, d: setattr(d, "hidden_size", 4), "layer_delta_params.hidden_size: 4 but the forward's hidden_size is 3"),
+    (lambda p, d: setattr(d, "lstm_flags", bl.LayerFlags.DEFAULT_ACTIVATIONS), "layer_delta_params.lstm_flags"),
+    (lambda p, d: setattr(d.input_gate.hw_desc, "flags", 7), r"input_gate.hw_desc.flags: expected BACKPROP_SET"),
+    (lambda p, d: setattr(d.input_descriptor, "hidden_desc", d.input_descriptor.cell_state_desc),
+     "shares memory"),
+    (lambda p, d: setattr(d.forget_gate, "b_desc", d.forget_gate.hw_desc), "forget_gate.b_desc"),
+    (lambda p, d: setattr(p, "dropout_seed", 99), "training_cache: the cache was written for other parameters"),
+    (lambda p, d: setattr(p, "dropout", 0.5), "training_cache: .* bytes but these parameters need"),
+    (lambda p, d: setattr(p, "sequence_descriptor", [2, 2, 2, 2, 1]), "written for other parameters"),
+])
+def test_backward_refusals_write_nothing(corrupt, match):
+    params, delta, grads, cache = backward_setup()
+    corrupt(params, delta)
+    assert_backward_refused(params, delta, grads, cache, match)
+
+
+def test_backward_refuses_a_cache_no_forward_wrote():
+    params, delta, grads, cache = backward_setup()
+    assert_backward_refused(params, delta, grads, bytearray(len(cache)), "no forward pass has written this cache")
+
+
+def test_backward_refuses_a_peephole_gradient_the_forward_lacks():
+    params, delta, grads, cache = backward_setup()
+    params.output_gate.cw_desc = None  # forward without the output peephole, cache rewritten to match
+    bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+    assert_backward_refused(params, delta, grads, cache, "output_gate.cw_desc: the forward's gate has no peephole")
