@@ -460,7 +460,7 @@ def _run_backward(plan, views, cache_bytes, threads):
         dX = np.empty((TB, plan.layer_width(layer)), dtype)
         weight_gradients(X, packed.W, regions["output", layer], regions["cells", layer], h0, c0, dG, scratch,
                          dX, grads["dW"], grads["db"], grads["dU"], grads["dCdiag"], grads["dCifg"],
-                         grads["dCo"], plan.batch_sizes)
+                         grads["dCo"], plan.batch_sizes, threads)
         layers[layer] = grads
         dY = dX * regions["mask", layer] if layer > 0 and plan.dropout > 0 else dX
     return dict(dx=dY.reshape(T, B, plan.I), dh0=dh0, dc0=dc0, layers=layers)

@@ -28,7 +28,15 @@ cdef extern from "lstm_rows.h" nogil:
                          float *dc, const float *cdiag, int H)
     void cell_grad_row_d(const double *g, const double *c_prev, const double *dc_step, double *dg,
                          double *dc, const double *cdiag, int H)
-from .blas cimport gemm, step_gemm_nn
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+from .blas cimport matmul, packed_rows_size, packed_size, step_gemm_nn
+
+cdef extern from "packed_gemm.h" nogil:
+    void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, float *Bp)
+    void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp, float *Ap,
+                          float *C, int ldc, int threads)
 from .common cimport Acts, at2, at3, make_acts
 
 
@@ -110,7 +118,7 @@ cdef void run_direction(int d, int T, int B, int H, int D,
                         floating *dh, floating *dc, floating *dG, floating *dc_step,
                         const floating *U, const floating *cdiag, const floating *cifg,
                         const floating *co, const int *batch_sizes, const Acts *acts,
-                        int threads) noexcept nogil:
+                        int threads, const float *U_packed, float *rows_scratch) noexcept nogil:
     cdef int G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
     cdef int s, t, b, bt, p
     cdef Py_ssize_t dir_g = d * G4, dir_h = d * H
@@ -136,7 +144,14 @@ cdef void run_direction(int d, int T, int B, int H, int D,
         if cifg != NULL:  # dL/dc += [dA_i dA_f dA_g] Cifg
             step_gemm_nn(bt, H, 3 * H, dg, ldg, cifg, H, dc, H, True, threads)
         # dL/dh of the previous step: dA U (overwrites only the active rows)
-        step_gemm_nn(bt, H, G4, dg, ldg, U, H, dh, H, False, threads)
+        if floating is float:
+            if U_packed != NULL:
+                memset(dh, 0, <size_t>bt * H * sizeof(float))
+                packed_gemm_nt_f(bt, H, G4, dg, ldg, U_packed, rows_scratch, dh, H, threads)
+            else:
+                step_gemm_nn(bt, H, G4, dg, ldg, U, H, dh, H, False, threads)
+        else:
+            step_gemm_nn(bt, H, G4, dg, ldg, U, H, dh, H, False, threads)
 
 
 def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
@@ -152,12 +167,29 @@ def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
     cdef int B = dh.shape[1], H = dh.shape[2], D = dh.shape[0]
     cdef int d
     cdef Acts acts = make_acts(fns, alphas, betas, default_activations)
-    with nogil:
-        for d in range(D):
-            run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &dY[0, 0],
-                          &c0[d, 0, 0], &dh[d, 0, 0], &dc[d, 0, 0], &dG[0, 0], &dc_step[0, 0],
-                          &U[d, 0, 0], at3(Cdiag, d), at3(Cifg, d), at3(Co, d),
-                          &batch_sizes[0], &acts, threads)
+    cdef float *U_packed = NULL
+    cdef float *rows_scratch = NULL
+    cdef size_t per_direction = packed_size(H, 4 * H)
+    if floating is float:  # float32: U packed once, read as [4H][H] for dL/dh = dA U
+        U_packed = <float*>malloc(D * per_direction * sizeof(float))
+        rows_scratch = <float*>malloc(packed_rows_size(B, 4 * H) * sizeof(float))
+        if U_packed == NULL or rows_scratch == NULL:
+            free(U_packed)
+            free(rows_scratch)
+            raise MemoryError()
+    try:
+        with nogil:
+            for d in range(D):
+                if floating is float:
+                    pack_panels_transposed_f(H, 4 * H, &U[d, 0, 0], H, U_packed + d * per_direction)
+                run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &dY[0, 0],
+                              &c0[d, 0, 0], &dh[d, 0, 0], &dc[d, 0, 0], &dG[0, 0], &dc_step[0, 0],
+                              &U[d, 0, 0], at3(Cdiag, d), at3(Cifg, d), at3(Co, d),
+                              &batch_sizes[0], &acts, threads,
+                              U_packed + d * per_direction if U_packed != NULL else NULL, rows_scratch)
+    finally:
+        free(U_packed)
+        free(rows_scratch)
 
 
 cdef void previous_states(const floating *rows, int ld, const floating *initial, int d,
@@ -180,7 +212,7 @@ def weight_gradients(const floating[:, ::1] X, const floating[:, ::1] W, floatin
                      floating[:, ::1] dX, floating[:, ::1] dW, floating[::1] db,
                      floating[:, :, ::1] dU, floating[:, :, ::1] dCdiag,
                      floating[:, :, ::1] dCifg, floating[:, :, ::1] dCo,
-                     const int[::1] batch_sizes):
+                     const int[::1] batch_sizes, int threads=1):
     """Parameter and input gradients of one layer from dG, as GEMMs over all T*B rows.
 
     dX = dG W; dW = dG^T X; db = column sums of dG; dU[d] = dG_d^T H_prev;
@@ -194,13 +226,14 @@ def weight_gradients(const floating[:, ::1] X, const floating[:, ::1] W, floatin
     cdef int d, k, j, r
     cdef floating total
     cdef floating *prev
+    cdef int failed = 0
     with nogil:
         if dX.shape[0] > 0:
-            gemm(False, False, TB, width, D * G4, <floating>1, &dG[0, 0], ldg, &W[0, 0], width,
-                 <floating>0, &dX[0, 0], width)
+            failed |= matmul(False, False, TB, width, D * G4, &dG[0, 0], ldg, &W[0, 0], width,
+                             False, &dX[0, 0], width, threads)
         if dW.shape[0] > 0:
-            gemm(True, False, D * G4, width, TB, <floating>1, &dG[0, 0], ldg, &X[0, 0], width,
-                 <floating>0, &dW[0, 0], width)
+            failed |= matmul(True, False, D * G4, width, TB, &dG[0, 0], ldg, &X[0, 0], width,
+                             False, &dW[0, 0], width, threads)
         if db.shape[0] > 0:
             for j in range(D * G4):
                 db[j] = 0
@@ -211,13 +244,13 @@ def weight_gradients(const floating[:, ::1] X, const floating[:, ::1] W, floatin
         for d in range(D):
             if dU.shape[0] > 0:
                 previous_states(&Y[0, d * H], ldy, &h0[d, 0, 0], d, T, B, H, &batch_sizes[0], prev)
-                gemm(True, False, G4, H, TB, <floating>1, &dG[0, d * G4], ldg, prev, H,
-                     <floating>0, &dU[d, 0, 0], H)
+                failed |= matmul(True, False, G4, H, TB, &dG[0, d * G4], ldg, prev, H,
+                                 False, &dU[d, 0, 0], H, threads)
             if dCdiag.shape[0] > 0 or dCifg.shape[0] > 0:
                 previous_states(&Cs[0, d * H], ldy, &c0[d, 0, 0], d, T, B, H, &batch_sizes[0], prev)
                 if dCifg.shape[0] > 0:
-                    gemm(True, False, 3 * H, H, TB, <floating>1, &dG[0, d * G4], ldg, prev, H,
-                         <floating>0, &dCifg[d, 0, 0], H)
+                    failed |= matmul(True, False, 3 * H, H, TB, &dG[0, d * G4], ldg, prev, H,
+                                     False, &dCifg[d, 0, 0], H, threads)
                 if dCdiag.shape[0] > 0:
                     for k in range(3):
                         for j in range(H):
@@ -226,11 +259,13 @@ def weight_gradients(const floating[:, ::1] X, const floating[:, ::1] W, floatin
                                 total = total + dG[r, d * G4 + k * H + j] * prev[<Py_ssize_t>r * H + j]
                             dCdiag[d, k, j] = total
             if dCo.shape[0] > 0:
-                gemm(True, False, H, H, TB, <floating>1, &dG[0, d * G4 + 3 * H], ldg, &Cs[0, d * H], ldy,
-                     <floating>0, &dCo[d, 0, 0], H)
+                failed |= matmul(True, False, H, H, TB, &dG[0, d * G4 + 3 * H], ldg, &Cs[0, d * H], ldy,
+                                 False, &dCo[d, 0, 0], H, threads)
             if dCdiag.shape[0] > 0:
                 for j in range(H):
                     total = 0
                     for r in range(TB):
                         total = total + dG[r, d * G4 + 3 * H + j] * Cs[r, d * H + j]
                     dCdiag[d, 3, j] = total
+    if failed:
+        raise MemoryError()

@@ -31,7 +31,14 @@ cdef extern from "lstm_rows.h" nogil:
                       const float *bias, const float *cdiag, int H)
     void output_row_d(double *g, double *a, const double *c, double *hc, double *y, double *h,
                       const double *bias, const double *cdiag, int H)
-from .blas cimport gemm, step_gemm_nt
+from libc.stdlib cimport free, malloc
+
+from .blas cimport matmul, packed_rows_size, packed_size, step_gemm_nt
+
+cdef extern from "packed_gemm.h" nogil:
+    void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp)
+    void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp, float *Ap,
+                          float *C, int ldc, int threads)
 from .common cimport Acts, at2, at3, make_acts
 
 
@@ -98,7 +105,8 @@ cdef void run_direction(int d, int T, int B, int H, int D,
                         floating *G, floating *A, floating *Cs, floating *Hc, floating *Y,
                         floating *h, floating *c, const floating *bias, const floating *U,
                         const floating *cdiag, const floating *cifg, const floating *co,
-                        const int *batch_sizes, const Acts *acts, int threads) noexcept nogil:
+                        const int *batch_sizes, const Acts *acts, int threads,
+                        const float *U_packed, float *rows_scratch) noexcept nogil:
     cdef int G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
     cdef int s, t, b, bt
     cdef floating *g
@@ -109,7 +117,13 @@ cdef void run_direction(int d, int T, int B, int H, int D,
         bt = batch_sizes[t]
         g = G + <Py_ssize_t>t * B * ldg + d * G4
         a = A + <Py_ssize_t>t * B * ldg + d * G4 if A != NULL else NULL
-        step_gemm_nt(bt, G4, H, h, H, U, H, g, ldg, threads)
+        if floating is float:
+            if U_packed != NULL:
+                packed_gemm_nt_f(bt, G4, H, h, H, U_packed, rows_scratch, g, ldg, threads)
+            else:
+                step_gemm_nt(bt, G4, H, h, H, U, H, g, ldg, threads)
+        else:
+            step_gemm_nt(bt, G4, H, h, H, U, H, g, ldg, threads)
         if cifg != NULL:
             step_gemm_nt(bt, 3 * H, H, c, H, cifg, H, g, ldg, threads)
         for b in range(bt):
@@ -153,11 +167,31 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     cdef int B = h.shape[1], H = h.shape[2], D = h.shape[0], width = X.shape[1]
     cdef int d
     cdef Acts acts = make_acts(fns, alphas, betas, default_activations)
-    with nogil:
-        # input projection of every step and both directions: G = X W^T
-        gemm(False, True, T * B, D * 4 * H, width, <floating>1, &X[0, 0], width,
-             &W[0, 0], width, <floating>0, &G[0, 0], D * 4 * H)
-        for d in range(D):
-            run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &Y[0, 0],
-                          &h[d, 0, 0], &c[d, 0, 0], &bias[d * 4 * H], &U[d, 0, 0],
-                          at3(Cdiag, d), at3(Cifg, d), at3(Co, d), &batch_sizes[0], &acts, threads)
+    cdef float *U_packed = NULL
+    cdef float *rows_scratch = NULL
+    cdef size_t per_direction = packed_size(4 * H, H)
+    cdef int failed = 0
+    if floating is float:  # float32: the recurrent weights packed once for the whole sequence
+        U_packed = <float*>malloc(D * per_direction * sizeof(float))
+        rows_scratch = <float*>malloc(packed_rows_size(B, H) * sizeof(float))
+        if U_packed == NULL or rows_scratch == NULL:
+            free(U_packed)
+            free(rows_scratch)
+            raise MemoryError()
+    try:
+        with nogil:
+            # input projection of every step and both directions: G = X W^T
+            failed = matmul(False, True, T * B, D * 4 * H, width, &X[0, 0], width,
+                            &W[0, 0], width, False, &G[0, 0], D * 4 * H, threads)
+            for d in range(D):
+                if floating is float:
+                    pack_panels_f(4 * H, H, &U[d, 0, 0], H, U_packed + d * per_direction)
+                run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &Y[0, 0],
+                              &h[d, 0, 0], &c[d, 0, 0], &bias[d * 4 * H], &U[d, 0, 0],
+                              at3(Cdiag, d), at3(Cifg, d), at3(Co, d), &batch_sizes[0], &acts, threads,
+                              U_packed + d * per_direction if U_packed != NULL else NULL, rows_scratch)
+    finally:
+        free(U_packed)
+        free(rows_scratch)
+    if failed:
+        raise MemoryError()

@@ -4,6 +4,8 @@
 # so the operands and sizes are swapped instead of copying anything.
 
 from cython cimport floating
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 cimport scipy.linalg.cython_blas as blas
 
 
@@ -68,3 +70,45 @@ cdef inline void step_gemm_nn(int m, int n, int k, const floating *a, int lda,
         small_gemm_nn_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate, threads)
     else:
         small_gemm_nn_d(m, n, k, a, lda, b, ldb, c, ldc, accumulate, threads)
+
+
+cdef extern from "packed_gemm.h" nogil:
+    int KC
+    size_t packed_size(int n, int k)
+    size_t packed_rows_size(int m, int k)
+    void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t, const float *B,
+                       int ldb, int b_t, float *C, int ldc, float *Ap, float *Bp, int threads)
+
+
+cdef inline int matmul(bint trans_a, bint trans_b, int m, int n, int k,
+                       const floating *a, int lda, const floating *b, int ldb,
+                       bint accumulate, floating *c, int ldc, int threads) noexcept nogil:
+    """C[m][n] (+)= op(A) op(B), row-major, for the large once-per-layer products.
+
+    float32 runs on the packed kernel of packed_gemm.h (OpenMP, like the time loop);
+    float64 on BLAS. Returns -1 if scratch memory could not be had, else 0.
+    """
+    cdef float *Ap
+    cdef float *Bp
+    cdef int r
+    if m <= 0 or n <= 0:
+        return 0
+    if floating is double:
+        gemm(trans_a, trans_b, m, n, k, 1.0, a, lda, b, ldb, 1.0 if accumulate else 0.0, c, ldc)
+        return 0
+    else:
+        if not accumulate:
+            for r in range(m):
+                memset(c + <size_t>r * ldc, 0, n * sizeof(float))
+        if k <= 0:
+            return 0
+        Ap = <float*>malloc(packed_rows_size(m, KC) * sizeof(float))
+        Bp = <float*>malloc(packed_size(n, KC) * sizeof(float))
+        if Ap == NULL or Bp == NULL:
+            free(Ap)
+            free(Bp)
+            return -1
+        gemm_slices_f(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, Ap, Bp, threads)
+        free(Ap)
+        free(Bp)
+        return 0

@@ -55,7 +55,7 @@ static inline double exact_sigmoid(double x)
 
 /* AVX2/FMA clones where the CPU has them (chosen once at load time), plain x86-64 otherwise */
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define ROW_TARGETS __attribute__((target_clones("arch=haswell", "default")))
+#define ROW_TARGETS __attribute__((target_clones("avx2", "default")))
 #else
 #define ROW_TARGETS
 /* Small-batch recurrent products. For a few rows (batch <= SMALL_BATCH) a BLAS GEMM spends

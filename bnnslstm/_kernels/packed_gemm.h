@@ -1,0 +1,247 @@
+/* The recurrent product of one time step, C[m][n] += A[m][k] B[n][k]^T in float32, with B
+ * (the recurrent weights U, [4H][H]) packed once per call.
+ *
+ * A BLAS GEMM packs B again on every call, that is on every time step; for the LSTM's
+ * shapes (m = batch, n = 4H, k = H) that repacking and the small m keep OpenBLAS well
+ * under its large-matrix speed. Here B is packed once into panels of 16 columns
+ * ([panel][k][16], zero-padded), and a 6x16 register-blocked kernel (AVX2 + FMA when the
+ * CPU has them, plain C otherwise) reads A's rows in place. Panels are split over OpenMP
+ * threads; every output element is computed by one thread in one fixed order, so results
+ * do not depend on the thread count.
+ */
+#ifndef BNNSLSTM_PACKED_GEMM_H
+#define BNNSLSTM_PACKED_GEMM_H
+
+#include <stddef.h>
+#include <string.h>
+
+#define PANEL 16   /* columns of B per packed panel */
+#define MR 6       /* rows of A per register block */
+#define KC 256     /* depth of one pass, so a panel slice (16 KB) stays in L1 */
+
+/* Bp[p][q][j] = B[p*16 + j][q] (0 past n); Bp holds packed_size(n, k) floats. */
+static inline size_t packed_size(int n, int k)
+{
+    return (size_t)((n + PANEL - 1) / PANEL) * PANEL * (size_t)k;
+}
+
+static void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp)
+{
+    int panels = (n + PANEL - 1) / PANEL;
+    for (int p = 0; p < panels; p++) {
+        float *dst = Bp + (size_t)p * PANEL * k;
+        for (int j = 0; j < PANEL; j++) {
+            int col = p * PANEL + j;
+            if (col < n) {
+                const float *src = B + (size_t)col * ldb;
+                for (int q = 0; q < k; q++) dst[(size_t)q * PANEL + j] = src[q];
+            } else {
+                for (int q = 0; q < k; q++) dst[(size_t)q * PANEL + j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* The same panels from B stored the other way, as Bt[k][n] (Bp[p][q][j] = Bt[q][p*16 + j]):
+ * for products with B rather than its transpose, C += A Bt. */
+static void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, float *Bp)
+{
+    int panels = (n + PANEL - 1) / PANEL;
+    for (int p = 0; p < panels; p++) {
+        float *dst = Bp + (size_t)p * PANEL * k;
+        int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
+        for (int q = 0; q < k; q++) {
+            const float *src = Bt + (size_t)q * ldb + p * PANEL;
+            for (int j = 0; j < PANEL; j++) dst[(size_t)q * PANEL + j] = j < cols ? src[j] : 0.0f;
+        }
+    }
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define HAVE_AVX2_KERNEL 1
+#include <immintrin.h>
+
+/* out[r][0..cols) += sum over q < kc of Ap[q][r] * Bp[q][0..16), for the 6 rows r */
+__attribute__((target("avx2,fma")))
+static void kernel_6x16_avx2(int kc, const float *Ap, const float *Bp, float *out, int ldo, int rows,
+                             int cols)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
+           c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
+           c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps(), c40 = _mm256_setzero_ps(),
+           c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int q = 0; q < kc; q++) {
+        const float *a = Ap + (size_t)q * MR;
+        __m256 b0 = _mm256_loadu_ps(Bp + (size_t)q * PANEL);
+        __m256 b1 = _mm256_loadu_ps(Bp + (size_t)q * PANEL + 8);
+        __m256 x;
+        x = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int r = 0; r < rows; r++) {
+        float *o = out + (size_t)r * ldo;
+        if (cols == PANEL) {
+            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[r][0]));
+            _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), acc[r][1]));
+        } else {
+            float tile[PANEL];
+            _mm256_storeu_ps(tile, acc[r][0]);
+            _mm256_storeu_ps(tile + 8, acc[r][1]);
+            for (int j = 0; j < cols; j++) o[j] += tile[j];
+        }
+    }
+}
+#else
+#define HAVE_AVX2_KERNEL 0
+#endif
+
+/* The same block in plain C, for CPUs without AVX2 and FMA. */
+static void kernel_6x16_generic(int kc, const float *Ap, const float *Bp, float *out, int ldo, int rows,
+                                int cols)
+{
+    float tile[MR][PANEL] = {{0}};
+    for (int q = 0; q < kc; q++) {
+        const float *a = Ap + (size_t)q * MR, *b = Bp + (size_t)q * PANEL;
+        for (int r = 0; r < MR; r++)
+            for (int j = 0; j < PANEL; j++) tile[r][j] += a[r] * b[j];
+    }
+    for (int r = 0; r < rows; r++) {
+        float *o = out + (size_t)r * ldo;
+        for (int j = 0; j < cols; j++) o[j] += tile[r][j];
+    }
+}
+
+/* Ap[block][q][r] = A[block*6 + r][q] (0 past m), in slices of KC: the layout the kernels read. */
+static inline size_t packed_rows_size(int m, int k)
+{
+    return (size_t)((m + MR - 1) / MR) * MR * (size_t)k;
+}
+
+static void pack_rows_f(int m, int k, const float *A, int lda, float *Ap)
+{
+    int blocks = (m + MR - 1) / MR;
+    for (int blk = 0; blk < blocks; blk++)
+        for (int q0 = 0; q0 < k; q0 += KC) {
+            int kc = k - q0 < KC ? k - q0 : KC;
+            float *dst = Ap + (size_t)blk * MR * k + (size_t)q0 * MR;
+            for (int r = 0; r < MR; r++) {
+                int row = blk * MR + r;
+                const float *src = A + (size_t)row * lda + q0;
+                for (int q = 0; q < kc; q++) dst[(size_t)q * MR + r] = row < m ? src[q] : 0.0f;
+            }
+        }
+}
+
+static int cpu_has_avx2_fma(void)
+{
+#if HAVE_AVX2_KERNEL
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
+/* C[m][n] += A[m][k] B[n][k]^T with B packed by pack_panels_f; Ap is scratch of
+ * packed_rows_size(m, k) floats for A's rows. */
+static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp,
+                             float *Ap, float *C, int ldc, int threads)
+{
+    int panels = (n + PANEL - 1) / PANEL, blocks = (m + MR - 1) / MR;
+    int avx2 = cpu_has_avx2_fma();
+    int team = threads > 1 ? threads : 1;
+    if ((long)m * n * k < 200000) team = 1;  /* not worth waking threads */
+    pack_rows_f(m, k, A, lda, Ap);
+    #pragma omp parallel for num_threads(team) schedule(static) if(team > 1)
+    for (int p = 0; p < panels; p++) {
+        int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
+        const float *panel = Bp + (size_t)p * PANEL * k;
+        for (int q0 = 0; q0 < k; q0 += KC) {
+            int kc = k - q0 < KC ? k - q0 : KC;
+            for (int blk = 0; blk < blocks; blk++) {
+                int rows = m - blk * MR < MR ? m - blk * MR : MR;
+                const float *a = Ap + (size_t)blk * MR * k + (size_t)q0 * MR;
+                float *out = C + (size_t)blk * MR * ldc + p * PANEL;
+#if HAVE_AVX2_KERNEL
+                if (avx2) {
+                    kernel_6x16_avx2(kc, a, panel + (size_t)q0 * PANEL, out, ldc, rows, cols);
+                    continue;
+                }
+#endif
+                kernel_6x16_generic(kc, a, panel + (size_t)q0 * PANEL, out, ldc, rows, cols);
+            }
+        }
+    }
+    (void)avx2;
+}
+
+/* A general float32 product on the same kernel, for the large once-per-layer products
+ * (input projection, dL/dx, weight gradients), so that one threading runtime serves a
+ * whole call (OpenBLAS's idle threads otherwise spin on the cores the time loop needs):
+ *
+ *   C[m][n] += opA[m][k] opB[k][n], opA[r][q] = a_t ? A[q*lda + r] : A[r*lda + q],
+ *                                  opB[q][j] = b_t ? B[j*ldb + q] : B[q*ldb + j].
+ *
+ * K is taken in slices of KC; each slice of A and B is packed (in parallel) into scratch
+ * of packed_rows_size(m, KC) and packed_size(n, KC) floats. */
+static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t, const float *B,
+                          int ldb, int b_t, float *C, int ldc, float *Ap, float *Bp, int threads)
+{
+    int panels = (n + PANEL - 1) / PANEL, blocks = (m + MR - 1) / MR;
+    int avx2 = cpu_has_avx2_fma();
+    int team = threads > 1 ? threads : 1;
+    if ((long)m * n * k < 200000) team = 1;
+    for (int q0 = 0; q0 < k; q0 += KC) {
+        int kc = k - q0 < KC ? k - q0 : KC;
+        #pragma omp parallel num_threads(team) if(team > 1)
+        {
+            #pragma omp for schedule(static)
+            for (int blk = 0; blk < blocks; blk++) {
+                float *dst = Ap + (size_t)blk * MR * kc;
+                for (int r = 0; r < MR; r++) {
+                    int row = blk * MR + r;
+                    for (int q = 0; q < kc; q++) {
+                        float v = 0.0f;
+                        if (row < m) v = a_t ? A[(size_t)(q0 + q) * lda + row] : A[(size_t)row * lda + q0 + q];
+                        dst[(size_t)q * MR + r] = v;
+                    }
+                }
+            }
+            #pragma omp for schedule(static)
+            for (int p = 0; p < panels; p++) {
+                float *panel = Bp + (size_t)p * PANEL * kc;
+                int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
+                for (int q = 0; q < kc; q++)
+                    for (int j = 0; j < PANEL; j++) {
+                        int col = p * PANEL + j;
+                        panel[(size_t)q * PANEL + j] = j >= cols ? 0.0f
+                            : (b_t ? B[(size_t)col * ldb + q0 + q] : B[(size_t)(q0 + q) * ldb + col]);
+                    }
+                for (int blk = 0; blk < blocks; blk++) {
+                    int rows = m - blk * MR < MR ? m - blk * MR : MR;
+                    const float *a = Ap + (size_t)blk * MR * kc;
+                    float *out = C + (size_t)blk * MR * ldc + p * PANEL;
+#if HAVE_AVX2_KERNEL
+                    if (avx2) {
+                        kernel_6x16_avx2(kc, a, panel, out, ldc, rows, cols);
+                        continue;
+                    }
+#endif
+                    kernel_6x16_generic(kc, a, panel, out, ldc, rows, cols);
+                }
+            }
+        }
+    }
+    (void)avx2;
+}
+
+#endif
