@@ -1,11 +1,6 @@
 """Compiled kernels (Cython + C). Private: the Python layer validates before calling them.
 
-The small-batch recurrent products run OpenMP teams for a few microseconds per time step.
-With libgomp's default (active) wait policy the idle team then spins, stealing the cores
-that BLAS and the Python layer need next (measured: batch-1 forward 6 ms -> 16 ms). So
-unless the user chose otherwise, threads wait passively.
+float32 products all run on the packed kernel of ``packed_gemm.h`` under OpenMP, so one
+thread team serves a whole call. (An earlier version mixed OpenBLAS's threads with the
+OpenMP time loop; each runtime's idle threads then spun on the cores the other needed.)
 """
-
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
