@@ -20,14 +20,12 @@ from libc.string cimport memcpy
 from .activations cimport act_derivative
 
 cdef extern from "lstm_rows.h" nogil:
-    void output_grad_row_f(const float *g, const float *hc, const float *dy, const float *dh,
-                           const float *dc, float *dg, float *dc_step, const float *cdiag, int H)
-    void output_grad_row_d(const double *g, const double *hc, const double *dy, const double *dh,
-                           const double *dc, double *dg, double *dc_step, const double *cdiag, int H)
-    void cell_grad_row_f(const float *g, const float *c_prev, const float *dc_step, float *dg,
-                         float *dc, const float *cdiag, int H)
-    void cell_grad_row_d(const double *g, const double *c_prev, const double *dc_step, double *dg,
-                         double *dc, const double *cdiag, int H)
+    void backward_rows_f(int rows, const float *g, int ldg, const float *hc, const float *dy, int ldy,
+                         const float *dh, float *dc, float *dg, float *dc_step, const float *c_prev,
+                         int n_prev, const float *c0, const float *cdiag, int H, int part, int threads)
+    void backward_rows_d(int rows, const double *g, int ldg, const double *hc, const double *dy, int ldy,
+                         const double *dh, double *dc, double *dg, double *dc_step, const double *c_prev,
+                         int n_prev, const double *c0, const double *cdiag, int H, int part, int threads)
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -41,9 +39,7 @@ from .common cimport Acts, at2, at3, make_acts
 
 
 cdef inline floating slope(const Acts *acts, int k, floating x, floating y) noexcept nogil:
-    """act_k'(x) given y = act_k(x); the default functions need only y."""
-    if acts.default:
-        return 1 - y * y if (k == 2 or k == 4) else y * (1 - y)
+    """Custom activation k's derivative at x, given y = act_k(x) (defaults run in lstm_rows.h)."""
     return act_derivative(acts.fn[k], x, y, <floating>acts.alpha[k], <floating>acts.beta[k])
 
 
@@ -56,20 +52,12 @@ cdef void output_pass(int t, int b, int H, int D, int B, const floating *G, cons
     cdef Py_ssize_t state_row = (<Py_ssize_t>t * B + b) * D * H
     cdef int j
     cdef floating grad_h, o, hc, c, da_o, x_o
-    if acts.default:  # the vectorised C rows of lstm_rows.h
-        if floating is float:
-            output_grad_row_f(G + gate_row, Hc + state_row, dY + state_row, dh + b * H, dc + b * H,
-                              dG + gate_row, dc_step + b * H, cdiag, H)
-        else:
-            output_grad_row_d(G + gate_row, Hc + state_row, dY + state_row, dh + b * H, dc + b * H,
-                              dG + gate_row, dc_step + b * H, cdiag, H)
-        return
     for j in range(H):
         grad_h = dY[state_row + j] + dh[b * H + j]
         o = G[gate_row + 3 * H + j]
         hc = Hc[state_row + j]
         c = Cs[state_row + j]
-        x_o = A[gate_row + 3 * H + j] if A != NULL else 0
+        x_o = A[gate_row + 3 * H + j]
         da_o = grad_h * hc * slope(acts, 3, x_o, o)
         dG[gate_row + 3 * H + j] = da_o
         dc_step[b * H + j] = dc[b * H + j] + grad_h * o * slope(acts, 4, c, hc)
@@ -84,25 +72,14 @@ cdef void cell_pass(int t, int b, int H, int D, int B, const floating *G, const 
     cdef Py_ssize_t gate_row = (<Py_ssize_t>t * B + b) * D * 4 * H
     cdef int j
     cdef floating i, f, g, grad_c, da_i, da_f, da_g, carry
-    if acts.default:
-        if floating is float:
-            cell_grad_row_f(G + gate_row, c_prev, dc_step + b * H, dG + gate_row, dc + b * H, cdiag, H)
-        else:
-            cell_grad_row_d(G + gate_row, c_prev, dc_step + b * H, dG + gate_row, dc + b * H, cdiag, H)
-        return
     for j in range(H):
         i = G[gate_row + j]
         f = G[gate_row + H + j]
         g = G[gate_row + 2 * H + j]
         grad_c = dc_step[b * H + j]
-        if A != NULL:
-            da_i = grad_c * g * slope(acts, 0, A[gate_row + j], i)
-            da_f = grad_c * c_prev[j] * slope(acts, 1, A[gate_row + H + j], f)
-            da_g = grad_c * i * slope(acts, 2, A[gate_row + 2 * H + j], g)
-        else:
-            da_i = grad_c * g * slope(acts, 0, 0, i)
-            da_f = grad_c * c_prev[j] * slope(acts, 1, 0, f)
-            da_g = grad_c * i * slope(acts, 2, 0, g)
+        da_i = grad_c * g * slope(acts, 0, A[gate_row + j], i)
+        da_f = grad_c * c_prev[j] * slope(acts, 1, A[gate_row + H + j], f)
+        da_g = grad_c * i * slope(acts, 2, A[gate_row + 2 * H + j], g)
         dG[gate_row + j] = da_i
         dG[gate_row + H + j] = da_f
         dG[gate_row + 2 * H + j] = da_g
@@ -120,27 +97,45 @@ cdef void run_direction(int d, int T, int B, int H, int D,
                         const floating *co, const int *batch_sizes, const Acts *acts,
                         int threads, const float *U_packed, float *rows_scratch) noexcept nogil:
     cdef int G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
-    cdef int s, t, b, bt, p
-    cdef Py_ssize_t dir_g = d * G4, dir_h = d * H
+    cdef int s, t, b, bt, p, n_prev
+    cdef Py_ssize_t dir_g = d * G4, dir_h = d * H, gate_rows, state_rows
+    cdef const floating *prev_rows
     cdef const floating *c_prev
     cdef floating *dg
     for s in range(T):
         t = T - 1 - s if d == 0 else s
         bt = batch_sizes[t]
         dg = dG + <Py_ssize_t>t * B * ldg + dir_g
-        for b in range(bt):
-            output_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
-                        Cs + dir_h, Hc + dir_h, dY + dir_h, dh, dc, dG + dir_g, dc_step, cdiag, acts)
+        gate_rows = <Py_ssize_t>t * B * ldg + dir_g
+        state_rows = <Py_ssize_t>t * B * ldy + dir_h
+        p = t - 1 if d == 0 else t + 1
+        n_prev = batch_sizes[p] if 0 <= p < T else 0
+        prev_rows = Cs + (<Py_ssize_t>p * B * ldy + dir_h if n_prev > 0 else 0)
+        if acts.default:  # the vectorised C rows, samples split over threads
+            if floating is float:
+                backward_rows_f(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
+                                dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 1, threads)
+            else:
+                backward_rows_d(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
+                                dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 1, threads)
+        else:
+            for b in range(bt):
+                output_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
+                            Cs + dir_h, Hc + dir_h, dY + dir_h, dh, dc, dG + dir_g, dc_step, cdiag, acts)
         if co != NULL:  # dL/dc' += dA_o Co
             step_gemm_nn(bt, H, H, dg + 3 * H, ldg, co, H, dc_step, H, True, threads)
-        p = t - 1 if d == 0 else t + 1
-        for b in range(bt):
-            if 0 <= p < T and b < batch_sizes[p]:
-                c_prev = Cs + (<Py_ssize_t>p * B + b) * ldy + dir_h
+        if acts.default:
+            if floating is float:
+                backward_rows_f(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
+                                dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 2, threads)
             else:
-                c_prev = c0 + <Py_ssize_t>b * H
-            cell_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
-                      c_prev, dc_step, dG + dir_g, dc, cdiag, acts)
+                backward_rows_d(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
+                                dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 2, threads)
+        else:
+            for b in range(bt):
+                c_prev = prev_rows + <Py_ssize_t>b * ldy if b < n_prev else c0 + <Py_ssize_t>b * H
+                cell_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
+                          c_prev, dc_step, dG + dir_g, dc, cdiag, acts)
         if cifg != NULL:  # dL/dc += [dA_i dA_f dA_g] Cifg
             step_gemm_nn(bt, H, 3 * H, dg, ldg, cifg, H, dc, H, True, threads)
         # dL/dh of the previous step: dA U (overwrites only the active rows)

@@ -22,15 +22,15 @@ that are still active, then one fused elementwise pass.
 from cython cimport floating
 from libc.string cimport memset
 
-from .activations cimport act_forward, sigmoid, tanh_
+from .activations cimport act_forward
 
 cdef extern from "lstm_rows.h" nogil:
-    void cell_row_f(float *g, float *a, float *c, float *cs, const float *bias, const float *cdiag, int H)
-    void cell_row_d(double *g, double *a, double *c, double *cs, const double *bias, const double *cdiag, int H)
-    void output_row_f(float *g, float *a, const float *c, float *hc, float *y, float *h,
-                      const float *bias, const float *cdiag, int H)
-    void output_row_d(double *g, double *a, const double *c, double *hc, double *y, double *h,
-                      const double *bias, const double *cdiag, int H)
+    void forward_rows_f(int rows, float *g, int ldg, float *a, float *c, float *cs, float *hc, float *y,
+                        int ldy, float *h, const float *bias, const float *cdiag, int H, int part,
+                        int threads)
+    void forward_rows_d(int rows, double *g, int ldg, double *a, double *c, double *cs, double *hc,
+                        double *y, int ldy, double *h, const double *bias, const double *cdiag, int H,
+                        int part, int threads)
 from libc.stdlib cimport free, malloc
 
 from .blas cimport matmul, packed_rows_size, packed_size, step_gemm_nt
@@ -43,8 +43,7 @@ from .common cimport Acts, at2, at3, make_acts
 
 
 cdef inline floating activate(const Acts *acts, int k, floating x) noexcept nogil:
-    if acts.default:
-        return tanh_(x) if (k == 2 or k == 4) else sigmoid(x)
+    """Gate k's custom activation (the default ones run in lstm_rows.h)."""
     return act_forward(acts.fn[k], x, <floating>acts.alpha[k], <floating>acts.beta[k])
 
 
@@ -53,12 +52,6 @@ cdef void cell_row(floating *g, floating *a, floating *c, floating *cs,
                    const Acts *acts) noexcept nogil:
     """Gates i, f, g of one sample and its new cell: c' = f*c + i*g (c updated in place)."""
     cdef int j, k
-    if acts.default:  # the vectorised C rows of lstm_rows.h
-        if floating is float:
-            cell_row_f(g, a, c, cs, bias, cdiag, H)
-        else:
-            cell_row_d(g, a, c, cs, bias, cdiag, H)
-        return
     cdef floating x, c_prev
     cdef floating v[3]
     for j in range(H):
@@ -81,12 +74,6 @@ cdef void output_row(floating *g, floating *a, const floating *c, floating *hc, 
     """Output gate (peeking at the new cell) and h' = o * act_h(c')."""
     cdef int j
     cdef floating x, o, t
-    if acts.default:
-        if floating is float:
-            output_row_f(g, a, c, hc, y, h, bias, cdiag, H)
-        else:
-            output_row_d(g, a, c, hc, y, h, bias, cdiag, H)
-        return
     for j in range(H):
         x = g[3 * H + j] + bias[3 * H + j]
         if cdiag != NULL:
@@ -109,6 +96,7 @@ cdef void run_direction(int d, int T, int B, int H, int D,
                         const float *U_packed, float *rows_scratch) noexcept nogil:
     cdef int G4 = 4 * H, ldg = D * 4 * H, ldy = D * H
     cdef int s, t, b, bt
+    cdef Py_ssize_t state
     cdef floating *g
     cdef floating *a
     cdef floating *row_a
@@ -126,21 +114,35 @@ cdef void run_direction(int d, int T, int B, int H, int D,
             step_gemm_nt(bt, G4, H, h, H, U, H, g, ldg, threads)
         if cifg != NULL:
             step_gemm_nt(bt, 3 * H, H, c, H, cifg, H, g, ldg, threads)
-        for b in range(bt):
-            row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
-            cell_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H,
-                     Cs + (<Py_ssize_t>t * B + b) * ldy + d * H, bias, cdiag, H, acts)
-            if co == NULL:
-                output_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H,
-                           Hc + (<Py_ssize_t>t * B + b) * ldy + d * H,
-                           Y + (<Py_ssize_t>t * B + b) * ldy + d * H, h + b * H, bias, cdiag, H, acts)
-        if co != NULL:
-            step_gemm_nt(bt, H, H, Cs + <Py_ssize_t>t * B * ldy + d * H, ldy, co, H, g + 3 * H, ldg, threads)
+        state = <Py_ssize_t>t * B * ldy + d * H  # row t*B of the [T*B][D*H] arrays, direction d
+        if acts.default:  # the vectorised C rows, samples split over threads
+            if floating is float:
+                forward_rows_f(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias, cdiag,
+                               H, 1 if co != NULL else 3, threads)
+            else:
+                forward_rows_d(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias, cdiag,
+                               H, 1 if co != NULL else 3, threads)
+        else:
             for b in range(bt):
                 row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
-                output_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H,
-                           Hc + (<Py_ssize_t>t * B + b) * ldy + d * H,
-                           Y + (<Py_ssize_t>t * B + b) * ldy + d * H, h + b * H, bias, cdiag, H, acts)
+                cell_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H, Cs + state + b * ldy, bias, cdiag, H, acts)
+                if co == NULL:
+                    output_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H, Hc + state + b * ldy,
+                               Y + state + b * ldy, h + b * H, bias, cdiag, H, acts)
+        if co != NULL:
+            step_gemm_nt(bt, H, H, Cs + state, ldy, co, H, g + 3 * H, ldg, threads)
+            if acts.default:
+                if floating is float:
+                    forward_rows_f(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias,
+                                   cdiag, H, 2, threads)
+                else:
+                    forward_rows_d(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias,
+                                   cdiag, H, 2, threads)
+            else:
+                for b in range(bt):
+                    row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
+                    output_row(g + <Py_ssize_t>b * ldg, row_a, c + b * H, Hc + state + b * ldy,
+                               Y + state + b * ldy, h + b * H, bias, cdiag, H, acts)
         for b in range(bt, B):  # padded positions: outputs and cached values are 0
             memset(g + <Py_ssize_t>b * ldg, 0, G4 * sizeof(floating))
             if a != NULL:

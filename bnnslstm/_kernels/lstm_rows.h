@@ -58,98 +58,6 @@ static inline double exact_sigmoid(double x)
 #define ROW_TARGETS __attribute__((target_clones("avx2", "default")))
 #else
 #define ROW_TARGETS
-/* Small-batch recurrent products. For a few rows (batch <= SMALL_BATCH) a BLAS GEMM spends
- * most of its time packing the weights; these stream the weights once per call instead,
- * split over threads by output columns (so the arithmetic of every output, hence the
- * result, does not depend on the thread count). */
-#define SMALL_BATCH 4
-
-#define DEFINE_SMALL_GEMM(real, SUFFIX)                                                         \
-/* C[m][n] += A[m][k] B[n][k]^T: dot products, four rows of B and two of A at a time */         \
-ROW_TARGETS static void small_gemm_nt_block_##SUFFIX(int m, int j0, int j1, int k,                \
-        const real *restrict A, int lda, const real *restrict B, int ldb,                         \
-        real *restrict C, int ldc)                                                               \
-{                                                                                              \
-    int j = j0;                                                                                \
-    for (; j + 4 <= j1; j += 4) {                                                              \
-        const real *b0 = B + (size_t)j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;  \
-        int r = 0;                                                                             \
-        for (; r + 2 <= m; r += 2) {                                                           \
-            const real *a = A + (size_t)r * lda, *e = a + lda;                                 \
-            real s0 = 0, s1 = 0, s2 = 0, s3 = 0, t0 = 0, t1 = 0, t2 = 0, t3 = 0;               \
-            _Pragma("omp simd reduction(+:s0,s1,s2,s3,t0,t1,t2,t3)")                           \
-            for (int q = 0; q < k; q++) {                                                      \
-                real x = a[q], y = e[q], v0 = b0[q], v1 = b1[q], v2 = b2[q], v3 = b3[q];       \
-                s0 += x * v0; s1 += x * v1; s2 += x * v2; s3 += x * v3;                        \
-                t0 += y * v0; t1 += y * v1; t2 += y * v2; t3 += y * v3;                        \
-            }                                                                                  \
-            real *c = C + (size_t)r * ldc + j, *d = c + ldc;                                   \
-            c[0] += s0; c[1] += s1; c[2] += s2; c[3] += s3;                                    \
-            d[0] += t0; d[1] += t1; d[2] += t2; d[3] += t3;                                    \
-        }                                                                                      \
-        for (; r < m; r++) {                                                                   \
-            const real *a = A + (size_t)r * lda;                                               \
-            real s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                               \
-            _Pragma("omp simd reduction(+:s0,s1,s2,s3)")                                       \
-            for (int q = 0; q < k; q++) {                                                      \
-                real x = a[q];                                                                 \
-                s0 += x * b0[q]; s1 += x * b1[q]; s2 += x * b2[q]; s3 += x * b3[q];            \
-            }                                                                                  \
-            real *c = C + (size_t)r * ldc + j;                                                 \
-            c[0] += s0; c[1] += s1; c[2] += s2; c[3] += s3;                                    \
-        }                                                                                      \
-    }                                                                                          \
-    for (; j < j1; j++) {                                                                      \
-        const real *b0 = B + (size_t)j * ldb;                                                  \
-        for (int r = 0; r < m; r++) {                                                          \
-            const real *a = A + (size_t)r * lda;                                               \
-            real s0 = 0;                                                                       \
-            _Pragma("omp simd reduction(+:s0)")                                                \
-            for (int q = 0; q < k; q++) s0 += a[q] * b0[q];                                    \
-            C[(size_t)r * ldc + j] += s0;                                                      \
-        }                                                                                      \
-    }                                                                                          \
-}                                                                                              \
-/* C[m][n] (+)= A[m][k] B[k][n]: rows of B scaled and added, B read once per row of A */          \
-ROW_TARGETS static void small_gemm_nn_block_##SUFFIX(int m, int j0, int j1, int k,                \
-        const real *restrict A, int lda, const real *restrict B, int ldb,                         \
-        real *restrict C, int ldc, int accumulate)                                               \
-{                                                                                              \
-    for (int r = 0; r < m; r++) {                                                              \
-        real *c = C + (size_t)r * ldc;                                                         \
-        const real *a = A + (size_t)r * lda;                                                   \
-        if (!accumulate) for (int j = j0; j < j1; j++) c[j] = 0;                               \
-        for (int q = 0; q < k; q++) {                                                          \
-            const real *b = B + (size_t)q * ldb;                                               \
-            real x = a[q];                                                                     \
-            for (int j = j0; j < j1; j++) c[j] += x * b[j];                                    \
-        }                                                                                      \
-    }                                                                                          \
-}                                                                                              \
-static void small_gemm_nt_##SUFFIX(int m, int n, int k, const real *A, int lda, const real *B,   \
-                                   int ldb, real *C, int ldc, int threads)                      \
-{                                                                                              \
-    int chunks = threads > 1 ? threads : 1;                                                    \
-    _Pragma("omp parallel for num_threads(chunks) schedule(static) if(chunks > 1)")            \
-    for (int part = 0; part < chunks; part++) {                                                \
-        int j0 = (int)((long)n * part / chunks) & ~3, j1 = part == chunks - 1 ? n : (int)((long)n * (part + 1) / chunks) & ~3; \
-        small_gemm_nt_block_##SUFFIX(m, j0, j1, k, A, lda, B, ldb, C, ldc);                      \
-    }                                                                                          \
-}                                                                                              \
-static void small_gemm_nn_##SUFFIX(int m, int n, int k, const real *A, int lda, const real *B,   \
-                                   int ldb, real *C, int ldc, int accumulate, int threads)      \
-{                                                                                              \
-    int chunks = threads > 1 ? threads : 1;                                                    \
-    _Pragma("omp parallel for num_threads(chunks) schedule(static) if(chunks > 1)")            \
-    for (int part = 0; part < chunks; part++) {                                                \
-        int j0 = (int)((long)n * part / chunks) & ~7, j1 = part == chunks - 1 ? n : (int)((long)n * (part + 1) / chunks) & ~7; \
-        small_gemm_nn_block_##SUFFIX(m, j0, j1, k, A, lda, B, ldb, C, ldc, accumulate);          \
-    }                                                                                          \
-}
-
-DEFINE_SMALL_GEMM(float, f)
-DEFINE_SMALL_GEMM(double, d)
-
 #endif
 
 #define DEFINE_ROWS(real, SIG, TANH, SUFFIX)                                                    \
@@ -244,6 +152,51 @@ DEFINE_ROWS(float, fast_sigmoidf, fast_tanhf, f)
 DEFINE_ROWS(double, exact_sigmoid, tanh, d)
 DEFINE_BACKWARD_ROWS(float, f)
 DEFINE_BACKWARD_ROWS(double, d)
+
+/* One time step's rows (samples) of the default-activation passes, split over OpenMP
+ * threads when the step is large enough to pay for it. part: 1 = gates and cell,
+ * 2 = output gate and hidden state, 3 = both (no full output peephole in between). */
+#define ROWS_TEAM(rows, H, threads) ((threads) > 1 && (long)(rows) * (H) >= 8192 ? (threads) : 1)
+
+#define DEFINE_STEP_ROWS(real, SUFFIX)                                                           \
+static void forward_rows_##SUFFIX(int rows, real *g, int ldg, real *a, real *c, real *cs,          \
+        real *hc, real *y, int ldy, real *h, const real *bias, const real *cdiag, int H, int part,  \
+        int threads)                                                                            \
+{                                                                                               \
+    int team = ROWS_TEAM(rows, H, threads);                                                     \
+    _Pragma("omp parallel for num_threads(team) schedule(static) if(team > 1)")                  \
+    for (int b = 0; b < rows; b++) {                                                            \
+        real *gb = g + (size_t)b * ldg, *ab = a ? a + (size_t)b * ldg : NULL;                    \
+        if (part & 1) cell_row_##SUFFIX(gb, ab, c + (size_t)b * H, cs + (size_t)b * ldy, bias, cdiag, H); \
+        if (part & 2) output_row_##SUFFIX(gb, ab, c + (size_t)b * H, hc + (size_t)b * ldy,        \
+                                          y + (size_t)b * ldy, h + (size_t)b * H, bias, cdiag, H); \
+    }                                                                                           \
+}                                                                                               \
+/* part 1: output gate and dL/dc'; part 2: gates i, f, g and dL/dc of the previous step.        \
+ * The previous cell of row b is c_prev[b] (stride ldy) for b < n_prev, else c0[b]. */           \
+static void backward_rows_##SUFFIX(int rows, const real *g, int ldg, const real *hc,             \
+        const real *dy, int ldy, const real *dh, real *dc, real *dg, real *dc_step,              \
+        const real *c_prev, int n_prev, const real *c0, const real *cdiag, int H, int part,      \
+        int threads)                                                                            \
+{                                                                                               \
+    int team = ROWS_TEAM(rows, H, threads);                                                     \
+    _Pragma("omp parallel for num_threads(team) schedule(static) if(team > 1)")                  \
+    for (int b = 0; b < rows; b++) {                                                            \
+        if (part == 1)                                                                          \
+            output_grad_row_##SUFFIX(g + (size_t)b * ldg, hc + (size_t)b * ldy, dy + (size_t)b * ldy, \
+                                     dh + (size_t)b * H, dc + (size_t)b * H, dg + (size_t)b * ldg, \
+                                     dc_step + (size_t)b * H, cdiag, H);                        \
+        else                                                                                    \
+            cell_grad_row_##SUFFIX(g + (size_t)b * ldg,                                          \
+                                   b < n_prev ? c_prev + (size_t)b * ldy : c0 + (size_t)b * H,   \
+                                   dc_step + (size_t)b * H, dg + (size_t)b * ldg, dc + (size_t)b * H, \
+                                   cdiag, H);                                                   \
+    }                                                                                           \
+}
+
+DEFINE_STEP_ROWS(float, f)
+DEFINE_STEP_ROWS(double, d)
+
 
 /* Small-batch recurrent products. For a few rows (batch <= SMALL_BATCH) a BLAS GEMM spends
  * most of its time packing the weights; these stream the weights once per call instead,
