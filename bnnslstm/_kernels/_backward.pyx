@@ -29,13 +29,23 @@ cdef extern from "lstm_rows.h" nogil:
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from .blas cimport matmul, packed_rows_size, packed_size, step_gemm_nn
+from .blas cimport allocate_packing, matmul, pack_panels_transposed_f, packed_gemm_nt_f, packed_rows_size, packed_size, step_gemm_nn
 
-cdef extern from "packed_gemm.h" nogil:
-    void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, float *Bp)
-    void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp, float *Ap,
-                          float *C, int ldc, int threads)
 from .common cimport Acts, at2, at3, make_acts
+
+
+cdef inline void default_rows(int rows, const floating *g, int ldg, const floating *hc,
+                              const floating *dy, int ldy, const floating *dh, floating *dc,
+                              floating *dg, floating *dc_step, const floating *c_prev, int n_prev,
+                              const floating *c0, const floating *cdiag, int H, int part,
+                              int threads) noexcept nogil:
+    """One step's rows with the default activations (lstm_rows.h), part 1 or 2."""
+    if floating is float:
+        backward_rows_f(rows, g, ldg, hc, dy, ldy, dh, dc, dg, dc_step, c_prev, n_prev, c0, cdiag, H,
+                        part, threads)
+    else:
+        backward_rows_d(rows, g, ldg, hc, dy, ldy, dh, dc, dg, dc_step, c_prev, n_prev, c0, cdiag, H,
+                        part, threads)
 
 
 cdef inline floating slope(const Acts *acts, int k, floating x, floating y) noexcept nogil:
@@ -112,12 +122,8 @@ cdef void run_direction(int d, int T, int B, int H, int D,
         n_prev = batch_sizes[p] if 0 <= p < T else 0
         prev_rows = Cs + (<Py_ssize_t>p * B * ldy + dir_h if n_prev > 0 else 0)
         if acts.default:  # the vectorised C rows, samples split over threads
-            if floating is float:
-                backward_rows_f(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
-                                dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 1, threads)
-            else:
-                backward_rows_d(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
-                                dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 1, threads)
+            default_rows(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
+                         dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 1, threads)
         else:
             for b in range(bt):
                 output_pass(t, b, H, D, B, G + dir_g, A + dir_g if A != NULL else NULL,
@@ -125,12 +131,8 @@ cdef void run_direction(int d, int T, int B, int H, int D,
         if co != NULL:  # dL/dc' += dA_o Co
             step_gemm_nn(bt, H, H, dg + 3 * H, ldg, co, H, dc_step, H, True, threads)
         if acts.default:
-            if floating is float:
-                backward_rows_f(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
-                                dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 2, threads)
-            else:
-                backward_rows_d(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
-                                dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 2, threads)
+            default_rows(bt, G + gate_rows, ldg, Hc + state_rows, dY + state_rows, ldy, dh, dc,
+                         dG + gate_rows, dc_step, prev_rows, n_prev, c0, cdiag, H, 2, threads)
         else:
             for b in range(bt):
                 c_prev = prev_rows + <Py_ssize_t>b * ldy if b < n_prev else c0 + <Py_ssize_t>b * H
@@ -166,11 +168,7 @@ def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
     cdef float *rows_scratch = NULL
     cdef size_t per_direction = packed_size(H, 4 * H)
     if floating is float:  # float32: U packed once, read as [4H][H] for dL/dh = dA U
-        U_packed = <float*>malloc(D * per_direction * sizeof(float))
-        rows_scratch = <float*>malloc(packed_rows_size(B, 4 * H) * sizeof(float))
-        if U_packed == NULL or rows_scratch == NULL:
-            free(U_packed)
-            free(rows_scratch)
+        if allocate_packing(&U_packed, D * per_direction, &rows_scratch, packed_rows_size(B, 4 * H)) < 0:
             raise MemoryError()
     try:
         with nogil:

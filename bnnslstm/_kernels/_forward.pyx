@@ -33,13 +33,19 @@ cdef extern from "lstm_rows.h" nogil:
                         int part, int threads)
 from libc.stdlib cimport free, malloc
 
-from .blas cimport matmul, packed_rows_size, packed_size, step_gemm_nt
+from .blas cimport allocate_packing, matmul, pack_panels_f, packed_gemm_nt_f, packed_rows_size, packed_size, step_gemm_nt
 
-cdef extern from "packed_gemm.h" nogil:
-    void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp)
-    void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp, float *Ap,
-                          float *C, int ldc, int threads)
 from .common cimport Acts, at2, at3, make_acts
+
+
+cdef inline void default_rows(int rows, floating *g, int ldg, floating *a, floating *c, floating *cs,
+                              floating *hc, floating *y, int ldy, floating *h, const floating *bias,
+                              const floating *cdiag, int H, int part, int threads) noexcept nogil:
+    """One step's rows with the default activations (lstm_rows.h): part 1, 2 or both (3)."""
+    if floating is float:
+        forward_rows_f(rows, g, ldg, a, c, cs, hc, y, ldy, h, bias, cdiag, H, part, threads)
+    else:
+        forward_rows_d(rows, g, ldg, a, c, cs, hc, y, ldy, h, bias, cdiag, H, part, threads)
 
 
 cdef inline floating activate(const Acts *acts, int k, floating x) noexcept nogil:
@@ -116,12 +122,8 @@ cdef void run_direction(int d, int T, int B, int H, int D,
             step_gemm_nt(bt, 3 * H, H, c, H, cifg, H, g, ldg, threads)
         state = <Py_ssize_t>t * B * ldy + d * H  # row t*B of the [T*B][D*H] arrays, direction d
         if acts.default:  # the vectorised C rows, samples split over threads
-            if floating is float:
-                forward_rows_f(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias, cdiag,
-                               H, 1 if co != NULL else 3, threads)
-            else:
-                forward_rows_d(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias, cdiag,
-                               H, 1 if co != NULL else 3, threads)
+            default_rows(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias, cdiag, H,
+                         1 if co != NULL else 3, threads)
         else:
             for b in range(bt):
                 row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
@@ -132,12 +134,8 @@ cdef void run_direction(int d, int T, int B, int H, int D,
         if co != NULL:
             step_gemm_nt(bt, H, H, Cs + state, ldy, co, H, g + 3 * H, ldg, threads)
             if acts.default:
-                if floating is float:
-                    forward_rows_f(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias,
-                                   cdiag, H, 2, threads)
-                else:
-                    forward_rows_d(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias,
-                                   cdiag, H, 2, threads)
+                default_rows(bt, g, ldg, a, c, Cs + state, Hc + state, Y + state, ldy, h, bias, cdiag, H,
+                             2, threads)
             else:
                 for b in range(bt):
                     row_a = a + <Py_ssize_t>b * ldg if a != NULL else NULL
@@ -174,11 +172,7 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     cdef size_t per_direction = packed_size(4 * H, H)
     cdef int failed = 0
     if floating is float:  # float32: the recurrent weights packed once for the whole sequence
-        U_packed = <float*>malloc(D * per_direction * sizeof(float))
-        rows_scratch = <float*>malloc(packed_rows_size(B, H) * sizeof(float))
-        if U_packed == NULL or rows_scratch == NULL:
-            free(U_packed)
-            free(rows_scratch)
+        if allocate_packing(&U_packed, D * per_direction, &rows_scratch, packed_rows_size(B, H)) < 0:
             raise MemoryError()
     try:
         with nogil:

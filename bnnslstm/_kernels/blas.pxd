@@ -76,6 +76,10 @@ cdef extern from "packed_gemm.h" nogil:
     int KC
     size_t packed_size(int n, int k)
     size_t packed_rows_size(int m, int k)
+    void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp)
+    void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, float *Bp)
+    void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp, float *Ap,
+                          float *C, int ldc, int threads)
     void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t, const float *B,
                        int ldb, int b_t, float *C, int ldc, float *Ap, float *Bp, int threads)
 
@@ -112,3 +116,17 @@ cdef inline int matmul(bint trans_a, bint trans_b, int m, int n, int k,
         free(Ap)
         free(Bp)
         return 0
+
+
+cdef inline int allocate_packing(float **weights, size_t weight_floats, float **rows,
+                                 size_t row_floats) noexcept nogil:
+    """malloc the packed weights and the row scratch of a time loop; on failure free both,
+    leave them NULL and return -1."""
+    weights[0] = <float*>malloc(weight_floats * sizeof(float))
+    rows[0] = <float*>malloc(row_floats * sizeof(float))
+    if weights[0] == NULL or rows[0] == NULL:
+        free(weights[0])
+        free(rows[0])
+        weights[0] = rows[0] = NULL
+        return -1
+    return 0
