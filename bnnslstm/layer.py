@@ -115,6 +115,7 @@ class LSTM:
         for array in self._weights.named(self.num_layers, self.D, self.hidden_size).values():
             array[...] = self._rng.uniform(-bound, bound, array.shape)
         self._last = None  # (params, cache, shapes) of the last training forward
+        self._cache = None
         # descriptors on the storage, built once: the arrays never move
         self._weight_gates = self._weights.gates(0)
         self._grad_gates = self._grads.gates(0)
@@ -177,7 +178,10 @@ class LSTM:
         params, (x, y, h_n, c_n) = self._params(x, h0, c0, batch_sizes, training)
         cache = None
         if training:
-            cache = bytearray(compute_lstm_training_cache_capacity(params))
+            # the last forward's cache is reused when it fits: a fresh one costs page faults
+            capacity = compute_lstm_training_cache_capacity(params)
+            cache = self._cache if self._cache is not None and len(self._cache) == capacity else bytearray(capacity)
+            self._cache = cache
         direct_apply_lstm_batch_training_caching(params, training_cache=cache)
         self._last = (params, cache, x.shape) if training else None
         return y, (h_n, c_n)

@@ -204,15 +204,21 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
         int kc = k - q0 < KC ? k - q0 : KC;
         #pragma omp parallel num_threads(team) if(team > 1)
         {
+            /* the packing loops walk the source along its contiguous axis */
             #pragma omp for schedule(static)
             for (int blk = 0; blk < blocks; blk++) {
                 float *dst = Ap + (size_t)blk * MR * kc;
-                for (int r = 0; r < MR; r++) {
-                    int row = blk * MR + r;
+                int rows = m - blk * MR < MR ? m - blk * MR : MR;
+                if (rows < MR) memset(dst, 0, (size_t)MR * kc * sizeof(float));
+                if (a_t) {
                     for (int q = 0; q < kc; q++) {
-                        float v = 0.0f;
-                        if (row < m) v = a_t ? A[(size_t)(q0 + q) * lda + row] : A[(size_t)row * lda + q0 + q];
-                        dst[(size_t)q * MR + r] = v;
+                        const float *src = A + (size_t)(q0 + q) * lda + blk * MR;
+                        for (int r = 0; r < rows; r++) dst[(size_t)q * MR + r] = src[r];
+                    }
+                } else {
+                    for (int r = 0; r < rows; r++) {
+                        const float *src = A + (size_t)(blk * MR + r) * lda + q0;
+                        for (int q = 0; q < kc; q++) dst[(size_t)q * MR + r] = src[q];
                     }
                 }
             }
@@ -220,12 +226,18 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
             for (int p = 0; p < panels; p++) {
                 float *panel = Bp + (size_t)p * PANEL * kc;
                 int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
-                for (int q = 0; q < kc; q++)
-                    for (int j = 0; j < PANEL; j++) {
-                        int col = p * PANEL + j;
-                        panel[(size_t)q * PANEL + j] = j >= cols ? 0.0f
-                            : (b_t ? B[(size_t)col * ldb + q0 + q] : B[(size_t)(q0 + q) * ldb + col]);
+                if (cols < PANEL) memset(panel, 0, (size_t)PANEL * kc * sizeof(float));
+                if (b_t) {
+                    for (int j = 0; j < cols; j++) {
+                        const float *src = B + (size_t)(p * PANEL + j) * ldb + q0;
+                        for (int q = 0; q < kc; q++) panel[(size_t)q * PANEL + j] = src[q];
                     }
+                } else {
+                    for (int q = 0; q < kc; q++) {
+                        const float *src = B + (size_t)(q0 + q) * ldb + p * PANEL;
+                        for (int j = 0; j < cols; j++) panel[(size_t)q * PANEL + j] = src[j];
+                    }
+                }
                 for (int blk = 0; blk < blocks; blk++) {
                     int rows = m - blk * MR < MR ? m - blk * MR : MR;
                     const float *a = Ap + (size_t)blk * MR * kc;
