@@ -166,6 +166,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
+    parser.add_argument("--plot", metavar="PNG", help="also draw the GFLOP/s side by side (needs matplotlib)")
     args = parser.parse_args(argv)
     peers = [("torch", bench_torch)] if available("torch") else []
     if available("thinc"):
@@ -182,6 +183,7 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(1)
+    rows = []  # (label, ours, {peer: theirs})
     for name, T, B, I, H, L, bidir, variable, inference_only in SHAPES:
         if args.quick:
             T, B, I, H = max(2, T // 5), max(1, B // 4), max(8, I // 8), max(8, H // 8)
@@ -201,6 +203,8 @@ def main(argv=None):
             cache = ours.get("cache") if kind == "train" else None
             cache_cells = (f"{cache / 1e6:>9.1f} {cache / cache_minimum(T, B, H, L, D, lengths):>9.2f}"
                            if cache else f"{'':>9} {'':>9}")
+            rows.append((f"{name} {kind}", ours_gf,
+                         {peer: factor * flops / others[peer][kind] / 1e9 for peer, _ in peers}))
             print(f"{name:<24} {kind:<6} {ours_gf:>13.1f} " + " ".join(cells) +
                   f" {100 * ours_gf / gemm:>7.0f}% " + cache_cells)
         if variable:  # the same total work without variable lengths, for the padded-speed ratio
@@ -208,7 +212,32 @@ def main(argv=None):
             work_ratio = np.sum(lengths) / (T * B)
             print(f"{'  (padded equivalent)':<24} {'fwd':<6} speed ratio var/padded = "
                   f"{padded['fwd'] * work_ratio / ours['fwd']:.2f}")
+    if args.plot:
+        plot(rows, [peer for peer, _ in peers], gemm, args.plot)
     return 0
+
+
+def plot(rows, peers, gemm, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label for label, _, _ in rows]
+    y = np.arange(len(rows))
+    height = 0.8 / (1 + len(peers))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    ax.barh(y, [ours for _, ours, _ in rows], height, label="bnnslstm")
+    for k, peer in enumerate(peers):
+        ax.barh(y + (k + 1) * height, [theirs[peer] for _, _, theirs in rows], height, label=peer)
+    ax.axvline(gemm, color="grey", linestyle="--", label="scipy sgemm")
+    ax.set_yticks(y + height * len(peers) / 2, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("GFLOP/s (forward GEMM FLOPs; training counts 3x)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print("plot written to", path)
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ cdef void run_direction(int d, int T, int B, int H, int D,
         g = G + <Py_ssize_t>t * B * ldg + d * G4
         a = A + <Py_ssize_t>t * B * ldg + d * G4 if A != NULL else NULL
         if floating is float:
-            if U_packed != NULL:
+            if U_packed != NULL and bt > 2:
                 packed_gemm_nt_f(bt, G4, H, h, H, U_packed, rows_scratch, g, ldg, threads)
             else:
                 step_gemm_nt(bt, G4, H, h, H, U, H, g, ldg, threads)
