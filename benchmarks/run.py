@@ -41,6 +41,8 @@ def lstm_flops(T, B, I, H, L, D, lengths=None):
 
 
 def timeit(fn, repeats):
+    # let the previous library's idle threads (OpenMP, OpenBLAS) stop spinning first
+    time.sleep(0.3)
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -134,8 +136,10 @@ def bench_torch(T, B, I, H, L, bidir, lengths, repeats, inference_only):
 
 def bench_thinc(T, B, I, H, L, bidir, lengths, repeats, inference_only):
     from thinc.api import LSTM as ThincLSTM
+    from thinc.api import with_padded
 
-    model = ThincLSTM(H, I, depth=L, bi=bidir)
+    # thinc's bidirectional LSTM concatenates directions of H/2 each: ask for D*H outputs
+    model = with_padded(ThincLSTM(H * (2 if bidir else 1), I, depth=L, bi=bidir))
     rng = np.random.default_rng(0)
     seqs = [rng.standard_normal((T if lengths is None else int(n), I)).astype(np.float32)
             for n in (lengths if lengths is not None else [T] * B)]
