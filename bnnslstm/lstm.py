@@ -48,26 +48,32 @@ _controller = None
 
 
 def _thread_limit(filter_params):
-    """(a context limiting BLAS to ``filter_params.n_threads``, the kernels' thread count).
+    """(a function giving a context that limits BLAS to ``filter_params.n_threads``, the
+    kernels' thread count). The limit applies only inside the ``with`` (threadpoolctl sets
+    it as soon as it is asked for, so asking happens there, after validation).
 
     ``n_threads = 0`` (or no filter parameters) means every core this process may use.
     """
     if filter_params is None:
-        return nullcontext(), _CORES
+        return nullcontext, _CORES
     if not isinstance(filter_params, FilterParameters):
         raise BNNSError(f"filter_params: expected FilterParameters or None, got {type(filter_params).__name__}")
     n = filter_params.n_threads
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise BNNSError(f"filter_params.n_threads: expected an integer >= 0, got {n!r}")
     if n == 0:
-        return nullcontext(), _CORES
+        return nullcontext, _CORES
+    return lambda: _blas_controller().limit(limits=int(n), user_api="blas"), int(min(n, 256))
+
+
+def _blas_controller():
     global _controller
     with _controller_lock:
         if _controller is None:
             from threadpoolctl import ThreadpoolController
 
             _controller = ThreadpoolController()
-    return _controller.limit(limits=int(n), user_api="blas"), int(min(n, 256))
+    return _controller
 
 
 # ---------------------------------------------------------------------------- packing
@@ -114,13 +120,16 @@ def _gate_stack(views):
 
 
 def _stack(views, shape, dtype):
-    """``[D][4][...]`` from four gate views: a view when possible, else a packed copy."""
-    stacked = _gate_stack(views)
+    """``[D][k][...]`` from per-gate views (``None`` = a zero block): a view of the caller's
+    memory when the four gates already lie that way, else a packed copy."""
+    stacked = _gate_stack(views) if len(views) == 4 else None
     if stacked is not None:
         return stacked.reshape(shape)
-    packed = np.empty((views[0].shape[0], 4) + views[0].shape[1:], dtype)
+    present = next(view for view in views if view is not None)
+    packed = np.zeros((present.shape[0], len(views)) + present.shape[1:], dtype)
     for k, view in enumerate(views):
-        packed[:, k] = view
+        if view is not None:
+            packed[:, k] = view
     return packed.reshape(shape)
 
 
@@ -129,34 +138,22 @@ def _pack(plan, layer):
     already has that layout, packed copies otherwise (once per call, never per step)."""
     D, H, X, dtype = plan.D, plan.H, plan.layer_width(layer), plan.dtype
     gates = plan.gates
+
+    def per_gate(field, kind=None, count=4):
+        views = [getattr(gate, field) for gate in gates[:count]]
+        return [None if view is None or (kind is not None and gate.peephole != kind) else view[layer]
+                for gate, view in zip(gates, views)]
+
     W = _stack([gate.W[layer] for gate in gates], (D * 4 * H, X), dtype)
-    U = _stack([gate.U[layer] for gate in gates], (D, 4 * H, H), dtype)
-    if all(gate.b is not None for gate in gates):
-        bias = _stack([gate.b[layer] for gate in gates], (D * 4 * H,), dtype)
-    else:
-        bias = np.zeros((D, 4, H), dtype)
-        for k, gate in enumerate(gates):
-            if gate.b is not None:
-                bias[:, k] = gate.b[layer]
-        bias = bias.reshape(-1)
+    U = _stack(per_gate("U"), (D, 4 * H, H), dtype)
+    biases = per_gate("b")
+    bias = _stack(biases, (D * 4 * H,), dtype) if any(b is not None for b in biases) else np.zeros(D * 4 * H, dtype)
     kinds = plan.peepholes
-    Cdiag = _empty3(dtype)
-    if all(kind == DIAGONAL for kind in kinds):
-        Cdiag = _stack([gate.C[layer] for gate in gates], (D, 4, H), dtype)
-    elif DIAGONAL in kinds:
-        Cdiag = np.zeros((D, 4, H), dtype)
-        for k, gate in enumerate(gates):
-            if gate.peephole == DIAGONAL:
-                Cdiag[:, k] = gate.C[layer]
-    Cifg = _empty3(dtype)
-    if FULL in kinds[:3]:
-        Cifg = np.zeros((D, 3, H, H), dtype)
-        for k, gate in enumerate(gates[:3]):
-            if gate.peephole == FULL:
-                Cifg[:, k] = gate.C[layer]
-        Cifg = Cifg.reshape(D, 3 * H, H)
+    Cdiag = _stack(per_gate("C", DIAGONAL), (D, 4, H), dtype) if DIAGONAL in kinds else _empty3(dtype)
+    Cifg = _stack(per_gate("C", FULL, 3), (D, 3 * H, H), dtype) if FULL in kinds[:3] else _empty3(dtype)
     Co = np.ascontiguousarray(gates[3].C[layer]) if kinds[3] == FULL else _empty3(dtype)
-    return _Packed(np.ascontiguousarray(W), np.ascontiguousarray(bias), np.ascontiguousarray(U), Cdiag, Cifg, Co)
+    return _Packed(np.ascontiguousarray(W), np.ascontiguousarray(bias), np.ascontiguousarray(U),
+                   np.ascontiguousarray(Cdiag), Cifg, Co)
 
 
 def _activation_arrays(plan):
@@ -299,7 +296,7 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
             if overlap(view, cache_bytes):
                 raise BNNSError(f"training_cache: shares memory with {name}, which the forward reads")
     check_disjoint(writes)
-    with limit:
+    with limit():
         y, h_n, c_n = _run_forward(plan, cache_bytes, threads)
     if cache_bytes is not None:
         _cache.write_header(cache_bytes, plan)
@@ -417,7 +414,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
         for name, _, _, view in writes:
             if overlap(view, cache_bytes):
                 raise BNNSError(f"{name}: shares memory with training_cache")
-    with limit:
+    with limit():
         if cache_bytes is None:  # recompute the forward into scratch; layer_params untouched
             cache_bytes = _scratch_array("training_cache", (_cache.capacity(plan),), np.uint8)
             _run_forward(plan, cache_bytes, threads)

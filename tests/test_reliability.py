@@ -233,3 +233,14 @@ def test_hostile_descriptors_in_a_subprocess_never_crash():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) > 200
+
+
+def test_a_refused_call_leaves_the_blas_thread_count_alone():
+    from threadpoolctl import threadpool_info
+
+    before = [info["num_threads"] for info in threadpool_info()]
+    params = make_params(np.zeros((3, 2, 4)), random_weights(np.random.default_rng(0), 4, 3, 1, 1))[0]
+    with pytest.raises(bl.BNNSError, match="training_cache"):
+        bl.direct_apply_lstm_batch_training_caching(params, bl.FilterParameters(n_threads=1),
+                                                    training_cache=bytearray(8))
+    assert [info["num_threads"] for info in threadpool_info()] == before
