@@ -20,7 +20,7 @@ that are still active, then one fused elementwise pass.
 """
 
 from cython cimport floating
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from .activations cimport act_forward
 
@@ -150,6 +150,40 @@ cdef void run_direction(int d, int T, int B, int H, int D,
             memset(Y + (<Py_ssize_t>t * B + b) * ldy + d * H, 0, H * sizeof(floating))
 
 
+cdef int project(const floating *X, int width, const floating *W, floating *G, int ldg, int T, int B,
+                 const int *batch_sizes, int threads) noexcept nogil:
+    """G[t*B + b] = W x[t][b] for every active row, as one GEMM.
+
+    With per-step batch sizes the active rows of the steps are gathered first, so that no
+    work is spent on padded positions (their G rows are left as they are). Returns -1 if
+    scratch memory could not be had."""
+    cdef int t, rows = 0, failed
+    cdef floating *Xc
+    cdef floating *Gc
+    for t in range(T):
+        rows += batch_sizes[t]
+    if rows == T * B:
+        return matmul(False, True, T * B, ldg, width, X, width, W, width, False, G, ldg, threads)
+    Xc = <floating*>malloc(<size_t>rows * width * sizeof(floating))
+    Gc = <floating*>malloc(<size_t>rows * ldg * sizeof(floating))
+    if Xc == NULL or Gc == NULL:
+        free(Xc)
+        free(Gc)
+        return -1
+    rows = 0
+    for t in range(T):
+        memcpy(Xc + <size_t>rows * width, X + <size_t>t * B * width, <size_t>batch_sizes[t] * width * sizeof(floating))
+        rows += batch_sizes[t]
+    failed = matmul(False, True, rows, ldg, width, Xc, width, W, width, False, Gc, ldg, threads)
+    rows = 0
+    for t in range(T):
+        memcpy(G + <size_t>t * B * ldg, Gc + <size_t>rows * ldg, <size_t>batch_sizes[t] * ldg * sizeof(floating))
+        rows += batch_sizes[t]
+    free(Xc)
+    free(Gc)
+    return failed
+
+
 def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floating[::1] bias,
                   const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
                   const floating[:, :, ::1] Cifg, const floating[:, :, ::1] Co,
@@ -177,8 +211,8 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     try:
         with nogil:
             # input projection of every step and both directions: G = X W^T
-            failed = matmul(False, True, T * B, D * 4 * H, width, &X[0, 0], width,
-                            &W[0, 0], width, False, &G[0, 0], D * 4 * H, threads)
+            failed = project(&X[0, 0], width, &W[0, 0], &G[0, 0], D * 4 * H, T, B,
+                             &batch_sizes[0], threads)
             for d in range(D):
                 if floating is float:
                     pack_panels_f(4 * H, H, &U[d, 0, 0], H, U_packed + d * per_direction)
