@@ -109,7 +109,7 @@ class _Resolver:
                 raise BNNSError(f"{field_name}: size gives {name} = {extent} but {name} is {known}")
 
 
-def _view(desc, shape, field_name, data_type, writable=False, optional=True):
+def tensor_view(desc, shape, field_name, data_type, writable=False, optional=True):
     """Check ``desc`` against the logical ``shape`` and return its numpy view.
 
     Leading extents of 1 may be dropped by the descriptor (a ``[1][H][I]`` tensor may be
@@ -190,14 +190,14 @@ def _sequence_layout(desc, field_name):
     return layout
 
 
-def _sequence_view(desc, T, B, width, field_name, data_type, writable=False):
+def sequence_view(desc, T, B, width, field_name, data_type, writable=False):
     """A ``[T][B][width]`` view of an SNE or NSE descriptor."""
     if desc is None:
         return None
     layout = _sequence_layout(desc, field_name)
     if layout == DataLayout.SNE:
-        return _view(desc, (T, B, width), field_name, data_type, writable)
-    return _view(desc, (B, T, width), field_name, data_type, writable).transpose(1, 0, 2)
+        return tensor_view(desc, (T, B, width), field_name, data_type, writable)
+    return tensor_view(desc, (B, T, width), field_name, data_type, writable).transpose(1, 0, 2)
 
 
 def make_plan(params, *, need_outputs=True):
@@ -250,11 +250,11 @@ def make_plan(params, *, need_outputs=True):
             check_activation(getattr(params, g).activation, f"{g}.activation") for g in GATES
         ) + (check_activation(params.hidden_activation, "hidden_activation"),)
 
-    gates = [_gate(getattr(params, name), name, I, H, L, D, data_type) for name in GATES]
+    gates = [gate_views(getattr(params, name), name, I, H, L, D, data_type) for name in GATES]
 
-    x = _sequence_view(x_desc, T, B, I, "input_descriptor.data_desc", data_type)
-    h0 = _view(inp.hidden_desc, (L, D, B, H), "input_descriptor.hidden_desc", data_type)
-    c0 = _view(inp.cell_state_desc, (L, D, B, H), "input_descriptor.cell_state_desc", data_type)
+    x = sequence_view(x_desc, T, B, I, "input_descriptor.data_desc", data_type)
+    h0 = tensor_view(inp.hidden_desc, (L, D, B, H), "input_descriptor.hidden_desc", data_type)
+    c0 = tensor_view(inp.cell_state_desc, (L, D, B, H), "input_descriptor.cell_state_desc", data_type)
     plan = Plan(
         dtype=numpy_dtype(data_type), data_type=int(data_type), I=I, H=H, B=B, L=L, T=T, D=D,
         batch_sizes=batch_sizes, variable_batch=variable, dropout=float(dropout) if L > 1 else 0.0,
@@ -263,10 +263,10 @@ def make_plan(params, *, need_outputs=True):
     )
     if need_outputs:
         y = out.data_desc
-        plan.y = None if y is None else _sequence_view(
+        plan.y = None if y is None else sequence_view(
             y, T, B, D * H, "output_descriptor.data_desc", data_type, writable=True).reshape(T, B, D, H)
-        plan.h_n = _view(out.hidden_desc, (L, D, B, H), "output_descriptor.hidden_desc", data_type, writable=True)
-        plan.c_n = _view(out.cell_state_desc, (L, D, B, H), "output_descriptor.cell_state_desc", data_type, writable=True)
+        plan.h_n = tensor_view(out.hidden_desc, (L, D, B, H), "output_descriptor.hidden_desc", data_type, writable=True)
+        plan.c_n = tensor_view(out.cell_state_desc, (L, D, B, H), "output_descriptor.cell_state_desc", data_type, writable=True)
     return plan
 
 
@@ -275,7 +275,7 @@ def _layer_weights(gate, name, I, H, L, D, data_type, delta=False):
     first, rest = (list(gate.iw_desc) + [None, None])[:2] if gate.iw_desc is not None else (None, None)
     if first is None:
         if delta:
-            later = _view(rest, (L - 1, D, H, D * H), f"{name}.iw_desc[1]", data_type, True) if L > 1 else None
+            later = tensor_view(rest, (L - 1, D, H, D * H), f"{name}.iw_desc[1]", data_type, True) if L > 1 else None
             return [None] + ([None] * (L - 1) if later is None else [later[l] for l in range(L - 1)])
         raise BNNSError(f"{name}.iw_desc[0]: required")
     if not isinstance(first, NDArrayDescriptor):
@@ -285,33 +285,33 @@ def _layer_weights(gate, name, I, H, L, D, data_type, delta=False):
     if covers_all:
         if I != D * H:
             raise BNNSError(f"{name}.iw_desc[0]: covers every layer only when input_size == D*hidden_size ({I} != {D * H})")
-        every = _view(first, (L, D, H, I), f"{name}.iw_desc[0]", data_type, delta)
+        every = tensor_view(first, (L, D, H, I), f"{name}.iw_desc[0]", data_type, delta)
         return [every[l] for l in range(L)]
-    weights = [_view(first, (D, H, I), f"{name}.iw_desc[0]", data_type, delta)]
+    weights = [tensor_view(first, (D, H, I), f"{name}.iw_desc[0]", data_type, delta)]
     if L > 1:
         if rest is None and not delta:
             raise BNNSError(f"{name}.iw_desc[1]: required when num_layers > 1 (or give every layer in iw_desc[0])")
         if rest is first and delta:
             raise BNNSError(f"{name}.iw_desc[1]: the same descriptor as iw_desc[0] but they receive different layers")
-        later = _view(rest, (L - 1, D, H, D * H), f"{name}.iw_desc[1]", data_type, delta)
+        later = tensor_view(rest, (L - 1, D, H, D * H), f"{name}.iw_desc[1]", data_type, delta)
         weights += [None] * (L - 1) if later is None else [later[l] for l in range(L - 1)]
     return weights
 
 
-def _gate(gate, name, I, H, L, D, data_type, delta=False):
+def gate_views(gate, name, I, H, L, D, data_type, delta=False):
     """A gate's views; ``delta`` reads a gradient gate (every field optional and written)."""
     W = _layer_weights(gate, name, I, H, L, D, data_type, delta)
-    U = _view(gate.hw_desc, (L, D, H, H), f"{name}.hw_desc", data_type, writable=delta, optional=delta)
+    U = tensor_view(gate.hw_desc, (L, D, H, H), f"{name}.hw_desc", data_type, writable=delta, optional=delta)
     C, peephole = None, NO_PEEPHOLE
     if gate.cw_desc is not None:
         desc = gate.cw_desc
         if not isinstance(desc, NDArrayDescriptor):
             raise BNNSError(f"{name}.cw_desc: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
         if _is_full(desc.logical_shape((L, D, H, H)), H, L, D):
-            C, peephole = _view(desc, (L, D, H, H), f"{name}.cw_desc", data_type, delta), FULL
+            C, peephole = tensor_view(desc, (L, D, H, H), f"{name}.cw_desc", data_type, delta), FULL
         else:
-            C, peephole = _view(desc, (L, D, H), f"{name}.cw_desc", data_type, delta), DIAGONAL
-    b = _view(gate.b_desc, (L, D, H), f"{name}.b_desc", data_type, delta)
+            C, peephole = tensor_view(desc, (L, D, H), f"{name}.cw_desc", data_type, delta), DIAGONAL
+    b = tensor_view(gate.b_desc, (L, D, H), f"{name}.b_desc", data_type, delta)
     return Gate(W=W, U=U, C=C, b=b, peephole=peephole)
 
 

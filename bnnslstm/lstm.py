@@ -17,7 +17,7 @@ from . import _cache
 from ._kernels._backward import backward_layer, weight_gradients
 from ._kernels._dropout import dropout_mask
 from ._kernels._forward import forward_layer
-from ._plan import DIAGONAL, FULL, GATES, _gate, _sequence_view, _view, check_disjoint, make_plan, overlap
+from ._plan import DIAGONAL, FULL, GATES, check_disjoint, gate_views, make_plan, overlap, sequence_view, tensor_view
 from .enums import LayerFlags, NDArrayFlags
 from .errors import BNNSError
 from .parameters import FilterParameters
@@ -329,24 +329,24 @@ def _delta_plan(delta, plan):
     inp, out = delta.input_descriptor, delta.output_descriptor
     prefix = "layer_delta_params."
     views = {
-        "dy": _sequence_view(out.data_desc, T, B, D * H, prefix + "output_descriptor.data_desc", dtype),
-        "dh_n": _view(out.hidden_desc, (L, D, B, H), prefix + "output_descriptor.hidden_desc", dtype),
-        "dc_n": _view(out.cell_state_desc, (L, D, B, H), prefix + "output_descriptor.cell_state_desc", dtype),
+        "dy": sequence_view(out.data_desc, T, B, D * H, prefix + "output_descriptor.data_desc", dtype),
+        "dh_n": tensor_view(out.hidden_desc, (L, D, B, H), prefix + "output_descriptor.hidden_desc", dtype),
+        "dc_n": tensor_view(out.cell_state_desc, (L, D, B, H), prefix + "output_descriptor.cell_state_desc", dtype),
     }
     # (field, descriptor, view, what it receives): ("dx",), ("dW", gate, layer), ("dU", gate), ...
     writes = [
         (prefix + "input_descriptor.data_desc", inp.data_desc, ("dx",),
-         _sequence_view(inp.data_desc, T, B, I, prefix + "input_descriptor.data_desc", dtype, writable=True)),
+         sequence_view(inp.data_desc, T, B, I, prefix + "input_descriptor.data_desc", dtype, writable=True)),
         (prefix + "input_descriptor.hidden_desc", inp.hidden_desc, ("dh0",),
-         _view(inp.hidden_desc, (L, D, B, H), prefix + "input_descriptor.hidden_desc", dtype, True)),
+         tensor_view(inp.hidden_desc, (L, D, B, H), prefix + "input_descriptor.hidden_desc", dtype, True)),
         (prefix + "input_descriptor.cell_state_desc", inp.cell_state_desc, ("dc0",),
-         _view(inp.cell_state_desc, (L, D, B, H), prefix + "input_descriptor.cell_state_desc", dtype, True)),
+         tensor_view(inp.cell_state_desc, (L, D, B, H), prefix + "input_descriptor.cell_state_desc", dtype, True)),
     ]
     for k, name in enumerate(GATES):
         gate = getattr(delta, name)
         if gate is None:
             raise BNNSError(f"{prefix}{name}: expected an LSTMGateDescriptor, got None")
-        views_k = _gate(gate, prefix + name, I, H, L, D, dtype, delta=True)
+        views_k = gate_views(gate, prefix + name, I, H, L, D, dtype, delta=True)
         forward = plan.gates[k]
         if views_k.C is not None and views_k.peephole != forward.peephole:
             raise BNNSError(f"{prefix}{name}.cw_desc: the forward's gate has "
