@@ -430,7 +430,7 @@ def _run_backward(plan, views, cache_bytes, threads):
     fns, alphas, betas = _activation_arrays(plan)
     dY = (np.zeros((TB, D * H), dtype) if views["dy"] is None
           else np.array(views["dy"], dtype=dtype, order="C").reshape(TB, D * H))
-    dc_step = np.empty((B, H), dtype)
+    dc_step = np.empty((D, B, H), dtype)
     scratch = np.empty((TB, H), dtype)
     dh0 = np.empty((L, D, B, H), dtype)
     dc0 = np.empty_like(dh0)

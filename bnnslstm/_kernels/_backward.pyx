@@ -6,7 +6,7 @@ Memory as in :mod:`._forward`; in addition:
     h0, c0    [D][B][H]    the layer's initial state
     dh, dc    [D][B][H]    in: dL/dh_T, dL/dc_T; out: dL/dh0, dL/dc0
     dG        [T*B][D*4H]  out: dL/d(gate pre-activations); must arrive zeroed
-    dc_step   [B][H]       scratch
+    dc_step   [D][B][H]    scratch (one per direction: they may run concurrently)
 
 Per step (in reverse order of the forward): one fused elementwise pass for the output gate
 and the cell gradient, one for gates i, f, g, then one GEMM for dL/dh of the previous step
@@ -26,6 +26,7 @@ cdef extern from "lstm_rows.h" nogil:
     void backward_rows_d(int rows, const double *g, int ldg, const double *hc, const double *dy, int ldy,
                          const double *dh, double *dc, double *dg, double *dc_step, const double *c_prev,
                          int n_prev, const double *c0, const double *cdiag, int H, int part, int threads)
+from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -156,7 +157,7 @@ def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
                    floating[:, ::1] G, floating[:, ::1] A, floating[:, ::1] Cs,
                    floating[:, ::1] Hc, floating[:, ::1] dY, floating[:, :, ::1] c0,
                    floating[:, :, ::1] dh, floating[:, :, ::1] dc, floating[:, ::1] dG,
-                   floating[:, ::1] dc_step,
+                   floating[:, :, ::1] dc_step,
                    const int[::1] batch_sizes, const int[::1] fns, const double[::1] alphas,
                    const double[::1] betas, bint default_activations, int threads=1):
     """Back-propagate through one layer's time loop, both directions; fills dG, dh, dc."""
@@ -166,20 +167,33 @@ def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
     cdef Acts acts = make_acts(fns, alphas, betas, default_activations)
     cdef float *U_packed = NULL
     cdef float *rows_scratch = NULL
-    cdef size_t per_direction = packed_size(H, 4 * H)
+    cdef size_t per_direction = packed_size(H, 4 * H), rows_per_direction = packed_rows_size(B, 4 * H)
+    cdef int team
     if floating is float:  # float32: U packed once, read as [4H][H] for dL/dh = dA U
-        if allocate_packing(&U_packed, D * per_direction, &rows_scratch, packed_rows_size(B, 4 * H)) < 0:
+        if allocate_packing(&U_packed, D * per_direction, &rows_scratch, D * rows_per_direction) < 0:
             raise MemoryError()
     try:
         with nogil:
-            for d in range(D):
-                if floating is float:
+            if floating is float:
+                for d in range(D):
                     pack_panels_transposed_f(H, 4 * H, &U[d, 0, 0], H, U_packed + d * per_direction)
-                run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &dY[0, 0],
-                              &c0[d, 0, 0], &dh[d, 0, 0], &dc[d, 0, 0], &dG[0, 0], &dc_step[0, 0],
-                              &U[d, 0, 0], at3(Cdiag, d), at3(Cifg, d), at3(Co, d),
-                              &batch_sizes[0], &acts, threads,
-                              U_packed + d * per_direction if U_packed != NULL else NULL, rows_scratch)
+            team = 2 if D == 2 and threads >= 2 else 1  # the directions concurrently (see _forward)
+            if team == 2:  # a parallel region here would serialise the kernels' own teams otherwise
+                for d in prange(2, num_threads=2, schedule='static'):
+                    run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &dY[0, 0],
+                                  &c0[d, 0, 0], &dh[d, 0, 0], &dc[d, 0, 0], &dG[0, 0], &dc_step[d, 0, 0],
+                                  &U[d, 0, 0], at3(Cdiag, d), at3(Cifg, d), at3(Co, d),
+                                  &batch_sizes[0], &acts, threads // team,
+                                  U_packed + d * per_direction if U_packed != NULL else NULL,
+                                  rows_scratch + d * rows_per_direction if rows_scratch != NULL else NULL)
+            else:
+                for d in range(D):
+                    run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &dY[0, 0],
+                                  &c0[d, 0, 0], &dh[d, 0, 0], &dc[d, 0, 0], &dG[0, 0], &dc_step[d, 0, 0],
+                                  &U[d, 0, 0], at3(Cdiag, d), at3(Cifg, d), at3(Co, d),
+                                  &batch_sizes[0], &acts, threads // team,
+                                  U_packed + d * per_direction if U_packed != NULL else NULL,
+                                  rows_scratch + d * rows_per_direction if rows_scratch != NULL else NULL)
     finally:
         free(U_packed)
         free(rows_scratch)

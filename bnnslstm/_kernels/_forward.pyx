@@ -31,6 +31,7 @@ cdef extern from "lstm_rows.h" nogil:
     void forward_rows_d(int rows, double *g, int ldg, double *a, double *c, double *cs, double *hc,
                         double *y, int ldy, double *h, const double *bias, const double *cdiag, int H,
                         int part, int threads)
+from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 
 from .blas cimport allocate_packing, matmul, pack_panels_f, packed_gemm_nt_f, packed_rows_size, packed_size, step_gemm_nt
@@ -203,23 +204,38 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     cdef Acts acts = make_acts(fns, alphas, betas, default_activations)
     cdef float *U_packed = NULL
     cdef float *rows_scratch = NULL
-    cdef size_t per_direction = packed_size(4 * H, H)
-    cdef int failed = 0
+    cdef size_t per_direction = packed_size(4 * H, H), rows_per_direction = packed_rows_size(B, H)
+    cdef int failed = 0, team
     if floating is float:  # float32: the recurrent weights packed once for the whole sequence
-        if allocate_packing(&U_packed, D * per_direction, &rows_scratch, packed_rows_size(B, H)) < 0:
+        if allocate_packing(&U_packed, D * per_direction, &rows_scratch, D * rows_per_direction) < 0:
             raise MemoryError()
     try:
         with nogil:
             # input projection of every step and both directions: G = X W^T
             failed = project(&X[0, 0], width, &W[0, 0], &G[0, 0], D * 4 * H, T, B,
                              &batch_sizes[0], threads)
-            for d in range(D):
-                if floating is float:
+            if floating is float:
+                for d in range(D):
                     pack_panels_f(4 * H, H, &U[d, 0, 0], H, U_packed + d * per_direction)
-                run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &Y[0, 0],
-                              &h[d, 0, 0], &c[d, 0, 0], &bias[d * 4 * H], &U[d, 0, 0],
-                              at3(Cdiag, d), at3(Cifg, d), at3(Co, d), &batch_sizes[0], &acts, threads,
-                              U_packed + d * per_direction if U_packed != NULL else NULL, rows_scratch)
+            # the two directions are independent: with two cores or more each runs on its own
+            # half of the team, so no step pays for waking a thread team
+            team = 2 if D == 2 and threads >= 2 else 1
+            if team == 2:  # a parallel region here would serialise the kernels' own teams otherwise
+                for d in prange(2, num_threads=2, schedule='static'):
+                    run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &Y[0, 0],
+                                  &h[d, 0, 0], &c[d, 0, 0], &bias[d * 4 * H], &U[d, 0, 0],
+                                  at3(Cdiag, d), at3(Cifg, d), at3(Co, d), &batch_sizes[0], &acts,
+                                  threads // team,
+                                  U_packed + d * per_direction if U_packed != NULL else NULL,
+                                  rows_scratch + d * rows_per_direction if rows_scratch != NULL else NULL)
+            else:
+                for d in range(D):
+                    run_direction(d, T, B, H, D, &G[0, 0], at2(A), &Cs[0, 0], &Hc[0, 0], &Y[0, 0],
+                                  &h[d, 0, 0], &c[d, 0, 0], &bias[d * 4 * H], &U[d, 0, 0],
+                                  at3(Cdiag, d), at3(Cifg, d), at3(Co, d), &batch_sizes[0], &acts,
+                                  threads // team,
+                                  U_packed + d * per_direction if U_packed != NULL else NULL,
+                                  rows_scratch + d * rows_per_direction if rows_scratch != NULL else NULL)
     finally:
         free(U_packed)
         free(rows_scratch)
