@@ -1,4 +1,4 @@
-"""``python -m bnnslstm demo``: train a character-level LSTM with this library alone.
+"""``bnnslstm demo`` (or ``python -m bnnslstm demo``): train a character-level LSTM with this library alone.
 
 The task is next-character prediction on a public-domain excerpt (the opening of Lewis
 Carroll's *Alice's Adventures in Wonderland*, 1865) shipped below. A one-layer LSTM reads
@@ -138,7 +138,7 @@ def demo(epochs=30, hidden=256, seq_len=48, batch=32, batches=8, seed=0, out=sys
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bnnslstm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bnnslstm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("demo", help="train a character-level LSTM and generate text")
     run.add_argument("--epochs", type=int, default=30)
