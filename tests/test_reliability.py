@@ -244,3 +244,42 @@ def test_a_refused_call_leaves_the_blas_thread_count_alone():
         bl.direct_apply_lstm_batch_training_caching(params, bl.FilterParameters(n_threads=1),
                                                     training_cache=bytearray(8))
     assert [info["num_threads"] for info in threadpool_info()] == before
+
+
+KERNEL_RUN = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import bnnslstm as bl
+
+    rng = np.random.default_rng(3)
+    # 4H = 148 columns: whole and partial 16- and 32-column panels; I = 300 > one 256-deep
+    # slice; 9 rows: whole and partial 6-row blocks
+    lstm = bl.LSTM(300, 37, 2, bidirectional=True, seed=1)
+    x = rng.standard_normal((6, 9, 300)).astype(np.float32)
+    y, (h_n, c_n) = lstm.forward(x)
+    dx, (dh0, dc0) = lstm.backward(rng.standard_normal(y.shape).astype(np.float32))
+    parts = [y, h_n, c_n, dx, dh0, dc0] + [lstm.grads[name] for name in sorted(lstm.grads)]
+    np.save(sys.argv[1], np.concatenate([np.ravel(p) for p in parts]))
+""")
+
+
+def test_every_gemm_kernel_gives_the_same_results(tmp_path):
+    """The float32 GEMM kernels (AVX-512, AVX2, plain C: BNNSLSTM_ISA picks a lesser one)
+    agree: AVX-512 and AVX2 bit for bit (the same fused multiply-adds in the same order),
+    plain C to rounding. On a CPU without AVX-512 the default is the AVX2 kernel."""
+    import os
+
+    results = {}
+    for isa in ("default", "avx2", "generic"):
+        env = dict(os.environ)
+        env.pop("BNNSLSTM_ISA", None)
+        if isa != "default":
+            env["BNNSLSTM_ISA"] = isa
+        path = tmp_path / f"{isa}.npy"
+        done = subprocess.run([sys.executable, "-c", KERNEL_RUN, str(path)], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        results[isa] = np.load(path)
+    assert np.all(np.isfinite(results["default"]))
+    np.testing.assert_array_equal(results["avx2"], results["default"])
+    np.testing.assert_allclose(results["generic"], results["default"], rtol=2e-4, atol=2e-5)

@@ -53,9 +53,10 @@ static inline double exact_sigmoid(double x)
     return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
 }
 
-/* AVX2/FMA clones where the CPU has them (chosen once at load time), plain x86-64 otherwise */
+/* AVX-512 and AVX2/FMA clones where the CPU has them (chosen once at load time), plain
+ * x86-64 otherwise */
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-#define ROW_TARGETS __attribute__((target_clones("avx2", "default")))
+#define ROW_TARGETS __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define ROW_TARGETS
 #endif

@@ -4,15 +4,17 @@
  * A BLAS GEMM packs B again on every call, that is on every time step; for the LSTM's
  * shapes (m = batch, n = 4H, k = H) that repacking and the small m keep OpenBLAS well
  * under its large-matrix speed. Here B is packed once into panels of 16 columns
- * ([panel][k][16], zero-padded), and a 6x16 register-blocked kernel (AVX2 + FMA when the
- * CPU has them, plain C otherwise) reads A's rows in place. Panels are split over OpenMP
- * threads; every output element is computed by one thread in one fixed order, so results
- * do not depend on the thread count.
+ * ([panel][k][16], zero-padded), and a register-blocked kernel reads A's rows in place:
+ * 6 rows by two panels (6x32) with AVX-512 when the CPU has it, 6x16 with AVX2 + FMA, plain
+ * C otherwise. Panels are split over OpenMP threads; every output element is computed by one
+ * thread in one fixed order (one fused multiply-add per k, k ascending, then added to C),
+ * so results depend neither on the thread count nor on which of the kernels ran.
  */
 #ifndef BNNSLSTM_PACKED_GEMM_H
 #define BNNSLSTM_PACKED_GEMM_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PANEL 16   /* columns of B per packed panel */
@@ -96,6 +98,40 @@ static void kernel_6x16_avx2(int kc, const float *Ap, const float *Bp, float *ou
         }
     }
 }
+/* out[r][0..cols) += sum over q < kc of Ap[q][r] * (B0 ‖ B1)[q][0..32), for the 6 rows r:
+ * two panels at once, so that twelve 16-wide accumulators keep both FMA units busy. With
+ * cols <= 16 pass B0 again as B1 (its sums are not stored). */
+__attribute__((target("avx512f")))
+static void kernel_6x32_avx512(int kc, const float *Ap, const float *B0, const float *B1, float *out,
+                               int ldo, int rows, int cols)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(),
+           c11 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(),
+           c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps(), c40 = _mm512_setzero_ps(),
+           c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    for (int q = 0; q < kc; q++) {
+        const float *a = Ap + (size_t)q * MR;
+        __m512 b0 = _mm512_loadu_ps(B0 + (size_t)q * PANEL);
+        __m512 b1 = _mm512_loadu_ps(B1 + (size_t)q * PANEL);
+        __m512 x;
+        x = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(x, b0, c00); c01 = _mm512_fmadd_ps(x, b1, c01);
+        x = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(x, b0, c10); c11 = _mm512_fmadd_ps(x, b1, c11);
+        x = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(x, b0, c20); c21 = _mm512_fmadd_ps(x, b1, c21);
+        x = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(x, b0, c30); c31 = _mm512_fmadd_ps(x, b1, c31);
+        x = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(x, b0, c40); c41 = _mm512_fmadd_ps(x, b1, c41);
+        x = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(x, b0, c50); c51 = _mm512_fmadd_ps(x, b1, c51);
+    }
+    __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    __mmask16 m0 = cols >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
+    __mmask16 m1 = cols >= 2 * PANEL ? (__mmask16)0xFFFF
+                 : cols > PANEL ? (__mmask16)((1u << (cols - PANEL)) - 1) : (__mmask16)0;
+    for (int r = 0; r < rows; r++) {
+        float *o = out + (size_t)r * ldo;
+        _mm512_mask_storeu_ps(o, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), acc[r][0]));
+        if (m1)
+            _mm512_mask_storeu_ps(o + PANEL, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + PANEL), acc[r][1]));
+    }
+}
 #else
 #define HAVE_AVX2_KERNEL 0
 #endif
@@ -137,18 +173,53 @@ static void pack_rows_f(int m, int k, const float *A, int lda, float *Ap)
         }
 }
 
-static int cpu_has_avx2_fma(void)
+enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+
+/* the best kernel this CPU runs (BNNSLSTM_ISA=avx2 or generic in the environment asks for
+ * a lesser one, for tests and comparisons) */
+static int kernel_isa(void)
 {
 #if HAVE_AVX2_KERNEL
     static int known = -1;
     if (known < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int isa = ISA_GENERIC;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = ISA_AVX2;
+        if (__builtin_cpu_supports("avx512f")) isa = ISA_AVX512;
+        const char *asked = getenv("BNNSLSTM_ISA");
+        if (asked && strcmp(asked, "generic") == 0) isa = ISA_GENERIC;
+        if (asked && strcmp(asked, "avx2") == 0 && isa > ISA_AVX2) isa = ISA_AVX2;
+        known = isa;
     }
     return known;
 #else
-    return 0;
+    return ISA_GENERIC;
 #endif
+}
+
+/* panels of B one kernel call covers */
+static inline int panels_per_block(int isa)
+{
+    return isa == ISA_AVX512 ? 2 : 1;
+}
+
+/* out[0..rows)[0..cols) += the block of 6 packed rows a times the panels from `panel` on
+ * (the next one `panel_stride` floats further), cols <= 16 * panels_per_block(isa) */
+static inline void multiply_block(int isa, int kc, const float *a, const float *panel, size_t panel_stride,
+                                  float *out, int ldc, int rows, int cols)
+{
+#if HAVE_AVX2_KERNEL
+    if (isa == ISA_AVX512) {
+        kernel_6x32_avx512(kc, a, panel, cols > PANEL ? panel + panel_stride : panel, out, ldc, rows, cols);
+        return;
+    }
+    if (isa == ISA_AVX2) {
+        kernel_6x16_avx2(kc, a, panel, out, ldc, rows, cols);
+        return;
+    }
+#endif
+    (void)panel_stride;
+    kernel_6x16_generic(kc, a, panel, out, ldc, rows, cols);
 }
 
 /* C[m][n] += A[m][k] B[n][k]^T with B packed by pack_panels_f; Ap is scratch of
@@ -156,32 +227,24 @@ static int cpu_has_avx2_fma(void)
 static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp,
                              float *Ap, float *C, int ldc, int threads)
 {
-    int panels = (n + PANEL - 1) / PANEL, blocks = (m + MR - 1) / MR;
-    int avx2 = cpu_has_avx2_fma();
+    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL;
+    int units = (n + width - 1) / width, blocks = (m + MR - 1) / MR;
     int team = threads > 1 ? threads : 1;
     if ((long)m * n * k < 200000) team = 1;  /* not worth waking threads */
     pack_rows_f(m, k, A, lda, Ap);
     #pragma omp parallel for num_threads(team) schedule(static) if(team > 1)
-    for (int p = 0; p < panels; p++) {
-        int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
-        const float *panel = Bp + (size_t)p * PANEL * k;
+    for (int u = 0; u < units; u++) {
+        int cols = n - u * width < width ? n - u * width : width;
+        const float *panel = Bp + (size_t)u * width * k;
         for (int q0 = 0; q0 < k; q0 += KC) {
             int kc = k - q0 < KC ? k - q0 : KC;
             for (int blk = 0; blk < blocks; blk++) {
                 int rows = m - blk * MR < MR ? m - blk * MR : MR;
-                const float *a = Ap + (size_t)blk * MR * k + (size_t)q0 * MR;
-                float *out = C + (size_t)blk * MR * ldc + p * PANEL;
-#if HAVE_AVX2_KERNEL
-                if (avx2) {
-                    kernel_6x16_avx2(kc, a, panel + (size_t)q0 * PANEL, out, ldc, rows, cols);
-                    continue;
-                }
-#endif
-                kernel_6x16_generic(kc, a, panel + (size_t)q0 * PANEL, out, ldc, rows, cols);
+                multiply_block(isa, kc, Ap + (size_t)blk * MR * k + (size_t)q0 * MR, panel + (size_t)q0 * PANEL,
+                               (size_t)PANEL * k, C + (size_t)blk * MR * ldc + u * width, ldc, rows, cols);
             }
         }
     }
-    (void)avx2;
 }
 
 /* A general float32 product on the same kernel, for the large once-per-layer products
@@ -196,8 +259,8 @@ static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const
 static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t, const float *B,
                           int ldb, int b_t, float *C, int ldc, float *Ap, float *Bp, int threads)
 {
-    int panels = (n + PANEL - 1) / PANEL, blocks = (m + MR - 1) / MR;
-    int avx2 = cpu_has_avx2_fma();
+    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL;
+    int panels = (n + PANEL - 1) / PANEL, units = (n + width - 1) / width, blocks = (m + MR - 1) / MR;
     int team = threads > 1 ? threads : 1;
     if ((long)m * n * k < 200000) team = 1;
     for (int q0 = 0; q0 < k; q0 += KC) {
@@ -223,37 +286,33 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
                 }
             }
             #pragma omp for schedule(static)
-            for (int p = 0; p < panels; p++) {
-                float *panel = Bp + (size_t)p * PANEL * kc;
-                int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
-                if (cols < PANEL) memset(panel, 0, (size_t)PANEL * kc * sizeof(float));
-                if (b_t) {
-                    for (int j = 0; j < cols; j++) {
-                        const float *src = B + (size_t)(p * PANEL + j) * ldb + q0;
-                        for (int q = 0; q < kc; q++) panel[(size_t)q * PANEL + j] = src[q];
-                    }
-                } else {
-                    for (int q = 0; q < kc; q++) {
-                        const float *src = B + (size_t)(q0 + q) * ldb + p * PANEL;
-                        for (int j = 0; j < cols; j++) panel[(size_t)q * PANEL + j] = src[j];
+            for (int u = 0; u < units; u++) {
+                int last = (u + 1) * width / PANEL < panels ? (u + 1) * width / PANEL : panels;
+                for (int p = u * width / PANEL; p < last; p++) {
+                    float *panel = Bp + (size_t)p * PANEL * kc;
+                    int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
+                    if (cols < PANEL) memset(panel, 0, (size_t)PANEL * kc * sizeof(float));
+                    if (b_t) {
+                        for (int j = 0; j < cols; j++) {
+                            const float *src = B + (size_t)(p * PANEL + j) * ldb + q0;
+                            for (int q = 0; q < kc; q++) panel[(size_t)q * PANEL + j] = src[q];
+                        }
+                    } else {
+                        for (int q = 0; q < kc; q++) {
+                            const float *src = B + (size_t)(q0 + q) * ldb + p * PANEL;
+                            for (int j = 0; j < cols; j++) panel[(size_t)q * PANEL + j] = src[j];
+                        }
                     }
                 }
+                int cols = n - u * width < width ? n - u * width : width;
                 for (int blk = 0; blk < blocks; blk++) {
                     int rows = m - blk * MR < MR ? m - blk * MR : MR;
-                    const float *a = Ap + (size_t)blk * MR * kc;
-                    float *out = C + (size_t)blk * MR * ldc + p * PANEL;
-#if HAVE_AVX2_KERNEL
-                    if (avx2) {
-                        kernel_6x16_avx2(kc, a, panel, out, ldc, rows, cols);
-                        continue;
-                    }
-#endif
-                    kernel_6x16_generic(kc, a, panel, out, ldc, rows, cols);
+                    multiply_block(isa, kc, Ap + (size_t)blk * MR * kc, Bp + (size_t)u * width * kc,
+                                   (size_t)PANEL * kc, C + (size_t)blk * MR * ldc + u * width, ldc, rows, cols);
                 }
             }
         }
     }
-    (void)avx2;
 }
 
 #endif
