@@ -81,7 +81,8 @@ cdef extern from "packed_gemm.h" nogil:
     void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp, float *Ap,
                           float *C, int ldc, int threads)
     void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t, const float *B,
-                       int ldb, int b_t, float *C, int ldc, float *Ap, float *Bp, int threads)
+                       int ldb, int b_t, int accumulate, float *C, int ldc, float *Ap, float *Bp,
+                       int threads)
 
 
 cdef inline int matmul(bint trans_a, bint trans_b, int m, int n, int k,
@@ -101,10 +102,10 @@ cdef inline int matmul(bint trans_a, bint trans_b, int m, int n, int k,
         gemm(trans_a, trans_b, m, n, k, 1.0, a, lda, b, ldb, 1.0 if accumulate else 0.0, c, ldc)
         return 0
     else:
-        if not accumulate:
-            for r in range(m):
-                memset(c + <size_t>r * ldc, 0, n * sizeof(float))
         if k <= 0:
+            if not accumulate:
+                for r in range(m):
+                    memset(c + <size_t>r * ldc, 0, n * sizeof(float))
             return 0
         Ap = <float*>malloc(packed_rows_size(m, KC) * sizeof(float))
         Bp = <float*>malloc(packed_size(n, KC) * sizeof(float))
@@ -112,7 +113,7 @@ cdef inline int matmul(bint trans_a, bint trans_b, int m, int n, int k,
             free(Ap)
             free(Bp)
             return -1
-        gemm_slices_f(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, Ap, Bp, threads)
+        gemm_slices_f(m, n, k, a, lda, trans_a, b, ldb, trans_b, accumulate, c, ldc, Ap, Bp, threads)
         free(Ap)
         free(Bp)
         return 0

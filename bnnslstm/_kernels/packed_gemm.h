@@ -8,7 +8,7 @@
  * 6 rows by two panels (6x32) with AVX-512 when the CPU has it, 6x16 with AVX2 + FMA, plain
  * C otherwise. Panels are split over OpenMP threads; every output element is computed by one
  * thread in one fixed order (one fused multiply-add per k, k ascending, then added to C),
- * so results depend neither on the thread count nor on which of the kernels ran.
+ * so results depend neither on the thread count nor on which of the two SIMD kernels ran.
  */
 #ifndef BNNSLSTM_PACKED_GEMM_H
 #define BNNSLSTM_PACKED_GEMM_H
@@ -16,10 +16,17 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
+#endif
 
 #define PANEL 16   /* columns of B per packed panel */
 #define MR 6       /* rows of A per register block */
 #define KC 256     /* depth of one pass, so a panel slice (16 KB) stays in L1 */
+#define ROW_CHUNK 8 /* blocks of A's rows per pass of gemm_slices_f over its panels */
 
 /* Bp[p][q][j] = B[p*16 + j][q] (0 past n); Bp holds packed_size(n, k) floats. */
 static inline size_t packed_size(int n, int k)
@@ -63,10 +70,11 @@ static void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, flo
 #define HAVE_AVX2_KERNEL 1
 #include <immintrin.h>
 
-/* out[r][0..cols) += sum over q < kc of Ap[q][r] * Bp[q][0..16), for the 6 rows r */
+/* out[r][0..cols) (+)= sum over q < kc of Ap[q][r] * Bp[q][0..16), for the 6 rows r: added
+ * to out when add, stored over it otherwise (as in every kernel here) */
 __attribute__((target("avx2,fma")))
 static void kernel_6x16_avx2(int kc, const float *Ap, const float *Bp, float *out, int ldo, int rows,
-                             int cols)
+                             int cols, int add)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
            c11 = _mm256_setzero_ps(), c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(),
@@ -88,22 +96,22 @@ static void kernel_6x16_avx2(int kc, const float *Ap, const float *Bp, float *ou
     for (int r = 0; r < rows; r++) {
         float *o = out + (size_t)r * ldo;
         if (cols == PANEL) {
-            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), acc[r][0]));
-            _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), acc[r][1]));
+            _mm256_storeu_ps(o, add ? _mm256_add_ps(_mm256_loadu_ps(o), acc[r][0]) : acc[r][0]);
+            _mm256_storeu_ps(o + 8, add ? _mm256_add_ps(_mm256_loadu_ps(o + 8), acc[r][1]) : acc[r][1]);
         } else {
             float tile[PANEL];
             _mm256_storeu_ps(tile, acc[r][0]);
             _mm256_storeu_ps(tile + 8, acc[r][1]);
-            for (int j = 0; j < cols; j++) o[j] += tile[j];
+            for (int j = 0; j < cols; j++) o[j] = add ? o[j] + tile[j] : tile[j];
         }
     }
 }
-/* out[r][0..cols) += sum over q < kc of Ap[q][r] * (B0 ‖ B1)[q][0..32), for the 6 rows r:
+/* out[r][0..cols) (+)= sum over q < kc of Ap[q][r] * (B0 ‖ B1)[q][0..32), for the 6 rows r:
  * two panels at once, so that twelve 16-wide accumulators keep both FMA units busy. With
  * cols <= 16 pass B0 again as B1 (its sums are not stored). */
 __attribute__((target("avx512f")))
 static void kernel_6x32_avx512(int kc, const float *Ap, const float *B0, const float *B1, float *out,
-                               int ldo, int rows, int cols)
+                               int ldo, int rows, int cols, int add)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(),
            c11 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(),
@@ -127,9 +135,10 @@ static void kernel_6x32_avx512(int kc, const float *Ap, const float *B0, const f
                  : cols > PANEL ? (__mmask16)((1u << (cols - PANEL)) - 1) : (__mmask16)0;
     for (int r = 0; r < rows; r++) {
         float *o = out + (size_t)r * ldo;
-        _mm512_mask_storeu_ps(o, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), acc[r][0]));
+        _mm512_mask_storeu_ps(o, m0, add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), acc[r][0]) : acc[r][0]);
         if (m1)
-            _mm512_mask_storeu_ps(o + PANEL, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + PANEL), acc[r][1]));
+            _mm512_mask_storeu_ps(o + PANEL, m1,
+                                  add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + PANEL), acc[r][1]) : acc[r][1]);
     }
 }
 #else
@@ -138,7 +147,7 @@ static void kernel_6x32_avx512(int kc, const float *Ap, const float *B0, const f
 
 /* The same block in plain C, for CPUs without AVX2 and FMA. */
 static void kernel_6x16_generic(int kc, const float *Ap, const float *Bp, float *out, int ldo, int rows,
-                                int cols)
+                                int cols, int add)
 {
     float tile[MR][PANEL] = {{0}};
     for (int q = 0; q < kc; q++) {
@@ -148,7 +157,7 @@ static void kernel_6x16_generic(int kc, const float *Ap, const float *Bp, float 
     }
     for (int r = 0; r < rows; r++) {
         float *o = out + (size_t)r * ldo;
-        for (int j = 0; j < cols; j++) o[j] += tile[r][j];
+        for (int j = 0; j < cols; j++) o[j] = add ? o[j] + tile[r][j] : tile[r][j];
     }
 }
 
@@ -203,23 +212,23 @@ static inline int panels_per_block(int isa)
     return isa == ISA_AVX512 ? 2 : 1;
 }
 
-/* out[0..rows)[0..cols) += the block of 6 packed rows a times the panels from `panel` on
+/* out[0..rows)[0..cols) (+)= the block of 6 packed rows a times the panels from `panel` on
  * (the next one `panel_stride` floats further), cols <= 16 * panels_per_block(isa) */
 static inline void multiply_block(int isa, int kc, const float *a, const float *panel, size_t panel_stride,
-                                  float *out, int ldc, int rows, int cols)
+                                  float *out, int ldc, int rows, int cols, int add)
 {
 #if HAVE_AVX2_KERNEL
     if (isa == ISA_AVX512) {
-        kernel_6x32_avx512(kc, a, panel, cols > PANEL ? panel + panel_stride : panel, out, ldc, rows, cols);
+        kernel_6x32_avx512(kc, a, panel, cols > PANEL ? panel + panel_stride : panel, out, ldc, rows, cols, add);
         return;
     }
     if (isa == ISA_AVX2) {
-        kernel_6x16_avx2(kc, a, panel, out, ldc, rows, cols);
+        kernel_6x16_avx2(kc, a, panel, out, ldc, rows, cols, add);
         return;
     }
 #endif
     (void)panel_stride;
-    kernel_6x16_generic(kc, a, panel, out, ldc, rows, cols);
+    kernel_6x16_generic(kc, a, panel, out, ldc, rows, cols, add);
 }
 
 /* C[m][n] += A[m][k] B[n][k]^T with B packed by pack_panels_f; Ap is scratch of
@@ -241,7 +250,7 @@ static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const
             for (int blk = 0; blk < blocks; blk++) {
                 int rows = m - blk * MR < MR ? m - blk * MR : MR;
                 multiply_block(isa, kc, Ap + (size_t)blk * MR * k + (size_t)q0 * MR, panel + (size_t)q0 * PANEL,
-                               (size_t)PANEL * k, C + (size_t)blk * MR * ldc + u * width, ldc, rows, cols);
+                               (size_t)PANEL * k, C + (size_t)blk * MR * ldc + u * width, ldc, rows, cols, 1);
             }
         }
     }
@@ -251,13 +260,15 @@ static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const
  * (input projection, dL/dx, weight gradients), so that one threading runtime serves a
  * whole call (OpenBLAS's idle threads otherwise spin on the cores the time loop needs):
  *
- *   C[m][n] += opA[m][k] opB[k][n], opA[r][q] = a_t ? A[q*lda + r] : A[r*lda + q],
- *                                  opB[q][j] = b_t ? B[j*ldb + q] : B[q*ldb + j].
+ *   C[m][n] (+)= opA[m][k] opB[k][n], opA[r][q] = a_t ? A[q*lda + r] : A[r*lda + q],
+ *                                    opB[q][j] = b_t ? B[j*ldb + q] : B[q*ldb + j],
  *
- * K is taken in slices of KC; each slice of A and B is packed (in parallel) into scratch
- * of packed_rows_size(m, KC) and packed_size(n, KC) floats. */
+ * added to C when accumulate, written over it otherwise (k > 0). K is taken in slices of
+ * KC; each slice of A and B is packed (in parallel) into scratch of packed_rows_size(m, KC)
+ * and packed_size(n, KC) floats. */
 static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t, const float *B,
-                          int ldb, int b_t, float *C, int ldc, float *Ap, float *Bp, int threads)
+                          int ldb, int b_t, int accumulate, float *C, int ldc, float *Ap, float *Bp,
+                          int threads)
 {
     int isa = kernel_isa(), width = panels_per_block(isa) * PANEL;
     int panels = (n + PANEL - 1) / PANEL, units = (n + width - 1) / width, blocks = (m + MR - 1) / MR;
@@ -285,30 +296,37 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
                     }
                 }
             }
-            #pragma omp for schedule(static)
-            for (int u = 0; u < units; u++) {
-                int last = (u + 1) * width / PANEL < panels ? (u + 1) * width / PANEL : panels;
-                for (int p = u * width / PANEL; p < last; p++) {
-                    float *panel = Bp + (size_t)p * PANEL * kc;
-                    int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
-                    if (cols < PANEL) memset(panel, 0, (size_t)PANEL * kc * sizeof(float));
-                    if (b_t) {
-                        for (int j = 0; j < cols; j++) {
-                            const float *src = B + (size_t)(p * PANEL + j) * ldb + q0;
-                            for (int q = 0; q < kc; q++) panel[(size_t)q * PANEL + j] = src[q];
-                        }
-                    } else {
-                        for (int q = 0; q < kc; q++) {
-                            const float *src = B + (size_t)(q0 + q) * ldb + p * PANEL;
-                            for (int j = 0; j < cols; j++) panel[(size_t)q * PANEL + j] = src[j];
-                        }
+            /* each thread packs its own share of B's panels, then runs them over A's rows
+             * in chunks of ROW_CHUNK blocks: its panels stay in L2 and a chunk of A in L1 */
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            int u0 = (int)((long)units * t / nt), u1 = (int)((long)units * (t + 1) / nt);
+            int p1 = u1 * width / PANEL < panels ? u1 * width / PANEL : panels;
+            for (int p = u0 * width / PANEL; p < p1; p++) {
+                float *panel = Bp + (size_t)p * PANEL * kc;
+                int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
+                if (cols < PANEL) memset(panel, 0, (size_t)PANEL * kc * sizeof(float));
+                if (b_t) {
+                    for (int j = 0; j < cols; j++) {
+                        const float *src = B + (size_t)(p * PANEL + j) * ldb + q0;
+                        for (int q = 0; q < kc; q++) panel[(size_t)q * PANEL + j] = src[q];
+                    }
+                } else {
+                    for (int q = 0; q < kc; q++) {
+                        const float *src = B + (size_t)(q0 + q) * ldb + p * PANEL;
+                        for (int j = 0; j < cols; j++) panel[(size_t)q * PANEL + j] = src[j];
                     }
                 }
-                int cols = n - u * width < width ? n - u * width : width;
-                for (int blk = 0; blk < blocks; blk++) {
-                    int rows = m - blk * MR < MR ? m - blk * MR : MR;
-                    multiply_block(isa, kc, Ap + (size_t)blk * MR * kc, Bp + (size_t)u * width * kc,
-                                   (size_t)PANEL * kc, C + (size_t)blk * MR * ldc + u * width, ldc, rows, cols);
+            }
+            for (int b0 = 0; b0 < blocks; b0 += ROW_CHUNK) {
+                int b1 = b0 + ROW_CHUNK < blocks ? b0 + ROW_CHUNK : blocks;
+                for (int u = u0; u < u1; u++) {
+                    int cols = n - u * width < width ? n - u * width : width;
+                    for (int blk = b0; blk < b1; blk++) {
+                        int rows = m - blk * MR < MR ? m - blk * MR : MR;
+                        multiply_block(isa, kc, Ap + (size_t)blk * MR * kc, Bp + (size_t)u * width * kc,
+                                       (size_t)PANEL * kc, C + (size_t)blk * MR * ldc + u * width, ldc, rows,
+                                       cols, accumulate || q0 > 0);
+                    }
                 }
             }
         }
