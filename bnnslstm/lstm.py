@@ -431,7 +431,8 @@ def _run_backward(plan, views, cache_bytes, threads):
     dY = (np.zeros((TB, D * H), dtype) if views["dy"] is None
           else np.array(views["dy"], dtype=dtype, order="C").reshape(TB, D * H))
     dc_step = np.empty((D, B, H), dtype)
-    scratch = np.empty((TB, H), dtype)
+    scratch = _scratch_array("backward_rows", (TB, H), dtype)
+    padded = any(int(n) != B for n in plan.batch_sizes)
     dh0 = np.empty((L, D, B, H), dtype)
     dc0 = np.empty_like(dh0)
     layers = [None] * L
@@ -440,7 +441,9 @@ def _run_backward(plan, views, cache_bytes, threads):
         dh = _state(views["dh_n"], layer, plan)
         dc = _state(views["dc_n"], layer, plan)
         h0, c0 = _state(plan.h0, layer, plan), _state(plan.c0, layer, plan)
-        dG = np.zeros((TB, D * 4 * H), dtype)
+        dG = _scratch_array("dG", (TB, D * 4 * H), dtype)  # the kernels write every active row
+        if padded:
+            dG.fill(0)
         preact = regions.get(("preact", layer), np.empty((0, 0), dtype))
         backward_layer(packed.U, packed.Cdiag, packed.Cifg, packed.Co, regions["gates", layer], preact,
                        regions["cells", layer], regions["act_h_c", layer], dY, c0, dh, dc, dG, dc_step,
@@ -454,7 +457,7 @@ def _run_backward(plan, views, cache_bytes, threads):
         else:
             X = regions["output", layer - 1]
         grads = _gradient_arrays(plan, layer)
-        dX = np.empty((TB, plan.layer_width(layer)), dtype)
+        dX = _scratch_array(f"dX{layer % 2}", (TB, plan.layer_width(layer)), dtype)  # dY of the layer below
         weight_gradients(X, packed.W, regions["output", layer], regions["cells", layer], h0, c0, dG, scratch,
                          dX, grads["dW"], grads["db"], grads["dU"], grads["dCdiag"], grads["dCifg"],
                          grads["dCo"], plan.batch_sizes, threads)
