@@ -167,19 +167,17 @@ static inline size_t packed_rows_size(int m, int k)
     return (size_t)((m + MR - 1) / MR) * MR * (size_t)k;
 }
 
-static void pack_rows_f(int m, int k, const float *A, int lda, float *Ap)
+static void pack_row_block_f(int m, int k, const float *A, int lda, float *Ap, int blk)
 {
-    int blocks = (m + MR - 1) / MR;
-    for (int blk = 0; blk < blocks; blk++)
-        for (int q0 = 0; q0 < k; q0 += KC) {
-            int kc = k - q0 < KC ? k - q0 : KC;
-            float *dst = Ap + (size_t)blk * MR * k + (size_t)q0 * MR;
-            for (int r = 0; r < MR; r++) {
-                int row = blk * MR + r;
-                const float *src = A + (size_t)row * lda + q0;
-                for (int q = 0; q < kc; q++) dst[(size_t)q * MR + r] = row < m ? src[q] : 0.0f;
-            }
+    for (int q0 = 0; q0 < k; q0 += KC) {
+        int kc = k - q0 < KC ? k - q0 : KC;
+        float *dst = Ap + (size_t)blk * MR * k + (size_t)q0 * MR;
+        for (int r = 0; r < MR; r++) {
+            int row = blk * MR + r;
+            const float *src = A + (size_t)row * lda + q0;
+            for (int q = 0; q < kc; q++) dst[(size_t)q * MR + r] = row < m ? src[q] : 0.0f;
         }
+    }
 }
 
 enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
@@ -240,17 +238,22 @@ static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const
     int units = (n + width - 1) / width, blocks = (m + MR - 1) / MR;
     int team = threads > 1 ? threads : 1;
     if ((long)m * n * k < 200000) team = 1;  /* not worth waking threads */
-    pack_rows_f(m, k, A, lda, Ap);
-    #pragma omp parallel for num_threads(team) schedule(static) if(team > 1)
-    for (int u = 0; u < units; u++) {
-        int cols = n - u * width < width ? n - u * width : width;
-        const float *panel = Bp + (size_t)u * width * k;
-        for (int q0 = 0; q0 < k; q0 += KC) {
-            int kc = k - q0 < KC ? k - q0 : KC;
-            for (int blk = 0; blk < blocks; blk++) {
-                int rows = m - blk * MR < MR ? m - blk * MR : MR;
-                multiply_block(isa, kc, Ap + (size_t)blk * MR * k + (size_t)q0 * MR, panel + (size_t)q0 * PANEL,
-                               (size_t)PANEL * k, C + (size_t)blk * MR * ldc + u * width, ldc, rows, cols, 1);
+    #pragma omp parallel num_threads(team) if(team > 1)
+    {
+        #pragma omp for schedule(static)
+        for (int blk = 0; blk < blocks; blk++) pack_row_block_f(m, k, A, lda, Ap, blk);
+        #pragma omp for schedule(static)
+        for (int u = 0; u < units; u++) {
+            int cols = n - u * width < width ? n - u * width : width;
+            const float *panel = Bp + (size_t)u * width * k;
+            for (int q0 = 0; q0 < k; q0 += KC) {
+                int kc = k - q0 < KC ? k - q0 : KC;
+                for (int blk = 0; blk < blocks; blk++) {
+                    int rows = m - blk * MR < MR ? m - blk * MR : MR;
+                    multiply_block(isa, kc, Ap + (size_t)blk * MR * k + (size_t)q0 * MR,
+                                   panel + (size_t)q0 * PANEL, (size_t)PANEL * k,
+                                   C + (size_t)blk * MR * ldc + u * width, ldc, rows, cols, 1);
+                }
             }
         }
     }
