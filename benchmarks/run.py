@@ -1,6 +1,6 @@
 """Benchmarks: bnnslstm against PyTorch's CPU LSTM (and thinc's, when installed), side by side.
 
-    python benchmarks/run.py [--quick] [--repeats N]
+    python benchmarks/run.py [--quick] [--repeats N] [--only TEXT] [--plot PNG]
 
 Prints one table: GFLOP/s of forward (inference: no cache, no dropout), and of forward +
 backward (training: with the training cache), for each shape; the ratio to PyTorch; the
@@ -171,6 +171,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
     parser.add_argument("--plot", metavar="PNG", help="also draw the GFLOP/s side by side (needs matplotlib)")
+    parser.add_argument("--only", metavar="TEXT", help="only the shapes whose name contains TEXT (e.g. batch-)")
     args = parser.parse_args(argv)
     peers = [("torch", bench_torch)] if available("torch") else []
     if available("thinc"):
@@ -189,6 +190,8 @@ def main(argv=None):
     rng = np.random.default_rng(1)
     rows = []  # (label, ours, {peer: theirs})
     for name, T, B, I, H, L, bidir, variable, inference_only in SHAPES:
+        if args.only and args.only not in name:
+            continue
         if args.quick:
             T, B, I, H = max(2, T // 5), max(1, B // 4), max(8, I // 8), max(8, H // 8)
         lengths = make_lengths(rng, T, B) if variable else None

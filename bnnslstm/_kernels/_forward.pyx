@@ -205,8 +205,12 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
     cdef float *U_packed = NULL
     cdef float *rows_scratch = NULL
     cdef size_t per_direction = packed_size(4 * H, H), rows_per_direction = packed_rows_size(B, H)
-    cdef int failed = 0, team
-    if floating is float:  # float32: the recurrent weights packed once for the whole sequence
+    cdef int failed = 0, team, t, widest = 0
+    for t in range(T):
+        widest = max(widest, batch_sizes[t])
+    # float32: the recurrent weights packed once for the whole sequence, when a step is wide
+    # enough for the packed GEMM (one or two rows take the dot-product path)
+    if floating is float and widest > 2:
         if allocate_packing(&U_packed, D * per_direction, &rows_scratch, D * rows_per_direction) < 0:
             raise MemoryError()
     try:
@@ -214,7 +218,7 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
             # input projection of every step and both directions: G = X W^T
             failed = project(&X[0, 0], width, &W[0, 0], &G[0, 0], D * 4 * H, T, B,
                              &batch_sizes[0], threads)
-            if floating is float:
+            if floating is float and U_packed != NULL:
                 for d in range(D):
                     pack_panels_f(4 * H, H, &U[d, 0, 0], H, U_packed + d * per_direction)
             # the two directions are independent: with two cores or more each runs on its own
