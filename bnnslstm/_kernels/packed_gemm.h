@@ -5,7 +5,7 @@
  * shapes (m = batch, n = 4H, k = H) that repacking and the small m keep OpenBLAS well
  * under its large-matrix speed. Here B is packed once into panels of 16 columns
  * ([panel][k][16], zero-padded), and a register-blocked kernel reads A's rows in place:
- * 6 rows by two panels (6x32) with AVX-512 when the CPU has it, 6x16 with AVX2 + FMA, plain
+ * 8 rows by two panels (8x32) with AVX-512 when the CPU has it, 6x16 with AVX2 + FMA, plain
  * C otherwise. Panels are split over OpenMP threads; every output element is computed by one
  * thread in one fixed order (one fused multiply-add per k, k ascending, then added to C),
  * so results depend neither on the thread count nor on which of the two SIMD kernels ran.
@@ -24,7 +24,8 @@ static inline int omp_get_num_threads(void) { return 1; }
 #endif
 
 #define PANEL 16   /* columns of B per packed panel */
-#define MR 6       /* rows of A per register block */
+#define MR 6       /* rows of A per register block (AVX2 and plain C kernels) */
+#define MR_WIDE 8  /* rows of A per register block of the AVX-512 kernel */
 #define KC 256     /* depth of one pass, so a panel slice (16 KB) stays in L1 */
 #define ROW_CHUNK 8 /* blocks of A's rows per pass of gemm_slices_f over its panels */
 
@@ -106,30 +107,32 @@ static void kernel_6x16_avx2(int kc, const float *Ap, const float *Bp, float *ou
         }
     }
 }
-/* out[r][0..cols) (+)= sum over q < kc of Ap[q][r] * (B0 ‖ B1)[q][0..32), for the 6 rows r:
- * two panels at once, so that twelve 16-wide accumulators keep both FMA units busy. With
- * cols <= 16 pass B0 again as B1 (its sums are not stored). */
+/* out[r][0..cols) (+)= sum over q < kc of Ap[q][r] * (B0 ‖ B1)[q][0..32), for the 8 rows r
+ * (A packed in blocks of MR_WIDE rows): two panels at once, sixteen 16-wide accumulators.
+ * With cols <= 16 pass B0 again as B1 (its sums are not stored). */
 __attribute__((target("avx512f")))
-static void kernel_6x32_avx512(int kc, const float *Ap, const float *B0, const float *B1, float *out,
+static void kernel_8x32_avx512(int kc, const float *Ap, const float *B0, const float *B1, float *out,
                                int ldo, int rows, int cols, int add)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(),
-           c11 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(),
-           c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps(), c40 = _mm512_setzero_ps(),
-           c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    __m512 acc[MR_WIDE][2];
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR_WIDE; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    if (add)  /* C's tile is read at the end: ask for it now (a prefetch never faults) */
+        for (int r = 0; r < rows; r++) {
+            _mm_prefetch((const char *)(out + (size_t)r * ldo), _MM_HINT_T0);
+            _mm_prefetch((const char *)(out + (size_t)r * ldo + PANEL), _MM_HINT_T0);
+        }
     for (int q = 0; q < kc; q++) {
-        const float *a = Ap + (size_t)q * MR;
+        const float *a = Ap + (size_t)q * MR_WIDE;
         __m512 b0 = _mm512_loadu_ps(B0 + (size_t)q * PANEL);
         __m512 b1 = _mm512_loadu_ps(B1 + (size_t)q * PANEL);
-        __m512 x;
-        x = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(x, b0, c00); c01 = _mm512_fmadd_ps(x, b1, c01);
-        x = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(x, b0, c10); c11 = _mm512_fmadd_ps(x, b1, c11);
-        x = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(x, b0, c20); c21 = _mm512_fmadd_ps(x, b1, c21);
-        x = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(x, b0, c30); c31 = _mm512_fmadd_ps(x, b1, c31);
-        x = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(x, b0, c40); c41 = _mm512_fmadd_ps(x, b1, c41);
-        x = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(x, b0, c50); c51 = _mm512_fmadd_ps(x, b1, c51);
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR_WIDE; r++) {
+            __m512 x = _mm512_set1_ps(a[r]);
+            acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+        }
     }
-    __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     __mmask16 m0 = cols >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1);
     __mmask16 m1 = cols >= 2 * PANEL ? (__mmask16)0xFFFF
                  : cols > PANEL ? (__mmask16)((1u << (cols - PANEL)) - 1) : (__mmask16)0;
@@ -161,21 +164,22 @@ static void kernel_6x16_generic(int kc, const float *Ap, const float *Bp, float 
     }
 }
 
-/* Ap[block][q][r] = A[block*6 + r][q] (0 past m), in slices of KC: the layout the kernels read. */
+/* Ap[block][q][r] = A[block*mr + r][q] (0 past m), in slices of KC: the layout the kernels
+ * read, mr = rows_per_block(isa). Room for either block height: */
 static inline size_t packed_rows_size(int m, int k)
 {
-    return (size_t)((m + MR - 1) / MR) * MR * (size_t)k;
+    return (size_t)(m + MR_WIDE - 1) * (size_t)k;
 }
 
-static void pack_row_block_f(int m, int k, const float *A, int lda, float *Ap, int blk)
+static void pack_row_block_f(int m, int k, const float *A, int lda, float *Ap, int blk, int mr)
 {
     for (int q0 = 0; q0 < k; q0 += KC) {
         int kc = k - q0 < KC ? k - q0 : KC;
-        float *dst = Ap + (size_t)blk * MR * k + (size_t)q0 * MR;
-        for (int r = 0; r < MR; r++) {
-            int row = blk * MR + r;
+        float *dst = Ap + (size_t)blk * mr * k + (size_t)q0 * mr;
+        for (int r = 0; r < mr; r++) {
+            int row = blk * mr + r;
             const float *src = A + (size_t)row * lda + q0;
-            for (int q = 0; q < kc; q++) dst[(size_t)q * MR + r] = row < m ? src[q] : 0.0f;
+            for (int q = 0; q < kc; q++) dst[(size_t)q * mr + r] = row < m ? src[q] : 0.0f;
         }
     }
 }
@@ -204,20 +208,25 @@ static int kernel_isa(void)
 #endif
 }
 
-/* panels of B one kernel call covers */
+/* panels of B and rows of A one kernel call covers */
 static inline int panels_per_block(int isa)
 {
     return isa == ISA_AVX512 ? 2 : 1;
 }
 
-/* out[0..rows)[0..cols) (+)= the block of 6 packed rows a times the panels from `panel` on
+static inline int rows_per_block(int isa)
+{
+    return isa == ISA_AVX512 ? MR_WIDE : MR;
+}
+
+/* out[0..rows)[0..cols) (+)= the block of packed rows a times the panels from `panel` on
  * (the next one `panel_stride` floats further), cols <= 16 * panels_per_block(isa) */
 static inline void multiply_block(int isa, int kc, const float *a, const float *panel, size_t panel_stride,
                                   float *out, int ldc, int rows, int cols, int add)
 {
 #if HAVE_AVX2_KERNEL
     if (isa == ISA_AVX512) {
-        kernel_6x32_avx512(kc, a, panel, cols > PANEL ? panel + panel_stride : panel, out, ldc, rows, cols, add);
+        kernel_8x32_avx512(kc, a, panel, cols > PANEL ? panel + panel_stride : panel, out, ldc, rows, cols, add);
         return;
     }
     if (isa == ISA_AVX2) {
@@ -234,14 +243,14 @@ static inline void multiply_block(int isa, int kc, const float *a, const float *
 static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp,
                              float *Ap, float *C, int ldc, int threads)
 {
-    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL;
-    int units = (n + width - 1) / width, blocks = (m + MR - 1) / MR;
+    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL, mr = rows_per_block(isa);
+    int units = (n + width - 1) / width, blocks = (m + mr - 1) / mr;
     int team = threads > 1 ? threads : 1;
     if ((long)m * n * k < 200000) team = 1;  /* not worth waking threads */
     #pragma omp parallel num_threads(team) if(team > 1)
     {
         #pragma omp for schedule(static)
-        for (int blk = 0; blk < blocks; blk++) pack_row_block_f(m, k, A, lda, Ap, blk);
+        for (int blk = 0; blk < blocks; blk++) pack_row_block_f(m, k, A, lda, Ap, blk, mr);
         #pragma omp for schedule(static)
         for (int u = 0; u < units; u++) {
             int cols = n - u * width < width ? n - u * width : width;
@@ -249,10 +258,10 @@ static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const
             for (int q0 = 0; q0 < k; q0 += KC) {
                 int kc = k - q0 < KC ? k - q0 : KC;
                 for (int blk = 0; blk < blocks; blk++) {
-                    int rows = m - blk * MR < MR ? m - blk * MR : MR;
-                    multiply_block(isa, kc, Ap + (size_t)blk * MR * k + (size_t)q0 * MR,
+                    int rows = m - blk * mr < mr ? m - blk * mr : mr;
+                    multiply_block(isa, kc, Ap + (size_t)blk * mr * k + (size_t)q0 * mr,
                                    panel + (size_t)q0 * PANEL, (size_t)PANEL * k,
-                                   C + (size_t)blk * MR * ldc + u * width, ldc, rows, cols, 1);
+                                   C + (size_t)blk * mr * ldc + u * width, ldc, rows, cols, 1);
                 }
             }
         }
@@ -273,8 +282,8 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
                           int ldb, int b_t, int accumulate, float *C, int ldc, float *Ap, float *Bp,
                           int threads)
 {
-    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL;
-    int panels = (n + PANEL - 1) / PANEL, units = (n + width - 1) / width, blocks = (m + MR - 1) / MR;
+    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL, mr = rows_per_block(isa);
+    int panels = (n + PANEL - 1) / PANEL, units = (n + width - 1) / width, blocks = (m + mr - 1) / mr;
     int team = threads > 1 ? threads : 1;
     if ((long)m * n * k < 200000) team = 1;
     for (int q0 = 0; q0 < k; q0 += KC) {
@@ -284,18 +293,18 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
             /* the packing loops walk the source along its contiguous axis */
             #pragma omp for schedule(static)
             for (int blk = 0; blk < blocks; blk++) {
-                float *dst = Ap + (size_t)blk * MR * kc;
-                int rows = m - blk * MR < MR ? m - blk * MR : MR;
-                if (rows < MR) memset(dst, 0, (size_t)MR * kc * sizeof(float));
+                float *dst = Ap + (size_t)blk * mr * kc;
+                int rows = m - blk * mr < mr ? m - blk * mr : mr;
+                if (rows < mr) memset(dst, 0, (size_t)mr * kc * sizeof(float));
                 if (a_t) {
                     for (int q = 0; q < kc; q++) {
-                        const float *src = A + (size_t)(q0 + q) * lda + blk * MR;
-                        for (int r = 0; r < rows; r++) dst[(size_t)q * MR + r] = src[r];
+                        const float *src = A + (size_t)(q0 + q) * lda + blk * mr;
+                        for (int r = 0; r < rows; r++) dst[(size_t)q * mr + r] = src[r];
                     }
                 } else {
                     for (int r = 0; r < rows; r++) {
-                        const float *src = A + (size_t)(blk * MR + r) * lda + q0;
-                        for (int q = 0; q < kc; q++) dst[(size_t)q * MR + r] = src[q];
+                        const float *src = A + (size_t)(blk * mr + r) * lda + q0;
+                        for (int q = 0; q < kc; q++) dst[(size_t)q * mr + r] = src[q];
                     }
                 }
             }
@@ -325,9 +334,9 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
                 for (int u = u0; u < u1; u++) {
                     int cols = n - u * width < width ? n - u * width : width;
                     for (int blk = b0; blk < b1; blk++) {
-                        int rows = m - blk * MR < MR ? m - blk * MR : MR;
-                        multiply_block(isa, kc, Ap + (size_t)blk * MR * kc, Bp + (size_t)u * width * kc,
-                                       (size_t)PANEL * kc, C + (size_t)blk * MR * ldc + u * width, ldc, rows,
+                        int rows = m - blk * mr < mr ? m - blk * mr : mr;
+                        multiply_block(isa, kc, Ap + (size_t)blk * mr * kc, Bp + (size_t)u * width * kc,
+                                       (size_t)PANEL * kc, C + (size_t)blk * mr * ldc + u * width, ldc, rows,
                                        cols, accumulate || q0 > 0);
                     }
                 }
