@@ -251,19 +251,22 @@ KERNEL_RUN = textwrap.dedent("""
     import numpy as np
     import bnnslstm as bl
 
-    def run(dtype):
+    def run(dtype, batch_sizes=None):
         rng = np.random.default_rng(3)
         # 4H = 148 columns: whole and partial 16- and 32-column panels; I = 300 > one
-        # 256-deep slice; 9 rows: whole and partial 6-row blocks
+        # 256-deep slice; 9 rows: whole and partial blocks of 6 and 8 rows; batch sizes
+        # down to 1: the 4-row blocks and the dot-product path
         lstm = bl.LSTM(300, 37, 2, bidirectional=True, seed=1, dtype=dtype)
         x = rng.standard_normal((6, 9, 300))
-        y, (h_n, c_n) = lstm.forward(x.astype(dtype))
+        y, (h_n, c_n) = lstm.forward(x.astype(dtype), batch_sizes=batch_sizes)
         dx, (dh0, dc0) = lstm.backward(rng.standard_normal(y.shape).astype(dtype))
         parts = [y, h_n, c_n, dx, dh0, dc0] + [lstm.grads[name] for name in sorted(lstm.grads)]
         return np.concatenate([np.ravel(p) for p in parts])
 
     # float64 runs on BLAS: an independent check of the float32 kernels
-    np.save(sys.argv[1], np.stack([run(np.float32).astype(np.float64), run(np.float64)]))
+    shrinking = np.array([9, 9, 7, 4, 3, 1])  # rows per step
+    np.save(sys.argv[1], np.stack([run(np.float32).astype(np.float64), run(np.float64),
+                                   run(np.float32, shrinking).astype(np.float64), run(np.float64, shrinking)]))
 """)
 
 
@@ -285,7 +288,8 @@ def test_every_gemm_kernel_gives_the_same_results(tmp_path):
                               text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         results[isa] = np.load(path)
-    float32, float64 = results["default"]
-    np.testing.assert_allclose(float32, float64, rtol=1e-3, atol=1e-4)
-    np.testing.assert_array_equal(results["avx2"][0], float32)
-    np.testing.assert_allclose(results["generic"][0], float32, rtol=2e-4, atol=2e-5)
+    for k in (0, 2):  # full batch, then shrinking batch sizes
+        float32, float64 = results["default"][k:k + 2]
+        np.testing.assert_allclose(float32, float64, rtol=1e-3, atol=1e-4)
+        np.testing.assert_array_equal(results["avx2"][k], float32)
+        np.testing.assert_allclose(results["generic"][k], float32, rtol=2e-4, atol=2e-5)

@@ -107,27 +107,27 @@ static void kernel_6x16_avx2(int kc, const float *Ap, const float *Bp, float *ou
         }
     }
 }
-/* out[r][0..cols) (+)= sum over q < kc of Ap[q][r] * (B0 ‖ B1)[q][0..32), for the 8 rows r
- * (A packed in blocks of MR_WIDE rows): two panels at once, sixteen 16-wide accumulators.
- * With cols <= 16 pass B0 again as B1 (its sums are not stored). */
-__attribute__((target("avx512f")))
-static void kernel_8x32_avx512(int kc, const float *Ap, const float *B0, const float *B1, float *out,
-                               int ldo, int rows, int cols, int add)
+/* out[r][0..cols) (+)= sum over q < kc of Ap[q][r] * (B0 ‖ B1)[q][0..32), for the R rows r
+ * (A packed in blocks of R rows): two panels at once, 2R 16-wide accumulators. With
+ * cols <= 16 pass B0 again as B1 (its sums are not stored). */
+__attribute__((target("avx512f"), always_inline))
+static inline void kernel_rx32_avx512(const int R, int kc, const float *Ap, const float *B0, const float *B1,
+                                      float *out, int ldo, int rows, int cols, int add)
 {
     __m512 acc[MR_WIDE][2];
     #pragma GCC unroll 8
-    for (int r = 0; r < MR_WIDE; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     if (add)  /* C's tile is read at the end: ask for it now (a prefetch never faults) */
         for (int r = 0; r < rows; r++) {
             _mm_prefetch((const char *)(out + (size_t)r * ldo), _MM_HINT_T0);
             _mm_prefetch((const char *)(out + (size_t)r * ldo + PANEL), _MM_HINT_T0);
         }
     for (int q = 0; q < kc; q++) {
-        const float *a = Ap + (size_t)q * MR_WIDE;
+        const float *a = Ap + (size_t)q * R;
         __m512 b0 = _mm512_loadu_ps(B0 + (size_t)q * PANEL);
         __m512 b1 = _mm512_loadu_ps(B1 + (size_t)q * PANEL);
         #pragma GCC unroll 8
-        for (int r = 0; r < MR_WIDE; r++) {
+        for (int r = 0; r < R; r++) {
             __m512 x = _mm512_set1_ps(a[r]);
             acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
@@ -143,6 +143,21 @@ static void kernel_8x32_avx512(int kc, const float *Ap, const float *B0, const f
             _mm512_mask_storeu_ps(o + PANEL, m1,
                                   add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + PANEL), acc[r][1]) : acc[r][1]);
     }
+}
+
+/* blocks of 8 rows, and of 4 for products of at most 4 rows (batches of 1 to 4) */
+__attribute__((target("avx512f")))
+static void kernel_8x32_avx512(int kc, const float *Ap, const float *B0, const float *B1, float *out,
+                               int ldo, int rows, int cols, int add)
+{
+    kernel_rx32_avx512(8, kc, Ap, B0, B1, out, ldo, rows, cols, add);
+}
+
+__attribute__((target("avx512f")))
+static void kernel_4x32_avx512(int kc, const float *Ap, const float *B0, const float *B1, float *out,
+                               int ldo, int rows, int cols, int add)
+{
+    kernel_rx32_avx512(4, kc, Ap, B0, B1, out, ldo, rows, cols, add);
 }
 #else
 #define HAVE_AVX2_KERNEL 0
@@ -165,7 +180,7 @@ static void kernel_6x16_generic(int kc, const float *Ap, const float *Bp, float 
 }
 
 /* Ap[block][q][r] = A[block*mr + r][q] (0 past m), in slices of KC: the layout the kernels
- * read, mr = rows_per_block(isa). Room for either block height: */
+ * read, mr = rows_per_block(isa, m). Room for every block height: */
 static inline size_t packed_rows_size(int m, int k)
 {
     return (size_t)(m + MR_WIDE - 1) * (size_t)k;
@@ -214,19 +229,21 @@ static inline int panels_per_block(int isa)
     return isa == ISA_AVX512 ? 2 : 1;
 }
 
-static inline int rows_per_block(int isa)
+static inline int rows_per_block(int isa, int m)
 {
-    return isa == ISA_AVX512 ? MR_WIDE : MR;
+    if (isa == ISA_AVX512) return m <= 4 ? 4 : MR_WIDE;
+    return MR;
 }
 
 /* out[0..rows)[0..cols) (+)= the block of packed rows a times the panels from `panel` on
  * (the next one `panel_stride` floats further), cols <= 16 * panels_per_block(isa) */
-static inline void multiply_block(int isa, int kc, const float *a, const float *panel, size_t panel_stride,
-                                  float *out, int ldc, int rows, int cols, int add)
+static inline void multiply_block(int isa, int mr, int kc, const float *a, const float *panel,
+                                  size_t panel_stride, float *out, int ldc, int rows, int cols, int add)
 {
 #if HAVE_AVX2_KERNEL
     if (isa == ISA_AVX512) {
-        kernel_8x32_avx512(kc, a, panel, cols > PANEL ? panel + panel_stride : panel, out, ldc, rows, cols, add);
+        (mr == 4 ? kernel_4x32_avx512 : kernel_8x32_avx512)(kc, a, panel, cols > PANEL ? panel + panel_stride : panel,
+                                                            out, ldc, rows, cols, add);
         return;
     }
     if (isa == ISA_AVX2) {
@@ -235,6 +252,7 @@ static inline void multiply_block(int isa, int kc, const float *a, const float *
     }
 #endif
     (void)panel_stride;
+    (void)mr;
     kernel_6x16_generic(kc, a, panel, out, ldc, rows, cols, add);
 }
 
@@ -243,7 +261,7 @@ static inline void multiply_block(int isa, int kc, const float *a, const float *
 static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp,
                              float *Ap, float *C, int ldc, int threads)
 {
-    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL, mr = rows_per_block(isa);
+    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL, mr = rows_per_block(isa, m);
     int units = (n + width - 1) / width, blocks = (m + mr - 1) / mr;
     int team = threads > 1 ? threads : 1;
     if ((long)m * n * k < 200000) team = 1;  /* not worth waking threads */
@@ -259,7 +277,7 @@ static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const
                 int kc = k - q0 < KC ? k - q0 : KC;
                 for (int blk = 0; blk < blocks; blk++) {
                     int rows = m - blk * mr < mr ? m - blk * mr : mr;
-                    multiply_block(isa, kc, Ap + (size_t)blk * mr * k + (size_t)q0 * mr,
+                    multiply_block(isa, mr, kc, Ap + (size_t)blk * mr * k + (size_t)q0 * mr,
                                    panel + (size_t)q0 * PANEL, (size_t)PANEL * k,
                                    C + (size_t)blk * mr * ldc + u * width, ldc, rows, cols, 1);
                 }
@@ -282,7 +300,7 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
                           int ldb, int b_t, int accumulate, float *C, int ldc, float *Ap, float *Bp,
                           int threads)
 {
-    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL, mr = rows_per_block(isa);
+    int isa = kernel_isa(), width = panels_per_block(isa) * PANEL, mr = rows_per_block(isa, m);
     int panels = (n + PANEL - 1) / PANEL, units = (n + width - 1) / width, blocks = (m + mr - 1) / mr;
     int team = threads > 1 ? threads : 1;
     if ((long)m * n * k < 200000) team = 1;
@@ -335,7 +353,7 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
                     int cols = n - u * width < width ? n - u * width : width;
                     for (int blk = b0; blk < b1; blk++) {
                         int rows = m - blk * mr < mr ? m - blk * mr : mr;
-                        multiply_block(isa, kc, Ap + (size_t)blk * mr * kc, Bp + (size_t)u * width * kc,
+                        multiply_block(isa, mr, kc, Ap + (size_t)blk * mr * kc, Bp + (size_t)u * width * kc,
                                        (size_t)PANEL * kc, C + (size_t)blk * mr * ldc + u * width, ldc, rows,
                                        cols, accumulate || q0 > 0);
                     }
