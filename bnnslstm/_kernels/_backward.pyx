@@ -176,7 +176,7 @@ def backward_layer(const floating[:, :, ::1] U, const floating[:, :, ::1] Cdiag,
         with nogil:
             if floating is float:
                 for d in range(D):
-                    pack_panels_transposed_f(H, 4 * H, &U[d, 0, 0], H, U_packed + d * per_direction)
+                    pack_panels_transposed_f(H, 4 * H, &U[d, 0, 0], H, U_packed + d * per_direction, threads)
             team = 2 if D == 2 and threads >= 2 else 1  # the directions concurrently (see _forward)
             if team == 2:  # a parallel region here would serialise the kernels' own teams otherwise
                 for d in prange(2, num_threads=2, schedule='static'):

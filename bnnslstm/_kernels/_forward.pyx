@@ -220,7 +220,7 @@ def forward_layer(const floating[:, ::1] X, const floating[:, ::1] W, const floa
                              &batch_sizes[0], threads)
             if floating is float and U_packed != NULL:
                 for d in range(D):
-                    pack_panels_f(4 * H, H, &U[d, 0, 0], H, U_packed + d * per_direction)
+                    pack_panels_f(4 * H, H, &U[d, 0, 0], H, U_packed + d * per_direction, threads)
             # the two directions are independent: with two cores or more each runs on its own
             # half of the team, so no step pays for waking a thread team
             team = 2 if D == 2 and threads >= 2 else 1

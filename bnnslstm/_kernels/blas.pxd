@@ -76,8 +76,8 @@ cdef extern from "packed_gemm.h" nogil:
     int KC
     size_t packed_size(int n, int k)
     size_t packed_rows_size(int m, int k)
-    void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp)
-    void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, float *Bp)
+    void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp, int threads)
+    void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, float *Bp, int threads)
     void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const float *Bp, float *Ap,
                           float *C, int ldc, int threads)
     void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t, const float *B,

@@ -29,34 +29,38 @@ static inline int omp_get_num_threads(void) { return 1; }
 #define KC 256     /* depth of one pass, so a panel slice (16 KB) stays in L1 */
 #define ROW_CHUNK 8 /* blocks of A's rows per pass of gemm_slices_f over its panels */
 
-/* Bp[p][q][j] = B[p*16 + j][q] (0 past n); Bp holds packed_size(n, k) floats. */
+/* floats of B packed in panels of 16 columns (see pack_panels_f) */
 static inline size_t packed_size(int n, int k)
 {
     return (size_t)((n + PANEL - 1) / PANEL) * PANEL * (size_t)k;
 }
 
-static void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp)
+/* dst[q][j] = B[(col0 + j) * ldb + q] for q < kc, j < 16, 0 for j >= cols: one panel,
+ * written in order (reading sixteen rows of B side by side is faster than writing with a
+ * 64-byte stride) */
+static inline void pack_panel_f(float *dst, const float *B, int ldb, int col0, int cols, int kc)
 {
-    int panels = (n + PANEL - 1) / PANEL;
-    for (int p = 0; p < panels; p++) {
-        float *dst = Bp + (size_t)p * PANEL * k;
-        for (int j = 0; j < PANEL; j++) {
-            int col = p * PANEL + j;
-            if (col < n) {
-                const float *src = B + (size_t)col * ldb;
-                for (int q = 0; q < k; q++) dst[(size_t)q * PANEL + j] = src[q];
-            } else {
-                for (int q = 0; q < k; q++) dst[(size_t)q * PANEL + j] = 0.0f;
-            }
-        }
-    }
+    const float *src[PANEL];
+    for (int j = 0; j < PANEL; j++) src[j] = B + (size_t)(col0 + (j < cols ? j : 0)) * ldb;
+    for (int q = 0; q < kc; q++)
+        for (int j = 0; j < PANEL; j++) dst[(size_t)q * PANEL + j] = j < cols ? src[j][q] : 0.0f;
+}
+
+/* Bp[p][q][j] = B[p*16 + j][q] (0 past n); Bp holds packed_size(n, k) floats. */
+static void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp, int threads)
+{
+    int panels = (n + PANEL - 1) / PANEL, team = threads > 1 ? threads : 1;
+    #pragma omp parallel for num_threads(team) schedule(static) if(team > 1)
+    for (int p = 0; p < panels; p++)
+        pack_panel_f(Bp + (size_t)p * PANEL * k, B, ldb, p * PANEL, n - p * PANEL < PANEL ? n - p * PANEL : PANEL, k);
 }
 
 /* The same panels from B stored the other way, as Bt[k][n] (Bp[p][q][j] = Bt[q][p*16 + j]):
  * for products with B rather than its transpose, C += A Bt. */
-static void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, float *Bp)
+static void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, float *Bp, int threads)
 {
-    int panels = (n + PANEL - 1) / PANEL;
+    int panels = (n + PANEL - 1) / PANEL, team = threads > 1 ? threads : 1;
+    #pragma omp parallel for num_threads(team) schedule(static) if(team > 1)
     for (int p = 0; p < panels; p++) {
         float *dst = Bp + (size_t)p * PANEL * k;
         int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
@@ -334,13 +338,10 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
             for (int p = u0 * width / PANEL; p < p1; p++) {
                 float *panel = Bp + (size_t)p * PANEL * kc;
                 int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
-                if (cols < PANEL) memset(panel, 0, (size_t)PANEL * kc * sizeof(float));
                 if (b_t) {
-                    for (int j = 0; j < cols; j++) {
-                        const float *src = B + (size_t)(p * PANEL + j) * ldb + q0;
-                        for (int q = 0; q < kc; q++) panel[(size_t)q * PANEL + j] = src[q];
-                    }
+                    pack_panel_f(panel, B + q0, ldb, p * PANEL, cols, kc);
                 } else {
+                    if (cols < PANEL) memset(panel, 0, (size_t)PANEL * kc * sizeof(float));
                     for (int q = 0; q < kc; q++) {
                         const float *src = B + (size_t)(q0 + q) * ldb + p * PANEL;
                         for (int j = 0; j < cols; j++) panel[(size_t)q * PANEL + j] = src[j];
