@@ -210,18 +210,19 @@ enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
 static int kernel_isa(void)
 {
 #if HAVE_AVX2_KERNEL
-    static int known = -1;
-    if (known < 0) {
+    static int known = -1;  /* threads may race here: they all store the same value */
+    int isa = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (isa < 0) {
         __builtin_cpu_init();
-        int isa = ISA_GENERIC;
+        isa = ISA_GENERIC;
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = ISA_AVX2;
         if (__builtin_cpu_supports("avx512f")) isa = ISA_AVX512;
         const char *asked = getenv("BNNSLSTM_ISA");
         if (asked && strcmp(asked, "generic") == 0) isa = ISA_GENERIC;
         if (asked && strcmp(asked, "avx2") == 0 && isa > ISA_AVX2) isa = ISA_AVX2;
-        known = isa;
+        __atomic_store_n(&known, isa, __ATOMIC_RELAXED);
     }
-    return known;
+    return isa;
 #else
     return ISA_GENERIC;
 #endif
