@@ -176,9 +176,11 @@ class NDArrayDescriptor:
                 f"{field}: size {tuple(size)} with stride {tuple(stride)} reaches element {last} "
                 f"but the buffer holds {flat.size}"
             )
-        return np.lib.stride_tricks.as_strided(
-            flat, shape=shape, strides=[s * dtype.itemsize for s in strides], writeable=writable
-        )
+        # flat is contiguous and the extent is checked: the plain constructor is the fast way
+        view = np.ndarray(shape, dtype, flat, 0, [s * dtype.itemsize for s in strides])
+        if not writable:
+            view.flags.writeable = False
+        return view
 
 
 def _check_layout(layout, field):
