@@ -35,15 +35,22 @@ static inline size_t packed_size(int n, int k)
     return (size_t)((n + PANEL - 1) / PANEL) * PANEL * (size_t)k;
 }
 
-/* dst[q][j] = B[(col0 + j) * ldb + q] for q < kc, j < 16, 0 for j >= cols: one panel,
- * written in order (reading sixteen rows of B side by side is faster than writing with a
- * 64-byte stride) */
+/* dst[q][j] = src[j * ld + q] for q < kc and j < width (width <= 16), 0 for j >= count:
+ * rows of the source side by side, written in order (reading the rows together is faster
+ * than writing with a stride). Packs B's panels and A's row blocks. */
+static inline __attribute__((always_inline)) void interleave_rows_f(float *dst, const float *src, size_t ld,
+                                                                    int count, int width, int kc)
+{
+    const float *row[PANEL];
+    for (int j = 0; j < width; j++) row[j] = src + (size_t)(j < count ? j : 0) * ld;
+    for (int q = 0; q < kc; q++)
+        for (int j = 0; j < width; j++) dst[(size_t)q * width + j] = j < count ? row[j][q] : 0.0f;
+}
+
+/* one panel: dst[q][j] = B[(col0 + j) * ldb + q], 0 for j >= cols */
 static inline void pack_panel_f(float *dst, const float *B, int ldb, int col0, int cols, int kc)
 {
-    const float *src[PANEL];
-    for (int j = 0; j < PANEL; j++) src[j] = B + (size_t)(col0 + (j < cols ? j : 0)) * ldb;
-    for (int q = 0; q < kc; q++)
-        for (int j = 0; j < PANEL; j++) dst[(size_t)q * PANEL + j] = j < cols ? src[j][q] : 0.0f;
+    interleave_rows_f(dst, B + (size_t)col0 * ldb, ldb, cols, PANEL, kc);
 }
 
 /* Bp[p][q][j] = B[p*16 + j][q] (0 past n); Bp holds packed_size(n, k) floats. */
@@ -192,15 +199,10 @@ static inline size_t packed_rows_size(int m, int k)
 
 static void pack_row_block_f(int m, int k, const float *A, int lda, float *Ap, int blk, int mr)
 {
-    for (int q0 = 0; q0 < k; q0 += KC) {
-        int kc = k - q0 < KC ? k - q0 : KC;
-        float *dst = Ap + (size_t)blk * mr * k + (size_t)q0 * mr;
-        for (int r = 0; r < mr; r++) {
-            int row = blk * mr + r;
-            const float *src = A + (size_t)row * lda + q0;
-            for (int q = 0; q < kc; q++) dst[(size_t)q * mr + r] = row < m ? src[q] : 0.0f;
-        }
-    }
+    int rows = m - blk * mr < mr ? m - blk * mr : mr;
+    for (int q0 = 0; q0 < k; q0 += KC)
+        interleave_rows_f(Ap + (size_t)blk * mr * k + (size_t)q0 * mr, A + (size_t)blk * mr * lda + q0, lda,
+                          rows, mr, k - q0 < KC ? k - q0 : KC);
 }
 
 enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
@@ -318,17 +320,14 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
             for (int blk = 0; blk < blocks; blk++) {
                 float *dst = Ap + (size_t)blk * mr * kc;
                 int rows = m - blk * mr < mr ? m - blk * mr : mr;
-                if (rows < mr) memset(dst, 0, (size_t)mr * kc * sizeof(float));
                 if (a_t) {
+                    if (rows < mr) memset(dst, 0, (size_t)mr * kc * sizeof(float));
                     for (int q = 0; q < kc; q++) {
                         const float *src = A + (size_t)(q0 + q) * lda + blk * mr;
                         for (int r = 0; r < rows; r++) dst[(size_t)q * mr + r] = src[r];
                     }
                 } else {
-                    for (int r = 0; r < rows; r++) {
-                        const float *src = A + (size_t)(blk * mr + r) * lda + q0;
-                        for (int q = 0; q < kc; q++) dst[(size_t)q * mr + r] = src[q];
-                    }
+                    interleave_rows_f(dst, A + (size_t)blk * mr * lda + q0, lda, rows, mr, kc);
                 }
             }
             /* each thread packs its own share of B's panels, then runs them over A's rows
