@@ -26,7 +26,7 @@ static inline int omp_get_num_threads(void) { return 1; }
 #define PANEL 16   /* columns of B per packed panel */
 #define MR 6       /* rows of A per register block (AVX2 and plain C kernels) */
 #define MR_WIDE 8  /* rows of A per register block of the AVX-512 kernel */
-#define KC 256     /* depth of one pass, so a panel slice (16 KB) stays in L1 */
+#define KC 256     /* depth of one pass, so a panel slice (16 KB; 32 KB for a pair) stays in L1 */
 #define ROW_CHUNK 8 /* blocks of A's rows per pass of gemm_slices_f over its panels */
 
 /* floats of B packed in panels of 16 columns (see pack_panels_f) */
