@@ -203,7 +203,15 @@ def test_corrupted_parameters_raise_and_write_nothing(f, corruption):
     assert cache == bytearray(b"\xab" * 4096)
 
 
-def test_hostile_descriptors_in_a_subprocess_never_crash():
+def run_python(script, *args, cwd, env=None):
+    """Run ``script`` in a child Python, from ``cwd`` (a directory outside the source tree,
+    so that the child imports the same installed package as the tests, wherever pytest was
+    started)."""
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_hostile_descriptors_in_a_subprocess_never_crash(tmp_path):
     """Descriptors that lie about their sizes, strides and buffers, run where a crash shows."""
     script = textwrap.dedent("""
         import numpy as np, bnnslstm as bl
@@ -230,7 +238,7 @@ def test_hostile_descriptors_in_a_subprocess_never_crash():
                 refused += 1
         print("refused", refused)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    done = run_python(script, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) > 200
 
@@ -284,8 +292,7 @@ def test_every_gemm_kernel_gives_the_same_results(tmp_path):
         if isa != "default":
             env["BNNSLSTM_ISA"] = isa
         path = tmp_path / f"{isa}.npy"
-        done = subprocess.run([sys.executable, "-c", KERNEL_RUN, str(path)], env=env, capture_output=True,
-                              text=True, timeout=300)
+        done = run_python(KERNEL_RUN, path, cwd=tmp_path, env=env)
         assert done.returncode == 0, done.stderr
         results[isa] = np.load(path)
     for k in (0, 2):  # full batch, then shrinking batch sizes
