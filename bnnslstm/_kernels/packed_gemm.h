@@ -29,6 +29,13 @@ static inline int omp_get_num_threads(void) { return 1; }
 #define KC 256     /* depth of one pass, so a panel slice (16 KB; 32 KB for a pair) stays in L1 */
 #define ROW_CHUNK 8 /* blocks of A's rows per pass of gemm_slices_f over its panels */
 
+/* how many of the `width` items from `start` on lie below `total` (a last panel, block or
+ * slice may be partial) */
+static inline int extent(int total, int start, int width)
+{
+    return total - start < width ? total - start : width;
+}
+
 /* floats of B packed in panels of 16 columns (see pack_panels_f) */
 static inline size_t packed_size(int n, int k)
 {
@@ -59,7 +66,7 @@ static void pack_panels_f(int n, int k, const float *B, int ldb, float *Bp, int 
     int panels = (n + PANEL - 1) / PANEL, team = threads > 1 ? threads : 1;
     #pragma omp parallel for num_threads(team) schedule(static) if(team > 1)
     for (int p = 0; p < panels; p++)
-        pack_panel_f(Bp + (size_t)p * PANEL * k, B, ldb, p * PANEL, n - p * PANEL < PANEL ? n - p * PANEL : PANEL, k);
+        pack_panel_f(Bp + (size_t)p * PANEL * k, B, ldb, p * PANEL, extent(n, p * PANEL, PANEL), k);
 }
 
 /* The same panels from B stored the other way, as Bt[k][n] (Bp[p][q][j] = Bt[q][p*16 + j]):
@@ -70,7 +77,7 @@ static void pack_panels_transposed_f(int n, int k, const float *Bt, int ldb, flo
     #pragma omp parallel for num_threads(team) schedule(static) if(team > 1)
     for (int p = 0; p < panels; p++) {
         float *dst = Bp + (size_t)p * PANEL * k;
-        int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
+        int cols = extent(n, p * PANEL, PANEL);
         for (int q = 0; q < k; q++) {
             const float *src = Bt + (size_t)q * ldb + p * PANEL;
             for (int j = 0; j < PANEL; j++) dst[(size_t)q * PANEL + j] = j < cols ? src[j] : 0.0f;
@@ -199,10 +206,10 @@ static inline size_t packed_rows_size(int m, int k)
 
 static void pack_row_block_f(int m, int k, const float *A, int lda, float *Ap, int blk, int mr)
 {
-    int rows = m - blk * mr < mr ? m - blk * mr : mr;
+    int rows = extent(m, blk * mr, mr);
     for (int q0 = 0; q0 < k; q0 += KC)
         interleave_rows_f(Ap + (size_t)blk * mr * k + (size_t)q0 * mr, A + (size_t)blk * mr * lda + q0, lda,
-                          rows, mr, k - q0 < KC ? k - q0 : KC);
+                          rows, mr, extent(k, q0, KC));
 }
 
 enum { ISA_GENERIC = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
@@ -278,12 +285,12 @@ static void packed_gemm_nt_f(int m, int n, int k, const float *A, int lda, const
         for (int blk = 0; blk < blocks; blk++) pack_row_block_f(m, k, A, lda, Ap, blk, mr);
         #pragma omp for schedule(static)
         for (int u = 0; u < units; u++) {
-            int cols = n - u * width < width ? n - u * width : width;
+            int cols = extent(n, u * width, width);
             const float *panel = Bp + (size_t)u * width * k;
             for (int q0 = 0; q0 < k; q0 += KC) {
-                int kc = k - q0 < KC ? k - q0 : KC;
+                int kc = extent(k, q0, KC);
                 for (int blk = 0; blk < blocks; blk++) {
-                    int rows = m - blk * mr < mr ? m - blk * mr : mr;
+                    int rows = extent(m, blk * mr, mr);
                     multiply_block(isa, mr, kc, Ap + (size_t)blk * mr * k + (size_t)q0 * mr,
                                    panel + (size_t)q0 * PANEL, (size_t)PANEL * k,
                                    C + (size_t)blk * mr * ldc + u * width, ldc, rows, cols, 1);
@@ -312,14 +319,14 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
     int team = threads > 1 ? threads : 1;
     if ((long)m * n * k < 200000) team = 1;
     for (int q0 = 0; q0 < k; q0 += KC) {
-        int kc = k - q0 < KC ? k - q0 : KC;
+        int kc = extent(k, q0, KC);
         #pragma omp parallel num_threads(team) if(team > 1)
         {
             /* the packing loops walk the source along its contiguous axis */
             #pragma omp for schedule(static)
             for (int blk = 0; blk < blocks; blk++) {
                 float *dst = Ap + (size_t)blk * mr * kc;
-                int rows = m - blk * mr < mr ? m - blk * mr : mr;
+                int rows = extent(m, blk * mr, mr);
                 if (a_t) {
                     if (rows < mr) memset(dst, 0, (size_t)mr * kc * sizeof(float));
                     for (int q = 0; q < kc; q++) {
@@ -337,7 +344,7 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
             int p1 = u1 * width / PANEL < panels ? u1 * width / PANEL : panels;
             for (int p = u0 * width / PANEL; p < p1; p++) {
                 float *panel = Bp + (size_t)p * PANEL * kc;
-                int cols = n - p * PANEL < PANEL ? n - p * PANEL : PANEL;
+                int cols = extent(n, p * PANEL, PANEL);
                 if (b_t) {
                     pack_panel_f(panel, B + q0, ldb, p * PANEL, cols, kc);
                 } else {
@@ -351,9 +358,9 @@ static void gemm_slices_f(int m, int n, int k, const float *A, int lda, int a_t,
             for (int b0 = 0; b0 < blocks; b0 += ROW_CHUNK) {
                 int b1 = b0 + ROW_CHUNK < blocks ? b0 + ROW_CHUNK : blocks;
                 for (int u = u0; u < u1; u++) {
-                    int cols = n - u * width < width ? n - u * width : width;
+                    int cols = extent(n, u * width, width);
                     for (int blk = b0; blk < b1; blk++) {
-                        int rows = m - blk * mr < mr ? m - blk * mr : mr;
+                        int rows = extent(m, blk * mr, mr);
                         multiply_block(isa, mr, kc, Ap + (size_t)blk * mr * kc, Bp + (size_t)u * width * kc,
                                        (size_t)PANEL * kc, C + (size_t)blk * mr * ldc + u * width, ldc, rows,
                                        cols, accumulate || q0 > 0);
