@@ -5,7 +5,7 @@ everyday :class:`LSTM` layer built on it. See ``SPEC.md`` and the documentation.
 """
 
 try:
-    from ._kernels import _forward  # noqa: F401  (the compiled part must be importable)
+    from ._kernels import _lstm  # noqa: F401  (the compiled part must be importable)
 except ImportError as error:  # pragma: no cover - only when run from an unbuilt source tree
     raise ImportError(
         "bnnslstm's compiled kernels are missing: install the package (pip install .) and "

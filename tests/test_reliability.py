@@ -254,49 +254,42 @@ def test_a_refused_call_leaves_the_blas_thread_count_alone():
     assert [info["num_threads"] for info in threadpool_info()] == before
 
 
-KERNEL_RUN = textwrap.dedent("""
-    import sys
-    import numpy as np
-    import bnnslstm as bl
-
-    def run(dtype, batch_sizes=None):
-        rng = np.random.default_rng(3)
-        # 4H = 148 columns: whole and partial 16- and 32-column panels; I = 300 > one
-        # 256-deep slice; 9 rows: whole and partial blocks of 6 and 8 rows; batch sizes
-        # down to 1: the 4-row blocks and the dot-product path
-        lstm = bl.LSTM(300, 37, 2, bidirectional=True, seed=1, dtype=dtype)
-        x = rng.standard_normal((6, 9, 300))
-        y, (h_n, c_n) = lstm.forward(x.astype(dtype), batch_sizes=batch_sizes)
-        dx, (dh0, dc0) = lstm.backward(rng.standard_normal(y.shape).astype(dtype))
-        parts = [y, h_n, c_n, dx, dh0, dc0] + [lstm.grads[name] for name in sorted(lstm.grads)]
-        return np.concatenate([np.ravel(p) for p in parts])
-
-    # float64 runs on BLAS: an independent check of the float32 kernels
-    shrinking = np.array([9, 9, 7, 4, 3, 1])  # rows per step
-    np.save(sys.argv[1], np.stack([run(np.float32).astype(np.float64), run(np.float64),
-                                   run(np.float32, shrinking).astype(np.float64), run(np.float64, shrinking)]))
-""")
+def threaded_step(dtype, n_threads, batch_sizes=None):
+    """Forward + backward of a stacked bidirectional LSTM with every kind of peephole, large
+    enough that the call's thread team really has n_threads threads; every output flat."""
+    rng = np.random.default_rng(7)
+    T, B, I, H = 6, 16, 70, 50  # 4H = 200: GEMM slices of 16 rows with a partial last one
+    peephole = {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"}
+    weights = random_weights(rng, I, H, 2, 2, peephole=peephole, dtype=dtype)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    params, out = make_params(x, weights, bidirectional=True, batch_sizes=batch_sizes, dropout=0.2, seed=5)
+    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+    filter_params = bl.FilterParameters(n_threads=n_threads)
+    bl.direct_apply_lstm_batch_training_caching(params, filter_params, training_cache=cache)
+    delta, grads = make_delta(params, weights, dy=rng.standard_normal((T, B, 2 * H)).astype(dtype))
+    bl.direct_apply_lstm_batch_backward(params, delta, filter_params, training_cache=cache)
+    parts = [out["y_store"], out["h_n"], out["c_n"], grads["dx"], grads["dh0"], grads["dc0"]]
+    parts += [grads[k][g] for k in ("U", "C", "b") for g in GATES if grads[k][g] is not None]
+    parts += [w for g in GATES for w in grads["W"][g] if w is not None]
+    return np.concatenate([np.ravel(p) for p in parts]).astype(np.float64)
 
 
-def test_every_gemm_kernel_gives_the_same_results(tmp_path):
-    """The float32 GEMM kernels (AVX-512, AVX2, plain C: BNNSLSTM_ISA picks a lesser one)
-    agree with float64 (BLAS), and with each other: AVX-512 and AVX2 bit for bit (the same
-    fused multiply-adds in the same order), plain C to rounding. On a CPU without AVX-512
-    the default is the AVX2 kernel."""
-    import os
+@pytest.mark.parametrize("batch_sizes", [None, [16, 16, 13, 8, 5, 1]], ids=["full", "shrinking"])
+def test_one_and_two_threads_agree_and_repeat_bit_for_bit(batch_sizes):
+    """The thread team splits GEMMs and elementwise passes differently with 1 and 2 threads:
+    the results agree to float32 rounding, repeat exactly at a fixed thread count, and match
+    float64 (an independent check of the float32 path)."""
+    from bnnslstm._kernels import _lstm
 
-    results = {}
-    for isa in ("default", "avx2", "generic"):
-        env = dict(os.environ)
-        env.pop("BNNSLSTM_ISA", None)
-        if isa != "default":
-            env["BNNSLSTM_ISA"] = isa
-        path = tmp_path / f"{isa}.npy"
-        done = run_python(KERNEL_RUN, path, cwd=tmp_path, env=env)
-        assert done.returncode == 0, done.stderr
-        results[isa] = np.load(path)
-    for k in (0, 2):  # full batch, then shrinking batch sizes
-        float32, float64 = results["default"][k:k + 2]
-        np.testing.assert_allclose(float32, float64, rtol=1e-3, atol=1e-4)
-        np.testing.assert_array_equal(results["avx2"][k], float32)
-        np.testing.assert_allclose(results["generic"][k], float32, rtol=2e-4, atol=2e-5)
+    _lstm.blas_time(enable=True, reset=True)
+    two = threaded_step(np.float32, 2, batch_sizes)
+    threads_used = len(_lstm.blas_time(enable=False, reset=True))
+    if _lstm.team_available() > 1:
+        assert threads_used == 2  # the team really had two threads calling BLAS
+    one = threaded_step(np.float32, 1, batch_sizes)
+    np.testing.assert_allclose(two, one, rtol=1e-4, atol=2e-5)  # sums over rows: BLAS blocks them differently
+    for _ in range(2):
+        np.testing.assert_array_equal(threaded_step(np.float32, 2, batch_sizes), two)
+    exact = threaded_step(np.float64, 2, batch_sizes)
+    np.testing.assert_allclose(threaded_step(np.float64, 1, batch_sizes), exact, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(two, exact, rtol=2e-3, atol=2e-4)

@@ -1,12 +1,7 @@
-"""Apply one activation function (or its derivative) to an array, for tests and docs."""
+"""Apply one activation function (or its derivative) to an array, for tests and docs: the
+kernels' own functions (declared in _activations.pxd)."""
 
 from cython cimport floating
-
-from .activations cimport act_derivative, act_forward
-
-cdef extern from "lstm_rows.h" nogil:
-    float fast_sigmoidf(float x)
-    float fast_tanhf(float x)
 
 
 def apply(const floating[::1] x, floating[::1] out, int fn, double alpha, double beta, bint derivative):
@@ -20,8 +15,16 @@ def apply(const floating[::1] x, floating[::1] out, int fn, double alpha, double
 
 
 def fast_float32(const float[::1] x, float[::1] out, bint tanh):
-    """The vectorised float32 sigmoid (or tanh) of the default-activation rows."""
-    cdef Py_ssize_t i, n = x.shape[0]
+    """The float32 sigmoid (or tanh) of the kernels, through their chunk function."""
+    cdef Py_ssize_t i, j, n = x.shape[0], m
+    cdef float chunk[64]
     with nogil:
-        for i in range(n):
-            out[i] = fast_tanhf(x[i]) if tanh else fast_sigmoidf(x[i])
+        for i in range(0, n, 64):
+            m = n - i
+            if m > 64:
+                m = 64
+            for j in range(m):
+                chunk[j] = x[i + j]
+            activate(TANH if tanh else SIGMOID, 0, 0, chunk, m)
+            for j in range(m):
+                out[i + j] = chunk[j]

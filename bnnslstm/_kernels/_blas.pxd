@@ -1,0 +1,137 @@
+# Every matrix product of the package: scipy.linalg.cython_blas's sgemm/dgemm/sgemv/dgemv
+# behind one logical, stride-aware gemm() (SPEC §0). Nothing else lives here.
+#
+# A Mat is a logical rows x cols matrix at any element strides. BLAS is column-major: a
+# Mat whose rows are contiguous (cs == 1) is the transpose of a column-major matrix, so it
+# is passed with 'T' and ld = rs; one whose columns are contiguous (rs == 1) with 'N' and
+# ld = cs. C = A B with a row-major C is computed as C^T = B^T A^T, by swapping operands
+# and strides, never by copying. Products with one row or one column go to gemv.
+
+from cython cimport floating
+cimport scipy.linalg.cython_blas as blas
+
+# scipy.linalg.cython_blas takes C int (LP64 BLAS); ILP64 builds would export blas_int
+ctypedef int blas_int
+
+cdef extern from "_team.h" nogil:
+    double team_clock()
+    int team_thread()
+    int blas_timing "team_blas_timing"
+    double blas_seconds "team_blas_seconds"[]    # per thread, spaced by 8 (own cache line)
+
+
+ctypedef struct Mat:
+    char *p                 # element [0][0]
+    Py_ssize_t rows, cols   # logical shape
+    Py_ssize_t rs, cs       # element strides between rows and between columns
+
+
+cdef inline Mat mat(const void *p, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t rs,
+                    Py_ssize_t cs) noexcept nogil:
+    cdef Mat m
+    m.p = <char*>p
+    m.rows, m.cols, m.rs, m.cs = rows, cols, rs, cs
+    return m
+
+
+cdef inline Mat block(Mat m, Py_ssize_t r0, Py_ssize_t c0, Py_ssize_t rows, Py_ssize_t cols,
+                      Py_ssize_t itemsize) noexcept nogil:
+    """Rows r0.. and columns c0.. of m (rows x cols of them); an absent m stays absent."""
+    if m.p == NULL:
+        return mat(NULL, rows, cols, m.rs, m.cs)
+    return mat(m.p + (r0 * m.rs + c0 * m.cs) * itemsize, rows, cols, m.rs, m.cs)
+
+
+cdef inline Mat transposed(Mat m) noexcept nogil:
+    return mat(m.p, m.cols, m.rows, m.cs, m.rs)
+
+
+cdef inline bint operand(Mat m, char *trans, blas_int *ld) noexcept nogil:
+    """How column-major BLAS reads m: 'N' (columns contiguous) or 'T' (rows contiguous),
+    and the leading dimension; False if m has neither layout (the caller gathers it)."""
+    if (m.rs == 1 or m.rows == 1) and (m.cols == 1 or m.cs >= m.rows):
+        trans[0] = b'N'
+        ld[0] = <blas_int>(m.cs if m.cols > 1 and m.cs > 0 else (m.rows if m.rows > 1 else 1))
+        return True
+    if (m.cs == 1 or m.cols == 1) and (m.rows == 1 or m.rs >= m.cols):
+        trans[0] = b'T'
+        ld[0] = <blas_int>(m.rs if m.rows > 1 and m.rs > 0 else (m.cols if m.cols > 1 else 1))
+        return True
+    return False
+
+
+cdef inline bint addressable(Mat m) noexcept nogil:
+    cdef char trans
+    cdef blas_int ld
+    return operand(m, &trans, &ld)
+
+
+cdef inline blas_int step(Py_ssize_t extent, Py_ssize_t stride) noexcept nogil:
+    """A vector's increment for BLAS (any value will do for a single element)."""
+    return <blas_int>(stride if extent > 1 else 1)
+
+
+cdef inline void gemv(floating alpha, Mat a, const floating *x, blas_int incx, floating beta,
+                      floating *y, blas_int incy) noexcept nogil:
+    """y = alpha A x + beta y for an addressable A (rows x cols)."""
+    cdef char trans
+    cdef blas_int ld, m, n
+    operand(a, &trans, &ld)
+    if trans == b'N':
+        m, n = <blas_int>a.rows, <blas_int>a.cols
+    else:
+        m, n = <blas_int>a.cols, <blas_int>a.rows
+    if floating is float:
+        blas.sgemv(&trans, &m, &n, &alpha, <float*>a.p, &ld, <float*>x, &incx, &beta, y, &incy)
+    else:
+        blas.dgemv(&trans, &m, &n, &alpha, <double*>a.p, &ld, <double*>x, &incx, &beta, y, &incy)
+
+
+cdef inline void scale(floating beta, Mat c) noexcept nogil:
+    """C = beta C (beta == 0 never reads C), for products with nothing to sum."""
+    cdef Py_ssize_t i, j
+    cdef floating *e
+    for i in range(c.rows):
+        for j in range(c.cols):
+            e = <floating*>c.p + i * c.rs + j * c.cs
+            e[0] = 0 if beta == 0 else beta * e[0]
+
+
+cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexcept nogil:
+    """C = alpha A B + beta C for logical A (M x K), B (K x N), C (M x N); beta == 0 never
+    reads C. Every operand must be addressable (see operand()); products with one row or
+    one column run as gemv."""
+    cdef char ta, tb
+    cdef blas_int lda, ldb, ldc, m, n, k
+    cdef Mat swap
+    cdef double began = 0
+    if c.rows == 0 or c.cols == 0:
+        return
+    if a.cols == 0:
+        scale(beta, c)
+        return
+    if blas_timing:
+        began = team_clock()
+    if c.cols == 1:    # y = A x
+        gemv(alpha, a, <floating*>b.p, step(b.rows, b.rs), beta, <floating*>c.p, step(c.rows, c.rs))
+    elif c.rows == 1:  # y^T = B^T x^T
+        gemv(alpha, transposed(b), <floating*>a.p, step(a.cols, a.cs), beta, <floating*>c.p,
+             step(c.cols, c.cs))
+    else:
+        if not (c.rs == 1 and c.cs >= c.rows):  # row-major C: compute C^T = B^T A^T
+            swap = transposed(a)
+            a = transposed(b)
+            b = swap
+            c = transposed(c)
+        ldc = <blas_int>c.cs
+        operand(a, &ta, &lda)
+        operand(b, &tb, &ldb)
+        m, n, k = <blas_int>c.rows, <blas_int>c.cols, <blas_int>a.cols
+        if floating is float:
+            blas.sgemm(&ta, &tb, &m, &n, &k, &alpha, <float*>a.p, &lda, <float*>b.p, &ldb, &beta,
+                       <float*>c.p, &ldc)
+        else:
+            blas.dgemm(&ta, &tb, &m, &n, &k, &alpha, <double*>a.p, &lda, <double*>b.p, &ldb, &beta,
+                       <double*>c.p, &ldc)
+    if blas_timing:
+        blas_seconds[8 * team_thread()] += team_clock() - began
