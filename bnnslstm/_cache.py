@@ -50,10 +50,11 @@ def _align(n):
     return -(-n // ALIGNMENT) * ALIGNMENT
 
 
-def regions(plan):
-    """Every region of the cache for a resolved plan, in buffer order."""
+def layout(plan):
+    """(name, layer, offset, shape) of every region of the cache, in buffer order: the one
+    place the offsets are computed."""
     T, B, D, H = plan.T, plan.B, plan.D, plan.H
-    data_type = DataType(plan.data_type)
+    itemsize = plan.dtype.itemsize
     out = []
     offset = HEADER_BYTES
     for layer in range(plan.L):
@@ -64,16 +65,28 @@ def regions(plan):
         if layer > 0 and plan.dropout > 0:
             shapes.append(("mask", (T, B, D * H)))
         for name, shape in shapes:
-            region = Region(name, layer, offset, shape, data_type)
-            out.append(region)
-            offset = _align(offset + region.nbytes)
+            out.append((name, layer, offset, shape))
+            offset = _align(offset + _count(shape) * itemsize)
     return out
 
 
-def capacity(plan):
+def _count(shape):
+    count = 1
+    for n in shape:
+        count *= n
+    return count
+
+
+def regions(plan):
+    """Every region of the cache for a resolved plan, in buffer order."""
+    data_type = DataType(plan.data_type)
+    return [Region(name, layer, offset, shape, data_type) for name, layer, offset, shape in layout(plan)]
+
+
+def capacity(plan, regions_layout=None):
     """Minimum cache size in bytes."""
-    last = regions(plan)[-1]
-    return last.offset + last.nbytes
+    name, layer, offset, shape = (regions_layout or layout(plan))[-1]
+    return offset + _count(shape) * plan.dtype.itemsize
 
 
 def fingerprint(plan):
@@ -81,12 +94,12 @@ def fingerprint(plan):
     parts = (
         plan.data_type, plan.I, plan.H, plan.B, plan.L, plan.T, plan.D,
         plan.default_activations, plan.activations, plan.peepholes, plan.biases,
-        repr(plan.dropout), plan.dropout_seed, plan.batch_sizes.tolist(),
+        repr(plan.dropout), plan.dropout_seed, list(plan.batch_sizes),
     )
     return hashlib.sha256(repr(parts).encode()).digest()
 
 
-def check_buffer(cache, plan, field="training_cache"):
+def check_buffer(cache, plan, need, field="training_cache"):
     """The cache as a writable byte view, BNNSError if it is not one or is too small."""
     try:
         view = memoryview(cache)
@@ -96,22 +109,10 @@ def check_buffer(cache, plan, field="training_cache"):
         raise BNNSError(f"{field}: the buffer is read-only")
     if not view.c_contiguous:
         raise BNNSError(f"{field}: the buffer is not contiguous")
-    need = capacity(plan)
     if view.nbytes < need:
         raise BNNSError(f"{field}: {view.nbytes} bytes but these parameters need {need} "
                         "(compute_lstm_training_cache_capacity)")
     return np.frombuffer(view.cast("B"), dtype=np.uint8)
-
-
-def views(buffer, plan):
-    """Numpy views of every region: ``{(name, layer): array}`` (flattened to 2-D rows)."""
-    dtype = plan.dtype
-    out = {}
-    for region in regions(plan):
-        count = int(np.prod(region.shape))
-        array = buffer[region.offset: region.offset + count * dtype.itemsize].view(dtype)
-        out[region.name, region.layer] = array.reshape(region.shape[0] * region.shape[1], -1)
-    return out
 
 
 def write_header(buffer, plan):

@@ -12,10 +12,8 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import _cache
-from ._call import Kernel
 from ._kernels._lstm import team_available
-from ._plan import GATES, check_disjoint, gate_views, make_plan, overlap, sequence_view, tensor_view
-from .enums import LayerFlags, NDArrayFlags
+from ._plan import make_plan
 from .errors import BNNSError
 from .parameters import FilterParameters
 
@@ -130,34 +128,10 @@ def _scratch_bytes(name, nbytes):
     return array
 
 
-def _kernel(plan, regions, team, backward=False):
-    """The kernels' description of the call, with its scratch bound."""
-    kernel = Kernel(plan, regions, team)
-    sizes = kernel.scratch_bytes(backward)
-    total = sum((count * plan.dtype.itemsize + 63) // 64 * 64 for count in sizes.values())
-    kernel.bind_scratch(_scratch_bytes("work", total), sizes)
-    return kernel
-
-
-def _run_forward(plan, cache_bytes, team):
-    """Every layer's kernels: y, h_T, c_T written in place, and the cache's regions (or,
-    without a cache, the scratch standing in for what the steps read back)."""
-    if cache_bytes is None:
-        regions = _cache.views(_scratch_bytes("regions", _cache.capacity(plan)), plan)
-        regions = {key: value for key, value in regions.items() if key[0] not in ("act_h_c", "preact")}
-    else:
-        regions = _cache.views(cache_bytes, plan)
-    _kernel(plan, regions, team).forward()
-
-
-def _inputs(plan):
-    """(field, view) of every descriptor the forward reads."""
-    views = [("input_descriptor.data_desc", plan.x), ("input_descriptor.hidden_desc", plan.h0),
-             ("input_descriptor.cell_state_desc", plan.c0)]
-    for name, gate in zip(GATES, plan.gates):
-        views += [(f"{name}.iw_desc", w) for w in gate.W]
-        views += [(f"{name}.hw_desc", gate.U), (f"{name}.cw_desc", gate.C), (f"{name}.b_desc", gate.b)]
-    return [(name, view) for name, view in views if view is not None]
+def _bind(plan, cache, layout, team, backward=False, skip=()):
+    """Point the plan's kernel call at the cache's regions and at this thread's scratch."""
+    need = sum(plan.scratch_sizes(team, backward).values())
+    plan.bind(cache, layout, _scratch_bytes("work", need), team, backward, skip)
 
 
 def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, training_cache=None):
@@ -170,86 +144,23 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     """
     plan = make_plan(layer_params)
     threads, explicit = _threads(filter_params)
-    cache_bytes = None if training_cache is None else _cache.check_buffer(training_cache, plan)
-    writes = [(name, view) for name, view in (
-        ("output_descriptor.data_desc", plan.y), ("output_descriptor.hidden_desc", plan.h_n),
-        ("output_descriptor.cell_state_desc", plan.c_n)) if view is not None]
-    if cache_bytes is not None:
-        writes.append(("training_cache", cache_bytes))
-        # the kernels write the cache while they read the inputs: they must not overlap
-        for name, view in _inputs(plan):
-            if overlap(view, cache_bytes):
-                raise BNNSError(f"training_cache: shares memory with {name}, which the forward reads")
-    check_disjoint(writes)
+    layout = _cache.layout(plan)
+    capacity = _cache.capacity(plan, layout)
+    cache = None if training_cache is None else _cache.check_buffer(training_cache, plan, capacity)
+    plan.check_forward_writes(cache)
     team = _team(plan, threads)
+    if cache is None:  # scratch stands in for what the steps read back; the rest is not kept
+        _bind(plan, _scratch_bytes("regions", capacity), layout, team, skip=("act_h_c", "preact"))
+    else:
+        _bind(plan, cache, layout, team)
     with _blas_threads(team, explicit):
-        _run_forward(plan, cache_bytes, team)
-    if cache_bytes is not None:
-        _cache.write_header(cache_bytes, plan)
+        plan.forward()
+    if cache is not None:
+        _cache.write_header(cache, plan)
 
 
 # ---------------------------------------------------------------------------- backward
 _SCALARS = ("input_size", "hidden_size", "batch_size", "num_layers", "seq_len")
-
-
-def _delta_plan(delta, plan):
-    """The views of the gradient descriptors, checked against the forward's plan."""
-    if delta is None or not hasattr(delta, "input_descriptor"):
-        raise BNNSError("layer_delta_params: expected LayerParametersLSTM")
-    resolved = dict(zip(_SCALARS, (plan.I, plan.H, plan.B, plan.L, plan.T)))
-    for name in _SCALARS:
-        value = getattr(delta, name)
-        if value not in (0, resolved[name]):
-            raise BNNSError(f"layer_delta_params.{name}: {value!r} but the forward's {name} is {resolved[name]}")
-    flags = delta.lstm_flags
-    if not isinstance(flags, (int, np.integer)) or bool(flags & LayerFlags.BIDIRECTIONAL) != (plan.D == 2):
-        raise BNNSError("layer_delta_params.lstm_flags: BIDIRECTIONAL differs from the forward's")
-    T, B, I, D, H, L, dtype = plan.T, plan.B, plan.I, plan.D, plan.H, plan.L, plan.data_type
-    for name in ("input_descriptor", "output_descriptor"):
-        if getattr(delta, name) is None:
-            raise BNNSError(f"layer_delta_params.{name}: expected an LSTMDataDescriptor, got None")
-    inp, out = delta.input_descriptor, delta.output_descriptor
-    prefix = "layer_delta_params."
-    views = {
-        "dy": sequence_view(out.data_desc, T, B, D * H, prefix + "output_descriptor.data_desc", dtype),
-        "dh_n": tensor_view(out.hidden_desc, (L, D, B, H), prefix + "output_descriptor.hidden_desc", dtype),
-        "dc_n": tensor_view(out.cell_state_desc, (L, D, B, H), prefix + "output_descriptor.cell_state_desc", dtype),
-    }
-    # (field, descriptor, view, what it receives): ("dx",), ("dW", gate, layer), ("dU", gate), ...
-    writes = [
-        (prefix + "input_descriptor.data_desc", inp.data_desc, ("dx",),
-         sequence_view(inp.data_desc, T, B, I, prefix + "input_descriptor.data_desc", dtype, writable=True)),
-        (prefix + "input_descriptor.hidden_desc", inp.hidden_desc, ("dh0",),
-         tensor_view(inp.hidden_desc, (L, D, B, H), prefix + "input_descriptor.hidden_desc", dtype, True)),
-        (prefix + "input_descriptor.cell_state_desc", inp.cell_state_desc, ("dc0",),
-         tensor_view(inp.cell_state_desc, (L, D, B, H), prefix + "input_descriptor.cell_state_desc", dtype, True)),
-    ]
-    for k, name in enumerate(GATES):
-        gate = getattr(delta, name)
-        if gate is None:
-            raise BNNSError(f"{prefix}{name}: expected an LSTMGateDescriptor, got None")
-        views_k = gate_views(gate, prefix + name, I, H, L, D, dtype, delta=True)
-        forward = plan.gates[k]
-        if views_k.C is not None and views_k.peephole != forward.peephole:
-            raise BNNSError(f"{prefix}{name}.cw_desc: the forward's gate has "
-                            f"{['no', 'a diagonal', 'a full'][forward.peephole]} peephole")
-        if views_k.b is not None and forward.b is None:
-            raise BNNSError(f"{prefix}{name}.b_desc: the forward's gate has no bias")
-        iw = list(gate.iw_desc) + [None, None]
-        for l, view in enumerate(views_k.W):
-            index = 0 if l == 0 or iw[1] is None else 1
-            writes.append((f"{prefix}{name}.iw_desc[{index}]", iw[index], ("dW", k, l), view))
-        writes += [
-            (f"{prefix}{name}.hw_desc", gate.hw_desc, ("dU", k), views_k.U),
-            (f"{prefix}{name}.cw_desc", gate.cw_desc, ("dC", k), views_k.C),
-            (f"{prefix}{name}.b_desc", gate.b_desc, ("db", k), views_k.b),
-        ]
-    writes = [item for item in writes if item[3] is not None]
-    for name, desc, _, _ in writes:
-        if desc.flags not in (NDArrayFlags.BACKPROP_SET, NDArrayFlags.BACKPROP_ACCUMULATE):
-            raise BNNSError(f"{name}.flags: expected BACKPROP_SET or BACKPROP_ACCUMULATE, got {desc.flags!r}")
-    check_disjoint([(name, view) for name, _, _, view in writes])
-    return views, writes
 
 
 def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_params=None, training_cache=None):
@@ -261,22 +172,21 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     descriptors, each honouring its own ``flags`` (set or accumulate).
     """
     plan = make_plan(layer_params, need_outputs=False)
-    views, writes = _delta_plan(layer_delta_params, plan)
+    plan.delta(layer_delta_params)
     threads, explicit = _threads(filter_params)
+    layout = _cache.layout(plan)
+    capacity = _cache.capacity(plan, layout)
     if training_cache is None:
-        cache_bytes = None
+        cache = None
     else:
-        cache_bytes = _cache.check_buffer(training_cache, plan)
-        _cache.check_header(cache_bytes, plan)
-        for name, _, _, view in writes:
-            if overlap(view, cache_bytes):
-                raise BNNSError(f"{name}: shares memory with training_cache")
+        cache = _cache.check_buffer(training_cache, plan, capacity)
+        _cache.check_header(cache, plan)
+        plan.check_cache_against_writes(cache)
     team = _team(plan, threads)
     with _blas_threads(team, explicit):
-        if cache_bytes is None:  # recompute the forward into scratch; layer_params untouched
-            cache_bytes = _scratch_bytes("training_cache", _cache.capacity(plan))
-            forward = _kernel(plan, _cache.views(cache_bytes, plan), team)
-            forward.forward()
-        kernel = _kernel(plan, _cache.views(cache_bytes, plan), team, backward=True)
-        kernel.gradients(plan, views, writes)
-        kernel.backward()
+        if cache is None:  # recompute the forward into scratch; layer_params untouched
+            cache = _scratch_bytes("training_cache", capacity)
+            _bind(plan, cache, layout, team)
+            plan.forward()
+        _bind(plan, cache, layout, team, backward=True)
+        plan.backward()

@@ -1,0 +1,35 @@
+# NDArrayDescriptor (SPEC §2) as an extension type, and the resolved form the plan reads.
+
+from cpython.buffer cimport Py_buffer
+
+
+cdef struct Strided:
+    # a descriptor resolved against a logical C-order shape: element (i0, ..., i_{nd-1})
+    # lies at p + sum(i_k * s[k]) elements, every reachable one inside the buffer
+    char *p
+    int nd
+    Py_ssize_t n[8]             # logical shape
+    Py_ssize_t s[8]             # element strides of the logical axes (0 where n == 1)
+    Py_ssize_t last             # largest reachable element offset
+    Py_ssize_t length           # buffer length in elements
+    bint readonly
+
+
+cdef class NDArrayDescriptor:
+    cdef public object layout
+    cdef public object size
+    cdef public object stride
+    cdef public object data_type
+    cdef public object flags
+    cdef object _data
+    cdef Py_buffer _buffer
+    cdef bint _held             # _buffer holds an export of _data
+
+    cdef int _acquire(self, str field) except -1
+    cdef Py_ssize_t _elements(self, int data_type, str field) except -1
+    cdef int resolve(self, const Py_ssize_t *fill, int nfill, str field, int data_type,
+                     bint writable, Strided *out) except -1
+
+
+cdef int layout_rank(object layout, str field) except -1
+cdef int logical_shape(NDArrayDescriptor desc, str field, Py_ssize_t *shape) except -1

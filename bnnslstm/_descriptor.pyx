@@ -1,0 +1,399 @@
+"""NDArray descriptors (SPEC §2): a buffer plus a layout, sizes and strides in elements.
+
+A descriptor holds its buffer through the buffer protocol (no copy; the export is taken
+on first use and kept, so the exporter cannot be resized under it). :meth:`resolve`
+turns it, against the logical C-order shape a field expects, into a :c:type:`Strided`
+view: the address, shape and element strides the kernels read in place, after checking
+the element type, the writability and that every reachable offset (64-bit overflow
+included) lies inside the buffer. :meth:`NDArrayDescriptor.to_numpy` wraps the same
+view for Python.
+"""
+
+from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_RECORDS_RO, PyBUF_STRIDES, PyBuffer_IsContiguous,
+                             PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer)
+
+import numpy as np
+
+from .enums import DataLayout, DataType, NDArrayFlags
+from .errors import BNNSError
+
+cdef Py_ssize_t MAX_OFFSET = <Py_ssize_t>1 << 62  # every offset, in bytes too, fits a signed 64-bit integer
+
+_NUMPY_TYPES = {
+    DataType.FLOAT32: np.dtype(np.float32),
+    DataType.FLOAT64: np.dtype(np.float64),
+    DataType.INT32: np.dtype(np.int32),
+    DataType.INT64: np.dtype(np.int64),
+    DataType.UINT32: np.dtype(np.uint32),
+    DataType.UINT64: np.dtype(np.uint64),
+}
+_DATA_TYPES = {dtype: data_type for data_type, dtype in _NUMPY_TYPES.items()}
+# data type value -> (numpy kind, itemsize), for the per-call type check without enum look-ups
+cdef dict _KINDS = {int(t): (d.kind, d.itemsize) for t, d in _NUMPY_TYPES.items()}
+_RAW_FORMATS = frozenset({"B", "b", "c"})
+
+
+def numpy_dtype(data_type):
+    """The numpy dtype of a :class:`DataType` (BNNSError for other values)."""
+    try:
+        return _NUMPY_TYPES[DataType(data_type)]
+    except ValueError:
+        raise BNNSError(f"data_type: {data_type!r} is not a DataType") from None
+
+
+def type_name(data_type):
+    try:
+        return DataType(data_type).name
+    except ValueError:
+        return repr(data_type)
+
+
+# ---------------------------------------------------------------------------------- layouts
+cdef int axis_maps(object layout, int *size_index, int *stride_index) except? -2:
+    """For each logical (C-order) axis j: the index into ``size`` and into ``stride``; the
+    rank, or -1 for a value that is no DataLayout."""
+    cdef long value
+    cdef int rank, j
+    if isinstance(layout, bool) or not isinstance(layout, int):
+        try:
+            if isinstance(layout, bool) or not hasattr(layout, "__index__"):
+                return -1
+            value = layout.__index__()
+        except Exception:
+            return -1
+    else:
+        if layout < 0 or layout > 0x88001:
+            return -1
+        value = layout
+    rank = value >> 16
+    if value == 0x10000 or value == 0x18000 or value == 0x18001:  # VECTOR, *_1D
+        size_index[0] = stride_index[0] = 0
+        return 1
+    if value == 0x20000:  # ROW_MAJOR_MATRIX: size = (columns, rows)
+        size_index[0] = stride_index[0] = 1
+        size_index[1] = stride_index[1] = 0
+        return 2
+    if value == 0x20001:  # COLUMN_MAJOR_MATRIX: size = (rows, columns), r*s0 + c*s1
+        size_index[0] = stride_index[0] = 0
+        size_index[1] = stride_index[1] = 1
+        return 2
+    if value == 0x30001 or value == 0x30002 or (2 <= rank <= 8 and value & 0xFFFF == 0x8000):
+        for j in range(rank):  # SNE, NSE, LAST_MAJOR_nD: the first size index is fastest
+            size_index[j] = stride_index[j] = rank - 1 - j
+        return rank
+    if 2 <= rank <= 8 and value & 0xFFFF == 0x8001:  # FIRST_MAJOR_nD: size is the C shape
+        for j in range(rank):
+            size_index[j] = j
+            stride_index[j] = rank - 1 - j
+        return rank
+    return -1
+
+
+cdef int layout_rank(object layout, str field) except -1:
+    cdef int size_index[8]
+    cdef int stride_index[8]
+    cdef int rank = axis_maps(layout, size_index, stride_index)
+    if rank < 0:
+        raise BNNSError(f"{field}.layout: {layout!r} is not a DataLayout")
+    return rank
+
+
+cdef int entries(object values, int rank, str name, str field, Py_ssize_t *out) except -1:
+    """``values`` (a size or a stride) as ``rank`` non-negative integers, padded with zeros."""
+    cdef int k, count
+    cdef object v
+    try:
+        count = len(values)
+    except TypeError:
+        raise BNNSError(f"{field}.{name}: expected a sequence of integers, got {values!r}") from None
+    if count > 8:
+        raise BNNSError(f"{field}.{name}: at most 8 entries, got {count}")
+    for k in range(rank):
+        if k >= count:
+            out[k] = 0
+            continue
+        v = values[k]
+        if type(v) is not int and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+            raise BNNSError(f"{field}.{name}: entries must be integers, got {tuple(values)}")
+        if v < 0:
+            raise BNNSError(f"{field}.{name}: entries must be non-negative, got {tuple(values)}")
+        if v > MAX_OFFSET:
+            raise BNNSError(f"{field}.{name}: entry {v} is too large")
+        out[k] = v
+    return 0
+
+
+cdef int fill_defaults(const int *size_index, const int *stride_index, int rank,
+                       const Py_ssize_t *size, Py_ssize_t *stride) except -1:
+    """Zero strides become the contiguous default: stride[k] = stride[k-1] * extent of the
+    axis stride[k-1] steps."""
+    cdef Py_ssize_t extent[8]
+    cdef int axis, k
+    for axis in range(rank):
+        extent[stride_index[axis]] = size[size_index[axis]]
+    for k in range(rank):
+        if stride[k] == 0:
+            if k == 0:
+                stride[k] = 1
+            else:
+                if extent[k - 1] > 1 and stride[k - 1] > MAX_OFFSET // extent[k - 1]:
+                    raise BNNSError(f"stride: default stride {stride[k - 1] * extent[k - 1]} is too large")
+                stride[k] = stride[k - 1] * (extent[k - 1] if extent[k - 1] > 1 else 1)
+        if stride[k] > MAX_OFFSET:
+            raise BNNSError(f"stride: default stride {stride[k]} is too large")
+    return 0
+
+
+def _fill_strides(layout, size, stride):
+    """The strides with zeros replaced by the contiguous default (lists, SPEC §2)."""
+    cdef int size_index[8]
+    cdef int stride_index[8]
+    cdef Py_ssize_t s[8]
+    cdef Py_ssize_t st[8]
+    cdef int rank = layout_rank(layout, "layout"), k
+    entries(size, rank, "size", "descriptor", s)
+    entries(stride, rank, "stride", "descriptor", st)
+    axis_maps(layout, size_index, stride_index)
+    fill_defaults(size_index, stride_index, rank, s, st)
+    return [st[k] for k in range(rank)]
+
+
+cdef int logical_shape(NDArrayDescriptor desc, str field, Py_ssize_t *shape) except -1:
+    """The descriptor's logical C-order shape (zeros where a size is to be filled); its rank."""
+    cdef int size_index[8]
+    cdef int stride_index[8]
+    cdef Py_ssize_t size[8]
+    cdef int rank = axis_maps(desc.layout, size_index, stride_index), j
+    if rank < 0:
+        raise BNNSError(f"{field}.layout: {desc.layout!r} is not a DataLayout")
+    entries(desc.size, rank, "size", field, size)
+    for j in range(rank):
+        shape[j] = size[size_index[j]]
+    return rank
+
+
+# ---------------------------------------------------------------------------------- descriptor
+cdef class NDArrayDescriptor:
+    """A buffer with a layout, sizes and strides in elements (``BNNSNDArrayDescriptor``).
+
+    Parameters
+    ----------
+    data : buffer or None
+        Any object exporting the buffer protocol (numpy array, ``bytearray``, ``memoryview``,
+        ``array.array``). A raw byte buffer is read as ``data_type``; a typed buffer must have
+        that element type. The first element sits at the buffer's start.
+    layout : DataLayout
+    size, stride : sequence of int
+        Up to 8 entries each, in elements. A zero stride means the contiguous default; a
+        zero size is filled from the LSTM parameters' scalars when a function is called.
+    data_type : DataType
+    flags : NDArrayFlags
+        For gradient outputs: ``BACKPROP_SET`` overwrites, ``BACKPROP_ACCUMULATE`` adds.
+    """
+
+    def __init__(self, data=None, layout=DataLayout.VECTOR, size=(), stride=(),
+                 data_type=DataType.FLOAT32, flags=NDArrayFlags.BACKPROP_SET):
+        self.data = data
+        self.layout = layout
+        self.size = tuple(size)
+        self.stride = tuple(stride)
+        self.data_type = data_type
+        self.flags = flags
+
+    def __dealloc__(self):
+        if self._held:
+            PyBuffer_Release(&self._buffer)
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        if self._held:
+            PyBuffer_Release(&self._buffer)
+            self._held = False
+        self._data = value
+
+    def __repr__(self):
+        data = "None" if self._data is None else type(self._data).__name__
+        layout = DataLayout(self.layout).name if self.layout in DataLayout._value2member_map_ else self.layout
+        return (f"NDArrayDescriptor(data=<{data}>, layout={layout}, size={self.size}, "
+                f"stride={self.stride}, data_type={self.data_type!r}, flags={self.flags!r})")
+
+    def __reduce__(self):
+        return (NDArrayDescriptor, (self._data, self.layout, self.size, self.stride, self.data_type, self.flags))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_array(cls, array, layout=None, flags=NDArrayFlags.BACKPROP_SET):
+        """A descriptor on a numpy array, without copying.
+
+        The array's axes are the layout's logical indices in C notation (``[s][n][e]`` for
+        SNE, ``[row][col]`` for both matrix layouts, ``[i_{n-1}]...[i0]`` for
+        ``LAST_MAJOR_nD``). ``layout=None`` means ``VECTOR`` for 1-D arrays and
+        ``FIRST_MAJOR_nD`` otherwise.
+        """
+        cdef int size_index[8]
+        cdef int stride_index[8]
+        array = np.asarray(array)
+        if array.dtype not in _DATA_TYPES:
+            raise BNNSError(f"array: dtype {array.dtype} has no DataType")
+        if layout is None:
+            layout = DataLayout.VECTOR if array.ndim == 1 else DataLayout[f"FIRST_MAJOR_{array.ndim}D"]
+        try:
+            layout = DataLayout(layout)
+        except ValueError:
+            raise BNNSError(f"layout: {layout!r} is not a DataLayout") from None
+        if array.ndim != layout.rank:
+            raise BNNSError(f"array: {layout.name} needs {layout.rank} dimensions, the array has {array.ndim}")
+        itemsize = array.dtype.itemsize
+        strides = []
+        for extent, step in zip(array.shape, array.strides):
+            if extent == 1:
+                step = 0  # normalised below to the default
+            elif step < 0:
+                raise BNNSError(f"array: negative stride {step} (reversed views are not supported)")
+            elif step == 0:
+                raise BNNSError("array: zero stride on an axis longer than 1 (broadcast views are not supported)")
+            elif step % itemsize:
+                raise BNNSError(f"array: stride {step} bytes is not a whole number of {itemsize}-byte elements")
+            strides.append(step // itemsize)
+        axis_maps(layout, size_index, stride_index)
+        size = [0] * layout.rank
+        stride = [0] * layout.rank
+        for axis, extent in enumerate(array.shape):
+            size[size_index[axis]] = extent
+            stride[stride_index[axis]] = strides[axis]
+        stride = _fill_strides(layout, size, stride)
+        span = 1 + sum((n - 1) * s for n, s in zip(array.shape, strides)) if array.size else 0
+        flat = np.lib.stride_tricks.as_strided(array, shape=(span,), strides=(itemsize,),
+                                               writeable=array.flags.writeable)
+        return cls(flat, layout, tuple(size), tuple(stride), _DATA_TYPES[array.dtype], flags)
+
+    # ------------------------------------------------------------------ resolution
+    cdef int _acquire(self, str field) except -1:
+        """Take (once) the buffer export of data: contiguous, any format."""
+        if self._held:
+            return 0
+        if self._data is None:
+            raise BNNSError(f"{field}.data: no buffer")
+        if not PyObject_CheckBuffer(self._data):
+            raise BNNSError(f"{field}.data: {type(self._data).__name__} does not export the buffer protocol")
+        PyObject_GetBuffer(self._data, &self._buffer, PyBUF_RECORDS_RO)
+        self._held = True
+        if not PyBuffer_IsContiguous(&self._buffer, b'C'):
+            PyBuffer_Release(&self._buffer)
+            self._held = False
+            raise BNNSError(f"{field}.data: the buffer is not contiguous (use NDArrayDescriptor.from_array)")
+        return 0
+
+    cdef Py_ssize_t _elements(self, int data_type, str field) except -1:
+        """How many elements of data_type the buffer holds (BNNSError if its own type differs)."""
+        cdef bytes format = self._buffer.format if self._buffer.format != NULL else b"B"
+        kind, itemsize = _KINDS[data_type]
+        fmt = format.decode().lstrip("@=<>!")
+        if fmt in _RAW_FORMATS:
+            return self._buffer.len // itemsize
+        try:
+            given = np.dtype(format.decode())
+        except TypeError:
+            given = None
+        if given is None or given.kind != kind or given.itemsize != itemsize or not given.isnative:
+            raise BNNSError(f"{field}.data: buffer format {format.decode()!r} does not match data_type "
+                            f"{DataType(data_type).name}")
+        return self._buffer.len // itemsize
+
+    cdef int resolve(self, const Py_ssize_t *fill, int nfill, str field, int data_type,
+                     bint writable, Strided *out) except -1:
+        """Check the descriptor against a buffer of ``data_type`` and resolve it (SPEC §2).
+
+        Zero sizes are taken from ``fill`` (a C-order shape aligned right on the logical
+        one). Raises BNNSError naming ``field`` for a bad layout, size or stride, a buffer
+        that is missing, not contiguous, of another element type, read-only where
+        ``writable``, or too short for the largest reachable offset.
+        """
+        cdef int size_index[8]
+        cdef int stride_index[8]
+        cdef Py_ssize_t size[8]
+        cdef Py_ssize_t stride[8]
+        cdef int rank, j, offset
+        cdef Py_ssize_t last = 0, step
+        cdef bint overflow = False
+        rank = axis_maps(self.layout, size_index, stride_index)
+        if rank < 0:
+            raise BNNSError(f"{field}.layout: {self.layout!r} is not a DataLayout")
+        entries(self.size, rank, "size", field, size)
+        offset = nfill - rank
+        out.nd = rank
+        for j in range(rank):
+            out.n[j] = size[size_index[j]]
+            if out.n[j] == 0 and 0 <= j + offset < nfill:
+                out.n[j] = fill[j + offset]
+                size[size_index[j]] = out.n[j]
+        for j in range(rank):
+            if out.n[j] == 0:
+                raise BNNSError(f"{field}.size: size {tuple(self.size)} has a zero extent that nothing fills")
+        if data_type not in _KINDS:
+            raise BNNSError(f"data_type: {data_type!r} is not a DataType")
+        self._acquire(field)
+        if writable and self._buffer.readonly:
+            raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+        out.length = self._elements(data_type, field)
+        out.readonly = self._buffer.readonly
+        out.p = <char*>self._buffer.buf
+        entries(self.stride, rank, "stride", field, stride)
+        fill_defaults(size_index, stride_index, rank, size, stride)
+        for j in range(rank):
+            step = stride[stride_index[j]]
+            out.s[j] = step if out.n[j] > 1 else 0
+            if out.n[j] > 1:
+                if step > (MAX_OFFSET - last) // (out.n[j] - 1):
+                    overflow = True
+                else:
+                    last += (out.n[j] - 1) * step
+        if overflow or last >= out.length:
+            reached = sum((out.n[j] - 1) * stride[stride_index[j]] for j in range(rank))
+            raise BNNSError(
+                f"{field}: size {tuple(size[k] for k in range(rank))} with stride "
+                f"{tuple(stride[k] for k in range(rank))} reaches element {reached} "
+                f"but the buffer holds {out.length}")
+        out.last = last
+        return 0
+
+    # ------------------------------------------------------------------ Python views
+    def logical_shape(self, default_shape=None):
+        """The logical C-order shape, zero sizes taken from ``default_shape`` (aligned right)."""
+        cdef Py_ssize_t shape[8]
+        cdef int rank = logical_shape(self, "descriptor", shape), j
+        result = [shape[j] for j in range(rank)]
+        if default_shape is not None:
+            offset = len(default_shape) - rank
+            for j in range(rank):
+                if result[j] == 0 and 0 <= j + offset < len(default_shape):
+                    result[j] = default_shape[j + offset]
+        return tuple(result)
+
+    def to_numpy(self, shape=None, field="descriptor", writable=False):
+        """A numpy view of the logical index space, bounds-checked against the buffer.
+
+        ``shape`` fills zero sizes. Raises :class:`BNNSError` naming ``field`` if any
+        reachable element would lie outside the buffer, the buffer's element type is not
+        ``data_type``, or ``writable`` is asked of a read-only buffer.
+        """
+        cdef Strided view
+        cdef Py_ssize_t fill[8]
+        cdef int nfill = 0, j
+        dtype = numpy_dtype(self.data_type)
+        if shape is not None:
+            nfill = min(len(shape), 8)
+            for j in range(nfill):
+                fill[j] = shape[len(shape) - nfill + j]
+        self.resolve(fill, nfill, field, int(self.data_type), writable, &view)
+        itemsize = dtype.itemsize
+        array = np.ndarray(tuple(view.n[j] for j in range(view.nd)), dtype,
+                           memoryview(self._data).cast("B"), 0,
+                           tuple(view.s[j] * itemsize for j in range(view.nd)))
+        if not writable:
+            array.flags.writeable = False
+        return array

@@ -1,0 +1,773 @@
+"""The plan of one call (SPEC §2, §3, §6): every check, in one compiled place, and the
+kernels' description of the call (``Call``, _kernels/_lstm.pxd) built from it.
+
+:func:`make_plan` reads a :class:`~bnnslstm.parameters.LayerParametersLSTM`, fills the
+scalars (I, H, B, L, T, D) from its fields and descriptors, resolves every descriptor
+against the logical shape SPEC §3 gives it (bounds, element type, writability) and records
+where the kernels read it: in place wherever BLAS can address it (a leading dimension, a
+transpose flag, per-gate pointers), a contiguous copy only where it cannot (no unit stride
+in either direction; docs/layouts.rst). :meth:`Plan.delta` does the same for the backward's
+gradient descriptors. Nothing is written until every check has passed; then
+:meth:`Plan.bind` points the call at its cache regions and scratch, and
+:meth:`Plan.forward` / :meth:`Plan.backward` run the kernels without the GIL.
+"""
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.string cimport memset
+
+from ._descriptor cimport NDArrayDescriptor, Strided, logical_shape
+from ._kernels._blas cimport Mat, addressable, mat
+from ._kernels._lstm cimport Call, Direction, Gate, Layer, Seq, Vec, run_backward, run_forward
+
+import numpy as np
+
+from .activations import check_activation
+from .enums import ActivationFunction, DataLayout, DataType, LayerFlags, NDArrayFlags
+from .errors import BNNSError
+from ._descriptor import type_name
+
+GATES = ("input_gate", "forget_gate", "candidate_gate", "output_gate")  # kernel order i, f, g, o
+NO_PEEPHOLE, DIAGONAL, FULL = 0, 1, 2
+_DEFAULT_ACTIVATIONS = (
+    (int(ActivationFunction.SIGMOID), 0.0, 0.0),
+    (int(ActivationFunction.SIGMOID), 0.0, 0.0),
+    (int(ActivationFunction.TANH), 0.0, 0.0),
+    (int(ActivationFunction.SIGMOID), 0.0, 0.0),
+    (int(ActivationFunction.TANH), 0.0, 0.0),
+)
+cdef int KNOWN_FLAGS = int(LayerFlags.BIDIRECTIONAL | LayerFlags.DEFAULT_ACTIVATIONS)
+cdef int SNE = DataLayout.SNE, NSE = DataLayout.NSE
+cdef int FLOAT32 = DataType.FLOAT32, FLOAT64 = DataType.FLOAT64
+cdef int ACCUMULATE = NDArrayFlags.BACKPROP_ACCUMULATE, SET = NDArrayFlags.BACKPROP_SET
+_INTEGER_TYPES = (DataType.INT32, DataType.INT64, DataType.UINT32, DataType.UINT64)
+_SCALARS = ("input_size", "hidden_size", "batch_size", "num_layers", "seq_len")
+_STATE_NAMES = ("num_layers", None, "batch_size", "hidden_size")
+
+
+# ---------------------------------------------------------------------------------- tensors
+cdef class Tensor:
+    """A resolved descriptor: where it lies, for the overlap checks and the kernels."""
+
+    cdef Strided s
+    cdef readonly object desc
+    cdef readonly str field
+    cdef int itemsize
+
+    cdef Py_ssize_t lo(self):
+        return <Py_ssize_t>self.s.p
+
+    cdef Py_ssize_t hi(self):
+        return <Py_ssize_t>self.s.p + (self.s.last + 1) * self.itemsize
+
+    def numpy(self):
+        """The logical view as a numpy array (for exact overlap checks and copies)."""
+        cdef int k
+        dtype = np.float32 if self.itemsize == 4 else np.float64
+        return np.ndarray(tuple(self.s.n[k] for k in range(self.s.nd)), dtype,
+                          memoryview(self.desc.data).cast("B"), 0,
+                          tuple(self.s.s[k] * self.itemsize for k in range(self.s.nd)))
+
+    cdef Mat matrix(self, Py_ssize_t i0, Py_ssize_t i1):
+        """The trailing two axes at leading index (i0, i1) (of a rank-4 view; i0 ignored
+        for rank 3)."""
+        cdef Strided *s = &self.s
+        cdef char *p = s.p
+        if s.nd == 4:
+            p += (i0 * s.s[0] + i1 * s.s[1]) * self.itemsize
+        else:
+            p += i1 * s.s[0] * self.itemsize
+        return mat(p, s.n[s.nd - 2], s.n[s.nd - 1], s.s[s.nd - 2], s.s[s.nd - 1])
+
+    cdef Vec vector(self, Py_ssize_t i0, Py_ssize_t i1):
+        """The last axis at leading index (i0, i1) of a rank-3 view."""
+        cdef Vec v
+        v.p = self.s.p + (i0 * self.s.s[0] + i1 * self.s.s[1]) * self.itemsize
+        v.s = self.s.s[2]
+        return v
+
+
+cdef Tensor absent = None
+
+
+def _overlap(Tensor a, Tensor b):
+    """Whether two resolved views share memory: exact where numpy can tell cheaply, else
+    whether their address ranges meet (so the answer errs on the side of refusing)."""
+    if a.hi() <= b.lo() or b.hi() <= a.lo():
+        return False
+    try:
+        return bool(np.shares_memory(a.numpy(), b.numpy(), max_work=10**6))
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _overlaps_bytes(Tensor a, buffer):
+    """Whether a view shares memory with a contiguous byte buffer (a numpy uint8 array)."""
+    start = buffer.__array_interface__["data"][0]
+    if a.hi() <= start or start + buffer.nbytes <= a.lo():
+        return False
+    try:
+        return bool(np.shares_memory(a.numpy(), buffer, max_work=10**6))
+    except np.exceptions.TooHardError:
+        return True
+
+
+cdef int check_disjoint(list writes) except -1:
+    """Refuse written views that share memory (the order of the writes would decide the result)."""
+    cdef Py_ssize_t i, j
+    for i in range(len(writes)):
+        for j in range(i + 1, len(writes)):
+            if _overlap(writes[i], writes[j]):
+                raise BNNSError(f"{writes[j].field}: shares memory with {writes[i].field}; "
+                                "written descriptors must not overlap")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- scalars
+cdef Py_ssize_t scalar(object params, str name) except -1:
+    value = getattr(params, name)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise BNNSError(f"{name}: expected a non-negative integer, got {value!r}")
+    if value < 0 or value > 2**31 - 1:
+        raise BNNSError(f"{name}: expected 0 <= {name} < 2**31, got {value}")
+    return value
+
+
+cdef int learn(dict values, object desc, tuple names, str field) except -1:
+    """Take scalars (``names`` aligned right with the logical shape) from a descriptor."""
+    cdef Py_ssize_t shape[8]
+    cdef int rank, k
+    if desc is None:
+        return 0
+    if not isinstance(desc, NDArrayDescriptor):
+        raise BNNSError(f"{field}: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
+    rank = logical_shape(<NDArrayDescriptor>desc, field, shape)
+    for k in range(min(rank, len(names))):
+        name = names[len(names) - 1 - k]
+        extent = shape[rank - 1 - k]
+        if name is None or extent == 0:
+            continue
+        known = values[name]
+        if known == 0:
+            values[name] = extent
+        elif known != extent:
+            raise BNNSError(f"{field}: size gives {name} = {extent} but {name} is {known}")
+    return 0
+
+
+def _batch_sizes(sequence_descriptor, T, B):
+    """The per-step batch sizes as int32 (checked: non-increasing, first == B, in [1, B])."""
+    if sequence_descriptor is None:
+        return None
+    if isinstance(sequence_descriptor, NDArrayDescriptor):
+        if sequence_descriptor.data_type not in _INTEGER_TYPES:
+            raise BNNSError(
+                f"sequence_descriptor.data_type: expected an integer type, got {type_name(sequence_descriptor.data_type)}")
+        values = sequence_descriptor.to_numpy((T,), "sequence_descriptor")
+        if values.ndim != 1:
+            raise BNNSError(f"sequence_descriptor: expected a vector of {T} integers")
+    else:
+        values = np.asarray(sequence_descriptor)
+        if values.dtype.kind not in "iu":
+            raise BNNSError(f"sequence_descriptor: expected integers, got dtype {values.dtype}")
+    if values.shape != (T,):
+        raise BNNSError(f"sequence_descriptor: expected {T} batch sizes (seq_len), got shape {values.shape}")
+    values = values.astype(np.int64)
+    if values[0] != B:
+        raise BNNSError(f"sequence_descriptor: the first batch size must be batch_size = {B}, got {values[0]}")
+    if np.any(values < 1) or np.any(values > B):
+        raise BNNSError(f"sequence_descriptor: batch sizes must lie in [1, {B}], got {values.tolist()}")
+    if np.any(np.diff(values) > 0):
+        raise BNNSError(f"sequence_descriptor: batch sizes must not increase, got {values.tolist()}")
+    return values.astype(np.int32)
+
+
+cdef int sequence_layout(object desc, str field) except -1:
+    try:
+        layout = DataLayout(desc.layout)
+    except ValueError:
+        raise BNNSError(f"{field}.layout: {desc.layout!r} is not a DataLayout") from None
+    if layout not in (DataLayout.SNE, DataLayout.NSE):
+        raise BNNSError(f"{field}.layout: expected SNE or NSE, got {layout.name}")
+    return layout
+
+
+# ---------------------------------------------------------------------------------- plan
+cdef class Plan:
+    """Everything one call needs, checked, and the kernels' description of it."""
+
+    cdef Call c
+    cdef readonly int H, B, L, T, D, data_type
+    cdef int In                     # input_size (C name I: a macro of <complex.h>)
+    cdef readonly object dtype, dropout, dropout_seed, default_activations, activations
+    cdef readonly tuple peepholes, biases, batch_sizes
+    cdef readonly bint variable_batch
+    cdef list reads                 # Tensors the forward reads
+    cdef list writes                # Tensors the call writes
+    cdef list keep                  # what the call's pointers point into
+    cdef object _batch_array
+
+    def __cinit__(self):
+        memset(&self.c, 0, sizeof(Call))
+        self.reads, self.writes, self.keep = [], [], []
+
+    def __dealloc__(self):
+        PyMem_Free(<void*>self.c.bs)
+        PyMem_Free(<void*>self.c.start)
+        PyMem_Free(self.c.layer)
+        PyMem_Free(self.c.grad)
+
+    @property
+    def I(self):
+        return self.In
+
+    def layer_width(self, layer):
+        return self.In if layer == 0 else self.D * self.H
+
+    # ------------------------------------------------------------------ resolution
+    cdef Tensor tensor(self, object desc, tuple shape, str field, bint writable=False, bint optional=True):
+        """Check ``desc`` against the logical ``shape`` and resolve it; None when absent.
+
+        Leading extents of 1 may be dropped by the descriptor (a ``[1][H][I]`` tensor may be
+        given as an ``[H][I]`` matrix)."""
+        cdef Py_ssize_t given[8]
+        cdef Py_ssize_t fill[8]
+        cdef int rank, r = len(shape), k, g0 = 0, c0 = 0
+        cdef Tensor t
+        cdef NDArrayDescriptor d
+        if desc is None:
+            if optional:
+                return None
+            raise BNNSError(f"{field}: required")
+        if not isinstance(desc, NDArrayDescriptor):
+            raise BNNSError(f"{field}: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
+        d = <NDArrayDescriptor>desc
+        if d.data_type != self.data_type:
+            raise BNNSError(f"{field}.data_type: {type_name(d.data_type)} but the call's type is "
+                            f"{type_name(self.data_type)}")
+        rank = logical_shape(d, field, given)
+        for k in range(rank):  # zero sizes from the expected shape, aligned right
+            if given[k] == 0 and 0 <= k + r - rank < r:
+                given[k] = shape[k + r - rank]
+        while r - c0 > rank - g0 and shape[c0] == 1:
+            c0 += 1
+        while rank - g0 > r - c0 and given[g0] == 1:
+            g0 += 1
+        same = rank - g0 == r - c0
+        for k in range(rank - g0):
+            same = same and given[g0 + k] == shape[c0 + k]
+        if not same:
+            raise BNNSError(f"{field}: logical shape {tuple(given[k] for k in range(rank))} does not "
+                            f"match {shape}")
+        for k in range(rank):
+            fill[k] = given[k]
+        t = Tensor.__new__(Tensor)
+        d.resolve(fill, rank, field, self.data_type, writable, &t.s)
+        t.desc, t.field, t.itemsize = desc, field, self.c.itemsize
+        # the expected rank: leading axes of extent 1 dropped or added (stride 0)
+        for k in range(r):
+            if k < c0:
+                given[k], fill[k] = 1, 0
+            else:
+                given[k], fill[k] = t.s.n[g0 + k - c0], t.s.s[g0 + k - c0]
+        t.s.nd = r
+        for k in range(r):
+            t.s.n[k], t.s.s[k] = given[k], fill[k]
+        (self.writes if writable else self.reads).append(t)
+        return t
+
+    cdef Tensor sequence(self, object desc, Py_ssize_t width, str field, bint writable=False):
+        """A ``[T][B][width]`` view of an SNE or NSE descriptor (None when absent)."""
+        cdef Tensor t
+        if desc is None:
+            return None
+        if sequence_layout(desc, field) == SNE:
+            return self.tensor(desc, (self.T, self.B, width), field, writable)
+        t = self.tensor(desc, (self.B, self.T, width), field, writable)
+        t.s.n[0], t.s.n[1] = t.s.n[1], t.s.n[0]
+        t.s.s[0], t.s.s[1] = t.s.s[1], t.s.s[0]
+        return t
+
+    cdef Mat weight(self, Tensor t, Py_ssize_t i0, Py_ssize_t i1):
+        """A weight matrix where BLAS reads it, or a contiguous copy (once per call) of what
+        BLAS cannot address."""
+        cdef Mat m = t.matrix(i0, i1)
+        if addressable(m):
+            return m
+        view = t.numpy()
+        copy = np.ascontiguousarray(view[i0, i1] if t.s.nd == 4 else view[i1])
+        self.keep.append(copy)
+        return mat(<char*><size_t>copy.__array_interface__["data"][0], m.rows, m.cols, m.cols, 1)
+
+    cdef Seq seq(self, Tensor t):
+        cdef Seq s
+        if t is None:
+            s.p = NULL
+            s.st = s.sb = s.se = 0
+        else:
+            s.p, s.st, s.sb, s.se = t.s.p, t.s.s[0], t.s.s[1], t.s.s[2]
+        return s
+
+    cdef Mat rows(self, Seq s, Py_ssize_t width):
+        """A [T][B][width] sequence as one [T*B][width] matrix (row t*B + b) when every step
+        is full and the steps follow each other B rows apart; else absent (gathered)."""
+        cdef Mat m
+        if s.p == NULL or self.variable_batch:
+            return mat(NULL, 0, 0, 0, 0)
+        if self.T > 1 and self.B > 1 and s.st != self.B * s.sb:
+            return mat(NULL, 0, 0, 0, 0)
+        m = mat(s.p, <Py_ssize_t>self.T * self.B, width, s.sb if self.B > 1 else s.st, s.se)
+        return m if addressable(m) else mat(NULL, 0, 0, 0, 0)
+
+    cdef Mat state(self, Tensor t, int l, int d):
+        if t is None:
+            return mat(NULL, 0, 0, 0, 0)
+        return t.matrix(l, d)
+
+    # ------------------------------------------------------------------ forward parameters
+    cdef int setup(self, object params, bint need_outputs) except -1:
+        cdef Call *c = &self.c
+        cdef int t, k
+        cdef Py_ssize_t rows = 0
+        for name in ("input_descriptor", "output_descriptor"):
+            if getattr(params, name) is None:
+                raise BNNSError(f"{name}: expected an LSTMDataDescriptor, got None")
+        x_desc = params.input_descriptor.data_desc
+        if x_desc is None:
+            raise BNNSError("input_descriptor.data_desc: required")
+        if not isinstance(x_desc, NDArrayDescriptor):
+            raise BNNSError(f"input_descriptor.data_desc: expected an NDArrayDescriptor, got {type(x_desc).__name__}")
+        if x_desc.data_type not in (FLOAT32, FLOAT64):
+            raise BNNSError(f"input_descriptor.data_desc.data_type: expected FLOAT32 or FLOAT64, got "
+                            f"{type_name(x_desc.data_type)}")
+        self.data_type = x_desc.data_type
+        c.itemsize = 4 if self.data_type == FLOAT32 else 8
+        self.dtype = np.dtype(np.float32 if c.itemsize == 4 else np.float64)
+        flags = params.lstm_flags
+        if isinstance(flags, bool) or not isinstance(flags, (int, np.integer)) or flags < 0 or flags & ~KNOWN_FLAGS:
+            raise BNNSError(f"lstm_flags: unknown bits in {flags!r} (known: BIDIRECTIONAL, DEFAULT_ACTIVATIONS)")
+        self.D = 2 if flags & LayerFlags.BIDIRECTIONAL else 1
+
+        values = {name: scalar(params, name) for name in _SCALARS}
+        inp, out = params.input_descriptor, params.output_descriptor
+        x_layout = sequence_layout(x_desc, "input_descriptor.data_desc")
+        learn(values, x_desc, ("seq_len", "batch_size", "input_size") if x_layout == SNE
+              else ("batch_size", "seq_len", "input_size"), "input_descriptor.data_desc")
+        for owner, prefix in ((inp, "input_descriptor"), (out, "output_descriptor")):
+            learn(values, owner.hidden_desc, _STATE_NAMES, f"{prefix}.hidden_desc")
+            learn(values, owner.cell_state_desc, _STATE_NAMES, f"{prefix}.cell_state_desc")
+        for name in GATES:
+            gate = getattr(params, name)
+            if gate is None:
+                raise BNNSError(f"{name}: expected an LSTMGateDescriptor, got None")
+            learn(values, gate.hw_desc, ("num_layers", None, "hidden_size", "hidden_size"), f"{name}.hw_desc")
+        for name in _SCALARS:
+            if values[name] < 1:
+                raise BNNSError(f"{name}: is 0 and no descriptor gives it")
+        self.In, self.H, self.B, self.L, self.T = (values[n] for n in _SCALARS)
+        I, H, B, L, T, D = self.In, self.H, self.B, self.L, self.T, self.D
+        if T * B * max(I, D * H) > 2**31 - 1 or 4 * D * H * max(I, D * H, H) > 2**31 - 1:
+            raise BNNSError(f"seq_len * batch_size * width: {T}*{B}*{max(I, D * H)} is too large for BLAS's 32-bit sizes")
+
+        dropout = params.dropout
+        if not isinstance(dropout, (int, float, np.floating)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+            raise BNNSError(f"dropout: expected 0 <= dropout < 1, got {dropout!r}")
+        seed = params.dropout_seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+            raise BNNSError(f"dropout_seed: expected an integer in [0, 2**64), got {seed!r}")
+        self.dropout = float(dropout) if L > 1 else 0.0
+        self.dropout_seed = int(seed)
+        sizes = _batch_sizes(params.sequence_descriptor, T, B)
+        self.variable_batch = sizes is not None and bool(np.any(sizes != B))
+        self.batch_sizes = tuple(sizes.tolist()) if sizes is not None else (B,) * T
+
+        self.default_activations = bool(flags & LayerFlags.DEFAULT_ACTIVATIONS)
+        if self.default_activations:
+            self.activations = _DEFAULT_ACTIVATIONS
+        else:
+            self.activations = tuple(check_activation(getattr(params, g).activation, f"{g}.activation")
+                                     for g in GATES) + (check_activation(params.hidden_activation, "hidden_activation"),)
+
+        # the kernels' description: scalars, rows, activations
+        c.T, c.B, c.In, c.H, c.L, c.D = T, B, I, H, L, D
+        c.bs = <int*>PyMem_Malloc(T * sizeof(int))
+        c.start = <Py_ssize_t*>PyMem_Malloc(T * sizeof(Py_ssize_t))
+        c.layer = <Layer*>PyMem_Malloc(L * sizeof(Layer))
+        c.grad = <Layer*>PyMem_Malloc(L * sizeof(Layer))
+        if c.bs == NULL or c.start == NULL or c.layer == NULL or c.grad == NULL:
+            raise MemoryError()
+        memset(c.layer, 0, L * sizeof(Layer))
+        memset(c.grad, 0, L * sizeof(Layer))
+        for t in range(T):
+            (<int*>c.bs)[t] = self.batch_sizes[t]
+            (<Py_ssize_t*>c.start)[t] = rows
+            rows += self.batch_sizes[t]
+        c.rows = rows
+        for k in range(5):
+            c.fn[k], c.alpha[k], c.beta[k] = self.activations[k]
+        c.dropout = self.dropout
+        c.seed = self.dropout_seed
+
+        peepholes, biases = [], []
+        for k, name in enumerate(GATES):
+            kind, has_bias = self.gate(getattr(params, name), k, name, False, c.layer)
+            peepholes.append(kind)
+            biases.append(has_bias)
+        self.peepholes, self.biases = tuple(peepholes), tuple(biases)
+        for k in range(L):
+            self.merge(&c.layer[k])
+
+        x = self.sequence(x_desc, I, "input_descriptor.data_desc")
+        c.x = self.seq(x)
+        c.x_rows = self.rows(c.x, I)
+        self.states(inp, "input_descriptor", False, c.layer)
+        if need_outputs:
+            c.y = self.seq(self.sequence(out.data_desc, D * H, "output_descriptor.data_desc", True))
+            self.states(out, "output_descriptor", True, c.layer)
+        return 0
+
+    cdef int states(self, object owner, str prefix, bint written, Layer *layers) except -1:
+        """h0, c0 (read) or h_T, c_T (written) of every layer and direction."""
+        cdef int l, d
+        cdef tuple shape = (self.L, self.D, self.B, self.H)
+        h = self.tensor(owner.hidden_desc, shape, f"{prefix}.hidden_desc", written)
+        cell = self.tensor(owner.cell_state_desc, shape, f"{prefix}.cell_state_desc", written)
+        for l in range(self.L):
+            for d in range(self.D):
+                if written:
+                    layers[l].d[d].hn = self.state(h, l, d)
+                    layers[l].d[d].cn = self.state(cell, l, d)
+                else:
+                    layers[l].d[d].h0 = self.state(h, l, d)
+                    layers[l].d[d].c0 = self.state(cell, l, d)
+        return 0
+
+    cdef tuple gate(self, object gate, int k, str name, bint delta, Layer *layers):
+        """Gate k's descriptors into every layer and direction of ``layers``: the weights
+        (forward) or the gradients that receive them (delta: every field optional, written,
+        with its own flags). Returns (peephole kind, has bias)."""
+        cdef int L = self.L, D = self.D, l, d
+        cdef Py_ssize_t I = self.In, H = self.H
+        cdef Tensor U, C, b
+        cdef Gate *g
+        W = self.layer_weights(gate, name, delta)
+        U = self.tensor(gate.hw_desc, (L, D, H, H), f"{name}.hw_desc", delta, delta)
+        C, kind = None, NO_PEEPHOLE
+        if gate.cw_desc is not None:
+            desc = gate.cw_desc
+            if not isinstance(desc, NDArrayDescriptor):
+                raise BNNSError(f"{name}.cw_desc: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
+            if _is_full(desc.logical_shape((L, D, H, H)), H, L, D):
+                C, kind = self.tensor(desc, (L, D, H, H), f"{name}.cw_desc", delta), FULL
+            else:
+                C, kind = self.tensor(desc, (L, D, H), f"{name}.cw_desc", delta), DIAGONAL
+        b = self.tensor(gate.b_desc, (L, D, H), f"{name}.b_desc", delta)
+        for l in range(L):
+            for d in range(D):
+                g = &layers[l].d[d].g[k]
+                tensor, index = W[l]
+                if tensor is not None:
+                    g.W = (<Tensor>tensor).matrix(index, d) if delta else self.weight(tensor, index, d)
+                    g.acc_W = self.accumulates(tensor)
+                if U is not None:
+                    g.U = U.matrix(l, d) if delta else self.weight(U, l, d)
+                    g.acc_U = self.accumulates(U)
+                if kind == FULL:
+                    g.C = C.matrix(l, d) if delta else self.weight(C, l, d)
+                elif kind == DIAGONAL:
+                    g.cdiag = C.vector(l, d)
+                if C is not None:
+                    g.acc_C = self.accumulates(C)
+                if b is not None:
+                    g.b = b.vector(l, d)
+                    g.acc_b = self.accumulates(b)
+        return kind, b is not None
+
+    cdef bint accumulates(self, Tensor t) except -1:
+        if t is None or t not in self.writes:
+            return False
+        flags = t.desc.flags
+        if flags != SET and flags != ACCUMULATE:
+            raise BNNSError(f"{t.field}.flags: expected BACKPROP_SET or BACKPROP_ACCUMULATE, got {flags!r}")
+        return flags == ACCUMULATE
+
+    cdef list layer_weights(self, object gate, str name, bint delta):
+        """The input weights of every layer: [(Tensor, leading index)] (Tensor None where
+        not given: gradients only)."""
+        cdef int L = self.L, D = self.D, l
+        cdef Py_ssize_t I = self.In, H = self.H
+        cdef Tensor every, later
+        first, rest = (list(gate.iw_desc) + [None, None])[:2] if gate.iw_desc is not None else (None, None)
+        if first is None:
+            if delta:
+                later = self.tensor(rest, (L - 1, D, H, D * H), f"{name}.iw_desc[1]", True) if L > 1 else None
+                return [(None, 0)] + [(later, l) for l in range(L - 1)]
+            raise BNNSError(f"{name}.iw_desc[0]: required")
+        if not isinstance(first, NDArrayDescriptor):
+            raise BNNSError(f"{name}.iw_desc[0]: expected an NDArrayDescriptor, got {type(first).__name__}")
+        shape = first.logical_shape()
+        covers_all = L > 1 and len(shape) >= 4 and shape[-4] == L and (rest is None or rest is first)
+        if covers_all:
+            if I != D * H:
+                raise BNNSError(f"{name}.iw_desc[0]: covers every layer only when input_size == D*hidden_size "
+                                f"({I} != {D * H})")
+            every = self.tensor(first, (L, D, H, I), f"{name}.iw_desc[0]", delta, False)
+            return [(every, l) for l in range(L)]
+        weights = [(self.tensor(first, (D, H, I), f"{name}.iw_desc[0]", delta, False), 0)]
+        if L > 1:
+            if rest is None and not delta:
+                raise BNNSError(f"{name}.iw_desc[1]: required when num_layers > 1 (or give every layer in iw_desc[0])")
+            if rest is first and delta:
+                raise BNNSError(f"{name}.iw_desc[1]: the same descriptor as iw_desc[0] but they receive different layers")
+            later = self.tensor(rest, (L - 1, D, H, D * H), f"{name}.iw_desc[1]", delta)
+            weights += [(later, l) for l in range(L - 1)]
+        return weights
+
+    cdef void merge(self, Layer *lay) noexcept:
+        """The gates' (and directions') weights as one matrix where they lie one after another."""
+        cdef Mat blocks[8]
+        cdef int d, k
+        for d in range(self.D):
+            for k in range(4):
+                blocks[k] = lay.d[d].g[k].U
+            lay.d[d].U4 = merged(blocks, 4, self.H, self.c.itemsize)
+        for d in range(self.D):
+            for k in range(4):
+                blocks[4 * d + k] = lay.d[d].g[k].W
+        lay.W4 = merged(blocks, 4 * self.D, self.H, self.c.itemsize)
+        lay.full_ifg = lay.d[0].g[0].C.p != NULL or lay.d[0].g[1].C.p != NULL or lay.d[0].g[2].C.p != NULL
+        lay.full_o = lay.d[0].g[3].C.p != NULL
+
+    # ------------------------------------------------------------------ backward parameters
+    def delta(self, delta):
+        """Check the backward's gradient descriptors against this (forward) plan and add
+        them to the call: dL/dy, dL/dh_T, dL/dc_T read; dx, dh0, dc0 and every weight
+        gradient written, each with its own flags (SPEC §6)."""
+        cdef Call *c = &self.c
+        cdef int L = self.L, D = self.D, l, d, k
+        cdef Py_ssize_t T = self.T, B = self.B, I = self.In, H = self.H
+        cdef Tensor dx
+        if delta is None or not hasattr(delta, "input_descriptor"):
+            raise BNNSError("layer_delta_params: expected LayerParametersLSTM")
+        resolved = dict(zip(_SCALARS, (self.In, self.H, self.B, self.L, self.T)))
+        for name in _SCALARS:
+            value = getattr(delta, name)
+            if value not in (0, resolved[name]):
+                raise BNNSError(f"layer_delta_params.{name}: {value!r} but the forward's {name} is {resolved[name]}")
+        flags = delta.lstm_flags
+        if not isinstance(flags, (int, np.integer)) or bool(flags & LayerFlags.BIDIRECTIONAL) != (D == 2):
+            raise BNNSError("layer_delta_params.lstm_flags: BIDIRECTIONAL differs from the forward's")
+        for name in ("input_descriptor", "output_descriptor"):
+            if getattr(delta, name) is None:
+                raise BNNSError(f"layer_delta_params.{name}: expected an LSTMDataDescriptor, got None")
+        inp, out = delta.input_descriptor, delta.output_descriptor
+        prefix = "layer_delta_params."
+        self.writes = []
+        c.dy = self.seq(self.sequence(out.data_desc, D * H, prefix + "output_descriptor.data_desc"))
+        self.states(out, prefix + "output_descriptor", False, c.grad)      # dL/dh_T, dL/dc_T: read
+        for l in range(L):
+            for d in range(D):  # gradient fields: hn holds dL/dh_T (see _lstm.pxd)
+                c.grad[l].d[d].hn, c.grad[l].d[d].cn = c.grad[l].d[d].h0, c.grad[l].d[d].c0
+                c.grad[l].d[d].h0 = c.grad[l].d[d].c0 = mat(NULL, 0, 0, 0, 0)
+        dx = self.sequence(inp.data_desc, I, prefix + "input_descriptor.data_desc", True)
+        c.dx = self.seq(dx)
+        c.dx_rows = self.rows(c.dx, I)
+        c.acc_dx = self.accumulates(dx)
+        h0 = self.tensor(inp.hidden_desc, (L, D, B, H), prefix + "input_descriptor.hidden_desc", True)
+        c0 = self.tensor(inp.cell_state_desc, (L, D, B, H), prefix + "input_descriptor.cell_state_desc", True)
+        for l in range(L):
+            for d in range(D):
+                c.grad[l].d[d].h0 = self.state(h0, l, d)
+                c.grad[l].d[d].c0 = self.state(c0, l, d)
+                c.grad[l].d[d].acc_h0 = self.accumulates(h0)
+                c.grad[l].d[d].acc_c0 = self.accumulates(c0)
+        for k, name in enumerate(GATES):
+            gate = getattr(delta, name)
+            if gate is None:
+                raise BNNSError(f"{prefix}{name}: expected an LSTMGateDescriptor, got None")
+            kind, has_bias = self.gate(gate, k, prefix + name, True, c.grad)
+            if gate.cw_desc is not None and kind != self.peepholes[k]:
+                raise BNNSError(f"{prefix}{name}.cw_desc: the forward's gate has "
+                                f"{['no', 'a diagonal', 'a full'][self.peepholes[k]]} peephole")
+            if has_bias and not self.biases[k]:
+                raise BNNSError(f"{prefix}{name}.b_desc: the forward's gate has no bias")
+        check_disjoint(self.writes)
+
+    # ------------------------------------------------------------------ checks before writing
+    def check_forward_writes(self, cache):
+        """Written descriptors (and the cache) must not overlap each other; the cache must not
+        overlap what the forward reads (the kernels write it while they read the inputs)."""
+        check_disjoint(self.writes)
+        if cache is None:
+            return
+        for t in self.writes:
+            if _overlaps_bytes(t, cache):
+                raise BNNSError(f"training_cache: shares memory with {t.field}; written descriptors must not overlap")
+        for t in self.reads:
+            if _overlaps_bytes(t, cache):
+                raise BNNSError(f"training_cache: shares memory with {_read_name(t.field)}, which the forward reads")
+
+    def check_cache_against_writes(self, cache):
+        for t in self.writes:
+            if _overlaps_bytes(t, cache):
+                raise BNNSError(f"{t.field}: shares memory with training_cache")
+
+    # ------------------------------------------------------------------ running
+    def bind(self, cache, layout, scratch, int team, bint backward, skip=()):
+        """Point the call at its regions (``cache``, a uint8 array, at the offsets of
+        ``layout`` = _cache.layout(plan); names in ``skip`` are not kept) and at ``scratch``
+        (a uint8 array of at least sum(scratch_sizes()) bytes)."""
+        cdef Call *c = &self.c
+        cdef Layer *lay
+        cdef int l, k = 0
+        cdef char *base = _address(cache)
+        cdef char *at
+        cdef char *part[9]
+        cdef Py_ssize_t offset = 0
+        c.team = team
+        for l in range(self.L):
+            lay = &c.layer[l]
+            lay.X = self.In if l == 0 else self.D * self.H
+            lay.gates = lay.preact = lay.cells = lay.act_h = lay.out = lay.mask = NULL
+        for name, l, offset, _ in layout:
+            if name in skip:
+                continue
+            lay = &c.layer[<int>l]
+            at = base + <Py_ssize_t>offset
+            if name == "gates":
+                lay.gates = at
+            elif name == "preact":
+                lay.preact = at
+            elif name == "cells":
+                lay.cells = at
+            elif name == "act_h_c":
+                lay.act_h = at
+            elif name == "output":
+                lay.out = at
+            else:
+                lay.mask = at
+        sizes = self.scratch_sizes(team, backward)
+        if scratch.nbytes < sum(sizes.values()):
+            raise MemoryError("scratch too small")
+        base = _address(scratch)
+        offset = 0
+        for nbytes in sizes.values():
+            part[k] = base + offset
+            offset += <Py_ssize_t>nbytes
+            k += 1
+        c.scratch_x, c.scratch_in, c.scratch_S, c.scratch_dG = part[0], part[1], part[2], part[3]
+        c.scratch_dX, c.scratch_prev, c.scratch_carry, c.scratch_grad = part[4], part[5], part[6], part[7]
+        self.pack_vectors(part[8])
+        c.grad_stride = self.H * max(self.In, self.D * self.H, self.H)
+        self.keep += [cache, scratch]
+
+    def scratch_sizes(self, int team, bint backward):
+        """Bytes of each scratch part (64-byte multiples), in Call's order."""
+        cdef Py_ssize_t rows = self.c.rows, DH = self.D * self.H, DG = 4 * DH, isz = self.c.itemsize
+        full = not self.variable_batch
+        width = max(self.In, DH)
+        counts = (
+            rows * self.In if self.c.x_rows.p == NULL else 0,                    # x
+            rows * DH if self.L > 1 and (self.dropout > 0 or not full) else 0,  # in
+            DG * self.B,                                                        # S
+            rows * DG if backward or not full else 0,                           # dG
+            rows * width if backward else 0,                                    # dX
+            (self.D + 1) * rows * self.H if backward else 0,                    # prev
+            3 * DH * self.B if backward else 0,                                 # carry
+            team * self.H * max(width, self.H) if backward else 0,              # grad
+            2 * self.L * DG,                                                    # bias, cdiag
+        )
+        return dict(zip(("x", "in", "S", "dG", "dX", "prev", "carry", "grad", "vectors"),
+                        [(count * isz + 63) // 64 * 64 for count in counts]))
+
+    cdef void pack_vectors(self, char *base) noexcept:
+        """Each layer's biases and diagonal peepholes as contiguous [D][4][H] vectors (zeros
+        for gates without), so the elementwise pass reads them at unit stride."""
+        cdef Py_ssize_t H = self.H, DG = 4 * self.D * self.H, isz = self.c.itemsize, j
+        cdef int l, d, k
+        cdef bint any_diag
+        cdef Gate *g
+        cdef Layer *lay
+        for l in range(self.L):
+            lay = &self.c.layer[l]
+            lay.bias = base + 2 * l * DG * isz
+            lay.cdiag = lay.bias + DG * isz
+            memset(lay.bias, 0, 2 * DG * isz)
+            any_diag = False
+            for d in range(self.D):
+                for k in range(4):
+                    g = &lay.d[d].g[k]
+                    for j in range(H):
+                        if isz == 4:
+                            if g.b.p != NULL:
+                                (<float*>lay.bias)[(d * 4 + k) * H + j] = (<float*>g.b.p)[j * g.b.s]
+                            if g.cdiag.p != NULL:
+                                (<float*>lay.cdiag)[(d * 4 + k) * H + j] = (<float*>g.cdiag.p)[j * g.cdiag.s]
+                        else:
+                            if g.b.p != NULL:
+                                (<double*>lay.bias)[(d * 4 + k) * H + j] = (<double*>g.b.p)[j * g.b.s]
+                            if g.cdiag.p != NULL:
+                                (<double*>lay.cdiag)[(d * 4 + k) * H + j] = (<double*>g.cdiag.p)[j * g.cdiag.s]
+                    any_diag = any_diag or g.cdiag.p != NULL
+            if not any_diag:
+                lay.cdiag = NULL
+
+    def forward(self):
+        with nogil:
+            run_forward(&self.c)
+
+    def backward(self):
+        with nogil:
+            run_backward(&self.c)
+
+
+def _read_name(field):
+    """iw_desc[k] reads are reported as iw_desc (the field name of the gate)."""
+    return field.split("[")[0]
+
+
+cdef char* _address(object array):
+    if array is None:
+        return NULL
+    return <char*><size_t>array.__array_interface__["data"][0]
+
+
+cdef Mat merged(Mat *blocks, int count, Py_ssize_t rows, Py_ssize_t itemsize):
+    """blocks[0..count) (each rows x cols) as one (count*rows) x cols matrix when they lie
+    one after the other at a uniform row stride; else an absent Mat."""
+    cdef Mat first = blocks[0], out
+    cdef Py_ssize_t rs
+    cdef int k
+    if first.p == NULL:
+        return mat(NULL, 0, 0, 0, 0)
+    rs = first.rs if rows > 1 or count == 1 else (blocks[1].p - first.p) // itemsize
+    for k in range(count):
+        if blocks[k].p == NULL or blocks[k].p != first.p + k * rows * rs * itemsize:
+            return mat(NULL, 0, 0, 0, 0)
+        if (rows > 1 and blocks[k].rs != rs) or (first.cols > 1 and blocks[k].cs != first.cs):
+            return mat(NULL, 0, 0, 0, 0)
+    out = mat(first.p, count * rows, first.cols, rs, first.cs)
+    return out if rs > 0 and addressable(out) else mat(NULL, 0, 0, 0, 0)
+
+
+def _is_full(shape, H, L, D):
+    """Whether a peephole descriptor's shape reads as ``[L][D][H][H]`` rather than ``[L][D][H]``.
+
+    The shapes are ambiguous only when H == 1 or H == D; a rank-4 descriptor, or a rank-3
+    one ending in ``H, H`` that is not exactly ``(L, D, H)``, is a full matrix.
+    """
+    shape = tuple(shape)
+    if len(shape) == 4:
+        return True
+    diagonal = (L, D, H)
+    while len(diagonal) > len(shape) and diagonal[0] == 1:
+        diagonal = diagonal[1:]
+    if shape == diagonal:
+        return False
+    return shape[-1] == H and shape[-2] == H
+
+
+def make_plan(params, *, need_outputs=True):
+    """Resolve and check ``params`` (a LayerParametersLSTM); return a :class:`Plan`."""
+    cdef Plan plan = Plan()
+    plan.setup(params, need_outputs)
+    return plan
