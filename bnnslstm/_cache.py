@@ -1,6 +1,7 @@
-"""The training cache: header, regions and capacity (SPEC §5). The single source of offsets.
+"""The training cache (SPEC §5): its header and fingerprint, and the table of its regions.
 
-Layout, in bytes from the buffer's start::
+The offsets themselves are computed in one place, the plan (``Plan.region_offsets`` in
+_plan.pyx), which the kernels bind to directly. Layout, in bytes from the buffer's start::
 
     0    header (64 bytes): magic b"BNNSLSTM", format version (u32), data type (u32),
          capacity (u64), SHA-256 fingerprint of the parameters (32 bytes)
@@ -21,13 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._plan import HEADER_BYTES
 from .enums import DataType
 from .errors import BNNSError
 
 MAGIC = b"BNNSLSTM"
 VERSION = 1
-HEADER_BYTES = 64
-ALIGNMENT = 64
 _HEADER = struct.Struct("<8sIIQ32s")
 
 
@@ -46,47 +46,11 @@ class Region:
         return int(np.prod(self.shape)) * self.data_type.itemsize
 
 
-def _align(n):
-    return -(-n // ALIGNMENT) * ALIGNMENT
-
-
-def layout(plan):
-    """(name, layer, offset, shape) of every region of the cache, in buffer order: the one
-    place the offsets are computed."""
-    T, B, D, H = plan.T, plan.B, plan.D, plan.H
-    itemsize = plan.dtype.itemsize
-    out = []
-    offset = HEADER_BYTES
-    for layer in range(plan.L):
-        shapes = [("gates", (T, B, D, 4 * H))]
-        if not plan.default_activations:
-            shapes.append(("preact", (T, B, D, 4 * H)))
-        shapes += [("cells", (T, B, D, H)), ("act_h_c", (T, B, D, H)), ("output", (T, B, D * H))]
-        if layer > 0 and plan.dropout > 0:
-            shapes.append(("mask", (T, B, D * H)))
-        for name, shape in shapes:
-            out.append((name, layer, offset, shape))
-            offset = _align(offset + _count(shape) * itemsize)
-    return out
-
-
-def _count(shape):
-    count = 1
-    for n in shape:
-        count *= n
-    return count
-
-
 def regions(plan):
-    """Every region of the cache for a resolved plan, in buffer order."""
+    """Every region of the cache for a resolved plan, in buffer order (the offsets are the
+    plan's: :meth:`bnnslstm._plan.Plan.region_offsets`)."""
     data_type = DataType(plan.data_type)
-    return [Region(name, layer, offset, shape, data_type) for name, layer, offset, shape in layout(plan)]
-
-
-def capacity(plan, regions_layout=None):
-    """Minimum cache size in bytes."""
-    name, layer, offset, shape = (regions_layout or layout(plan))[-1]
-    return offset + _count(shape) * plan.dtype.itemsize
+    return [Region(name, layer, offset, shape, data_type) for name, layer, offset, shape in plan.cache_layout()]
 
 
 def fingerprint(plan):
@@ -118,7 +82,7 @@ def check_buffer(cache, plan, need, field="training_cache"):
 def write_header(buffer, plan):
     buffer[:HEADER_BYTES] = 0
     buffer[:_HEADER.size] = np.frombuffer(
-        _HEADER.pack(MAGIC, VERSION, plan.data_type, capacity(plan), fingerprint(plan)), dtype=np.uint8)
+        _HEADER.pack(MAGIC, VERSION, plan.data_type, plan.capacity, fingerprint(plan)), dtype=np.uint8)
 
 
 def check_header(buffer, plan, field="training_cache"):
@@ -128,5 +92,5 @@ def check_header(buffer, plan, field="training_cache"):
         raise BNNSError(f"{field}: no forward pass has written this cache (bad magic)")
     if version != VERSION:
         raise BNNSError(f"{field}: cache format version {version}, this library reads {VERSION}")
-    if data_type != plan.data_type or size != capacity(plan) or digest != fingerprint(plan):
+    if data_type != plan.data_type or size != plan.capacity or digest != fingerprint(plan):
         raise BNNSError(f"{field}: the cache was written for other parameters")

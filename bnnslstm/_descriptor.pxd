@@ -24,6 +24,16 @@ cdef class NDArrayDescriptor:
     cdef object _data
     cdef Py_buffer _buffer
     cdef bint _held             # _buffer holds an export of _data
+    cdef bint _raw              # its format is raw bytes (read as any data_type)
+    cdef str _kind              # else its numpy kind and item size
+    cdef Py_ssize_t _itemsize
+    # the last successful resolution, reused while layout, size, stride and data_type are
+    # the same objects (tuples and ints: immutable) and the same shape is asked
+    cdef bint _resolved
+    cdef object _key_layout, _key_size, _key_stride, _key_type
+    cdef int _key_nfill
+    cdef Py_ssize_t _key_fill[8]
+    cdef Strided _last
 
     cdef int _acquire(self, str field) except -1
     cdef Py_ssize_t _elements(self, int data_type, str field) except -1

@@ -31,6 +31,16 @@ _DATA_TYPES = {dtype: data_type for data_type, dtype in _NUMPY_TYPES.items()}
 # data type value -> (numpy kind, itemsize), for the per-call type check without enum look-ups
 cdef dict _KINDS = {int(t): (d.kind, d.itemsize) for t, d in _NUMPY_TYPES.items()}
 _RAW_FORMATS = frozenset({"B", "b", "c"})
+# the formats numpy, array.array and memoryview export for the DataTypes, parsed once
+_FORMATS = {}
+for _format in ("f", "d", "i", "I", "l", "L", "q", "Q", "h", "H", "e", "g", "?"):
+    for _prefix in ("", "@", "=", "<", ">"):
+        try:
+            _dtype = np.dtype(_prefix + _format)
+        except TypeError:
+            continue
+        if _dtype.isnative:
+            _FORMATS[_prefix + _format] = (_dtype.kind, _dtype.itemsize)
 
 
 def numpy_dtype(data_type):
@@ -108,18 +118,25 @@ cdef int entries(object values, int rank, str name, str field, Py_ssize_t *out) 
         raise BNNSError(f"{field}.{name}: expected a sequence of integers, got {values!r}") from None
     if count > 8:
         raise BNNSError(f"{field}.{name}: at most 8 entries, got {count}")
+    cdef Py_ssize_t x
     for k in range(rank):
         if k >= count:
             out[k] = 0
             continue
         v = values[k]
-        if type(v) is not int and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
-            raise BNNSError(f"{field}.{name}: entries must be integers, got {tuple(values)}")
-        if v < 0:
+        if type(v) is not int:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise BNNSError(f"{field}.{name}: entries must be integers, got {tuple(values)}")
+            v = int(v)
+        try:
+            x = v
+        except OverflowError:
+            x = -1 if v < 0 else MAX_OFFSET + 1
+        if x < 0:
             raise BNNSError(f"{field}.{name}: entries must be non-negative, got {tuple(values)}")
-        if v > MAX_OFFSET:
+        if x > MAX_OFFSET:
             raise BNNSError(f"{field}.{name}: entry {v} is too large")
-        out[k] = v
+        out[k] = x
     return 0
 
 
@@ -172,6 +189,14 @@ cdef int logical_shape(NDArrayDescriptor desc, str field, Py_ssize_t *shape) exc
     return rank
 
 
+cdef inline bint same(const Py_ssize_t *a, const Py_ssize_t *b, int n):
+    cdef int k
+    for k in range(n):
+        if a[k] != b[k]:
+            return False
+    return True
+
+
 # ---------------------------------------------------------------------------------- descriptor
 cdef class NDArrayDescriptor:
     """A buffer with a layout, sizes and strides in elements (``BNNSNDArrayDescriptor``).
@@ -213,6 +238,7 @@ cdef class NDArrayDescriptor:
         if self._held:
             PyBuffer_Release(&self._buffer)
             self._held = False
+        self._resolved = False
         self._data = value
 
     def __repr__(self):
@@ -266,9 +292,12 @@ cdef class NDArrayDescriptor:
             size[size_index[axis]] = extent
             stride[stride_index[axis]] = strides[axis]
         stride = _fill_strides(layout, size, stride)
-        span = 1 + sum((n - 1) * s for n, s in zip(array.shape, strides)) if array.size else 0
-        flat = np.lib.stride_tricks.as_strided(array, shape=(span,), strides=(itemsize,),
-                                               writeable=array.flags.writeable)
+        if array.flags.c_contiguous:  # the buffer as it is: element 0 first, no gaps
+            flat = array
+        else:  # the contiguous span from element 0 to the last one the view reaches
+            span = 1 + sum((n - 1) * s for n, s in zip(array.shape, strides)) if array.size else 0
+            flat = np.lib.stride_tricks.as_strided(array, shape=(span,), strides=(itemsize,),
+                                                   writeable=array.flags.writeable)
         return cls(flat, layout, tuple(size), tuple(stride), _DATA_TYPES[array.dtype], flags)
 
     # ------------------------------------------------------------------ resolution
@@ -286,21 +315,29 @@ cdef class NDArrayDescriptor:
             PyBuffer_Release(&self._buffer)
             self._held = False
             raise BNNSError(f"{field}.data: the buffer is not contiguous (use NDArrayDescriptor.from_array)")
+        format = (self._buffer.format if self._buffer.format != NULL else b"B").decode()
+        self._raw = format.lstrip("@=<>!") in _RAW_FORMATS
+        self._kind, self._itemsize = "", 0
+        if not self._raw:
+            known = _FORMATS.get(format)
+            if known is not None:
+                self._kind, self._itemsize = known
+            else:
+                try:
+                    given = np.dtype(format)
+                    if given.isnative:
+                        self._kind, self._itemsize = given.kind, given.itemsize
+                except TypeError:
+                    pass
         return 0
 
     cdef Py_ssize_t _elements(self, int data_type, str field) except -1:
         """How many elements of data_type the buffer holds (BNNSError if its own type differs)."""
-        cdef bytes format = self._buffer.format if self._buffer.format != NULL else b"B"
+        cdef Py_ssize_t itemsize
         kind, itemsize = _KINDS[data_type]
-        fmt = format.decode().lstrip("@=<>!")
-        if fmt in _RAW_FORMATS:
-            return self._buffer.len // itemsize
-        try:
-            given = np.dtype(format.decode())
-        except TypeError:
-            given = None
-        if given is None or given.kind != kind or given.itemsize != itemsize or not given.isnative:
-            raise BNNSError(f"{field}.data: buffer format {format.decode()!r} does not match data_type "
+        if not self._raw and (self._kind != kind or self._itemsize != itemsize):
+            format = (self._buffer.format if self._buffer.format != NULL else b"B").decode()
+            raise BNNSError(f"{field}.data: buffer format {format!r} does not match data_type "
                             f"{DataType(data_type).name}")
         return self._buffer.len // itemsize
 
@@ -320,6 +357,13 @@ cdef class NDArrayDescriptor:
         cdef int rank, j, offset
         cdef Py_ssize_t last = 0, step
         cdef bint overflow = False
+        if (self._resolved and self.layout is self._key_layout and self.size is self._key_size
+                and self.stride is self._key_stride and self.data_type is self._key_type
+                and nfill == self._key_nfill and same(fill, self._key_fill, nfill)):
+            if writable and self._last.readonly:
+                raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+            out[0] = self._last
+            return 0
         rank = axis_maps(self.layout, size_index, stride_index)
         if rank < 0:
             raise BNNSError(f"{field}.layout: {self.layout!r} is not a DataLayout")
@@ -359,6 +403,13 @@ cdef class NDArrayDescriptor:
                 f"{tuple(stride[k] for k in range(rank))} reaches element {reached} "
                 f"but the buffer holds {out.length}")
         out.last = last
+        if type(self.size) is tuple and type(self.stride) is tuple:
+            self._resolved = True
+            self._key_layout, self._key_size, self._key_stride = self.layout, self.size, self.stride
+            self._key_type, self._key_nfill = self.data_type, nfill
+            for j in range(nfill):
+                self._key_fill[j] = fill[j]
+            self._last = out[0]
         return 0
 
     # ------------------------------------------------------------------ Python views

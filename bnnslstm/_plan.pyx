@@ -15,7 +15,7 @@ gradient descriptors. Nothing is written until every check has passed; then
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memset
 
-from ._descriptor cimport NDArrayDescriptor, Strided, logical_shape
+from ._descriptor cimport NDArrayDescriptor, Strided, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, mat
 from ._kernels._lstm cimport Call, Direction, Gate, Layer, Seq, Vec, run_backward, run_forward
 
@@ -27,6 +27,9 @@ from .errors import BNNSError
 from ._descriptor import type_name
 
 GATES = ("input_gate", "forget_gate", "candidate_gate", "output_gate")  # kernel order i, f, g, o
+REGION_NAMES = ("gates", "preact", "cells", "act_h_c", "output", "mask")
+HEADER_BYTES = 64   # the training cache: header, then regions at multiples of ALIGNMENT
+ALIGNMENT = 64
 NO_PEEPHOLE, DIAGONAL, FULL = 0, 1, 2
 _DEFAULT_ACTIVATIONS = (
     (int(ActivationFunction.SIGMOID), 0.0, 0.0),
@@ -224,11 +227,13 @@ cdef class Plan:
         return self.In if layer == 0 else self.D * self.H
 
     # ------------------------------------------------------------------ resolution
-    cdef Tensor tensor(self, object desc, tuple shape, str field, bint writable=False, bint optional=True):
+    cdef Tensor tensor(self, object desc, tuple shape, str field, bint writable=False, bint optional=True,
+                       str kind=None):
         """Check ``desc`` against the logical ``shape`` and resolve it; None when absent.
 
-        Leading extents of 1 may be dropped by the descriptor (a ``[1][H][I]`` tensor may be
-        given as an ``[H][I]`` matrix)."""
+        Zero sizes are filled from ``shape`` (aligned right). Leading extents of 1 may be
+        dropped by the descriptor (a ``[1][H][I]`` tensor may be given as an ``[H][I]``
+        matrix). ``kind`` names the reading chosen for a field that accepts two shapes."""
         cdef Py_ssize_t given[8]
         cdef Py_ssize_t fill[8]
         cdef int rank, r = len(shape), k, g0 = 0, c0 = 0
@@ -256,8 +261,9 @@ cdef class Plan:
         for k in range(rank - g0):
             same = same and given[g0 + k] == shape[c0 + k]
         if not same:
+            read_as = f" ({kind})" if kind else ""
             raise BNNSError(f"{field}: logical shape {tuple(given[k] for k in range(rank))} does not "
-                            f"match {shape}")
+                            f"match {shape}{read_as}")
         for k in range(rank):
             fill[k] = given[k]
         t = Tensor.__new__(Tensor)
@@ -342,10 +348,12 @@ cdef class Plan:
         self.data_type = x_desc.data_type
         c.itemsize = 4 if self.data_type == FLOAT32 else 8
         self.dtype = np.dtype(np.float32 if c.itemsize == 4 else np.float64)
-        flags = params.lstm_flags
-        if isinstance(flags, bool) or not isinstance(flags, (int, np.integer)) or flags < 0 or flags & ~KNOWN_FLAGS:
-            raise BNNSError(f"lstm_flags: unknown bits in {flags!r} (known: BIDIRECTIONAL, DEFAULT_ACTIVATIONS)")
-        self.D = 2 if flags & LayerFlags.BIDIRECTIONAL else 1
+        flag_value = params.lstm_flags
+        if (isinstance(flag_value, bool) or not isinstance(flag_value, (int, np.integer))
+                or not 0 <= flag_value <= KNOWN_FLAGS or int(flag_value) & ~KNOWN_FLAGS):
+            raise BNNSError(f"lstm_flags: unknown bits in {flag_value!r} (known: BIDIRECTIONAL, DEFAULT_ACTIVATIONS)")
+        cdef int flags = flag_value
+        self.D = 2 if flags & 1 else 1
 
         values = {name: scalar(params, name) for name in _SCALARS}
         inp, out = params.input_descriptor, params.output_descriptor
@@ -380,7 +388,7 @@ cdef class Plan:
         self.variable_batch = sizes is not None and bool(np.any(sizes != B))
         self.batch_sizes = tuple(sizes.tolist()) if sizes is not None else (B,) * T
 
-        self.default_activations = bool(flags & LayerFlags.DEFAULT_ACTIVATIONS)
+        self.default_activations = bool(flags & 2)
         if self.default_activations:
             self.activations = _DEFAULT_ACTIVATIONS
         else:
@@ -456,10 +464,13 @@ cdef class Plan:
             desc = gate.cw_desc
             if not isinstance(desc, NDArrayDescriptor):
                 raise BNNSError(f"{name}.cw_desc: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
-            if _is_full(desc.logical_shape((L, D, H, H)), H, L, D):
-                C, kind = self.tensor(desc, (L, D, H, H), f"{name}.cw_desc", delta), FULL
+            # kind before fill (SPEC §2): the layout's rank decides, then zero sizes are filled
+            if layout_rank(desc.layout, f"{name}.cw_desc") in (1, 3):
+                C, kind = self.tensor(desc, (L, D, H), f"{name}.cw_desc", delta, True,
+                                      "a diagonal peephole [L][D][H] (rank 3, or one [H] vector)"), DIAGONAL
             else:
-                C, kind = self.tensor(desc, (L, D, H), f"{name}.cw_desc", delta), DIAGONAL
+                C, kind = self.tensor(desc, (L, D, H, H), f"{name}.cw_desc", delta, True,
+                                      "a full peephole [L][D][H][H] (rank 4, or one [H][H] matrix)"), FULL
         b = self.tensor(gate.b_desc, (L, D, H), f"{name}.b_desc", delta)
         for l in range(L):
             for d in range(D):
@@ -504,13 +515,15 @@ cdef class Plan:
             raise BNNSError(f"{name}.iw_desc[0]: required")
         if not isinstance(first, NDArrayDescriptor):
             raise BNNSError(f"{name}.iw_desc[0]: expected an NDArrayDescriptor, got {type(first).__name__}")
-        shape = first.logical_shape()
-        covers_all = L > 1 and len(shape) >= 4 and shape[-4] == L and (rest is None or rest is first)
-        if covers_all:
-            if I != D * H:
-                raise BNNSError(f"{name}.iw_desc[0]: covers every layer only when input_size == D*hidden_size "
-                                f"({I} != {D * H})")
-            every = self.tensor(first, (L, D, H, I), f"{name}.iw_desc[0]", delta, False)
+        # kind before fill (SPEC §2): rank 4 or more, with iw_desc[1] absent or the same
+        # descriptor, covers every layer; anything else is layer 0's [D][H][I]
+        if layout_rank(first.layout, f"{name}.iw_desc[0]") >= 4 and (rest is None or rest is first):
+            if L > 1 and I != D * H:
+                raise BNNSError(f"{name}.iw_desc[0]: a rank-4 layout covers every layer, which needs "
+                                f"input_size == D*hidden_size ({I} != {D * H}); give layer 0's [D][H][I] "
+                                f"(rank 3) and iw_desc[1]")
+            every = self.tensor(first, (L, D, H, I), f"{name}.iw_desc[0]", delta, False,
+                                "a rank-4 layout covers every layer, [L][D][H][I]")
             return [(every, l) for l in range(L)]
         weights = [(self.tensor(first, (D, H, I), f"{name}.iw_desc[0]", delta, False), 0)]
         if L > 1:
@@ -612,72 +625,118 @@ cdef class Plan:
                 raise BNNSError(f"{t.field}: shares memory with training_cache")
 
     # ------------------------------------------------------------------ running
-    def bind(self, cache, layout, scratch, int team, bint backward, skip=()):
-        """Point the call at its regions (``cache``, a uint8 array, at the offsets of
-        ``layout`` = _cache.layout(plan); names in ``skip`` are not kept) and at ``scratch``
-        (a uint8 array of at least sum(scratch_sizes()) bytes)."""
+    # ------------------------------------------------------------------ cache and scratch
+    cdef Py_ssize_t region_offsets(self, Py_ssize_t *offsets) noexcept:
+        """Byte offset of every region of the training cache, offsets[6*layer + r] for the
+        regions of REGION_NAMES (-1: absent), in buffer order; returns the capacity. The one
+        place the offsets are computed (SPEC §5, docs/training_cache.rst)."""
+        cdef Py_ssize_t rows = <Py_ssize_t>self.T * self.B, DH = self.D * self.H, isz = self.c.itemsize
+        cdef Py_ssize_t width[6]
+        cdef Py_ssize_t offset = HEADER_BYTES, end = HEADER_BYTES
+        cdef int l, r
+        width[0] = width[1] = 4 * DH
+        width[2] = width[3] = width[4] = width[5] = DH
+        for l in range(self.L):
+            for r in range(6):
+                if (r == 1 and self.default_activations) or (r == 5 and (l == 0 or self.dropout == 0)):
+                    offsets[6 * l + r] = -1
+                    continue
+                offsets[6 * l + r] = offset
+                end = offset + rows * width[r] * isz
+                offset = (end + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+        return end
+
+    @property
+    def capacity(self):
+        """Minimum training cache size in bytes."""
+        cdef Py_ssize_t offsets[6 * 256]
+        return self.region_offsets(offsets) if self.L <= 256 else self._layout()[1]
+
+    def cache_layout(self):
+        """(name, layer, offset, logical shape) of every region, in buffer order."""
+        return self._layout()[0]
+
+    def _layout(self):
+        cdef Py_ssize_t *offsets = <Py_ssize_t*>PyMem_Malloc(6 * self.L * sizeof(Py_ssize_t))
+        cdef Py_ssize_t capacity
+        cdef int l, r
+        if offsets == NULL:
+            raise MemoryError()
+        try:
+            capacity = self.region_offsets(offsets)
+            T, B, D, H = self.T, self.B, self.D, self.H
+            shapes = ((T, B, D, 4 * H), (T, B, D, 4 * H), (T, B, D, H), (T, B, D, H), (T, B, D * H), (T, B, D * H))
+            table = [(REGION_NAMES[r], l, offsets[6 * l + r], shapes[r])
+                     for l in range(self.L) for r in range(6) if offsets[6 * l + r] >= 0]
+            return table, capacity
+        finally:
+            PyMem_Free(offsets)
+
+    def scratch_bytes(self, int team, bint backward):
+        """Bytes of scratch a forward (or backward) call with ``team`` threads needs."""
+        cdef Py_ssize_t sizes[9]
+        return self.scratch_sizes(team, backward, sizes)
+
+    cdef Py_ssize_t scratch_sizes(self, int team, bint backward, Py_ssize_t *sizes) noexcept:
+        """Bytes of each scratch part (64-byte multiples), in Call's order: x, in, S, dG, dX,
+        prev, carry, grad, and the packed bias and peephole vectors; returns the total."""
+        cdef Py_ssize_t rows = self.c.rows, DH = self.D * self.H, DG = 4 * DH, isz = self.c.itemsize
+        cdef Py_ssize_t width = self.In if self.In > DH else DH, total = 0
+        cdef bint full = not self.variable_batch
+        cdef int k
+        sizes[0] = rows * self.In if self.c.x_rows.p == NULL else 0
+        sizes[1] = rows * DH if self.L > 1 and (self.dropout > 0 or not full) else 0
+        sizes[2] = DG * self.B
+        sizes[3] = rows * DG if backward or not full else 0
+        sizes[4] = rows * width if backward else 0
+        sizes[5] = (self.D + 1) * rows * self.H if backward else 0
+        sizes[6] = 3 * DH * self.B if backward else 0
+        sizes[7] = team * self.H * (width if width > self.H else self.H) if backward else 0
+        sizes[8] = 2 * self.L * DG
+        for k in range(9):
+            sizes[k] = (sizes[k] * isz + 63) // 64 * 64
+            total += sizes[k]
+        return total
+
+    def bind(self, cache, scratch, int team, bint backward, bint keep_everything=True):
+        """Point the call at its training cache's regions (``cache``: a uint8 array of at
+        least ``capacity`` bytes; without keep_everything, what only the backward reads is
+        not written) and at ``scratch`` (a uint8 array of at least scratch_bytes())."""
         cdef Call *c = &self.c
         cdef Layer *lay
-        cdef int l, k = 0
+        cdef Py_ssize_t offsets[6 * 256]
+        cdef Py_ssize_t sizes[9]
         cdef char *base = _address(cache)
-        cdef char *at
-        cdef char *part[9]
+        cdef char *region[6]
+        cdef int l, r
         cdef Py_ssize_t offset = 0
+        if self.L > 256:
+            raise BNNSError(f"num_layers: at most 256, got {self.L}")
         c.team = team
+        self.region_offsets(offsets)
         for l in range(self.L):
+            for r in range(6):
+                region[r] = NULL if offsets[6 * l + r] < 0 else base + offsets[6 * l + r]
+            if not keep_everything:
+                region[1] = region[3] = NULL
             lay = &c.layer[l]
             lay.X = self.In if l == 0 else self.D * self.H
-            lay.gates = lay.preact = lay.cells = lay.act_h = lay.out = lay.mask = NULL
-        for name, l, offset, _ in layout:
-            if name in skip:
-                continue
-            lay = &c.layer[<int>l]
-            at = base + <Py_ssize_t>offset
-            if name == "gates":
-                lay.gates = at
-            elif name == "preact":
-                lay.preact = at
-            elif name == "cells":
-                lay.cells = at
-            elif name == "act_h_c":
-                lay.act_h = at
-            elif name == "output":
-                lay.out = at
-            else:
-                lay.mask = at
-        sizes = self.scratch_sizes(team, backward)
-        if scratch.nbytes < sum(sizes.values()):
+            lay.gates, lay.preact, lay.cells = region[0], region[1], region[2]
+            lay.act_h, lay.out, lay.mask = region[3], region[4], region[5]
+        if scratch.nbytes < self.scratch_sizes(team, backward, sizes):
             raise MemoryError("scratch too small")
         base = _address(scratch)
-        offset = 0
-        for nbytes in sizes.values():
-            part[k] = base + offset
-            offset += <Py_ssize_t>nbytes
-            k += 1
-        c.scratch_x, c.scratch_in, c.scratch_S, c.scratch_dG = part[0], part[1], part[2], part[3]
-        c.scratch_dX, c.scratch_prev, c.scratch_carry, c.scratch_grad = part[4], part[5], part[6], part[7]
-        self.pack_vectors(part[8])
+        c.scratch_x, offset = base, sizes[0]
+        c.scratch_in, offset = base + offset, offset + sizes[1]
+        c.scratch_S, offset = base + offset, offset + sizes[2]
+        c.scratch_dG, offset = base + offset, offset + sizes[3]
+        c.scratch_dX, offset = base + offset, offset + sizes[4]
+        c.scratch_prev, offset = base + offset, offset + sizes[5]
+        c.scratch_carry, offset = base + offset, offset + sizes[6]
+        c.scratch_grad, offset = base + offset, offset + sizes[7]
+        self.pack_vectors(base + offset)
         c.grad_stride = self.H * max(self.In, self.D * self.H, self.H)
         self.keep += [cache, scratch]
-
-    def scratch_sizes(self, int team, bint backward):
-        """Bytes of each scratch part (64-byte multiples), in Call's order."""
-        cdef Py_ssize_t rows = self.c.rows, DH = self.D * self.H, DG = 4 * DH, isz = self.c.itemsize
-        full = not self.variable_batch
-        width = max(self.In, DH)
-        counts = (
-            rows * self.In if self.c.x_rows.p == NULL else 0,                    # x
-            rows * DH if self.L > 1 and (self.dropout > 0 or not full) else 0,  # in
-            DG * self.B,                                                        # S
-            rows * DG if backward or not full else 0,                           # dG
-            rows * width if backward else 0,                                    # dX
-            (self.D + 1) * rows * self.H if backward else 0,                    # prev
-            3 * DH * self.B if backward else 0,                                 # carry
-            team * self.H * max(width, self.H) if backward else 0,              # grad
-            2 * self.L * DG,                                                    # bias, cdiag
-        )
-        return dict(zip(("x", "in", "S", "dG", "dX", "prev", "carry", "grad", "vectors"),
-                        [(count * isz + 63) // 64 * 64 for count in counts]))
 
     cdef void pack_vectors(self, char *base) noexcept:
         """Each layer's biases and diagonal peepholes as contiguous [D][4][H] vectors (zeros
@@ -747,23 +806,6 @@ cdef Mat merged(Mat *blocks, int count, Py_ssize_t rows, Py_ssize_t itemsize):
             return mat(NULL, 0, 0, 0, 0)
     out = mat(first.p, count * rows, first.cols, rs, first.cs)
     return out if rs > 0 and addressable(out) else mat(NULL, 0, 0, 0, 0)
-
-
-def _is_full(shape, H, L, D):
-    """Whether a peephole descriptor's shape reads as ``[L][D][H][H]`` rather than ``[L][D][H]``.
-
-    The shapes are ambiguous only when H == 1 or H == D; a rank-4 descriptor, or a rank-3
-    one ending in ``H, H`` that is not exactly ``(L, D, H)``, is a full matrix.
-    """
-    shape = tuple(shape)
-    if len(shape) == 4:
-        return True
-    diagonal = (L, D, H)
-    while len(diagonal) > len(shape) and diagonal[0] == 1:
-        diagonal = diagonal[1:]
-    if shape == diagonal:
-        return False
-    return shape[-1] == H and shape[-2] == H
 
 
 def make_plan(params, *, need_outputs=True):

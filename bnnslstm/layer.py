@@ -116,6 +116,8 @@ class LSTM:
             array[...] = self._rng.uniform(-bound, bound, array.shape)
         self._last = None  # (params, cache, shapes) of the last training forward
         self._cache = None
+        self._capacities = {}  # x.shape -> training cache bytes
+        self._call_descriptors = {}  # see _descriptors
         # descriptors on the storage, built once: the arrays never move
         self._weight_gates = self._weights.gates(0)
         self._grad_gates = self._grads.gates(0)
@@ -131,40 +133,59 @@ class LSTM:
         return self._grads.named(self.num_layers, self.D, self.hidden_size)
 
     # ----------------------------------------------------------------- calls
+    def _array(self, value, shape, name):
+        """``value`` as a C-contiguous array of this layer's type, checked against ``shape``."""
+        array = np.ascontiguousarray(value, dtype=self.dtype)
+        if array.shape != shape:
+            raise BNNSError(f"{name}: expected shape {shape}, got {array.shape}")
+        return array
+
+    def _sequence_shape(self, T, B, width):
+        return (B, T, width) if self.batch_first else (T, B, width)
+
+    def _descriptors(self, key, sequences, states):
+        """Descriptors of a call's sequences (SNE or NSE) and ``[L*D][B][H]`` states, built
+        once per ``key`` (the shapes, which inputs are given) and afterwards only pointed at
+        this call's arrays: descriptors are plain mutable objects, and building them anew
+        for every call would cost more than a small call itself."""
+        descriptors = self._call_descriptors.get(key)
+        if descriptors is None:
+            layout = DataLayout.NSE if self.batch_first else DataLayout.SNE
+            L, D, H = self.num_layers, self.D, self.hidden_size
+            descriptors = self._call_descriptors[key] = (
+                [NDArrayDescriptor.from_array(array, layout) for array in sequences] +
+                [None if array is None else NDArrayDescriptor.from_array(array.reshape(L, D, -1, H))
+                 for array in states])
+        for descriptor, array in zip(descriptors, sequences + states):
+            if descriptor is not None:
+                descriptor.data = array
+        return descriptors
+
     def _params(self, x, h0, c0, batch_sizes, training):
         L, D, H = self.num_layers, self.D, self.hidden_size
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise BNNSError(f"x: expected a 3-D array with {self.input_size} features, got shape {x.shape}")
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
-        layout = DataLayout.NSE if self.batch_first else DataLayout.SNE
-        y = np.empty((B, T, D * H) if self.batch_first else (T, B, D * H), self.dtype)
+        h0 = None if h0 is None else self._array(h0, (L * D, B, H), "h0")
+        c0 = None if c0 is None else self._array(c0, (L * D, B, H), "c0")
+        y = np.empty(self._sequence_shape(T, B, D * H), self.dtype)
         h_n = np.empty((L * D, B, H), self.dtype)
         c_n = np.empty((L * D, B, H), self.dtype)
+        x_desc, y_desc, h0_desc, c0_desc, hn_desc, cn_desc = self._descriptors(
+            ("forward", x.shape, h0 is None, c0 is None), (x, y), (h0, c0, h_n, c_n))
         flags = LayerFlags.DEFAULT_ACTIVATIONS | (LayerFlags.BIDIRECTIONAL if self.bidirectional else 0)
         params = LayerParametersLSTM(
             input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
             dropout=self.dropout if training else 0.0, lstm_flags=flags,
             dropout_seed=int(self._rng.integers(2**63)) if training and self.dropout > 0 else 0,
             sequence_descriptor=None if batch_sizes is None else np.asarray(batch_sizes),
-            input_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(x, layout),
-                                                self._state(h0, B, "h0"), self._state(c0, B, "c0")),
-            output_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(y, layout),
-                                                 NDArrayDescriptor.from_array(h_n.reshape(L, D, B, H)),
-                                                 NDArrayDescriptor.from_array(c_n.reshape(L, D, B, H))),
+            input_descriptor=LSTMDataDescriptor(x_desc, h0_desc, c0_desc),
+            output_descriptor=LSTMDataDescriptor(y_desc, hn_desc, cn_desc),
+            input_gate=self._weight_gates[0], forget_gate=self._weight_gates[1],
+            candidate_gate=self._weight_gates[2], output_gate=self._weight_gates[3],
         )
-        for field, gate in zip(_GATE_FIELDS, self._weight_gates):
-            setattr(params, field, gate)
         return params, (x, y, h_n, c_n)
-
-    def _state(self, state, B, name):
-        if state is None:
-            return None
-        L, D, H = self.num_layers, self.D, self.hidden_size
-        state = np.ascontiguousarray(state, dtype=self.dtype)
-        if state.shape != (L * D, B, H):
-            raise BNNSError(f"{name}: expected shape {(L * D, B, H)}, got {state.shape}")
-        return NDArrayDescriptor.from_array(state.reshape(L, D, B, H))
 
     def forward(self, x, h0=None, c0=None, batch_sizes=None, training=True):
         """Run the layer: ``y, (h_n, c_n)``.
@@ -178,8 +199,11 @@ class LSTM:
         params, (x, y, h_n, c_n) = self._params(x, h0, c0, batch_sizes, training)
         cache = None
         if training:
-            # the last forward's cache is reused when it fits: a fresh one costs page faults
-            capacity = compute_lstm_training_cache_capacity(params)
+            # the cache's size depends only on the shapes: asked once per shape, and the
+            # last forward's cache is reused when it fits (a fresh one costs page faults)
+            capacity = self._capacities.get(x.shape)
+            if capacity is None:
+                capacity = self._capacities[x.shape] = compute_lstm_training_cache_capacity(params)
             cache = self._cache if self._cache is not None and len(self._cache) == capacity else bytearray(capacity)
             self._cache = cache
         direct_apply_lstm_batch_training_caching(params, training_cache=cache)
@@ -198,26 +222,23 @@ class LSTM:
             raise BNNSError("backward: no training forward to differentiate (call forward(..., training=True))")
         params, cache, x_shape = self._last
         L, D, H = self.num_layers, self.D, self.hidden_size
-        B = params.batch_size
-        dy = np.ascontiguousarray(dy, dtype=self.dtype)
-        y_shape = x_shape[:2] + (D * H,)
-        if dy.shape != y_shape:
-            raise BNNSError(f"dy: expected shape {y_shape}, got {dy.shape}")
-        layout = DataLayout.NSE if self.batch_first else DataLayout.SNE
+        B, T = params.batch_size, params.seq_len
+        dy = self._array(dy, self._sequence_shape(T, B, D * H), "dy")
+        dh_n = None if dh_n is None else self._array(dh_n, (L * D, B, H), "dh_n")
+        dc_n = None if dc_n is None else self._array(dc_n, (L * D, B, H), "dc_n")
         dx = np.empty(x_shape, self.dtype)
         dh0 = np.empty((L * D, B, H), self.dtype)
         dc0 = np.empty((L * D, B, H), self.dtype)
+        dx_desc, dy_desc, dh0_desc, dc0_desc, dhn_desc, dcn_desc = self._descriptors(
+            ("backward", x_shape, dh_n is None, dc_n is None), (dx, dy), (dh0, dc0, dh_n, dc_n))
         delta = LayerParametersLSTM(
-            input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=params.seq_len,
+            input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
             lstm_flags=params.lstm_flags,
-            input_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(dx, layout),
-                                                NDArrayDescriptor.from_array(dh0.reshape(L, D, B, H)),
-                                                NDArrayDescriptor.from_array(dc0.reshape(L, D, B, H))),
-            output_descriptor=LSTMDataDescriptor(NDArrayDescriptor.from_array(dy, layout),
-                                                 self._state(dh_n, B, "dh_n"), self._state(dc_n, B, "dc_n")),
+            input_descriptor=LSTMDataDescriptor(dx_desc, dh0_desc, dc0_desc),
+            output_descriptor=LSTMDataDescriptor(dy_desc, dhn_desc, dcn_desc),
+            input_gate=self._grad_gates[0], forget_gate=self._grad_gates[1],
+            candidate_gate=self._grad_gates[2], output_gate=self._grad_gates[3],
         )
-        for field, gate in zip(_GATE_FIELDS, self._grad_gates):
-            setattr(delta, field, gate)
         direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
         return dx, (dh0, dc0)
 

@@ -27,7 +27,7 @@ __all__ = [
 
 def compute_lstm_training_cache_capacity(layer_params):
     """Minimum size in bytes of the training cache for these parameters (SPEC §5)."""
-    return _cache.capacity(make_plan(layer_params, need_outputs=False))
+    return make_plan(layer_params, need_outputs=False).capacity
 
 
 def training_cache_layout(layer_params):
@@ -128,10 +128,10 @@ def _scratch_bytes(name, nbytes):
     return array
 
 
-def _bind(plan, cache, layout, team, backward=False, skip=()):
+def _bind(plan, cache, team, backward=False, keep_everything=True):
     """Point the plan's kernel call at the cache's regions and at this thread's scratch."""
-    need = sum(plan.scratch_sizes(team, backward).values())
-    plan.bind(cache, layout, _scratch_bytes("work", need), team, backward, skip)
+    scratch = _scratch_bytes("work", plan.scratch_bytes(team, backward))
+    plan.bind(cache, scratch, team, backward, keep_everything)
 
 
 def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, training_cache=None):
@@ -144,15 +144,14 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     """
     plan = make_plan(layer_params)
     threads, explicit = _threads(filter_params)
-    layout = _cache.layout(plan)
-    capacity = _cache.capacity(plan, layout)
+    capacity = plan.capacity
     cache = None if training_cache is None else _cache.check_buffer(training_cache, plan, capacity)
     plan.check_forward_writes(cache)
     team = _team(plan, threads)
     if cache is None:  # scratch stands in for what the steps read back; the rest is not kept
-        _bind(plan, _scratch_bytes("regions", capacity), layout, team, skip=("act_h_c", "preact"))
+        _bind(plan, _scratch_bytes("regions", capacity), team, keep_everything=False)
     else:
-        _bind(plan, cache, layout, team)
+        _bind(plan, cache, team)
     with _blas_threads(team, explicit):
         plan.forward()
     if cache is not None:
@@ -174,8 +173,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     plan = make_plan(layer_params, need_outputs=False)
     plan.delta(layer_delta_params)
     threads, explicit = _threads(filter_params)
-    layout = _cache.layout(plan)
-    capacity = _cache.capacity(plan, layout)
+    capacity = plan.capacity
     if training_cache is None:
         cache = None
     else:
@@ -186,7 +184,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     with _blas_threads(team, explicit):
         if cache is None:  # recompute the forward into scratch; layer_params untouched
             cache = _scratch_bytes("training_cache", capacity)
-            _bind(plan, cache, layout, team)
+            _bind(plan, cache, team)
             plan.forward()
-        _bind(plan, cache, layout, team, backward=True)
+        _bind(plan, cache, team, backward=True)
         plan.backward()
