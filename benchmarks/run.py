@@ -5,8 +5,12 @@
 Prints one table: GFLOP/s of forward (inference: no cache, no dropout), and of forward +
 backward (training: with the training cache), for each shape; the ratio to PyTorch; the
 scipy sgemm GFLOP/s measured in the same run on a large square product (the BLAS this
-library calls); and the training cache's bytes against the analytic minimum of what the
-backward pass needs. Times are medians of interleaved repeats in one process.
+library calls); the share of bnnslstm's wall time spent inside BLAS calls and the GEMM
+FLOPs that went through BLAS against the analytic count (both counted in the kernels'
+BLAS wrapper during one extra, untimed run); and the training cache's bytes against the
+analytic minimum of what the backward pass needs. Then the cost of a trivial call and of
+streaming (one call per step, carrying the state). Times are medians of repeats in one
+process, the libraries one after the other.
 """
 
 import argparse
@@ -18,6 +22,7 @@ import numpy as np
 import scipy.linalg.blas as scipy_blas
 
 import bnnslstm as bl
+from bnnslstm._kernels import _lstm as kernels
 
 SHAPES = [  # name, T, B, I, H, layers, bidirectional, variable lengths, inference only
     ("T25 B64 H512", 25, 64, 512, 512, 1, False, False, False),
@@ -38,6 +43,35 @@ def lstm_flops(T, B, I, H, L, D, lengths=None):
         X = I if layer == 0 else D * H
         total += D * steps * 2 * 4 * H * (X + H)
     return total
+
+
+def gemm_flops(T, B, I, H, L, D, lengths=None, training=False):
+    """GEMM FLOPs the kernels hand to BLAS: the projection and recurrent products (none for
+    a sample's first step: its initial state is absent, i.e. zero), and in training the
+    backward's dX, dW, dU and per-step dL/dh products."""
+    rows = T * B if lengths is None else int(np.sum(lengths))
+    total = 0
+    for layer in range(L):
+        X = I if layer == 0 else D * H
+        projection = 2 * rows * D * 4 * H * X
+        total += projection + 2 * (rows - B) * D * 4 * H * H
+        if training:
+            total += 2 * projection + 2 * 2 * rows * D * 4 * H * H
+    return total
+
+
+def blas_share(fn):
+    """(fraction of fn's wall time inside BLAS, FLOPs handed to BLAS), from one run with the
+    kernels' BLAS counters on (per team thread: time in BLAS / (threads x wall time))."""
+    fn()
+    kernels.blas_time(enable=True, reset=True)
+    start = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - start
+    counted = kernels.blas_time(enable=False, reset=True)
+    if not counted:
+        return 0.0, 0.0
+    return sum(s for s, _ in counted) / (len(counted) * wall), sum(f for _, f in counted)
 
 
 def timeit(fn, repeats):
@@ -91,9 +125,10 @@ def bench_bnnslstm(T, B, I, H, L, bidir, lengths, repeats, inference_only):
         lstm.forward(x, batch_sizes=batch_sizes, training=True)
         lstm.backward(dy)
 
-    result = {"fwd": timeit(forward, repeats)}
+    result = {"fwd": timeit(forward, repeats), "fwd share": blas_share(forward)}
     if not inference_only:
         result["train"] = timeit(train, repeats)
+        result["train share"] = blas_share(train)
         params, cache, _ = lstm._last
         result["cache"] = len(cache)
     return result
@@ -184,7 +219,7 @@ def main(argv=None):
     print(f"scipy sgemm reference: {gemm:.1f} GFLOP/s\n")
     header = (f"{'shape':<24} {'pass':<6} {'bnnslstm GF/s':>13} " +
               " ".join(f"{name + ' GF/s':>11} {'ratio':>6}" for name, _ in peers) +
-              f" {'% sgemm':>8} {'cache MB':>9} {'cache/min':>9}")
+              f" {'% sgemm':>8} {'% in BLAS':>9} {'BLAS/GEMM':>9} {'cache MB':>9} {'cache/min':>9}")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(1)
@@ -212,16 +247,72 @@ def main(argv=None):
                            if cache else f"{'':>9} {'':>9}")
             rows.append((f"{name} {kind}", ours_gf,
                          {peer: factor * flops / others[peer][kind] / 1e9 for peer, _ in peers}))
+            share, counted = ours[kind + " share"]
+            coverage = counted / gemm_flops(T, B, I, H, L, D, lengths, training=kind == "train")
             print(f"{name:<24} {kind:<6} {ours_gf:>13.1f} " + " ".join(cells) +
-                  f" {100 * ours_gf / gemm:>7.0f}% " + cache_cells)
+                  f" {100 * ours_gf / gemm:>7.0f}% {100 * share:>8.0f}% {100 * coverage:>8.1f}% " + cache_cells)
         if variable:  # the same total work without variable lengths, for the padded-speed ratio
             padded = bench_bnnslstm(T, B, I, H, L, bidir, None, args.repeats, True)
             work_ratio = np.sum(lengths) / (T * B)
             print(f"{'  (padded equivalent)':<24} {'fwd':<6} speed ratio var/padded = "
                   f"{padded['fwd'] * work_ratio / ours['fwd']:.2f}")
+    if not args.only or "trivial" in args.only or "stream" in args.only:
+        small_calls(args.repeats, "torch" in dict(peers))
     if args.plot:
         plot(rows, [peer for peer, _ in peers], gemm, args.plot)
     return 0
+
+
+def per_call(fn, calls=200, repeats=5):
+    """Median microseconds of one call of fn (batches of ``calls`` calls)."""
+    return 1e6 * timeit(lambda: [fn() for _ in range(calls)], repeats) / calls
+
+
+def small_calls(repeats, with_torch):
+    """Where the per-call cost decides: a trivial call (T1 B1 I8 H8), and streaming: 200
+    single-step calls of an H=256 layer carrying h and c from one call to the next."""
+    print(f"\n{'call':<44} {'bnnslstm us':>11}" + (f" {'torch us':>9} {'ratio':>6}" if with_torch else ""))
+    rng = np.random.default_rng(0)
+    tiny = bl.LSTM(8, 8, seed=0)
+    x = rng.standard_normal((1, 1, 8)).astype(np.float32)
+    streaming = bl.LSTM(256, 256, seed=0)
+    xs = rng.standard_normal((200, 1, 1, 256)).astype(np.float32)
+
+    def stream():
+        h = c = None
+        for step in xs:
+            _, (h, c) = streaming.forward(step, h, c, training=False)
+
+    ours = {"trivial T1 B1 I8 H8 inference": per_call(lambda: tiny.forward(x, training=False)),
+            "trivial T1 B1 I8 H8 training forward": per_call(lambda: tiny.forward(x, training=True)),
+            "streaming 200 steps B1 H256 (whole stream)": per_call(stream, calls=1, repeats=max(repeats, 5))}
+    theirs = {}
+    if with_torch:
+        import torch
+
+        module = torch.nn.LSTM(8, 8)
+        xt = torch.from_numpy(x)
+        big = torch.nn.LSTM(256, 256)
+        xst = torch.from_numpy(xs)
+
+        def torch_inference():
+            with torch.no_grad():
+                module(xt)
+
+        def torch_stream():
+            with torch.no_grad():
+                state = None
+                for step in xst:
+                    _, state = big(step, state)
+
+        theirs = {"trivial T1 B1 I8 H8 inference": per_call(torch_inference),
+                  "trivial T1 B1 I8 H8 training forward": per_call(lambda: module(xt)),
+                  "streaming 200 steps B1 H256 (whole stream)": per_call(torch_stream, calls=1, repeats=max(repeats, 5))}
+    for name, value in ours.items():
+        row = f"{name:<44} {value:>11.1f}"
+        if name in theirs:
+            row += f" {theirs[name]:>9.1f} {theirs[name] / value:>6.2f}"
+        print(row)
 
 
 def plot(rows, peers, gemm, path):

@@ -27,7 +27,7 @@ from .enums import DataType
 from .errors import BNNSError
 
 MAGIC = b"BNNSLSTM"
-VERSION = 1
+VERSION = 2  # 2: the fingerprint hashes the packed parameters (1 hashed their repr)
 _HEADER = struct.Struct("<8sIIQ32s")
 
 
@@ -55,12 +55,12 @@ def regions(plan):
 
 def fingerprint(plan):
     """SHA-256 of every scalar, flag, shape and activation that changes the cache's layout or values."""
-    parts = (
-        plan.data_type, plan.I, plan.H, plan.B, plan.L, plan.T, plan.D,
-        plan.default_activations, plan.activations, plan.peepholes, plan.biases,
-        repr(plan.dropout), plan.dropout_seed, list(plan.batch_sizes),
-    )
-    return hashlib.sha256(repr(parts).encode()).digest()
+    fields = struct.pack("<8qQd", plan.data_type, plan.I, plan.H, plan.B, plan.L, plan.T, plan.D,
+                         plan.default_activations, plan.dropout_seed, plan.dropout)
+    fields += b"".join(struct.pack("<idd", *activation) for activation in plan.activations)
+    fields += bytes(plan.peepholes) + bytes(plan.biases)
+    fields += struct.pack(f"<{plan.T}i", *plan.batch_sizes)
+    return hashlib.sha256(fields).digest()
 
 
 def check_buffer(cache, plan, need, field="training_cache"):

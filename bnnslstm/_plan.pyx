@@ -103,10 +103,10 @@ def _overlap(Tensor a, Tensor b):
         return True
 
 
-def _overlaps_bytes(Tensor a, buffer):
-    """Whether a view shares memory with a contiguous byte buffer (a numpy uint8 array)."""
-    start = buffer.__array_interface__["data"][0]
-    if a.hi() <= start or start + buffer.nbytes <= a.lo():
+def _overlaps_bytes(Tensor a, buffer, Py_ssize_t start, Py_ssize_t end):
+    """Whether a view shares memory with a contiguous byte buffer (a numpy uint8 array at
+    addresses [start, end))."""
+    if a.hi() <= start or end <= a.lo():
         return False
     try:
         return bool(np.shares_memory(a.numpy(), buffer, max_work=10**6))
@@ -612,16 +612,18 @@ cdef class Plan:
         check_disjoint(self.writes)
         if cache is None:
             return
+        cdef Py_ssize_t start = <Py_ssize_t>_address(cache), end = start + cache.nbytes
         for t in self.writes:
-            if _overlaps_bytes(t, cache):
+            if _overlaps_bytes(t, cache, start, end):
                 raise BNNSError(f"training_cache: shares memory with {t.field}; written descriptors must not overlap")
         for t in self.reads:
-            if _overlaps_bytes(t, cache):
+            if _overlaps_bytes(t, cache, start, end):
                 raise BNNSError(f"training_cache: shares memory with {_read_name(t.field)}, which the forward reads")
 
     def check_cache_against_writes(self, cache):
+        cdef Py_ssize_t start = <Py_ssize_t>_address(cache), end = start + cache.nbytes
         for t in self.writes:
-            if _overlaps_bytes(t, cache):
+            if _overlaps_bytes(t, cache, start, end):
                 raise BNNSError(f"{t.field}: shares memory with training_cache")
 
     # ------------------------------------------------------------------ running

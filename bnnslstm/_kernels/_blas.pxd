@@ -18,6 +18,7 @@ cdef extern from "_team.h" nogil:
     int team_thread()
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]    # per thread, spaced by 8 (own cache line)
+    double blas_flops "team_blas_flops"[]
 
 
 ctypedef struct Mat:
@@ -135,3 +136,4 @@ cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexce
                        <double*>c.p, &ldc)
     if blas_timing:
         blas_seconds[8 * team_thread()] += team_clock() - began
+        blas_flops[8 * team_thread()] += 2.0 * c.rows * c.cols * a.cols

@@ -37,6 +37,7 @@ cdef extern from "_team.h" nogil:
     int TEAM_OPENMP
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]
+    double blas_flops "team_blas_flops"[]
     int TEAM_MAX
 
 cdef enum:
@@ -957,13 +958,15 @@ def team_available():
 
 
 def blas_time(bint enable=False, bint reset=False):
-    """Seconds spent inside BLAS calls per team thread since the last reset (counted only
-    while enabled: benchmarks/run.py uses it to report BLAS's share of the wall time)."""
+    """[(seconds inside BLAS, floating-point operations handed to BLAS)] per team thread that
+    called it since the last reset (counted only while enabled: benchmarks/run.py reports
+    BLAS's share of the wall time, and that every GEMM FLOP of a call went through BLAS)."""
     global blas_timing
     cdef int i
-    out = [blas_seconds[8 * i] for i in range(TEAM_MAX) if blas_seconds[8 * i] != 0]
+    out = [(blas_seconds[8 * i], blas_flops[8 * i]) for i in range(TEAM_MAX) if blas_seconds[8 * i] != 0]
     if reset:
         for i in range(TEAM_MAX):
             blas_seconds[8 * i] = 0
+            blas_flops[8 * i] = 0
     blas_timing = enable
     return out

@@ -24,11 +24,13 @@ static inline void team_barrier(void) {}
 static inline int team_thread(void) { return 0; }
 #endif
 
-/* Time spent inside BLAS, per team thread (slot 8*thread: a cache line each), counted
- * only while team_blas_timing is set (benchmarks/run.py --blas-share). */
+/* Time spent inside BLAS and the floating-point operations handed to it, per team thread
+ * (slot 8*thread: a cache line each), counted only while team_blas_timing is set
+ * (benchmarks/run.py reports BLAS's share of the wall time with them). */
 #define TEAM_MAX 256
 static int team_blas_timing = 0;
 static double team_blas_seconds[8 * TEAM_MAX];
+static double team_blas_flops[8 * TEAM_MAX];
 
 /* seconds on a monotonic-enough clock (C11 timespec_get), for the BLAS-time counters */
 static inline double team_clock(void)
