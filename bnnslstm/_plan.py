@@ -109,11 +109,12 @@ class _Resolver:
                 raise BNNSError(f"{field_name}: size gives {name} = {extent} but {name} is {known}")
 
 
-def tensor_view(desc, shape, field_name, data_type, writable=False, optional=True):
+def tensor_view(desc, shape, field_name, data_type, writable=False, optional=True, kind=None):
     """Check ``desc`` against the logical ``shape`` and return its numpy view.
 
-    Leading extents of 1 may be dropped by the descriptor (a ``[1][H][I]`` tensor may be
-    given as an ``[H][I]`` matrix).
+    Zero sizes are filled from ``shape`` (aligned right). Leading extents of 1 may be
+    dropped by the descriptor (a ``[1][H][I]`` tensor may be given as an ``[H][I]`` matrix).
+    ``kind`` names the reading chosen for a field that accepts two shapes (for the message).
     """
     if desc is None:
         if optional:
@@ -131,7 +132,8 @@ def tensor_view(desc, shape, field_name, data_type, writable=False, optional=Tru
     while len(given) > len(core) and given[0] == 1:
         given = given[1:]
     if given != core:
-        raise BNNSError(f"{field_name}: logical shape {filled} does not match {tuple(shape)}")
+        read_as = f" ({kind})" if kind else ""
+        raise BNNSError(f"{field_name}: logical shape {filled} does not match {tuple(shape)}{read_as}")
     return desc.to_numpy(filled, field_name, writable=writable).reshape(shape)
 
 
@@ -270,6 +272,24 @@ def make_plan(params, *, need_outputs=True):
     return plan
 
 
+def _rank(desc, field_name):
+    """The rank of a descriptor's layout (BNNSError if it is not a DataLayout)."""
+    try:
+        return DataLayout(desc.layout).rank
+    except (ValueError, TypeError):
+        raise BNNSError(f"{field_name}.layout: {desc.layout!r} is not a DataLayout") from None
+
+
+def covers_every_layer(first, rest, field_name):
+    """Whether ``iw_desc[0]`` is ``[L][D][H][I]`` (every layer) rather than ``[D][H][I]``.
+
+    Kind before fill (SPEC §2): decided by the layout's rank alone, before any zero size is
+    filled: rank 4 or more, with ``iw_desc[1]`` absent or the same descriptor, covers every
+    layer; anything else is layer 0's.
+    """
+    return _rank(first, field_name) >= 4 and (rest is None or rest is first)
+
+
 def _layer_weights(gate, name, I, H, L, D, data_type, delta=False):
     """The input weights of every layer: views ``[D][H][X_l]`` (``None`` where not given)."""
     first, rest = (list(gate.iw_desc) + [None, None])[:2] if gate.iw_desc is not None else (None, None)
@@ -280,12 +300,13 @@ def _layer_weights(gate, name, I, H, L, D, data_type, delta=False):
         raise BNNSError(f"{name}.iw_desc[0]: required")
     if not isinstance(first, NDArrayDescriptor):
         raise BNNSError(f"{name}.iw_desc[0]: expected an NDArrayDescriptor, got {type(first).__name__}")
-    shape = first.logical_shape()
-    covers_all = L > 1 and len(shape) >= 4 and shape[-4] == L and (rest is None or rest is first)
-    if covers_all:
-        if I != D * H:
-            raise BNNSError(f"{name}.iw_desc[0]: covers every layer only when input_size == D*hidden_size ({I} != {D * H})")
-        every = tensor_view(first, (L, D, H, I), f"{name}.iw_desc[0]", data_type, delta)
+    if covers_every_layer(first, rest, f"{name}.iw_desc[0]"):
+        if L > 1 and I != D * H:
+            raise BNNSError(f"{name}.iw_desc[0]: a rank-4 layout covers every layer, which needs "
+                            f"input_size == D*hidden_size ({I} != {D * H}); give layer 0's [D][H][I] "
+                            f"(rank 3) and iw_desc[1]")
+        every = tensor_view(first, (L, D, H, I), f"{name}.iw_desc[0]", data_type, delta,
+                            kind="a rank-4 layout covers every layer, [L][D][H][I]")
         return [every[l] for l in range(L)]
     weights = [tensor_view(first, (D, H, I), f"{name}.iw_desc[0]", data_type, delta)]
     if L > 1:
@@ -307,29 +328,27 @@ def gate_views(gate, name, I, H, L, D, data_type, delta=False):
         desc = gate.cw_desc
         if not isinstance(desc, NDArrayDescriptor):
             raise BNNSError(f"{name}.cw_desc: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
-        if _is_full(desc.logical_shape((L, D, H, H)), H, L, D):
-            C, peephole = tensor_view(desc, (L, D, H, H), f"{name}.cw_desc", data_type, delta), FULL
+        peephole = peephole_kind(desc, f"{name}.cw_desc")
+        if peephole == FULL:
+            C = tensor_view(desc, (L, D, H, H), f"{name}.cw_desc", data_type, delta,
+                            kind="a full peephole [L][D][H][H] (rank 4, or one [H][H] matrix)")
         else:
-            C, peephole = tensor_view(desc, (L, D, H), f"{name}.cw_desc", data_type, delta), DIAGONAL
+            C = tensor_view(desc, (L, D, H), f"{name}.cw_desc", data_type, delta,
+                            kind="a diagonal peephole [L][D][H] (rank 3, or one [H] vector)")
     b = tensor_view(gate.b_desc, (L, D, H), f"{name}.b_desc", data_type, delta)
     return Gate(W=W, U=U, C=C, b=b, peephole=peephole)
 
 
-def _is_full(shape, H, L, D):
-    """Whether a peephole descriptor's shape reads as ``[L][D][H][H]`` rather than ``[L][D][H]``.
+def peephole_kind(desc, field_name):
+    """DIAGONAL or FULL, from the layout's rank alone (kind before fill, SPEC §2).
 
-    The shapes are ambiguous only when H == 1 or H == D; a rank-4 descriptor, or a rank-3
-    one ending in ``H, H`` that is not exactly ``(L, D, H)``, is a full matrix.
+    Rank 3 is ``[L][D][H]`` (diagonal), rank 4 ``[L][D][H][H]`` (full), for every H including
+    1; a rank-2 layout is one ``[H][H]`` matrix (full, L = D = 1) and a rank-1 layout one
+    ``[H]`` vector (diagonal, L = D = 1). Higher ranks are full with leading extents of 1.
+    Zero sizes are filled only afterwards, from the shape of the kind chosen here.
     """
-    shape = tuple(shape)
-    if len(shape) == 4:
-        return True
-    diagonal = (L, D, H)
-    while len(diagonal) > len(shape) and diagonal[0] == 1:
-        diagonal = diagonal[1:]
-    if shape == diagonal:
-        return False
-    return shape[-1] == H and shape[-2] == H
+    rank = _rank(desc, field_name)
+    return DIAGONAL if rank in (1, 3) else FULL
 
 
 def check_disjoint(writes):
