@@ -1,7 +1,5 @@
 # NDArrayDescriptor (SPEC §2) as an extension type, and the resolved form the plan reads.
 
-from cpython.buffer cimport Py_buffer
-
 
 cdef struct Strided:
     # a descriptor resolved against a logical C-order shape: element (i0, ..., i_{nd-1})
@@ -22,8 +20,7 @@ cdef class NDArrayDescriptor:
     cdef public object data_type
     cdef public object flags
     cdef object _data
-    cdef Py_buffer _buffer
-    cdef bint _held             # _buffer holds an export of _data
+    cdef object _view           # memoryview of _data (its export), taken on first use
     cdef bint _raw              # its format is raw bytes (read as any data_type)
     cdef str _kind              # else its numpy kind and item size
     cdef Py_ssize_t _itemsize

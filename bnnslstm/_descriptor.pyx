@@ -1,7 +1,8 @@
 """NDArray descriptors (SPEC §2): a buffer plus a layout, sizes and strides in elements.
 
-A descriptor holds its buffer through the buffer protocol (no copy; the export is taken
-on first use and kept, so the exporter cannot be resized under it). :meth:`resolve`
+A descriptor holds its buffer through the buffer protocol (no copy): a memoryview of it,
+taken on first use and kept, so the exporter cannot be resized under it (and a garbage
+collection of a cycle through the descriptor releases the export like any memoryview). :meth:`resolve`
 turns it, against the logical C-order shape a field expects, into a :c:type:`Strided`
 view: the address, shape and element strides the kernels read in place, after checking
 the element type, the writability and that every reachable offset (64-bit overflow
@@ -9,8 +10,10 @@ included) lies inside the buffer. :meth:`NDArrayDescriptor.to_numpy` wraps the s
 view for Python.
 """
 
-from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_RECORDS_RO, PyBUF_STRIDES, PyBuffer_IsContiguous,
-                             PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer)
+from cpython.buffer cimport Py_buffer, PyBuffer_IsContiguous, PyObject_CheckBuffer
+
+cdef extern from "Python.h":
+    Py_buffer *PyMemoryView_GET_BUFFER(object view)
 
 import numpy as np
 
@@ -225,19 +228,13 @@ cdef class NDArrayDescriptor:
         self.data_type = data_type
         self.flags = flags
 
-    def __dealloc__(self):
-        if self._held:
-            PyBuffer_Release(&self._buffer)
-
     @property
     def data(self):
         return self._data
 
     @data.setter
     def data(self, value):
-        if self._held:
-            PyBuffer_Release(&self._buffer)
-            self._held = False
+        self._view = None
         self._resolved = False
         self._data = value
 
@@ -303,19 +300,19 @@ cdef class NDArrayDescriptor:
     # ------------------------------------------------------------------ resolution
     cdef int _acquire(self, str field) except -1:
         """Take (once) the buffer export of data: contiguous, any format."""
-        if self._held:
+        cdef Py_buffer *buffer
+        if self._view is not None:
             return 0
         if self._data is None:
             raise BNNSError(f"{field}.data: no buffer")
         if not PyObject_CheckBuffer(self._data):
             raise BNNSError(f"{field}.data: {type(self._data).__name__} does not export the buffer protocol")
-        PyObject_GetBuffer(self._data, &self._buffer, PyBUF_RECORDS_RO)
-        self._held = True
-        if not PyBuffer_IsContiguous(&self._buffer, b'C'):
-            PyBuffer_Release(&self._buffer)
-            self._held = False
+        view = memoryview(self._data)
+        buffer = PyMemoryView_GET_BUFFER(view)
+        if not PyBuffer_IsContiguous(buffer, b'C'):
             raise BNNSError(f"{field}.data: the buffer is not contiguous (use NDArrayDescriptor.from_array)")
-        format = (self._buffer.format if self._buffer.format != NULL else b"B").decode()
+        self._view = view
+        format = (buffer.format if buffer.format != NULL else b"B").decode()
         self._raw = format.lstrip("@=<>!") in _RAW_FORMATS
         self._kind, self._itemsize = "", 0
         if not self._raw:
@@ -334,12 +331,13 @@ cdef class NDArrayDescriptor:
     cdef Py_ssize_t _elements(self, int data_type, str field) except -1:
         """How many elements of data_type the buffer holds (BNNSError if its own type differs)."""
         cdef Py_ssize_t itemsize
+        cdef Py_buffer *buffer = PyMemoryView_GET_BUFFER(self._view)
         kind, itemsize = _KINDS[data_type]
         if not self._raw and (self._kind != kind or self._itemsize != itemsize):
-            format = (self._buffer.format if self._buffer.format != NULL else b"B").decode()
+            format = (buffer.format if buffer.format != NULL else b"B").decode()
             raise BNNSError(f"{field}.data: buffer format {format!r} does not match data_type "
                             f"{DataType(data_type).name}")
-        return self._buffer.len // itemsize
+        return buffer.len // itemsize
 
     cdef int resolve(self, const Py_ssize_t *fill, int nfill, str field, int data_type,
                      bint writable, Strided *out) except -1:
@@ -357,7 +355,7 @@ cdef class NDArrayDescriptor:
         cdef int rank, j, offset
         cdef Py_ssize_t last = 0, step
         cdef bint overflow = False
-        if (self._resolved and self.layout is self._key_layout and self.size is self._key_size
+        if (self._resolved and self._view is not None and self.layout is self._key_layout and self.size is self._key_size
                 and self.stride is self._key_stride and self.data_type is self._key_type
                 and nfill == self._key_nfill and same(fill, self._key_fill, nfill)):
             if writable and self._last.readonly:
@@ -381,11 +379,12 @@ cdef class NDArrayDescriptor:
         if data_type not in _KINDS:
             raise BNNSError(f"data_type: {data_type!r} is not a DataType")
         self._acquire(field)
-        if writable and self._buffer.readonly:
+        cdef Py_buffer *buffer = PyMemoryView_GET_BUFFER(self._view)
+        if writable and buffer.readonly:
             raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
         out.length = self._elements(data_type, field)
-        out.readonly = self._buffer.readonly
-        out.p = <char*>self._buffer.buf
+        out.readonly = buffer.readonly
+        out.p = <char*>buffer.buf
         entries(self.stride, rank, "stride", field, stride)
         fill_defaults(size_index, stride_index, rank, size, stride)
         for j in range(rank):

@@ -294,8 +294,8 @@ cdef class Plan:
         return t
 
     cdef Mat weight(self, Tensor t, Py_ssize_t i0, Py_ssize_t i1):
-        """A weight matrix where BLAS reads it, or a contiguous copy (once per call) of what
-        BLAS cannot address."""
+        """A matrix BLAS reads (weights, initial states): where it lies, or a contiguous copy
+        (once per call) of what BLAS cannot address."""
         cdef Mat m = t.matrix(i0, i1)
         if addressable(m):
             return m
@@ -444,9 +444,9 @@ cdef class Plan:
                 if written:
                     layers[l].d[d].hn = self.state(h, l, d)
                     layers[l].d[d].cn = self.state(cell, l, d)
-                else:
-                    layers[l].d[d].h0 = self.state(h, l, d)
-                    layers[l].d[d].c0 = self.state(cell, l, d)
+                else:  # the first step's products read them: BLAS must address them
+                    layers[l].d[d].h0 = self.weight(h, l, d) if h is not None else self.state(h, l, d)
+                    layers[l].d[d].c0 = self.weight(cell, l, d) if cell is not None else self.state(cell, l, d)
         return 0
 
     cdef tuple gate(self, object gate, int k, str name, bint delta, Layer *layers):

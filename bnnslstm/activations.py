@@ -24,7 +24,7 @@ PARAMETERS_USED = {
     F.ELU: ("alpha",), F.CLAMPED_LEAKY_RECTIFIED_LINEAR: ("alpha", "beta"),
     F.LINEAR_WITH_BIAS: ("alpha", "beta"), F.LOG_SIGMOID: (), F.SELU: (), F.CELU: ("alpha",),
     F.HARD_SHRINK: ("alpha",), F.SOFT_SHRINK: ("alpha",), F.TANH_SHRINK: (),
-    F.THRESHOLD: ("alpha", "beta"), F.HARD_SWISH: ("alpha", "beta"), F.SILU: (), F.RELU6: (),
+    F.THRESHOLD: ("alpha", "beta"), F.HARD_SWISH: (), F.SILU: (), F.RELU6: (),
     F.ERF: (), F.GELU: (), F.GELU_APPROXIMATION_SIGMOID: (),
 }
 

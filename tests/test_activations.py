@@ -17,7 +17,6 @@ PARAMS = {  # typical alpha, beta per function (NaN where unused)
     F.HARD_SIGMOID: (0.2, 0.5), F.SOFTPLUS: (1.0, 1.5), F.ELU: (1.0, math.nan),
     F.CLAMPED_LEAKY_RECTIFIED_LINEAR: (0.1, 2.0), F.LINEAR_WITH_BIAS: (0.5, 0.25), F.CELU: (1.3, math.nan),
     F.HARD_SHRINK: (0.5, math.nan), F.SOFT_SHRINK: (0.5, math.nan), F.THRESHOLD: (0.3, -1.0),
-    F.HARD_SWISH: (1 / 6, 0.5),
 }
 ELEMENTWISE = sorted(PARAMETERS_USED)
 KINKS = {  # points where a derivative is not defined: keep finite differences away from them
@@ -67,12 +66,40 @@ def test_derivatives_match_finite_differences(fn):
     np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("fn,x,want", [
-    (F.RECTIFIED_LINEAR, 0.0, 0.0), (F.ABS, 0.0, 0.0), (F.RELU6, 6.0, 0.0), (F.RELU6, 0.0, 0.0),
-    (F.CLAMP, 1.0, 1.0), (F.LEAKY_RECTIFIED_LINEAR, 0.0, 1.0),
-])
-def test_derivative_at_kinks_follows_pytorch(fn, x, want):
-    assert bl.apply_activation([x], activation(fn), derivative=True)[0] == want
+KINK_SIDES = [  # (fn, alpha, beta, x, f'(x)): the table "Derivatives at kinks" in docs/activations.rst
+    (F.RECTIFIED_LINEAR, None, None, 0.0, 0.0), (F.LEAKY_RECTIFIED_LINEAR, 0.1, None, 0.0, 1.0),
+    (F.ABS, None, None, 0.0, 0.0), (F.CLAMP, -1.0, 1.0, -1.0, 1.0), (F.CLAMP, -1.0, 1.0, 1.0, 1.0),
+    (F.HARD_SIGMOID, 0.2, 0.5, -2.5, 0.2), (F.HARD_SIGMOID, 0.2, 0.5, 2.5, 0.2), (F.ELU, 0.5, None, 0.0, 1.0),
+    (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.1, 2.0, 0.0, 1.0), (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.1, 2.0, 2.0, 0.0),
+    (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.5, -1.0, -2.0, 0.0), (F.SELU, None, None, 0.0, 1.0507009873554805),
+    (F.CELU, 0.5, None, 0.0, 1.0), (F.HARD_SHRINK, 0.5, None, 0.5, 0.0), (F.HARD_SHRINK, 0.5, None, -0.5, 0.0),
+    (F.SOFT_SHRINK, 0.5, None, 0.5, 0.0), (F.SOFT_SHRINK, 0.5, None, -0.5, 0.0), (F.THRESHOLD, 0.3, -1.0, 0.3, 0.0),
+    (F.HARD_SWISH, None, None, -3.0, 0.0), (F.HARD_SWISH, None, None, 3.0, 1.0),
+    (F.RELU6, None, None, 0.0, 0.0), (F.RELU6, None, None, 6.0, 0.0),
+]
+
+
+@pytest.mark.parametrize("fn,alpha,beta,x,want", KINK_SIDES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_derivative_at_kinks_takes_the_documented_side(fn, alpha, beta, x, want, dtype):
+    act = bl.Activation(fn, math.nan if alpha is None else alpha, math.nan if beta is None else beta)
+    got = bl.apply_activation(np.array([x], dtype), act, derivative=True)[0]
+    assert got == pytest.approx(want, rel=1e-7 if dtype == np.float32 else 1e-15)
+
+
+def test_hard_swish_is_apples_and_reads_no_parameter():
+    """BNNS: HardSwish(x) = x ReLU6(x + 3) / 6; alpha and beta are never read."""
+    exact = [-1 / 3, 7 / 24, 5 / 3]  # the issue's values: [-1/3, 0.2916667, 1.6666667]
+    for act in (bl.Activation(F.HARD_SWISH, 0.6, -0.74), bl.Activation(F.HARD_SWISH)):
+        np.testing.assert_allclose(bl.apply_activation([-2, 0.5, 2], act), exact, rtol=1e-15)
+        np.testing.assert_allclose(bl.apply_activation([-2, 0.5, 2], act), [-1 / 3, 0.2916667, 1.6666667], rtol=2e-7)
+        np.testing.assert_allclose(bl.apply_activation(np.array([-2, 0.5, 2], np.float32), act), exact, rtol=1e-7)
+    assert check_activation(bl.Activation(F.HARD_SWISH, 0.6, -0.74)) == (int(F.HARD_SWISH), 0.0, 0.0)
+    x = np.array([-5.0, -3.0, -1.5, 0.0, 1.5, 3.0, 5.0])
+    np.testing.assert_allclose(bl.apply_activation(x, bl.Activation(F.HARD_SWISH)),
+                               [0, 0, -0.375, 0, 1.125, 3, 5], rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(bl.apply_activation(x, bl.Activation(F.HARD_SWISH), derivative=True),
+                               [0, 0, 0, 0.5, 1, 1, 1], rtol=1e-15, atol=1e-15)
 
 
 def test_sigmoid_and_softplus_do_not_overflow():

@@ -9,10 +9,10 @@
 # float range; sigmoid and tanh built on it stay within 3e-7 absolute of the exact
 # functions, tests/test_activations.py checks the bound). float64 calls libm.
 #
-# Derivatives at kinks take the one-sided value PyTorch uses: relu'(0) = 0, abs'(0) = 0,
-# clamp'(alpha) = clamp'(beta) = 1 inside [alpha, beta], hard-sigmoid'/shrink'/threshold'
-# follow the strict inequalities of their definitions, hard-swish' is x/3 + 1/2 on
-# [-3, 3] (0 below, 1 above).
+# At a kink each derivative takes one side, fixed by the comparisons below and listed in
+# docs/activations.rst ("Derivatives at kinks"): relu'(0) = 0, abs'(0) = 0, leaky-relu'(0) =
+# elu'(0) = 1, clamp'/hard-sigmoid' take the inner side at both ends, relu6'/hard-swish'
+# the outer side, shrink'/threshold' follow the strict inequalities of their definitions.
 
 from cython cimport floating
 from libc.math cimport exp, expf, tanh, tanhf, log1p, log1pf, erf, erff, fabs, fabsf
@@ -159,7 +159,7 @@ cdef inline floating act_forward(int fn, floating x, floating alpha, floating be
         return x - tanh_(x)
     elif fn == 28:  # THRESHOLD
         return x if x > alpha else beta
-    elif fn == 30:  # HARD_SWISH: x * ReLU6(x + 3) / 6
+    elif fn == 30:  # HARD_SWISH, Apple's x ReLU6(x + 3) / 6 (no parameter)
         s = x + 3
         return x * (0 if s < 0 else (6 if s > 6 else s)) / 6
     elif fn == 31:  # SILU
@@ -234,10 +234,12 @@ cdef inline floating act_derivative(int fn, floating x, floating y, floating alp
         return t * t
     elif fn == 28:
         return 1 if x > alpha else 0
-    elif fn == 30:
-        if x < -3:
+    elif fn == 30:  # (2x + 3) / 6 strictly inside (-3, 3); the outer sides at -3 and 3
+        if x <= -3:
             return 0
-        return x / 3 + <floating>0.5 if x <= 3 else 1
+        if x >= 3:
+            return 1
+        return (2 * x + 3) / 6
     elif fn == 31:
         s = sigmoid(x)
         return s * (1 + x * (1 - s))
