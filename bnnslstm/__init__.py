@@ -32,8 +32,7 @@ from .parameters import (
     LSTMGateDescriptor,
 )
 from ._kernels._dropout import dropout_mask
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Activation",
