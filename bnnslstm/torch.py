@@ -345,6 +345,8 @@ class LSTM(nn.Module):
     hidden_activation : optional
         The activation of the cell state in ``h = o * act(c)`` (default tanh).
 
+    Notes
+    -----
     The parameters and ``state_dict`` keys are :class:`torch.nn.LSTM`'s (``weight_ih_l0``,
     ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, ``..._reverse``), registered in the same
     order and initialised the same way (uniform in :math:`\pm 1/\sqrt{H}`), so
