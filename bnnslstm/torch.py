@@ -464,6 +464,9 @@ class LSTM(nn.Module):
         """
         weights = self._flat_weights
         dtype = weights[0].dtype
+        if dtype not in (torch.float32, torch.float64) or any(w.dtype != dtype for w in weights):
+            raise TypeError(f"parameters: bnnslstm runs in float32 or float64 (all parameters alike), "
+                            f"got {sorted({str(w.dtype) for w in weights})}")
         packed = isinstance(input, PackedSequence)
         if packed:
             data, batch_sizes, sorted_indices, unsorted_indices = input

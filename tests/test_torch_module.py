@@ -325,6 +325,8 @@ def test_errors_name_the_problem():
         module(torch.randn(5, 2, 3), (torch.zeros(2, 4), torch.zeros(2, 4)))
     with pytest.raises(ValueError, match="Expected input to be 2D or 3D, got 4D"):
         module(torch.randn(5, 2, 3, 1))
+    with pytest.raises(TypeError, match=r"float32 or float64 .* got \['torch.float16'\]"):
+        module.half()(torch.randn(5, 2, 3).half())
 
 
 def test_copy_pickle_and_repr():
