@@ -100,7 +100,9 @@ class _CachePool:
 
     def __init__(self):
         self.free = []
-        self.lock = threading.Lock()
+        # reentrant: a lease that the garbage collector frees while this thread holds the
+        # lock (collection can start at any allocation) gives its buffer back from __del__
+        self.lock = threading.RLock()
 
     def take(self, nbytes):
         with self.lock:
