@@ -27,6 +27,7 @@ import math
 import numbers
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -95,21 +96,33 @@ def _stacked(tensors, shape):
 
 
 class _CachePool:
-    """Training caches for reuse: a cache goes back to the pool when the autograd graph that
-    holds it is freed (its :class:`_Lease` dies), never while a backward may still read it."""
+    """Training caches for reuse (a fresh buffer costs a page fault per 4 KiB).
+
+    :meth:`take` returns a numpy view of a pooled buffer; the buffer goes back to the pool
+    when that view is freed. The forward hands the view to autograd as a saved tensor, so
+    it is freed when autograd frees the graph's saved tensors: right after a backward
+    (unless ``retain_graph=True``), or with the graph. A later forward then reuses it, even
+    while the previous output tensors are still referenced.
+    """
 
     def __init__(self):
         self.free = []
-        # reentrant: a lease that the garbage collector frees while this thread holds the
-        # lock (collection can start at any allocation) gives its buffer back from __del__
+        # reentrant: a view that the garbage collector frees while this thread holds the
+        # lock (collection can start at any allocation) gives its buffer back meanwhile
         self.lock = threading.RLock()
 
     def take(self, nbytes):
+        buffer = None
         with self.lock:
-            for i, buffer in enumerate(self.free):
-                if nbytes <= len(buffer) <= 2 * nbytes:
-                    return _Lease(self, self.free.pop(i))
-        return _Lease(self, np.empty(nbytes, np.uint8))
+            for i, candidate in enumerate(self.free):
+                if nbytes <= len(candidate) <= 2 * nbytes:
+                    buffer = self.free.pop(i)
+                    break
+        if buffer is None:
+            buffer = np.empty(nbytes, np.uint8)
+        view = buffer[:nbytes]
+        weakref.finalize(view, self.give_back, buffer).atexit = False
+        return view
 
     def __reduce__(self):  # copies and pickles of a module start with an empty pool
         return _CachePool, ()
@@ -118,16 +131,6 @@ class _CachePool:
         with self.lock:
             if len(self.free) < _KEEP_CACHES:
                 self.free.append(buffer)
-
-
-class _Lease:
-    __slots__ = ("pool", "buffer")
-
-    def __init__(self, pool, buffer):
-        self.pool, self.buffer = pool, buffer
-
-    def __del__(self):
-        self.pool.give_back(self.buffer)
 
 
 class _Config:
@@ -302,21 +305,21 @@ class _LSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, run, x, h0, c0, *weights):
         ctx.set_materialize_grads(False)  # an unused output's gradient reaches the library as None
-        lease = run.config.pool.take(run.capacity())
-        y, h_n, c_n = run.forward(lease.buffer)
-        ctx.run, ctx.lease = run, lease
+        cache = run.config.pool.take(run.capacity())
+        y, h_n, c_n = run.forward(cache)
+        ctx.run = run
         # the library reads x, h0, c0 (and unstacked weights) again in the backward: autograd's
-        # version counters then refuse a backward after they were modified in place
-        ctx.save_for_backward(x, h0, c0, *weights)
+        # version counters then refuse a backward after they were modified in place. The cache
+        # is a saved tensor too, so autograd decides when it is free (see _CachePool).
+        ctx.save_for_backward(x, h0, c0, torch.from_numpy(cache), *weights)
         return y, h_n, c_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
-        ctx.saved_tensors  # noqa: B018  (raises if an input changed in place since the forward)
+        cache = ctx.saved_tensors[3].numpy()  # raises if an input changed in place since the forward
         need = ctx.needs_input_grad
-        dx, dh0, dc0, weights = ctx.run.backward(ctx.lease.buffer, dy, dh_n, dc_n, need[1], need[2:4],
-                                                 any(need[4:]))
+        dx, dh0, dc0, weights = ctx.run.backward(cache, dy, dh_n, dc_n, need[1], need[2:4], any(need[4:]))
         if weights is None:
             weights = [None] * (len(need) - 4)
         else:

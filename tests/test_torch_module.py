@@ -357,18 +357,27 @@ def test_import_bnnslstm_does_not_import_torch(tmp_path):
 
 
 def test_outputs_and_training_cache_are_freed_without_the_garbage_collector():
-    """The autograd node must not reference its own outputs (a cycle gc cannot see through C++)."""
+    """The autograd node must not reference its own outputs (a cycle gc cannot see through C++);
+    the training cache goes back to the module's pool as soon as autograd frees the graph's
+    saved tensors (after a backward that does not retain the graph), not when the outputs die."""
     module = bt.LSTM(3, 4, 2, bidirectional=True)
     x = torch.randn(5, 2, 3)
     gc.disable()
     try:
         for backward in (False, True):
             y, (h_n, c_n) = module(x)
+            assert module._pool.free == []  # the cache is in use
             refs = [weakref.ref(t) for t in (y, h_n, c_n)]
             if backward:
                 (y.sum() + h_n.sum()).backward()
+                assert len(module._pool.free) == 1  # back while y is still alive
             del y, h_n, c_n
             assert [r() for r in refs] == [None, None, None]
-            assert len(module._pool.free) == 1  # the cache went back to the module's pool
+            assert len(module._pool.free) == 1
+        y = module(x)[0]
+        y.sum().backward(retain_graph=True)
+        assert module._pool.free == []  # a retained graph keeps its cache
+        del y
+        assert len(module._pool.free) == 1
     finally:
         gc.enable()
