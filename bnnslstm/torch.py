@@ -169,7 +169,6 @@ class _Pass:
         self.T, self.B, self.dtype = T, B, x.dtype
         self.layout = DataLayout.NSE if batch_first else DataLayout.SNE
         self.x_shape = tuple(x.shape)
-        self.has_state = (h0 is not None, c0 is not None)
         # the outputs are numpy arrays that tensors wrap, never views of tensors: the autograd
         # node keeps this object, and a reference from it to its own outputs would be a cycle
         # that Python's garbage collector cannot see (see torch.autograd.Function's docs)
