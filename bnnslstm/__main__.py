@@ -1,13 +1,17 @@
 """``bnnslstm demo`` (or ``python -m bnnslstm demo``): train a character-level LSTM with this library alone.
 
-The task is next-character prediction on a public-domain excerpt (the opening of Lewis
-Carroll's *Alice's Adventures in Wonderland*, 1865) shipped below. A one-layer LSTM reads
-one-hot characters, a linear layer with softmax predicts the next one, and Adam updates
-every weight from the gradients of :meth:`bnnslstm.LSTM.backward`. The loss falls epoch
-by epoch, and the trained model then writes text of its own from a prompt.
+The task is next-character prediction on the first four chapters of Lewis Carroll's
+*Alice's Adventures in Wonderland* (1865, public domain; ``alice.txt`` beside this file
+says where the text comes from). The model trains on chapters I to III and never sees
+chapter IV: the loss on chapter IV, reported after every epoch next to the training loss,
+shows whether it learns English spelling and punctuation rather than memorising its
+training text. A one-layer LSTM reads one-hot characters, a linear layer with softmax
+predicts the next one, and Adam updates every weight from the gradients of
+:meth:`bnnslstm.LSTM.backward`. The trained model then writes text of its own from a prompt.
 """
 
 import argparse
+import pathlib
 import sys
 import time
 
@@ -15,26 +19,16 @@ import numpy as np
 
 from .layer import LSTM
 
-TEXT = (
-    "Alice was beginning to get very tired of sitting by her sister on the bank, and of having "
-    "nothing to do: once or twice she had peeped into the book her sister was reading, but it had "
-    "no pictures or conversations in it, 'and what is the use of a book,' thought Alice 'without "
-    "pictures or conversations?' So she was considering in her own mind (as well as she could, for "
-    "the hot day made her feel very sleepy and stupid), whether the pleasure of making a "
-    "daisy-chain would be worth the trouble of getting up and picking the daisies, when suddenly a "
-    "White Rabbit with pink eyes ran close by her. There was nothing so very remarkable in that; "
-    "nor did Alice think it so very much out of the way to hear the Rabbit say to itself, 'Oh dear! "
-    "Oh dear! I shall be late!' (when she thought it over afterwards, it occurred to her that she "
-    "ought to have wondered at this, but at the time it all seemed quite natural); but when the "
-    "Rabbit actually took a watch out of its waistcoat-pocket, and looked at it, and then hurried "
-    "on, Alice started to her feet, for it flashed across her mind that she had never before seen a "
-    "rabbit with either a waistcoat-pocket, or a watch to take out of it, and burning with "
-    "curiosity, she ran across the field after it, and fortunately was just in time to see it pop "
-    "down a large rabbit-hole under the hedge. In another moment down went Alice after it, never "
-    "once considering how in the world she was to get out again. The rabbit-hole went straight on "
-    "like a tunnel for some way, and then dipped suddenly down, so suddenly that Alice had not a "
-    "moment to think about stopping herself before she found herself falling down a very deep well."
-)
+TEXT_FILE = pathlib.Path(__file__).with_name("alice.txt")
+HELD_OUT_FROM = "CHAPTER IV."
+
+
+def load_text(path=TEXT_FILE):
+    """The book's text without the file's header (its leading ``#`` comment lines)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    while lines and (lines[0].startswith("#") or not lines[0].strip()):
+        lines.pop(0)
+    return "".join(lines)
 
 
 class Adam:
@@ -103,45 +97,69 @@ class CharModel:
         return text
 
 
-def demo(epochs=30, hidden=256, seq_len=48, batch=32, batches=8, seed=0, out=sys.stdout):
-    """Train the character model and print the loss per epoch and a generated sample."""
-    vocab = sorted(set(TEXT))
+def cross_entropy(model, eye, data, length):
+    """Mean next-character loss over ``data`` cut into sequences of ``length`` (forward only)."""
+    count = (len(data) - 1) // length
+    windows = np.stack([data[k * length:k * length + length + 1] for k in range(count)], axis=1)  # [T+1][B]
+    y, _ = model.lstm.forward(eye[windows[:-1]], training=False)
+    logits = model.logits(y)
+    logits -= logits.max(axis=-1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    T, B = windows.shape[0] - 1, windows.shape[1]
+    return float(-log_probs[np.arange(T)[:, None], np.arange(B)[None, :], windows[1:]].mean())
+
+
+def demo(epochs=20, hidden=256, seq_len=64, batch=32, batches=10, seed=0, out=sys.stdout):
+    """Train the character model; print the training and held-out loss per epoch and a sample.
+
+    Returns ``(training losses, held-out losses)``, one per epoch.
+    """
+    text = load_text()
+    split = text.index(HELD_OUT_FROM)
+    vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
-    data = np.array([index[c] for c in TEXT])
+    train = np.array([index[c] for c in text[:split]])
+    held_out = np.array([index[c] for c in text[split:]])
     eye = np.eye(len(vocab), dtype=np.float32)
     model = CharModel(vocab, hidden, seed)
     params = dict(model.lstm.parameters())
     params.update({f"head.{k}": v for k, v in model.head.items()})
     optimizer = Adam(params, lr=0.01)
     rng = np.random.default_rng(seed)
-    print(f"bnnslstm demo: next-character prediction on {len(TEXT)} characters of 'Alice in Wonderland' "
-          f"({len(vocab)} symbols), LSTM hidden={hidden}, T={seq_len}, B={batch}", file=out)
-    print(f"chance level: loss {np.log(len(vocab)):.3f}", file=out)
+    print(f"bnnslstm demo: next-character prediction on 'Alice's Adventures in Wonderland', "
+          f"LSTM hidden={hidden}, T={seq_len}, B={batch}", file=out)
+    print(f"training text: chapters I-III, {len(train)} characters; held out: chapter IV, "
+          f"{len(held_out)} characters; {len(vocab)} symbols (chance: loss {np.log(len(vocab)):.2f})", file=out)
+    print(f"each epoch: {batches} steps on {batches * batch * seq_len} characters drawn from the training "
+          "text; losses in nats per character", file=out)
     began = time.perf_counter()
+    train_losses, held_out_losses = [], []
     for epoch in range(1, epochs + 1):
         losses = []
         for _ in range(batches):
-            starts = rng.integers(0, len(data) - seq_len - 1, size=batch)
-            windows = np.stack([data[s:s + seq_len + 1] for s in starts], axis=1)  # [T+1][B]
+            starts = rng.integers(0, len(train) - seq_len - 1, size=batch)
+            windows = np.stack([train[s:s + seq_len + 1] for s in starts], axis=1)  # [T+1][B]
             loss, head_grads = model.loss_and_grads(eye[windows[:-1]], windows[1:])
             grads = dict(model.lstm.grads)
             grads.update({f"head.{k}": v for k, v in head_grads.items()})
             optimizer.step(grads)
             losses.append(loss)
-        bar = "#" * int(30 * epoch / epochs)
-        print(f"epoch {epoch:3d}/{epochs} [{bar:<30}] loss {np.mean(losses):.3f}  "
-              f"({time.perf_counter() - began:.1f} s)", file=out)
-    sample = model.sample("Alice ", 160, np.random.default_rng(seed))
+        train_losses.append(float(np.mean(losses)))
+        held_out_losses.append(cross_entropy(model, eye, held_out, 4 * seq_len))
+        bar = "#" * int(20 * epoch / epochs)
+        print(f"epoch {epoch:3d}/{epochs} [{bar:<20}] training loss {train_losses[-1]:.3f}  "
+              f"held-out loss {held_out_losses[-1]:.3f}  ({time.perf_counter() - began:.1f} s)", file=out)
+    sample = model.sample("Alice ", 200, np.random.default_rng(seed))
     print("\nthe trained LSTM continues 'Alice ':\n", file=out)
     print(sample, file=out)
-    return float(np.mean(losses))
+    return train_losses, held_out_losses
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bnnslstm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("demo", help="train a character-level LSTM and generate text")
-    run.add_argument("--epochs", type=int, default=30)
+    run.add_argument("--epochs", type=int, default=20)
     run.add_argument("--hidden", type=int, default=256)
     run.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -60,16 +60,21 @@ class _Weights:
 
     def gates(self, flags):
         """One LSTMGateDescriptor per gate, each a strided view of this storage."""
-        gates = []
-        for k in range(4):
-            gates.append(LSTMGateDescriptor(
-                iw_desc=(NDArrayDescriptor.from_array(self.first[:, k], flags=flags),
-                         None if self.later is None else NDArrayDescriptor.from_array(self.later[:, :, k], flags=flags)),
-                hw_desc=NDArrayDescriptor.from_array(self.hidden[:, :, k], flags=flags),
-                cw_desc=None if self.peep is None else NDArrayDescriptor.from_array(self.peep[:, :, k], flags=flags),
-                b_desc=None if self.bias is None else NDArrayDescriptor.from_array(self.bias[:, :, k], flags=flags),
-            ))
-        return gates
+        return gate_descriptors(self.first, self.later, self.hidden, self.bias, self.peep, flags)
+
+
+def gate_descriptors(first, later, hidden, bias, peep, flags=0):
+    """The four gates' LSTMGateDescriptors on gate-stacked arrays (the layout of
+    :class:`_Weights`; ``later``, ``bias``, ``peep`` may be None), each a strided view:
+    the kernels then read the four gates in place as one ``[D][4H][...]`` block."""
+    def view(array, k, layers=True):
+        if array is None:
+            return None
+        return NDArrayDescriptor.from_array(array[:, :, k] if layers else array[:, k], flags=flags)
+
+    return [LSTMGateDescriptor(iw_desc=(view(first, k, layers=False), view(later, k)),
+                               hw_desc=view(hidden, k), cw_desc=view(peep, k), b_desc=view(bias, k))
+            for k in range(4)]
 
 
 class LSTM:

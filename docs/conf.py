@@ -1,6 +1,19 @@
 """Sphinx configuration. The docs document (and doctest) the *installed* bnnslstm."""
 
-import bnnslstm
+import os
+import sys
+
+# ``python -m sphinx ... docs`` run from the repository root puts the root on sys.path,
+# where the unbuilt bnnslstm/ source tree would shadow the installed package: drop it.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != _ROOT]
+
+import bnnslstm  # noqa: E402
+
+try:
+    import torch  # noqa: F401
+except ImportError:  # PyTorch is optional: the API page documents bnnslstm.torch without it
+    autodoc_mock_imports = ["torch"]
 
 project = "bnnslstm"
 author = "the bnnslstm developers"
@@ -27,4 +40,8 @@ doctest_global_setup = """
 import numpy as np
 import bnnslstm as bl
 np.set_printoptions(precision=4, suppress=True)
+try:
+    import torch  # the examples that need PyTorch have ':skipif: torch is None'
+except ImportError:
+    torch = None
 """
