@@ -22,7 +22,7 @@ import numpy as np
 import scipy.linalg.blas as scipy_blas
 
 import bnnslstm as bl
-from bnnslstm._kernels import _lstm as kernels
+from bnnslstm import _plan
 
 SHAPES = [  # name, T, B, I, H, layers, bidirectional, variable lengths, inference only
     ("T25 B64 H512", 25, 64, 512, 512, 1, False, False, False),
@@ -64,11 +64,11 @@ def blas_share(fn):
     """(fraction of fn's wall time inside BLAS, FLOPs handed to BLAS), from one run with the
     kernels' BLAS counters on (per team thread: time in BLAS / (threads x wall time))."""
     fn()
-    kernels.blas_time(enable=True, reset=True)
+    _plan.kernels.blas_time(enable=True, reset=True)
     start = time.perf_counter()
     fn()
     wall = time.perf_counter() - start
-    counted = kernels.blas_time(enable=False, reset=True)
+    counted = _plan.kernels.blas_time(enable=False, reset=True)
     if not counted:
         return 0.0, 0.0
     return sum(s for s, _ in counted) / (len(counted) * wall), sum(f for _, f in counted)
@@ -215,6 +215,7 @@ def main(argv=None):
         import torch
 
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"bnnslstm {bl.__version__}, kernels: {_plan.kernels.__name__.rsplit('.', 1)[-1]}")
     gemm = sgemm_gflops(1024 if args.quick else 2048)
     print(f"scipy sgemm reference: {gemm:.1f} GFLOP/s\n")
     header = (f"{'shape':<24} {'pass':<6} {'bnnslstm GF/s':>13} " +

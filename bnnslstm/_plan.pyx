@@ -17,7 +17,10 @@ from libc.string cimport memset
 
 from ._descriptor cimport NDArrayDescriptor, Strided, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, mat
-from ._kernels._lstm cimport Call, Direction, Gate, Layer, Seq, Vec, run_backward, run_forward
+from ._kernels._call cimport Call, Direction, Gate, Layer, Seq, Vec
+
+import importlib
+import importlib.util
 
 import numpy as np
 
@@ -774,11 +777,11 @@ cdef class Plan:
 
     def forward(self):
         with nogil:
-            run_forward(&self.c)
+            forward_kernel(&self.c)
 
     def backward(self):
         with nogil:
-            run_backward(&self.c)
+            backward_kernel(&self.c)
 
 
 def _read_name(field):
@@ -815,3 +818,50 @@ def make_plan(params, *, need_outputs=True):
     cdef Plan plan = Plan()
     plan.setup(params, need_outputs)
     return plan
+
+
+# ---------------------------------------------------------------------------------- kernel builds
+ctypedef int (*kernel_fn)(Call *c) noexcept nogil
+cdef kernel_fn forward_kernel = NULL
+cdef kernel_fn backward_kernel = NULL
+kernels = None  # the kernel module in use (its blas_time() counts this process's BLAS calls)
+KERNEL_BUILDS = {"portable": "bnnslstm._kernels._lstm", "avx2": "bnnslstm._kernels._lstm_avx2"}
+
+
+def _cpu_runs_avx2():
+    """Whether numpy's CPU-feature table reports AVX2 and FMA (the OS's support included)."""
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
+        try:
+            features = importlib.import_module(module).__cpu_features__
+        except (ImportError, AttributeError):
+            continue
+        return bool(features.get("AVX2") and features.get("FMA3"))
+    return False
+
+
+def available_kernels():
+    """The kernel builds this installation has and this CPU runs, best last."""
+    names = ["portable"]
+    if _cpu_runs_avx2() and importlib.util.find_spec(KERNEL_BUILDS["avx2"]) is not None:
+        names.append("avx2")
+    return names
+
+
+def use_kernels(name=None):
+    """Run the kernels of one build of _lstm.pxi: ``"portable"`` or ``"avx2"`` (None: the
+    best this CPU runs, the default at import). The AVX2 build is imported only on a CPU
+    that has AVX2 and FMA: its code may use them anywhere, its module init included."""
+    global forward_kernel, backward_kernel, kernels
+    names = available_kernels()
+    name = names[-1] if name is None else name
+    if name not in names:
+        raise ValueError(f"kernels: {name!r} is not available here (available: {names})")
+    module = importlib.import_module(KERNEL_BUILDS[name])
+    forward, backward = module.entry_points()
+    forward_kernel = <kernel_fn><size_t>forward
+    backward_kernel = <kernel_fn><size_t>backward
+    kernels = module
+    return name
+
+
+use_kernels()

@@ -12,7 +12,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import _cache
-from ._kernels._lstm import team_available
+from ._kernels._lstm import team_available  # the same in every kernel build
 from ._plan import make_plan
 from .errors import BNNSError
 from .parameters import FilterParameters

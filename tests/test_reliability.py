@@ -279,12 +279,12 @@ def test_one_and_two_threads_agree_and_repeat_bit_for_bit(batch_sizes):
     """The thread team splits GEMMs and elementwise passes differently with 1 and 2 threads:
     the results agree to float32 rounding, repeat exactly at a fixed thread count, and match
     float64 (an independent check of the float32 path)."""
-    from bnnslstm._kernels import _lstm
+    from bnnslstm import _plan
 
-    _lstm.blas_time(enable=True, reset=True)
+    _plan.kernels.blas_time(enable=True, reset=True)
     two = threaded_step(np.float32, 2, batch_sizes)
-    threads_used = len(_lstm.blas_time(enable=False, reset=True))
-    if _lstm.team_available() > 1:
+    threads_used = len(_plan.kernels.blas_time(enable=False, reset=True))
+    if _plan.kernels.team_available() > 1:
         assert threads_used == 2  # the team really had two threads calling BLAS
     one = threaded_step(np.float32, 1, batch_sizes)
     np.testing.assert_allclose(two, one, rtol=1e-4, atol=2e-5)  # sums over rows: BLAS blocks them differently
@@ -293,3 +293,23 @@ def test_one_and_two_threads_agree_and_repeat_bit_for_bit(batch_sizes):
     exact = threaded_step(np.float64, 2, batch_sizes)
     np.testing.assert_allclose(threaded_step(np.float64, 1, batch_sizes), exact, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(two, exact, rtol=2e-3, atol=2e-4)
+
+
+def test_every_kernel_build_gives_the_same_results():
+    """The portable kernels and the AVX2/FMA build of the same source (picked at import on
+    CPUs that have them) agree to rounding: only instruction selection differs (FMA
+    contraction in the elementwise passes)."""
+    from bnnslstm import _plan
+
+    builds = _plan.available_kernels()
+    results = {}
+    try:
+        for name in builds:
+            _plan.use_kernels(name)
+            results[name] = [threaded_step(dtype, 2, [16, 16, 13, 8, 5, 1]) for dtype in (np.float32, np.float64)]
+    finally:
+        _plan.use_kernels()
+    for name in builds[1:]:
+        np.testing.assert_allclose(results[name][0], results["portable"][0], rtol=1e-4, atol=2e-5)
+        np.testing.assert_allclose(results[name][1], results["portable"][1], rtol=1e-12, atol=1e-13)
+    assert _plan.kernels.__name__.endswith("_lstm_avx2" if "avx2" in builds else "_lstm")

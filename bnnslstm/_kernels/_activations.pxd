@@ -256,9 +256,10 @@ cdef inline floating act_derivative(int fn, floating x, floating y, floating alp
 
 
 cdef inline void activate(int fn, double alpha, double beta, floating *v, Py_ssize_t n) noexcept nogil:
-    """v[i] = f(v[i]) for i < n, f = ActivationFunction fn (v: the caller's local chunk)."""
+    """v[i] = f(v[i]) for i < n, f = ActivationFunction fn (v: the caller's local chunk).
+    Sigmoid and tanh (the defaults) are small loops the compiler inlines and vectorises;
+    the other functions go through act_forward's switch, out of line."""
     cdef Py_ssize_t i
-    cdef floating a = <floating>alpha, b = <floating>beta
     if fn == SIGMOID:
         for i in range(n):
             v[i] = sigmoid(v[i])
@@ -266,15 +267,20 @@ cdef inline void activate(int fn, double alpha, double beta, floating *v, Py_ssi
         for i in range(n):
             v[i] = tanh_(v[i])
     else:
-        for i in range(n):
-            v[i] = act_forward(fn, v[i], a, b)
+        activate_any(fn, alpha, beta, v, n)
+
+
+cdef inline void activate_any(int fn, double alpha, double beta, floating *v, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating a = <floating>alpha, b = <floating>beta
+    for i in range(n):
+        v[i] = act_forward(fn, v[i], a, b)
 
 
 cdef inline void slope(int fn, double alpha, double beta, const floating *x, const floating *y,
                        floating *d, Py_ssize_t n) noexcept nogil:
     """d[i] = f'(x[i]) given y[i] = f(x[i]); sigmoid and tanh read only y (x may be NULL)."""
     cdef Py_ssize_t i
-    cdef floating a = <floating>alpha, b = <floating>beta
     if fn == SIGMOID:
         for i in range(n):
             d[i] = y[i] * (1 - y[i])
@@ -282,5 +288,12 @@ cdef inline void slope(int fn, double alpha, double beta, const floating *x, con
         for i in range(n):
             d[i] = 1 - y[i] * y[i]
     else:
-        for i in range(n):
-            d[i] = act_derivative(fn, x[i], y[i], a, b)
+        slope_any(fn, alpha, beta, x, y, d, n)
+
+
+cdef inline void slope_any(int fn, double alpha, double beta, const floating *x, const floating *y,
+                    floating *d, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating a = <floating>alpha, b = <floating>beta
+    for i in range(n):
+        d[i] = act_derivative(fn, x[i], y[i], a, b)
