@@ -86,6 +86,23 @@ def timeit(fn, repeats):
     return statistics.median(times)
 
 
+def interleaved(functions, repeats, pause=0.05):
+    """Median seconds of each of ``functions`` ({name: fn}), run in turn repeat after repeat
+    so that all of them see the same machine (on shared machines the speed drifts over
+    minutes); a pause before each run lets the previous library's idle threads (OpenMP,
+    OpenBLAS) stop spinning."""
+    for fn in functions.values():
+        fn()  # warm-up
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            time.sleep(pause)
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def sgemm_gflops(n=2048, repeats=5):
     a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
     seconds = timeit(lambda: scipy_blas.sgemm(1.0, a, a), repeats)
@@ -125,13 +142,11 @@ def bench_bnnslstm(T, B, I, H, L, bidir, lengths, repeats, inference_only):
         lstm.forward(x, batch_sizes=batch_sizes, training=True)
         lstm.backward(dy)
 
-    result = {"fwd": timeit(forward, repeats), "fwd share": blas_share(forward)}
+    calls = {"fwd": forward} if inference_only else {"fwd": forward, "train": train}
     if not inference_only:
-        result["train"] = timeit(train, repeats)
-        result["train share"] = blas_share(train)
-        params, cache, _ = lstm._last
-        result["cache"] = len(cache)
-    return result
+        train()
+        calls["cache"] = len(lstm._last[1])
+    return calls
 
 
 def bench_torch(T, B, I, H, L, bidir, lengths, repeats, inference_only):
@@ -163,10 +178,7 @@ def bench_torch(T, B, I, H, L, bidir, lengths, repeats, inference_only):
         inp = xi if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(xi, torch.as_tensor(lengths))
         (run(inp) * dy).sum().backward()
 
-    result = {"fwd": timeit(forward, repeats)}
-    if not inference_only:
-        result["train"] = timeit(train, repeats)
-    return result
+    return {"fwd": forward} if inference_only else {"fwd": forward, "train": train}
 
 
 def bench_thinc(T, B, I, H, L, bidir, lengths, repeats, inference_only):
@@ -187,10 +199,7 @@ def bench_thinc(T, B, I, H, L, bidir, lengths, repeats, inference_only):
         out, backprop = model.begin_update(seqs)
         backprop(out)
 
-    result = {"fwd": timeit(forward, repeats)}
-    if not inference_only:
-        result["train"] = timeit(train, repeats)
-    return result
+    return {"fwd": forward} if inference_only else {"fwd": forward, "train": train}
 
 
 def available(module):
@@ -233,8 +242,16 @@ def main(argv=None):
         lengths = make_lengths(rng, T, B) if variable else None
         D = 2 if bidir else 1
         flops = lstm_flops(T, B, I, H, L, D, lengths)
-        ours = bench_bnnslstm(T, B, I, H, L, bidir, lengths, args.repeats, inference_only)
-        others = {peer: fn(T, B, I, H, L, bidir, lengths, args.repeats, inference_only) for peer, fn in peers}
+        our_calls = bench_bnnslstm(T, B, I, H, L, bidir, lengths, args.repeats, inference_only)
+        peer_calls = {peer: fn(T, B, I, H, L, bidir, lengths, args.repeats, inference_only) for peer, fn in peers}
+        ours, others = {"cache": our_calls.pop("cache", None)}, {peer: {} for peer in peer_calls}
+        for kind in our_calls:
+            times = interleaved({"bnnslstm": our_calls[kind], **{peer: calls[kind] for peer, calls in peer_calls.items()}},
+                                args.repeats)
+            ours[kind] = times["bnnslstm"]
+            ours[kind + " share"] = blas_share(our_calls[kind])
+            for peer in peer_calls:
+                others[peer][kind] = times[peer]
         for kind, factor in (("fwd", 1), ("train", 3)):
             if kind not in ours:
                 continue
@@ -253,10 +270,11 @@ def main(argv=None):
             print(f"{name:<24} {kind:<6} {ours_gf:>13.1f} " + " ".join(cells) +
                   f" {100 * ours_gf / gemm:>7.0f}% {100 * share:>8.0f}% {100 * coverage:>8.1f}% " + cache_cells)
         if variable:  # the same total work without variable lengths, for the padded-speed ratio
-            padded = bench_bnnslstm(T, B, I, H, L, bidir, None, args.repeats, True)
+            padded = bench_bnnslstm(T, B, I, H, L, bidir, None, args.repeats, True)["fwd"]
+            times = interleaved({"padded": padded, "variable": our_calls["fwd"]}, args.repeats)
             work_ratio = np.sum(lengths) / (T * B)
             print(f"{'  (padded equivalent)':<24} {'fwd':<6} speed ratio var/padded = "
-                  f"{padded['fwd'] * work_ratio / ours['fwd']:.2f}")
+                  f"{times['padded'] * work_ratio / times['variable']:.2f}")
     if not args.only or "trivial" in args.only or "stream" in args.only:
         small_calls(args.repeats, "torch" in dict(peers))
     if args.plot:
@@ -264,9 +282,12 @@ def main(argv=None):
     return 0
 
 
-def per_call(fn, calls=200, repeats=5):
-    """Median microseconds of one call of fn (batches of ``calls`` calls)."""
-    return 1e6 * timeit(lambda: [fn() for _ in range(calls)], repeats) / calls
+def per_call(functions, calls=200, repeats=5):
+    """Median microseconds of one call of each of ``functions`` (batches of ``calls`` calls,
+    the libraries in turn)."""
+    times = interleaved({name: (lambda fn=fn: [fn() for _ in range(calls)]) for name, fn in functions.items()},
+                        repeats)
+    return {name: 1e6 * t / calls for name, t in times.items()}
 
 
 def small_calls(repeats, with_torch):
@@ -284,10 +305,9 @@ def small_calls(repeats, with_torch):
         for step in xs:
             _, (h, c) = streaming.forward(step, h, c, training=False)
 
-    ours = {"trivial T1 B1 I8 H8 inference": per_call(lambda: tiny.forward(x, training=False)),
-            "trivial T1 B1 I8 H8 training forward": per_call(lambda: tiny.forward(x, training=True)),
-            "streaming 200 steps B1 H256 (whole stream)": per_call(stream, calls=1, repeats=max(repeats, 5))}
-    theirs = {}
+    rows = {"trivial T1 B1 I8 H8 inference": {"bnnslstm": lambda: tiny.forward(x, training=False)},
+            "trivial T1 B1 I8 H8 training forward": {"bnnslstm": lambda: tiny.forward(x, training=True)},
+            "streaming 200 steps B1 H256 (whole stream)": {"bnnslstm": stream}}
     if with_torch:
         import torch
 
@@ -306,9 +326,16 @@ def small_calls(repeats, with_torch):
                 for step in xst:
                     _, state = big(step, state)
 
-        theirs = {"trivial T1 B1 I8 H8 inference": per_call(torch_inference),
-                  "trivial T1 B1 I8 H8 training forward": per_call(lambda: module(xt)),
-                  "streaming 200 steps B1 H256 (whole stream)": per_call(torch_stream, calls=1, repeats=max(repeats, 5))}
+        rows["trivial T1 B1 I8 H8 inference"]["torch"] = torch_inference
+        rows["trivial T1 B1 I8 H8 training forward"]["torch"] = lambda: module(xt)
+        rows["streaming 200 steps B1 H256 (whole stream)"]["torch"] = torch_stream
+    ours, theirs = {}, {}
+    for name, functions in rows.items():
+        stream_row = name.startswith("streaming")
+        times = per_call(functions, calls=1 if stream_row else 200, repeats=max(repeats, 5))
+        ours[name] = times["bnnslstm"]
+        if "torch" in times:
+            theirs[name] = times["torch"]
     for name, value in ours.items():
         row = f"{name:<44} {value:>11.1f}"
         if name in theirs:

@@ -19,6 +19,7 @@ cdef extern from "_team.h" nogil:
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]    # per thread, spaced by 8 (own cache line)
     double blas_flops "team_blas_flops"[]
+    int gemv_up_to "team_gemv_up_to"
 
 
 ctypedef struct Mat:
@@ -100,10 +101,11 @@ cdef inline void scale(floating beta, Mat c) noexcept nogil:
 
 cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexcept nogil:
     """C = alpha A B + beta C for logical A (M x K), B (K x N), C (M x N); beta == 0 never
-    reads C. Every operand must be addressable (see operand()); products with one row or
-    one column run as gemv."""
+    reads C. Every operand must be addressable (see operand()); products with a few rows or
+    columns (a small batch) run as one gemv each."""
     cdef char ta, tb
     cdef blas_int lda, ldb, ldc, m, n, k
+    cdef Py_ssize_t j
     cdef Mat swap
     cdef double began = 0
     if c.rows == 0 or c.cols == 0:
@@ -113,11 +115,14 @@ cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexce
         return
     if blas_timing:
         began = team_clock()
-    if c.cols == 1:    # y = A x
-        gemv(alpha, a, <floating*>b.p, step(b.rows, b.rs), beta, <floating*>c.p, step(c.rows, c.rs))
-    elif c.rows == 1:  # y^T = B^T x^T
-        gemv(alpha, transposed(b), <floating*>a.p, step(a.cols, a.cs), beta, <floating*>c.p,
-             step(c.cols, c.cs))
+    if c.cols <= gemv_up_to and c.cols < c.rows:    # C[:, j] = A B[:, j]
+        for j in range(c.cols):
+            gemv(alpha, a, <floating*>b.p + j * b.cs, step(b.rows, b.rs), beta,
+                 <floating*>c.p + j * c.cs, step(c.rows, c.rs))
+    elif c.rows <= gemv_up_to and c.rows < c.cols:  # C[i, :]^T = B^T A[i, :]^T
+        for j in range(c.rows):
+            gemv(alpha, transposed(b), <floating*>a.p + j * a.rs, step(a.cols, a.cs), beta,
+                 <floating*>c.p + j * c.rs, step(c.cols, c.cs))
     else:
         if not (c.rs == 1 and c.cs >= c.rows):  # row-major C: compute C^T = B^T A^T
             swap = transposed(a)

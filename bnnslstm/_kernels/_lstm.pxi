@@ -17,6 +17,7 @@ cdef extern from "_team.h" nogil:
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]
     double blas_flops "team_blas_flops"[]
+    int gemv_up_to "team_gemv_up_to"
     int TEAM_MAX
 
 cdef enum:
@@ -943,6 +944,12 @@ def entry_points():
     """The addresses of run_forward and run_backward, for the plan (which picks this build
     or another one of the same source at import)."""
     return <size_t>&run_forward, <size_t>&run_backward
+
+
+def set_gemv_up_to(int rows):
+    """Products with at most this many rows or columns run as gemv calls (for measurements)."""
+    global gemv_up_to
+    gemv_up_to = rows
 
 
 def team_available():

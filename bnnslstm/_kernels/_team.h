@@ -32,6 +32,11 @@ static int team_blas_timing = 0;
 static double team_blas_seconds[8 * TEAM_MAX];
 static double team_blas_flops[8 * TEAM_MAX];
 
+/* Products with at most this many rows or columns (a small batch) run as one gemv per
+ * row or column: BLAS's gemm repacks the weights on every call, gemv streams them once
+ * per sample, measured faster up to 4 samples (slower from 8). */
+static int team_gemv_up_to = 4;
+
 /* seconds on a monotonic-enough clock (C11 timespec_get), for the BLAS-time counters */
 static inline double team_clock(void)
 {
