@@ -75,9 +75,14 @@ cdef inline blas_int step(Py_ssize_t extent, Py_ssize_t stride) noexcept nogil:
 
 cdef inline void gemv(floating alpha, Mat a, const floating *x, blas_int incx, floating beta,
                       floating *y, blas_int incy) noexcept nogil:
-    """y = alpha A x + beta y for an addressable A (rows x cols)."""
+    """y = alpha A x + beta y for an addressable A (rows x cols). beta == 0 never reads y:
+    it is zeroed here first (some BLAS builds scale y by beta, which keeps a NaN)."""
     cdef char trans
     cdef blas_int ld, m, n
+    cdef Py_ssize_t i
+    if beta == 0:
+        for i in range(a.rows):
+            y[i * incy] = 0
     operand(a, &trans, &ld)
     if trans == b'N':
         m, n = <blas_int>a.rows, <blas_int>a.cols
@@ -115,7 +120,7 @@ cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexce
         return
     if blas_timing:
         began = team_clock()
-    if c.cols <= gemv_up_to and c.cols < c.rows:    # C[:, j] = A B[:, j]
+    if c.cols <= gemv_up_to and c.cols <= c.rows:   # C[:, j] = A B[:, j]
         for j in range(c.cols):
             gemv(alpha, a, <floating*>b.p + j * b.cs, step(b.rows, b.rs), beta,
                  <floating*>c.p + j * c.cs, step(c.rows, c.rs))
