@@ -19,7 +19,7 @@ cdef extern from "_team.h" nogil:
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]    # per thread, spaced by 8 (own cache line)
     double blas_flops "team_blas_flops"[]
-    int gemv_up_to "team_gemv_up_to"
+    int GEMV_UP_TO "TEAM_GEMV_UP_TO"
 
 
 ctypedef struct Mat:
@@ -120,11 +120,11 @@ cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexce
         return
     if blas_timing:
         began = team_clock()
-    if c.cols <= gemv_up_to and c.cols <= c.rows:   # C[:, j] = A B[:, j]
+    if c.cols <= GEMV_UP_TO and c.cols <= c.rows:   # C[:, j] = A B[:, j]
         for j in range(c.cols):
             gemv(alpha, a, <floating*>b.p + j * b.cs, step(b.rows, b.rs), beta,
                  <floating*>c.p + j * c.cs, step(c.rows, c.rs))
-    elif c.rows <= gemv_up_to and c.rows < c.cols:  # C[i, :]^T = B^T A[i, :]^T
+    elif c.rows <= GEMV_UP_TO and c.rows < c.cols:  # C[i, :]^T = B^T A[i, :]^T
         for j in range(c.rows):
             gemv(alpha, transposed(b), <floating*>a.p + j * a.rs, step(a.cols, a.cs), beta,
                  <floating*>c.p + j * c.rs, step(c.cols, c.cs))

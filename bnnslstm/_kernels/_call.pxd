@@ -66,6 +66,7 @@ ctypedef struct Call:
     const int *bs               # [T] batch sizes
     const Py_ssize_t *start     # [T] work row of (t, 0)
     int team                    # threads
+    int barrier[16]             # the team's barrier (_team.h): arrivals, generation
     # activations (i, f, g, o, hidden): ActivationFunction values and parameters
     int fn[5]
     double alpha[5]

@@ -12,12 +12,11 @@ from ._call cimport Call, Direction, Gate, Layer, Seq, Vec
 from ._dropout cimport layer_key, sample_key, unit_scale
 
 cdef extern from "_team.h" nogil:
-    void team_barrier()
+    void team_barrier(int *state, int team)
     int TEAM_OPENMP
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]
     double blas_flops "team_blas_flops"[]
-    int gemv_up_to "team_gemv_up_to"
     int TEAM_MAX
 
 cdef enum:
@@ -125,7 +124,7 @@ cdef void prepare_input(floating *typ, Call *c, int l, int tid, bint make_mask) 
                 src = <floating*>c.x.p + t * c.x.st + b * c.x.sb
                 for e in range(c.In):
                     dst[e] = src[e * c.x.se]
-        team_barrier()
+        team_barrier(c.barrier, c.team)
         return
     if c.dropout == 0 and c.rows == <Py_ssize_t>c.T * c.B:
         return
@@ -148,7 +147,7 @@ cdef void prepare_input(floating *typ, Call *c, int l, int tid, bint make_mask) 
             else:
                 for e in range(DH):
                     dst[e] = src[e]
-    team_barrier()
+    team_barrier(c.barrier, c.team)
 
 
 # ---------------------------------------------------------------------------------- forward
@@ -433,19 +432,19 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
     for l in range(c.L):
         prepare_input(typ, c, l, tid, True)
         project(typ, c, l, tid)
-        team_barrier()
+        team_barrier(c.barrier, c.team)
         for s in range(c.T):
             step_products(typ, c, l, s, r0, r1, False)
-            team_barrier()
+            team_barrier(c.barrier, c.team)
             if c.layer[l].full_o:
                 step_cells(typ, c, l, s, u0, u1, 1)
-                team_barrier()
+                team_barrier(c.barrier, c.team)
                 step_products(typ, c, l, s, r0, r1, True)
-                team_barrier()
+                team_barrier(c.barrier, c.team)
                 step_cells(typ, c, l, s, u0, u1, 2)
             else:
                 step_cells(typ, c, l, s, u0, u1, 3)
-            team_barrier()
+            team_barrier(c.barrier, c.team)
         final_states(typ, c, l, tid)
 
 
@@ -694,7 +693,7 @@ cdef void gather_previous(floating *typ, Call *c, int l, int tid, bint cells) no
                         dst[j] = src[j * init.cs]
                 else:
                     memset(dst, 0, H * sizeof(floating))
-    team_barrier()
+    team_barrier(c.barrier, c.team)
 
 
 cdef Mat cells_rows(floating *typ, Call *c, int l, int d, int tid) noexcept nogil:
@@ -714,7 +713,7 @@ cdef Mat cells_rows(floating *typ, Call *c, int l, int d, int tid) noexcept nogi
             src = <floating*>lay.cells + (t * c.B + b) * DH + d * H
             for j in range(H):
                 dst[j] = src[j]
-    team_barrier()
+    team_barrier(c.barrier, c.team)
     return mat(c.scratch_prev + c.D * c.rows * H * sizeof(floating), c.rows, H, H, 1)
 
 
@@ -807,7 +806,7 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
                           prev, gw.acc_U, block(gw.U, j, 0, n, H, sizeof(floating)))
     if not peepholes(grl, c.D):
         return
-    team_barrier()  # scratch_prev is reused for the cells
+    team_barrier(c.barrier, c.team)  # scratch_prev is reused for the cells
     gather_previous(typ, c, l, tid, True)
     for d in range(c.D):
         prev = mat(c.scratch_prev + d * rows * H * sizeof(floating), rows, H, H, 1)
@@ -823,7 +822,7 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
             if gw.cdiag.p != NULL:
                 column_sums(typ, c, block(dG, 0, d * G + k * H, rows, H, sizeof(floating)),
                             prev if k < 3 else cells, gw.cdiag, gw.acc_C, j, n)
-        team_barrier()  # the next direction's cells reuse the same scratch
+        team_barrier(c.barrier, c.team)  # the next direction's cells reuse the same scratch
 
 
 cdef inline bint peepholes(const Layer *grl, int D) noexcept nogil:
@@ -883,20 +882,20 @@ cdef void backward_thread(floating *typ, Call *c, int tid) noexcept nogil:
         for s in range(c.T):
             step_gradients(typ, c, l, s, u0, u1, 1)
             if c.layer[l].full_o:
-                team_barrier()
+                team_barrier(c.barrier, c.team)
                 step_back_products(typ, c, l, s, u0, u1, True)
             step_gradients(typ, c, l, s, u0, u1, 2)
-            team_barrier()
+            team_barrier(c.barrier, c.team)
             step_back_products(typ, c, l, s, u0, u1, False)
         initial_gradients(typ, c, l, u0, u1)
-        team_barrier()  # dG complete; carries no longer needed; scratch_dX (dy of l) consumed
+        team_barrier(c.barrier, c.team)  # dG complete; carries no longer needed; scratch_dX (dy of l) consumed
         weight_gradients(typ, c, l, tid)
-        team_barrier()
+        team_barrier(c.barrier, c.team)
         if l > 0:
             mask_gradient(typ, c, l, tid)
         else:
             input_gradient(typ, c, tid)
-        team_barrier()
+        team_barrier(c.barrier, c.team)
 
 
 # ---------------------------------------------------------------------------------- entry points
@@ -944,12 +943,6 @@ def entry_points():
     """The addresses of run_forward and run_backward, for the plan (which picks this build
     or another one of the same source at import)."""
     return <size_t>&run_forward, <size_t>&run_backward
-
-
-def set_gemv_up_to(int rows):
-    """Products with at most this many rows or columns run as gemv calls (for measurements)."""
-    global gemv_up_to
-    gemv_up_to = rows
 
 
 def team_available():

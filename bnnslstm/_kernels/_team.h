@@ -13,15 +13,52 @@
 #ifdef _OPENMP
 #include <omp.h>
 #define TEAM_OPENMP 1
-static inline void team_barrier(void)
-{
-    _Pragma("omp barrier")
-}
 static inline int team_thread(void) { return omp_get_thread_num(); }
 #else
 #define TEAM_OPENMP 0
-static inline void team_barrier(void) {}
 static inline int team_thread(void) { return 0; }
+#endif
+
+/* The barrier between the phases of a step. Waiting threads spin for TEAM_SPINS rounds,
+ * then give their core away until the last thread arrives: on a machine other processes
+ * load, a thread that spins (libgomp's barrier spins ~300k rounds) takes the core from
+ * the very thread everybody waits for. state: the call's own counters (Call.barrier:
+ * arrivals at [0], the generation at [8], a cache line apart). */
+#define TEAM_SPINS 4000
+
+#if TEAM_OPENMP && !defined(__STDC_NO_ATOMICS__)
+#include <stdatomic.h>
+#if defined(_WIN32)
+#include <windows.h>
+#define team_yield() SwitchToThread()
+#else
+#include <sched.h>
+#define team_yield() sched_yield()
+#endif
+static inline void team_barrier(int *state, int team)
+{
+    if (team <= 1)
+        return;
+    atomic_int *arrived = (atomic_int *)state, *generation = (atomic_int *)(state + 8);
+    int seen = atomic_load_explicit(generation, memory_order_acquire);
+    if (atomic_fetch_add_explicit(arrived, 1, memory_order_acq_rel) == team - 1) {
+        atomic_store_explicit(arrived, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(generation, 1, memory_order_release);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(generation, memory_order_acquire) == seen; spins++)
+        if (spins >= TEAM_SPINS)
+            team_yield();
+}
+#elif TEAM_OPENMP
+static inline void team_barrier(int *state, int team)
+{
+    (void)state;
+    if (team > 1)
+        _Pragma("omp barrier")
+}
+#else
+static inline void team_barrier(int *state, int team) { (void)state; (void)team; }
 #endif
 
 /* Time spent inside BLAS and the floating-point operations handed to it, per team thread
@@ -35,7 +72,7 @@ static double team_blas_flops[8 * TEAM_MAX];
 /* Products with at most this many rows or columns (a small batch) run as one gemv per
  * row or column: BLAS's gemm repacks the weights on every call, gemv streams them once
  * per sample, measured faster up to 4 samples (slower from 8). */
-static int team_gemv_up_to = 4;
+#define TEAM_GEMV_UP_TO 4
 
 /* seconds on a monotonic-enough clock (C11 timespec_get), for the BLAS-time counters */
 static inline double team_clock(void)
