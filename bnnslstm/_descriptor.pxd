@@ -31,6 +31,14 @@ cdef class NDArrayDescriptor:
     cdef int _key_nfill
     cdef Py_ssize_t _key_fill[8]
     cdef Strided _last
+    # the plan's last match of this descriptor against a field's logical shape (same keys,
+    # plus the shape and the call's element type): the resolved view, leading axes adjusted
+    cdef object _match_shape
+    cdef int _match_type
+    cdef Strided _match
+
+    cdef bint recall(self, tuple shape, int call_type, Strided *out)
+    cdef void remember(self, tuple shape, int call_type, const Strided *view)
 
     cdef int _acquire(self, str field) except -1
     cdef Py_ssize_t _elements(self, int data_type, str field) except -1

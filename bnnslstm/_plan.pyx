@@ -47,6 +47,9 @@ cdef int FLOAT32 = DataType.FLOAT32, FLOAT64 = DataType.FLOAT64
 cdef int ACCUMULATE = NDArrayFlags.BACKPROP_ACCUMULATE, SET = NDArrayFlags.BACKPROP_SET
 _INTEGER_TYPES = (DataType.INT32, DataType.INT64, DataType.UINT32, DataType.UINT64)
 _SCALARS = ("input_size", "hidden_size", "batch_size", "num_layers", "seq_len")
+# every gate's field names (for messages), forward and delta, built once
+_GATE_FIELDS = {prefix + name: {part: f"{prefix}{name}.{part}" for part in ("iw_desc[0]", "iw_desc[1]", "hw_desc", "cw_desc", "b_desc")}
+                for prefix in ("", "layer_delta_params.") for name in GATES}
 _STATE_NAMES = ("num_layers", None, "batch_size", "hidden_size")
 
 
@@ -188,6 +191,9 @@ def _batch_sizes(sequence_descriptor, T, B):
 
 
 cdef int sequence_layout(object desc, str field) except -1:
+    layout = desc.layout
+    if type(layout) is not bool and isinstance(layout, int) and (layout == SNE or layout == NSE):
+        return layout
     try:
         layout = DataLayout(desc.layout)
     except ValueError:
@@ -249,6 +255,13 @@ cdef class Plan:
         if not isinstance(desc, NDArrayDescriptor):
             raise BNNSError(f"{field}: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
         d = <NDArrayDescriptor>desc
+        t = Tensor.__new__(Tensor)
+        t.desc, t.field, t.itemsize = desc, field, self.c.itemsize
+        if d.recall(shape, self.data_type, &t.s):  # matched before, and nothing changed since
+            if writable and t.s.readonly:
+                raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+            (self.writes if writable else self.reads).append(t)
+            return t
         if d.data_type != self.data_type:
             raise BNNSError(f"{field}.data_type: {type_name(d.data_type)} but the call's type is "
                             f"{type_name(self.data_type)}")
@@ -269,9 +282,7 @@ cdef class Plan:
                             f"match {shape}{read_as}")
         for k in range(rank):
             fill[k] = given[k]
-        t = Tensor.__new__(Tensor)
         d.resolve(fill, rank, field, self.data_type, writable, &t.s)
-        t.desc, t.field, t.itemsize = desc, field, self.c.itemsize
         # the expected rank: leading axes of extent 1 dropped or added (stride 0)
         for k in range(r):
             if k < c0:
@@ -281,6 +292,7 @@ cdef class Plan:
         t.s.nd = r
         for k in range(r):
             t.s.n[k], t.s.s[k] = given[k], fill[k]
+        d.remember(shape, self.data_type, &t.s)
         (self.writes if writable else self.reads).append(t)
         return t
 
@@ -460,21 +472,22 @@ cdef class Plan:
         cdef Py_ssize_t I = self.In, H = self.H
         cdef Tensor U, C, b
         cdef Gate *g
+        cdef dict fields = _GATE_FIELDS[name]
         W = self.layer_weights(gate, name, delta)
-        U = self.tensor(gate.hw_desc, (L, D, H, H), f"{name}.hw_desc", delta, delta)
+        U = self.tensor(gate.hw_desc, (L, D, H, H), fields["hw_desc"], delta, delta)
         C, kind = None, NO_PEEPHOLE
         if gate.cw_desc is not None:
             desc = gate.cw_desc
             if not isinstance(desc, NDArrayDescriptor):
                 raise BNNSError(f"{name}.cw_desc: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
             # kind before fill (SPEC §2): the layout's rank decides, then zero sizes are filled
-            if layout_rank(desc.layout, f"{name}.cw_desc") in (1, 3):
-                C, kind = self.tensor(desc, (L, D, H), f"{name}.cw_desc", delta, True,
+            if layout_rank(desc.layout, fields["cw_desc"]) in (1, 3):
+                C, kind = self.tensor(desc, (L, D, H), fields["cw_desc"], delta, True,
                                       "a diagonal peephole [L][D][H] (rank 3, or one [H] vector)"), DIAGONAL
             else:
-                C, kind = self.tensor(desc, (L, D, H, H), f"{name}.cw_desc", delta, True,
+                C, kind = self.tensor(desc, (L, D, H, H), fields["cw_desc"], delta, True,
                                       "a full peephole [L][D][H][H] (rank 4, or one [H][H] matrix)"), FULL
-        b = self.tensor(gate.b_desc, (L, D, H), f"{name}.b_desc", delta)
+        b = self.tensor(gate.b_desc, (L, D, H), fields["b_desc"], delta)
         for l in range(L):
             for d in range(D):
                 g = &layers[l].d[d].g[k]
@@ -510,31 +523,32 @@ cdef class Plan:
         cdef int L = self.L, D = self.D, l
         cdef Py_ssize_t I = self.In, H = self.H
         cdef Tensor every, later
+        cdef dict fields = _GATE_FIELDS[name]
         first, rest = (list(gate.iw_desc) + [None, None])[:2] if gate.iw_desc is not None else (None, None)
         if first is None:
             if delta:
-                later = self.tensor(rest, (L - 1, D, H, D * H), f"{name}.iw_desc[1]", True) if L > 1 else None
+                later = self.tensor(rest, (L - 1, D, H, D * H), fields["iw_desc[1]"], True) if L > 1 else None
                 return [(None, 0)] + [(later, l) for l in range(L - 1)]
             raise BNNSError(f"{name}.iw_desc[0]: required")
         if not isinstance(first, NDArrayDescriptor):
             raise BNNSError(f"{name}.iw_desc[0]: expected an NDArrayDescriptor, got {type(first).__name__}")
         # kind before fill (SPEC §2): rank 4 or more, with iw_desc[1] absent or the same
         # descriptor, covers every layer; anything else is layer 0's [D][H][I]
-        if layout_rank(first.layout, f"{name}.iw_desc[0]") >= 4 and (rest is None or rest is first):
+        if layout_rank(first.layout, fields["iw_desc[0]"]) >= 4 and (rest is None or rest is first):
             if L > 1 and I != D * H:
                 raise BNNSError(f"{name}.iw_desc[0]: a rank-4 layout covers every layer, which needs "
                                 f"input_size == D*hidden_size ({I} != {D * H}); give layer 0's [D][H][I] "
                                 f"(rank 3) and iw_desc[1]")
-            every = self.tensor(first, (L, D, H, I), f"{name}.iw_desc[0]", delta, False,
+            every = self.tensor(first, (L, D, H, I), fields["iw_desc[0]"], delta, False,
                                 "a rank-4 layout covers every layer, [L][D][H][I]")
             return [(every, l) for l in range(L)]
-        weights = [(self.tensor(first, (D, H, I), f"{name}.iw_desc[0]", delta, False), 0)]
+        weights = [(self.tensor(first, (D, H, I), fields["iw_desc[0]"], delta, False), 0)]
         if L > 1:
             if rest is None and not delta:
                 raise BNNSError(f"{name}.iw_desc[1]: required when num_layers > 1 (or give every layer in iw_desc[0])")
             if rest is first and delta:
                 raise BNNSError(f"{name}.iw_desc[1]: the same descriptor as iw_desc[0] but they receive different layers")
-            later = self.tensor(rest, (L - 1, D, H, D * H), f"{name}.iw_desc[1]", delta)
+            later = self.tensor(rest, (L - 1, D, H, D * H), fields["iw_desc[1]"], delta)
             weights += [(later, l) for l in range(L - 1)]
         return weights
 
