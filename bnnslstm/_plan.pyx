@@ -232,9 +232,6 @@ cdef class Plan:
     def I(self):
         return self.In
 
-    def layer_width(self, layer):
-        return self.In if layer == 0 else self.D * self.H
-
     # ------------------------------------------------------------------ resolution
     cdef Tensor tensor(self, object desc, tuple shape, str field, bint writable=False, bint optional=True,
                        str kind=None):
@@ -339,10 +336,12 @@ cdef class Plan:
         m = mat(s.p, <Py_ssize_t>self.T * self.B, width, s.sb if self.B > 1 else s.st, s.se)
         return m if addressable(m) else mat(NULL, 0, 0, 0, 0)
 
-    cdef Mat state(self, Tensor t, int l, int d):
+    cdef Mat state(self, Tensor t, int l, int d, bint blas=False):
+        """Layer l, direction d of a ``[L][D][B][H]`` state (absent: p NULL); with ``blas``,
+        one BLAS can read (the first step's products read initial states)."""
         if t is None:
             return mat(NULL, 0, 0, 0, 0)
-        return t.matrix(l, d)
+        return self.weight(t, l, d) if blas else t.matrix(l, d)
 
     # ------------------------------------------------------------------ forward parameters
     cdef int setup(self, object params, bint need_outputs) except -1:
@@ -442,27 +441,22 @@ cdef class Plan:
         x = self.sequence(x_desc, I, "input_descriptor.data_desc")
         c.x = self.seq(x)
         c.x_rows = self.rows(c.x, I)
-        self.states(inp, "input_descriptor", False, c.layer)
+        h0, c0 = self.states(inp, "input_descriptor", False)
+        hn, cn = self.states(out, "output_descriptor", True) if need_outputs else (None, None)
         if need_outputs:
             c.y = self.seq(self.sequence(out.data_desc, D * H, "output_descriptor.data_desc", True))
-            self.states(out, "output_descriptor", True, c.layer)
+        for k in range(L):
+            for t in range(D):
+                c.layer[k].d[t].h0, c.layer[k].d[t].c0 = self.state(h0, k, t, True), self.state(c0, k, t, True)
+                c.layer[k].d[t].hn, c.layer[k].d[t].cn = self.state(hn, k, t), self.state(cn, k, t)
         return 0
 
-    cdef int states(self, object owner, str prefix, bint written, Layer *layers) except -1:
-        """h0, c0 (read) or h_T, c_T (written) of every layer and direction."""
-        cdef int l, d
+    cdef tuple states(self, object owner, str prefix, bint written):
+        """The hidden and cell state descriptors of ``owner`` (an LSTMDataDescriptor), each
+        ``[L][D][B][H]``, resolved (None where absent)."""
         cdef tuple shape = (self.L, self.D, self.B, self.H)
-        h = self.tensor(owner.hidden_desc, shape, f"{prefix}.hidden_desc", written)
-        cell = self.tensor(owner.cell_state_desc, shape, f"{prefix}.cell_state_desc", written)
-        for l in range(self.L):
-            for d in range(self.D):
-                if written:
-                    layers[l].d[d].hn = self.state(h, l, d)
-                    layers[l].d[d].cn = self.state(cell, l, d)
-                else:  # the first step's products read them: BLAS must address them
-                    layers[l].d[d].h0 = self.weight(h, l, d) if h is not None else self.state(h, l, d)
-                    layers[l].d[d].c0 = self.weight(cell, l, d) if cell is not None else self.state(cell, l, d)
-        return 0
+        return (self.tensor(owner.hidden_desc, shape, f"{prefix}.hidden_desc", written),
+                self.tensor(owner.cell_state_desc, shape, f"{prefix}.cell_state_desc", written))
 
     cdef tuple gate(self, object gate, int k, str name, bint delta, Layer *layers):
         """Gate k's descriptors into every layer and direction of ``layers``: the weights
@@ -564,7 +558,6 @@ cdef class Plan:
             for k in range(4):
                 blocks[4 * d + k] = lay.d[d].g[k].W
         lay.W4 = merged(blocks, 4 * self.D, self.H, self.c.itemsize)
-        lay.full_ifg = lay.d[0].g[0].C.p != NULL or lay.d[0].g[1].C.p != NULL or lay.d[0].g[2].C.p != NULL
         lay.full_o = lay.d[0].g[3].C.p != NULL
 
     # ------------------------------------------------------------------ backward parameters
@@ -576,6 +569,7 @@ cdef class Plan:
         cdef int L = self.L, D = self.D, l, d, k
         cdef Py_ssize_t T = self.T, B = self.B, I = self.In, H = self.H
         cdef Tensor dx
+        cdef Direction *gr
         if delta is None or not hasattr(delta, "input_descriptor"):
             raise BNNSError("layer_delta_params: expected LayerParametersLSTM")
         resolved = dict(zip(_SCALARS, (self.In, self.H, self.B, self.L, self.T)))
@@ -593,23 +587,18 @@ cdef class Plan:
         prefix = "layer_delta_params."
         self.writes = []
         c.dy = self.seq(self.sequence(out.data_desc, D * H, prefix + "output_descriptor.data_desc"))
-        self.states(out, prefix + "output_descriptor", False, c.grad)      # dL/dh_T, dL/dc_T: read
-        for l in range(L):
-            for d in range(D):  # gradient fields: hn holds dL/dh_T (see _lstm.pxd)
-                c.grad[l].d[d].hn, c.grad[l].d[d].cn = c.grad[l].d[d].h0, c.grad[l].d[d].c0
-                c.grad[l].d[d].h0 = c.grad[l].d[d].c0 = mat(NULL, 0, 0, 0, 0)
+        dhn, dcn = self.states(out, prefix + "output_descriptor", False)    # dL/dh_T, dL/dc_T: read
         dx = self.sequence(inp.data_desc, I, prefix + "input_descriptor.data_desc", True)
         c.dx = self.seq(dx)
         c.dx_rows = self.rows(c.dx, I)
         c.acc_dx = self.accumulates(dx)
-        h0 = self.tensor(inp.hidden_desc, (L, D, B, H), prefix + "input_descriptor.hidden_desc", True)
-        c0 = self.tensor(inp.cell_state_desc, (L, D, B, H), prefix + "input_descriptor.cell_state_desc", True)
+        dh0, dc0 = self.states(inp, prefix + "input_descriptor", True)      # dL/dh0, dL/dc0: written
         for l in range(L):
-            for d in range(D):
-                c.grad[l].d[d].h0 = self.state(h0, l, d)
-                c.grad[l].d[d].c0 = self.state(c0, l, d)
-                c.grad[l].d[d].acc_h0 = self.accumulates(h0)
-                c.grad[l].d[d].acc_c0 = self.accumulates(c0)
+            for d in range(D):  # gradient fields mirror the forward's (see _call.pxd)
+                gr = &c.grad[l].d[d]
+                gr.hn, gr.cn = self.state(dhn, l, d), self.state(dcn, l, d)
+                gr.h0, gr.c0 = self.state(dh0, l, d), self.state(dc0, l, d)
+                gr.acc_h0, gr.acc_c0 = self.accumulates(dh0), self.accumulates(dc0)
         for k, name in enumerate(GATES):
             gate = getattr(delta, name)
             if gate is None:

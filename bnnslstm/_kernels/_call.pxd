@@ -47,7 +47,7 @@ ctypedef struct Layer:
     Direction d[2]
     Mat W4                      # every direction's and gate's W as one [D*4H][X] matrix, or p NULL
     Py_ssize_t X                # input width: I for layer 0, D*H after
-    bint full_ifg, full_o       # any gate i/f/g (o) with a full peephole
+    bint full_o                 # the output gate has a full peephole (it reads the new cell)
     char *bias                  # [D][4][H] contiguous (zeros where a gate has no bias)
     char *cdiag                 # [D][4][H] contiguous diagonal peepholes, or NULL when none
     # regions of the training cache (or scratch), row-major over the call's rows
