@@ -153,24 +153,33 @@ cdef void prepare_input(floating *typ, Call *c, int l, int tid, bint make_mask) 
 # ---------------------------------------------------------------------------------- forward
 cdef void project(floating *typ, Call *c, int l, int tid) noexcept nogil:
     """The input projection of every step and both directions, in work rows:
-    proj[rows][D*4H] = input W^T (the thread's slice of columns)."""
+    proj[rows][D*4H] = input W^T. The team splits the larger of the two dimensions, so that
+    the operand every thread packs whole (BLAS packs both) is the smaller one."""
     cdef Layer *lay = &c.layer[l]
-    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, c0, c1, j, n
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, c0, c1, r0, r1, j, n
     cdef Mat inp = layer_input(typ, c, l)
     cdef Mat proj = mat(projection(c, l), c.rows, DG, DG, 1)
     cdef int d, k
-    share(DG, c.team, tid, GRAIN, &c0, &c1)
+    if c.rows > DG:  # the thread's rows, every column
+        share(c.rows, c.team, tid, GRAIN, &r0, &r1)
+        c0, c1 = 0, DG
+    else:  # every row, the thread's columns
+        r0, r1 = 0, c.rows
+        share(DG, c.team, tid, GRAIN, &c0, &c1)
+    if r1 <= r0 or c1 <= c0:
+        return
+    inp = block(inp, r0, 0, r1 - r0, lay.X, sizeof(floating))
+    proj = block(proj, r0, 0, r1 - r0, DG, sizeof(floating))
     if lay.W4.p != NULL:
-        if c1 > c0:
-            gemm(<floating>1, inp, transposed(block(lay.W4, c0, 0, c1 - c0, lay.X, sizeof(floating))),
-                 <floating>0, block(proj, 0, c0, c.rows, c1 - c0, sizeof(floating)))
+        gemm(<floating>1, inp, transposed(block(lay.W4, c0, 0, c1 - c0, lay.X, sizeof(floating))),
+             <floating>0, block(proj, 0, c0, r1 - r0, c1 - c0, sizeof(floating)))
         return
     for d in range(c.D):
         for k in range(4):
             n = overlap(c0, c1, d * G + k * H, d * G + (k + 1) * H, &j)
             if n > 0:
                 gemm(<floating>1, inp, transposed(block(lay.d[d].g[k].W, j, 0, n, lay.X, sizeof(floating))),
-                     <floating>0, block(proj, 0, d * G + k * H + j, c.rows, n, sizeof(floating)))
+                     <floating>0, block(proj, 0, d * G + k * H + j, r1 - r0, n, sizeof(floating)))
 
 
 cdef inline char* projection(const Call *c, int l) noexcept nogil:
