@@ -463,7 +463,7 @@ cdef class Plan:
         (forward) or the gradients that receive them (delta: every field optional, written,
         with its own flags). Returns (peephole kind, has bias)."""
         cdef int L = self.L, D = self.D, l, d
-        cdef Py_ssize_t I = self.In, H = self.H
+        cdef Py_ssize_t H = self.H
         cdef Tensor U, C, b
         cdef Gate *g
         cdef dict fields = _GATE_FIELDS[name]

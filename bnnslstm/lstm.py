@@ -159,9 +159,6 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
 
 
 # ---------------------------------------------------------------------------- backward
-_SCALARS = ("input_size", "hidden_size", "batch_size", "num_layers", "seq_len")
-
-
 def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_params=None, training_cache=None):
     """Backward pass (SPEC §6): every gradient, from the training cache or by recomputing.
 

@@ -93,7 +93,6 @@ cdef void gemm_into(floating *typ, Call *c, int tid, Mat a, Mat b, bint accumula
 # ---------------------------------------------------------------------------------- input
 cdef Mat layer_input(floating *typ, Call *c, int l) noexcept nogil:
     """Layer l's input as [rows][X] in work-row order (see prepare_input)."""
-    cdef Layer *lay = &c.layer[l]
     cdef Py_ssize_t DH = c.D * c.H
     if l == 0:
         if c.x_rows.p != NULL:
@@ -108,7 +107,7 @@ cdef void prepare_input(floating *typ, Call *c, int l, int tid, bint make_mask) 
     """Gather (and mask) layer l's input into work rows where it is not read in place:
     x when BLAS cannot read it as one matrix, a lower layer's output after dropout or with
     per-step batch sizes. make_mask also writes the dropout mask region (forward)."""
-    cdef Py_ssize_t t0, t1, t, b, e, X, DH = c.D * c.H
+    cdef Py_ssize_t t0, t1, t, b, e, DH = c.D * c.H
     cdef floating *dst
     cdef floating *src
     cdef floating *m
