@@ -20,7 +20,7 @@ cdef extern from "_team.h" nogil:
     int TEAM_MAX
 
 cdef enum:
-    CHUNK = 64      # hidden units per elementwise chunk (the chunk's arrays stay in L1;
+    CHUNK = 128     # hidden units per elementwise chunk (the chunk's arrays stay in L1;
                     # the loops stepping by it write the literal: range() needs one)
     GRAIN = 16      # GEMM slices start on multiples of this many rows/columns
 
@@ -289,7 +289,7 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssi
             y = NULL
             if last:
                 y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
-            for j in range(j0, j0 + n, 64):  # CHUNK units at a time
+            for j in range(j0, j0 + n, 128):  # CHUNK units at a time
                 m = j0 + n - j
                 cell_chunk(typ, c, m if m < CHUNK else CHUNK, H,
                            <floating*>proj + wrow * DG + d * G + j,
@@ -505,7 +505,7 @@ cdef void step_gradients(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py
             else:
                 c_prev = NULL
                 cps = 0
-            for j in range(j0, j0 + n, 64):  # CHUNK units at a time
+            for j in range(j0, j0 + n, 128):  # CHUNK units at a time
                 m = j0 + n - j
                 if m > CHUNK:
                     m = CHUNK
@@ -735,7 +735,7 @@ cdef void column_sums(floating *typ, Call *c, Mat dG, Mat other, Vec dst, bint a
     cdef floating *g
     cdef floating *o
     cdef floating *e
-    for j in range(j0, j0 + n, 64):  # CHUNK columns at a time
+    for j in range(j0, j0 + n, 128):  # CHUNK columns at a time
         m = j0 + n - j
         if m > CHUNK:
             m = CHUNK
