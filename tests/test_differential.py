@@ -16,7 +16,8 @@ sizes as integer arrays of every type, lists or integer descriptors; dropout; th
 cache or none, in the forward and in the backward; each gradient None, SET or ACCUMULATE;
 flags on descriptors that receive no gradient (which must not matter); the four gates'
 weights side by side in one array (as bnnslstm.LSTM stores them); scalars as Python or numpy
-integers; n_threads.
+integers; n_threads. A second test draws the same with a thread team of 2-4 forced on every
+call, on sizes around the team's split grains.
 
 Every descriptor lives in a larger buffer: the gaps around and inside a read view hold NaN
 (a read outside the view would show), those of a written view a byte pattern that must
@@ -69,10 +70,16 @@ PARAMETERS = {  # alpha, beta ranges per function that reads them (None: not rea
 # n_threads: mostly 1. On a busy machine (load 4 on 2 cores) the kernels' OpenMP team and
 # OpenBLAS's threads made tiny calls 20-50x slower (libgomp's threads spin), which would make
 # the test's time depend on the machine's load; the other values keep their code paths (the
-# two directions on two threads) covered
-threads = st.sampled_from([bl.FilterParameters(1), bl.FilterParameters(1), None, bl.FilterParameters(0),
+# two directions on two threads) covered. Calls this small run on one thread anyway
+# (bnnslstm.lstm._TEAM_MIN_WORK): the team's splits are drawn by the forced-team test below.
+THREADS = st.sampled_from([bl.FilterParameters(1), bl.FilterParameters(1), None, bl.FilterParameters(0),
                            bl.FilterParameters(2), bl.FilterParameters(1)])
 SIZES = st.sampled_from([1, 1, 2, 3, 4, 5, 6, 7])  # 1 twice: the edge cases live there
+# forced teams: 2-4 threads (more than the cores, too) on sizes around the splits' grains
+# (products in slices of 16 rows of D*4H, elementwise passes in shares of 8 units)
+TEAM_THREADS = st.sampled_from([bl.FilterParameters(2), bl.FilterParameters(3), bl.FilterParameters(4)])
+TEAM_SIZES = st.sampled_from([1, 2, 3, 5, 8, 9, 13, 17])
+TEAM_EXAMPLES = 150
 JUNK = [math.nan, math.inf, -7.5, 1e30]  # alpha/beta of a function that must not read them
 MARGIN = 10_000  # near a kink: within this many eps of it (relative to the layer's values)
 LIMIT = 1e3  # larger values in the reference's trace: the example is rejected
@@ -342,13 +349,34 @@ def near_kinks(trace, activations, lengths, L, D, dtype):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
 @given(st.data())
 def test_forward_and_backward_agree_with_the_reference(data):
+    check_example(data, SIZES, THREADS)
+
+
+@settings(max_examples=TEAM_EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@given(st.data())
+def test_every_split_of_a_forced_team_agrees_with_the_reference(data):
+    """The same examples with a thread team on every call, however small (its GEMM slices
+    and elementwise shares empty, partial or whole; a thread with no share still meets
+    every barrier)."""
+    import bnnslstm.lstm as lstm_module
+
+    saved = lstm_module._TEAM_MIN_WORK
+    lstm_module._TEAM_MIN_WORK = 1
+    try:
+        check_example(data, TEAM_SIZES, TEAM_THREADS)
+    finally:
+        lstm_module._TEAM_MIN_WORK = saved
+
+
+def check_example(data, sizes, threads):
     draw = data.draw
     dtype = np.dtype(draw(st.sampled_from([np.float32, np.float64]), label="dtype"))
     L = draw(st.sampled_from([1, 1, 2, 3]), label="L")
     D = draw(st.sampled_from([1, 2]), label="D")
-    H, T, B = (draw(SIZES, label=name) for name in ("H", "T", "B"))
+    H, T, B = (draw(sizes, label=name) for name in ("H", "T", "B"))
     covering = draw(st.booleans(), label="iw_desc[0] covers every layer")
-    I = D * H if covering else draw(SIZES, label="I")
+    I = D * H if covering else draw(sizes, label="I")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     rng = np.random.default_rng(seed)
     scale = draw(st.sampled_from([0.3, 0.6]), label="weight scale")
