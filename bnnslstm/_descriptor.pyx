@@ -274,8 +274,8 @@ cdef class NDArrayDescriptor:
         itemsize = array.dtype.itemsize
         strides = []
         for extent, step in zip(array.shape, array.strides):
-            if extent == 1:
-                step = 0  # normalised below to the default
+            if extent == 1 or array.size == 0:
+                step = 0  # normalised below to the default (numpy gives an empty array 0 strides)
             elif step < 0:
                 raise BNNSError(f"array: negative stride {step} (reversed views are not supported)")
             elif step == 0:

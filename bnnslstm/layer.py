@@ -171,6 +171,8 @@ class LSTM:
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise BNNSError(f"x: expected a 3-D array with {self.input_size} features, got shape {x.shape}")
+        if x.size == 0:
+            raise BNNSError(f"x: shape {x.shape} is empty (a sequence needs at least one step and one sample)")
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
         h0 = None if h0 is None else self._array(h0, (L * D, B, H), "h0")
         c0 = None if c0 is None else self._array(c0, (L * D, B, H), "c0")

@@ -143,6 +143,15 @@ def test_zero_sizes_are_filled_from_the_parameters():
         d.to_numpy()
 
 
+def test_from_array_of_an_empty_array_keeps_its_sizes_with_default_strides():
+    """numpy gives an empty array zero strides: they are not a broadcast view's (a size of 0
+    then means "from the scalars", SPEC §2)."""
+    d = bl.NDArrayDescriptor.from_array(np.zeros((0, 2, 3), np.float32), L.SNE)
+    assert (tuple(d.size), tuple(d.stride)) == ((3, 2, 0), (1, 3, 6))
+    d = bl.NDArrayDescriptor.from_array(np.zeros((4, 0), np.float32), L.ROW_MAJOR_MATRIX)
+    assert tuple(d.size) == (0, 4)
+
+
 @pytest.mark.parametrize("make,match", [
     (lambda: bl.NDArrayDescriptor.from_array(np.arange(4.0)[::-1]), "negative stride"),
     (lambda: bl.NDArrayDescriptor.from_array(np.broadcast_to(np.arange(3.0), (4, 3))), "zero stride"),

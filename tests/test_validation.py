@@ -204,3 +204,9 @@ def test_backward_refuses_a_peephole_gradient_the_forward_lacks():
     params.output_gate.cw_desc = None  # forward without the output peephole, cache rewritten to match
     bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
     assert_backward_refused(params, delta, grads, cache, "output_gate.cw_desc: the forward's gate has no peephole")
+
+
+@pytest.mark.parametrize("shape", [(0, 2, 3), (2, 0, 3)], ids=["no steps", "no samples"])
+def test_the_layer_refuses_an_empty_sequence_by_name(shape):
+    with pytest.raises(bl.BNNSError, match=r"x: shape \(\d, \d, 3\) is empty"):
+        bl.LSTM(3, 4).forward(np.zeros(shape, np.float32))
