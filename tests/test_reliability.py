@@ -203,12 +203,12 @@ def test_corrupted_parameters_raise_and_write_nothing(f, corruption):
     assert cache == bytearray(b"\xab" * 4096)
 
 
-def run_python(script, *args, cwd, env=None):
+def run_python(script, *args, cwd, env=None, timeout=300):
     """Run ``script`` in a child Python, from ``cwd`` (a directory outside the source tree,
     so that the child imports the same installed package as the tests, wherever pytest was
     started)."""
     return subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_hostile_descriptors_in_a_subprocess_never_crash(tmp_path):
@@ -241,6 +241,31 @@ def test_hostile_descriptors_in_a_subprocess_never_crash(tmp_path):
     done = run_python(script, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) > 200
+
+
+@pytest.mark.parametrize("setting", ["OMP_THREAD_LIMIT=1", "OMP_DYNAMIC=true"])
+def test_a_team_openmp_starts_short_runs_on_one_thread(tmp_path, setting):
+    """OpenMP may start fewer threads than the team asked for (here 2, on a shape large
+    enough for a team): the call must neither wait forever at a barrier for the missing
+    thread nor skip its share of the work."""
+    import os
+
+    script = textwrap.dedent("""
+        import numpy as np, bnnslstm as bl
+        lstm = bl.LSTM(32, 128, bidirectional=True, seed=0)
+        x = np.random.default_rng(0).standard_normal((4, 16, 32)).astype(np.float32)
+        y, (h, c) = lstm.forward(x)
+        dx, _ = lstm.backward(np.ones_like(y))
+        print(repr(float(np.abs(y).sum())), repr(float(np.abs(dx).sum())),
+              repr(float(np.abs(lstm.grads["weight_hh_l0"]).sum())))
+    """)
+    name, value = setting.split("=")
+    limited = run_python(script, cwd=tmp_path, env={**os.environ, name: value}, timeout=120)  # a hang: fails
+    assert limited.returncode == 0, limited.stderr
+    free = run_python(script, cwd=tmp_path)
+    assert free.returncode == 0, free.stderr
+    np.testing.assert_allclose([float(v) for v in limited.stdout.split()],
+                               [float(v) for v in free.stdout.split()], rtol=1e-5)
 
 
 def test_a_refused_call_leaves_the_blas_thread_count_alone():

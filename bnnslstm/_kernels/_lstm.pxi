@@ -13,6 +13,7 @@ from ._dropout cimport layer_key, sample_key, unit_scale
 
 cdef extern from "_team.h" nogil:
     void team_barrier(int *state, int team)
+    int team_started()
     int TEAM_OPENMP
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]
@@ -908,30 +909,34 @@ cdef void backward_thread(floating *typ, Call *c, int tid) noexcept nogil:
 
 # ---------------------------------------------------------------------------------- entry points
 cdef void run_team(Call *c, bint forward) noexcept nogil:
-    cdef int tid
-    if c.team > 1:
-        with parallel(num_threads=c.team):
+    """The call on a team of c.team threads. OpenMP may start fewer than asked
+    (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call from inside another parallel region): then the
+    first thread runs the whole call alone, as a team of one, since the barriers wait for
+    every member."""
+    cdef int tid, started, team = c.team
+    if team > 1:
+        with parallel(num_threads=team):
             tid = threadid()
-            if forward:
-                if c.itemsize == 4:
-                    forward_thread(<float*>NULL, c, tid)
-                else:
-                    forward_thread(<double*>NULL, c, tid)
-            else:
-                if c.itemsize == 4:
-                    backward_thread(<float*>NULL, c, tid)
-                else:
-                    backward_thread(<double*>NULL, c, tid)
-    elif forward:
-        if c.itemsize == 4:
-            forward_thread(<float*>NULL, c, 0)
-        else:
-            forward_thread(<double*>NULL, c, 0)
+            started = team_started()
+            if started == team:
+                run_thread(c, forward, tid)
+            elif tid == 0:
+                c.team = 1
+                run_thread(c, forward, 0)
     else:
+        run_thread(c, forward, 0)
+
+
+cdef inline void run_thread(Call *c, bint forward, int tid) noexcept nogil:
+    if forward:
         if c.itemsize == 4:
-            backward_thread(<float*>NULL, c, 0)
+            forward_thread(<float*>NULL, c, tid)
         else:
-            backward_thread(<double*>NULL, c, 0)
+            forward_thread(<double*>NULL, c, tid)
+    elif c.itemsize == 4:
+        backward_thread(<float*>NULL, c, tid)
+    else:
+        backward_thread(<double*>NULL, c, tid)
 
 
 cdef int run_forward(Call *c) noexcept nogil:

@@ -14,9 +14,11 @@
 #include <omp.h>
 #define TEAM_OPENMP 1
 static inline int team_thread(void) { return omp_get_thread_num(); }
+static inline int team_started(void) { return omp_get_num_threads(); }
 #else
 #define TEAM_OPENMP 0
 static inline int team_thread(void) { return 0; }
+static inline int team_started(void) { return 1; }
 #endif
 
 /* The barrier between the phases of a step. Waiting threads spin for TEAM_SPINS rounds,
