@@ -5,6 +5,8 @@ the parameters live in a few contiguous arrays, each PyTorch-named parameter is 
 them, and every gate's descriptor is a strided view too, so nothing is copied per call.
 """
 
+import threading
+
 import numpy as np
 
 from .descriptors import NDArrayDescriptor
@@ -20,6 +22,7 @@ from .parameters import LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescrip
 __all__ = ["LSTM"]
 
 _GATE_FIELDS = ("input_gate", "forget_gate", "candidate_gate", "output_gate")  # PyTorch's row order i, f, g, o
+_SHAPES_KEPT = 16  # call shapes whose descriptor sets an LSTM keeps for reuse
 
 
 class _Weights:
@@ -96,6 +99,12 @@ class LSTM:
     seed : int or None
         Seeds the initial weights (uniform in ``±1/sqrt(hidden_size)``, as PyTorch) and the
         dropout masks.
+
+    Threads: inference calls (``training=False``) may run on one layer from several threads
+    at once. Training keeps state on the layer (the last training forward's cache, which
+    :meth:`backward` differentiates, and :attr:`grads`), so a layer trains in one thread
+    at a time; concurrent training needs a layer per thread (or the functions of
+    :mod:`bnnslstm.lstm`, which keep no state).
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, dropout=0.0,
@@ -119,10 +128,11 @@ class LSTM:
         bound = 1 / np.sqrt(self.hidden_size)
         for array in self._weights.named(self.num_layers, self.D, self.hidden_size).values():
             array[...] = self._rng.uniform(-bound, bound, array.shape)
-        self._last = None  # (params, cache, shapes) of the last training forward
+        self._last = None  # (params, cache, x's shape, descriptor key and set) of the last training forward
         self._cache = None
         self._capacities = {}  # x.shape -> training cache bytes
-        self._call_descriptors = {}  # see _descriptors
+        self._free_descriptors = {}  # key -> descriptor sets no call is using (see _take_descriptors)
+        self._lock = threading.Lock()
         # descriptors on the storage, built once: the arrays never move
         self._weight_gates = self._weights.gates(0)
         self._grad_gates = self._grads.gates(0)
@@ -148,16 +158,19 @@ class LSTM:
     def _sequence_shape(self, T, B, width):
         return (B, T, width) if self.batch_first else (T, B, width)
 
-    def _descriptors(self, key, sequences, states):
-        """Descriptors of a call's sequences (SNE or NSE) and ``[L*D][B][H]`` states, built
-        once per ``key`` (the shapes, which inputs are given) and afterwards only pointed at
-        this call's arrays: descriptors are plain mutable objects, and building them anew
-        for every call would cost more than a small call itself."""
-        descriptors = self._call_descriptors.get(key)
+    def _take_descriptors(self, key, sequences, states):
+        """Descriptors of a call's sequences (SNE or NSE) and ``[L*D][B][H]`` states, pointed
+        at this call's arrays: a set built before for the same ``key`` (the shapes, which
+        inputs are given) when one is free, as building them costs more than a small call
+        itself. The call owns the set until :meth:`_give_back` (concurrent calls each get
+        their own; the last training forward keeps its set for :meth:`backward`)."""
+        with self._lock:
+            free = self._free_descriptors.get(key)
+            descriptors = free.pop() if free else None
         if descriptors is None:
             layout = DataLayout.NSE if self.batch_first else DataLayout.SNE
             L, D, H = self.num_layers, self.D, self.hidden_size
-            descriptors = self._call_descriptors[key] = (
+            descriptors = (
                 [NDArrayDescriptor.from_array(array, layout) for array in sequences] +
                 [None if array is None else NDArrayDescriptor.from_array(array.reshape(L, D, -1, H))
                  for array in states])
@@ -165,6 +178,16 @@ class LSTM:
             if descriptor is not None:
                 descriptor.data = array
         return descriptors
+
+    def _give_back(self, key, descriptors):
+        """A call's descriptor set, free again (pointing at nothing: no array is kept alive)."""
+        for descriptor in descriptors:
+            if descriptor is not None:
+                descriptor.data = None
+        with self._lock:
+            if key not in self._free_descriptors and len(self._free_descriptors) >= _SHAPES_KEPT:
+                self._free_descriptors.clear()
+            self._free_descriptors.setdefault(key, []).append(descriptors)
 
     def _params(self, x, h0, c0, batch_sizes, training):
         L, D, H = self.num_layers, self.D, self.hidden_size
@@ -179,8 +202,9 @@ class LSTM:
         y = np.empty(self._sequence_shape(T, B, D * H), self.dtype)
         h_n = np.empty((L * D, B, H), self.dtype)
         c_n = np.empty((L * D, B, H), self.dtype)
-        x_desc, y_desc, h0_desc, c0_desc, hn_desc, cn_desc = self._descriptors(
-            ("forward", x.shape, h0 is None, c0 is None), (x, y), (h0, c0, h_n, c_n))
+        key = ("forward", x.shape, h0 is None, c0 is None)
+        descriptors = self._take_descriptors(key, [x, y], [h0, c0, h_n, c_n])
+        x_desc, y_desc, h0_desc, c0_desc, hn_desc, cn_desc = descriptors
         flags = LayerFlags.DEFAULT_ACTIVATIONS | (LayerFlags.BIDIRECTIONAL if self.bidirectional else 0)
         params = LayerParametersLSTM(
             input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
@@ -192,7 +216,7 @@ class LSTM:
             input_gate=self._weight_gates[0], forget_gate=self._weight_gates[1],
             candidate_gate=self._weight_gates[2], output_gate=self._weight_gates[3],
         )
-        return params, (x, y, h_n, c_n)
+        return params, (x, y, h_n, c_n), (key, descriptors)
 
     def forward(self, x, h0=None, c0=None, batch_sizes=None, training=True):
         """Run the layer: ``y, (h_n, c_n)``.
@@ -203,18 +227,31 @@ class LSTM:
         by decreasing length, outputs 0 past each sample's end. ``training=True`` keeps a
         training cache for :meth:`backward` and applies dropout.
         """
-        params, (x, y, h_n, c_n) = self._params(x, h0, c0, batch_sizes, training)
+        params, (x, y, h_n, c_n), descriptors = self._params(x, h0, c0, batch_sizes, training)
         cache = None
-        if training:
-            # the cache's size depends only on the shapes: asked once per shape, and the
-            # last forward's cache is reused when it fits (a fresh one costs page faults)
-            capacity = self._capacities.get(x.shape)
-            if capacity is None:
-                capacity = self._capacities[x.shape] = compute_lstm_training_cache_capacity(params)
-            cache = self._cache if self._cache is not None and len(self._cache) == capacity else bytearray(capacity)
-            self._cache = cache
-        direct_apply_lstm_batch_training_caching(params, training_cache=cache)
-        self._last = (params, cache, x.shape) if training else None
+        try:
+            if training:
+                # the cache's size depends only on the shapes: asked once per shape, and the
+                # last forward's cache is reused when it fits (a fresh one costs page faults)
+                capacity = self._capacities.get(x.shape)
+                if capacity is None:
+                    capacity = self._capacities[x.shape] = compute_lstm_training_cache_capacity(params)
+                with self._lock:  # taken: a concurrent forward gets a cache of its own
+                    cache, self._cache = self._cache, None
+                if cache is None or len(cache) != capacity:
+                    cache = bytearray(capacity)
+            direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+        except BaseException:
+            self._give_back(*descriptors)
+            raise
+        with self._lock:
+            last, self._last = self._last, (params, cache, x.shape, descriptors) if training else None
+            if training:
+                self._cache = cache  # the next training forward reuses it (this one's _last then goes)
+        if last is not None:
+            self._give_back(*last[3])
+        if not training:
+            self._give_back(*descriptors)
         return y, (h_n, c_n)
 
     __call__ = forward
@@ -227,7 +264,7 @@ class LSTM:
         """
         if self._last is None:
             raise BNNSError("backward: no training forward to differentiate (call forward(..., training=True))")
-        params, cache, x_shape = self._last
+        params, cache, x_shape, _ = self._last
         L, D, H = self.num_layers, self.D, self.hidden_size
         B, T = params.batch_size, params.seq_len
         dy = self._array(dy, self._sequence_shape(T, B, D * H), "dy")
@@ -236,8 +273,9 @@ class LSTM:
         dx = np.empty(x_shape, self.dtype)
         dh0 = np.empty((L * D, B, H), self.dtype)
         dc0 = np.empty((L * D, B, H), self.dtype)
-        dx_desc, dy_desc, dh0_desc, dc0_desc, dhn_desc, dcn_desc = self._descriptors(
-            ("backward", x_shape, dh_n is None, dc_n is None), (dx, dy), (dh0, dc0, dh_n, dc_n))
+        key = ("backward", x_shape, dh_n is None, dc_n is None)
+        descriptors = self._take_descriptors(key, [dx, dy], [dh0, dc0, dh_n, dc_n])
+        dx_desc, dy_desc, dh0_desc, dc0_desc, dhn_desc, dcn_desc = descriptors
         delta = LayerParametersLSTM(
             input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
             lstm_flags=params.lstm_flags,
@@ -246,7 +284,10 @@ class LSTM:
             input_gate=self._grad_gates[0], forget_gate=self._grad_gates[1],
             candidate_gate=self._grad_gates[2], output_gate=self._grad_gates[3],
         )
-        direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+        try:
+            direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+        finally:
+            self._give_back(key, descriptors)
         return dx, (dh0, dc0)
 
     # ----------------------------------------------------------------- PyTorch

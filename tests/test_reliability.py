@@ -338,3 +338,52 @@ def test_every_kernel_build_gives_the_same_results():
         np.testing.assert_allclose(results[name][0], results["portable"][0], rtol=1e-4, atol=2e-5)
         np.testing.assert_allclose(results[name][1], results["portable"][1], rtol=1e-12, atol=1e-13)
     assert _plan.kernels.__name__.endswith("_lstm_avx2" if "avx2" in builds else "_lstm")
+
+
+def test_one_layer_serves_concurrent_inference_calls():
+    """bnnslstm.LSTM from several threads at once: each call gets its own descriptors (a
+    shared set, repointed by another thread mid-call, gave calls each other's outputs)."""
+    lstm = bl.LSTM(8, 16, seed=0)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((4, 3, 8)).astype(np.float32) for _ in range(6)]
+    expected = [lstm.forward(x, training=False)[0].copy() for x in xs]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show at once
+    try:
+        def work(i):
+            return sum(not np.array_equal(lstm.forward(xs[3 * i + k % 3], training=False)[0], expected[3 * i + k % 3])
+                       for k in range(600))
+
+        with ThreadPoolExecutor(2) as pool:
+            wrong = list(pool.map(work, range(2)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == [0, 0]
+
+
+def test_a_refused_forward_leaves_the_last_training_forward_to_backward():
+    lstm = bl.LSTM(3, 4, seed=0)
+    rng = np.random.default_rng(2)
+    x1, x2 = (rng.standard_normal((5, 2, 3)).astype(np.float32) for _ in range(2))
+    dy = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    lstm.forward(x1)
+    expected = lstm.backward(dy)[0].copy(), lstm.grads["weight_ih_l0"].copy()
+    lstm.forward(x1)
+    with pytest.raises(bl.BNNSError, match="sequence_descriptor"):
+        lstm.forward(x2, batch_sizes=[2, 2, 3, 1, 1])  # refused after its descriptors were pointed at x2
+    dx = lstm.backward(dy)[0]
+    np.testing.assert_array_equal(dx, expected[0])
+    np.testing.assert_array_equal(lstm.grads["weight_ih_l0"], expected[1])
+
+
+def test_the_layer_keeps_no_call_array_alive_and_a_bounded_number_of_shapes():
+    import weakref
+
+    lstm = bl.LSTM(4, 8, seed=0)
+    for T in range(1, 41):
+        x = np.ones((T, 2, 4), np.float32)
+        y, _ = lstm.forward(x, training=False)
+    gone = weakref.ref(x), weakref.ref(y)
+    del x, y
+    assert [ref() for ref in gone] == [None, None]
+    assert len(lstm._free_descriptors) <= 16
