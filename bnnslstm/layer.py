@@ -100,6 +100,8 @@ class LSTM:
         Seeds the initial weights (uniform in ``±1/sqrt(hidden_size)``, as PyTorch) and the
         dropout masks.
 
+    Notes
+    -----
     Threads: inference calls (``training=False``) may run on one layer from several threads
     at once. Training keeps state on the layer (the last training forward's cache, which
     :meth:`backward` differentiates, and :attr:`grads`), so a layer trains in one thread
