@@ -106,8 +106,9 @@ _serial_blas = _SerialBlas()
 
 
 def _blas_threads(team, explicit):
-    """Inside a team, and when the caller asked for one thread, BLAS runs single-threaded;
-    a call too small for a team leaves BLAS as it is."""
+    """Inside a team, and whenever the caller chose the thread count (n_threads > 0: the
+    call then uses at most that many, BLAS's threads included), BLAS runs single-threaded;
+    otherwise a call too small for a team leaves BLAS as it is."""
     return _serial_blas if team > 1 or explicit else nullcontext()
 
 
