@@ -410,6 +410,9 @@ cdef class NDArrayDescriptor:
             for j in range(nfill):
                 self._key_fill[j] = fill[j]
             self._last = out[0]
+        else:  # a list can change in place: nothing cached, and no older entry may be hit
+            self._resolved = False
+            self._match_shape = None
         return 0
 
     cdef bint recall(self, tuple shape, int call_type, Strided *out):

@@ -152,3 +152,23 @@ def test_every_rank_reads_as_its_kind_with_zero_sizes(kind, layouts):
                 getattr(params, field).cw_desc.size = (1, 0, 0, 0, 0)
         bl.direct_apply_lstm_batch_training_caching(params)
         np.testing.assert_allclose(y_time_major(out, "SNE"), want, rtol=1e-13, atol=1e-13, err_msg=layout.name)
+
+
+def test_a_list_stride_leaves_no_stale_match_behind():
+    """A descriptor matched with tuple strides, then given a list (not cached), then the same
+    tuple again: the third call reads the tuple's strides (it reused the list's: review 1)."""
+    params, out, weights, x, h0, c0 = problem(H=2)
+    store = np.random.default_rng(1).standard_normal(16).astype(np.float32)
+    store[:4] = weights["U"]["input"][0, 0].ravel()  # [r][c] at c + 2r: stride (1, 2)
+    hw = bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (2, 2), (1, 2))
+    params.input_gate.hw_desc = hw
+    contiguous = hw.stride
+    bl.direct_apply_lstm_batch_training_caching(params)
+    first = out["y_store"].copy()
+    np.testing.assert_allclose(first, reference_y(weights, x, h0, c0), rtol=TOLERANCE[np.float32])
+    hw.stride = [2, 4]  # every other element: other weights, so another y
+    bl.direct_apply_lstm_batch_training_caching(params)
+    assert not np.array_equal(out["y_store"], first)
+    hw.stride = contiguous  # the very same tuple object as the first call
+    bl.direct_apply_lstm_batch_training_caching(params)
+    np.testing.assert_array_equal(out["y_store"], first)
