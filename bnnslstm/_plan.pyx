@@ -12,12 +12,16 @@ gradient descriptors. Nothing is written until every check has passed; then
 :meth:`Plan.forward` / :meth:`Plan.backward` run the kernels without the GIL.
 """
 
+from cpython.buffer cimport Py_buffer
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memset
 
 from ._descriptor cimport NDArrayDescriptor, Strided, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, mat
 from ._kernels._call cimport Call, Direction, Gate, Layer, Seq, Vec
+
+cdef extern from "Python.h":
+    Py_buffer *PyMemoryView_GET_BUFFER(object view)
 
 import importlib
 import importlib.util
@@ -61,6 +65,7 @@ cdef class Tensor:
     cdef readonly object desc
     cdef readonly str field
     cdef int itemsize
+    cdef object export              # the buffer export s.p points into, held while the plan lives
 
     cdef Py_ssize_t lo(self):
         return <Py_ssize_t>self.s.p
@@ -73,7 +78,7 @@ cdef class Tensor:
         cdef int k
         dtype = np.float32 if self.itemsize == 4 else np.float64
         return np.ndarray(tuple(self.s.n[k] for k in range(self.s.nd)), dtype,
-                          memoryview(self.desc.data).cast("B"), 0,
+                          self.export.cast("B"), 0,
                           tuple(self.s.s[k] * self.itemsize for k in range(self.s.nd)))
 
     cdef Mat matrix(self, Py_ssize_t i0, Py_ssize_t i1):
@@ -257,6 +262,7 @@ cdef class Plan:
         if d.recall(shape, self.data_type, &t.s):  # matched before, and nothing changed since
             if writable and t.s.readonly:
                 raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+            self.hold(t, d, writable)
             (self.writes if writable else self.reads).append(t)
             return t
         if d.data_type != self.data_type:
@@ -290,8 +296,25 @@ cdef class Plan:
         for k in range(r):
             t.s.n[k], t.s.s[k] = given[k], fill[k]
         d.remember(shape, self.data_type, &t.s)
+        self.hold(t, d, writable)
         (self.writes if writable else self.reads).append(t)
         return t
+
+    cdef int hold(self, Tensor t, NDArrayDescriptor d, bint writable) except -1:
+        """Keep the buffer export t points into for as long as the plan lives: the kernels
+        run without the GIL, and another thread may set ``d.data`` meanwhile, which drops
+        the descriptor's own export (the array could be freed under them)."""
+        cdef object export = d._view
+        cdef Py_buffer *buffer
+        if export is not None:
+            buffer = PyMemoryView_GET_BUFFER(export)
+            if (<char*>buffer.buf == t.s.p and (t.s.last + 1) * t.itemsize <= buffer.len
+                    and not (writable and buffer.readonly)):
+                t.export = export
+                self.keep.append(export)
+                return 0
+        # the data was replaced between the resolution and here (another thread)
+        raise BNNSError(f"{t.field}.data: replaced while the call was being checked")
 
     cdef Tensor sequence(self, object desc, Py_ssize_t width, str field, bint writable=False):
         """A ``[T][B][width]`` view of an SNE or NSE descriptor (None when absent)."""
