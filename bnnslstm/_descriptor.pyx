@@ -10,7 +10,8 @@ included) lies inside the buffer. :meth:`NDArrayDescriptor.to_numpy` wraps the s
 view for Python.
 """
 
-from cpython.buffer cimport Py_buffer, PyBuffer_IsContiguous, PyObject_CheckBuffer
+from cpython.buffer cimport (PyBUF_STRIDES, PyBUF_WRITABLE, Py_buffer, PyBuffer_IsContiguous, PyBuffer_Release,
+                             PyObject_CheckBuffer, PyObject_GetBuffer)
 
 cdef extern from "Python.h":
     Py_buffer *PyMemoryView_GET_BUFFER(object view)
@@ -329,6 +330,18 @@ cdef class NDArrayDescriptor:
                     pass
         return 0
 
+    cdef int check_writable(self, str field) except -1:
+        """BNNSError unless data may be written now. Asked of data itself on every call that
+        writes: the export kept in _view says what was true when it was taken, and numpy
+        lets an array be made read-only (or writable again) while exports are out."""
+        cdef Py_buffer probe
+        try:
+            PyObject_GetBuffer(self._data, &probe, PyBUF_STRIDES | PyBUF_WRITABLE)
+        except Exception:
+            raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written") from None
+        PyBuffer_Release(&probe)
+        return 0
+
     cdef Py_ssize_t _elements(self, int data_type, str field) except -1:
         """How many elements of data_type the buffer holds (BNNSError if its own type differs)."""
         cdef Py_ssize_t itemsize
@@ -359,8 +372,8 @@ cdef class NDArrayDescriptor:
         if (self._resolved and self._view is not None and self.layout is self._key_layout and self.size is self._key_size
                 and self.stride is self._key_stride and self.data_type is self._key_type
                 and nfill == self._key_nfill and same(fill, self._key_fill, nfill)):
-            if writable and self._last.readonly:
-                raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+            if writable:
+                self.check_writable(field)
             out[0] = self._last
             return 0
         rank = axis_maps(self.layout, size_index, stride_index)
@@ -381,10 +394,9 @@ cdef class NDArrayDescriptor:
             raise BNNSError(f"data_type: {data_type!r} is not a DataType")
         self._acquire(field)
         cdef Py_buffer *buffer = PyMemoryView_GET_BUFFER(self._view)
-        if writable and buffer.readonly:
-            raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+        if writable:
+            self.check_writable(field)
         out.length = self._elements(data_type, field)
-        out.readonly = buffer.readonly
         out.p = <char*>buffer.buf
         entries(self.stride, rank, "stride", field, stride)
         fill_defaults(size_index, stride_index, rank, size, stride)

@@ -260,9 +260,9 @@ cdef class Plan:
         t = Tensor.__new__(Tensor)
         t.desc, t.field, t.itemsize = desc, field, self.c.itemsize
         if d.recall(shape, self.data_type, &t.s):  # matched before, and nothing changed since
-            if writable and t.s.readonly:
-                raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
-            self.hold(t, d, writable)
+            if writable:
+                d.check_writable(field)
+            self.hold(t, d)
             (self.writes if writable else self.reads).append(t)
             return t
         if d.data_type != self.data_type:
@@ -296,11 +296,11 @@ cdef class Plan:
         for k in range(r):
             t.s.n[k], t.s.s[k] = given[k], fill[k]
         d.remember(shape, self.data_type, &t.s)
-        self.hold(t, d, writable)
+        self.hold(t, d)
         (self.writes if writable else self.reads).append(t)
         return t
 
-    cdef int hold(self, Tensor t, NDArrayDescriptor d, bint writable) except -1:
+    cdef int hold(self, Tensor t, NDArrayDescriptor d) except -1:
         """Keep the buffer export t points into for as long as the plan lives: the kernels
         run without the GIL, and another thread may set ``d.data`` meanwhile, which drops
         the descriptor's own export (the array could be freed under them)."""
@@ -308,8 +308,7 @@ cdef class Plan:
         cdef Py_buffer *buffer
         if export is not None:
             buffer = PyMemoryView_GET_BUFFER(export)
-            if (<char*>buffer.buf == t.s.p and (t.s.last + 1) * t.itemsize <= buffer.len
-                    and not (writable and buffer.readonly)):
+            if <char*>buffer.buf == t.s.p and (t.s.last + 1) * t.itemsize <= buffer.len:
                 t.export = export
                 self.keep.append(export)
                 return 0

@@ -210,3 +210,24 @@ def test_backward_refuses_a_peephole_gradient_the_forward_lacks():
 def test_the_layer_refuses_an_empty_sequence_by_name(shape):
     with pytest.raises(bl.BNNSError, match=r"x: shape \(\d, \d, 3\) is empty"):
         bl.LSTM(3, 4).forward(np.zeros(shape, np.float32))
+
+
+def test_an_array_made_read_only_after_a_call_is_refused_like_a_fresh_one():
+    """The descriptor's export is taken once, but writability is the array's now: made
+    read-only after a first call, y (forward) and a gradient (backward) are refused with the
+    message a fresh descriptor gets, nothing written; writable again, they are accepted
+    (review 3: the later calls wrote into the read-only arrays)."""
+    params, out, _ = setup()
+    bl.direct_apply_lstm_batch_training_caching(params)
+    out["y_store"].flags.writeable = False
+    assert_refused(params, out, "output_descriptor.data_desc.data: the buffer is read-only but this descriptor is written")
+    out["y_store"].flags.writeable = True
+    bl.direct_apply_lstm_batch_training_caching(params)
+
+    params, delta, grads, cache = backward_setup()
+    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    grads["U"]["forget"].flags.writeable = False
+    assert_backward_refused(params, delta, grads, cache, "layer_delta_params.forget_gate.hw_desc.data: the buffer "
+                            "is read-only but this descriptor is written")
+    grads["U"]["forget"].flags.writeable = True
+    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
