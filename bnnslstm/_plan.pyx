@@ -100,39 +100,44 @@ cdef class Tensor:
         return v
 
 
-cdef Tensor absent = None
-
-
-def _overlap(Tensor a, Tensor b):
-    """Whether two resolved views share memory: exact where numpy can tell cheaply, else
-    whether their address ranges meet (so the answer errs on the side of refusing)."""
-    if a.hi() <= b.lo() or b.hi() <= a.lo():
+cdef bint overlap(Tensor a, object b, Py_ssize_t lo, Py_ssize_t hi) except -1:
+    """Whether a's view shares memory with ``b``, which spans the addresses [lo, hi): a
+    Tensor (its view) or a numpy array (the training cache). Exact where numpy can tell
+    cheaply, else whether the address ranges meet (erring on the side of refusing)."""
+    if a.hi() <= lo or hi <= a.lo():
         return False
     try:
-        return bool(np.shares_memory(a.numpy(), b.numpy(), max_work=10**6))
+        return np.shares_memory(a.numpy(), (<Tensor>b).numpy() if isinstance(b, Tensor) else b, max_work=10**6)
     except np.exceptions.TooHardError:
         return True
 
 
-def _overlaps_bytes(Tensor a, buffer, Py_ssize_t start, Py_ssize_t end):
-    """Whether a view shares memory with a contiguous byte buffer (a numpy uint8 array at
-    addresses [start, end))."""
-    if a.hi() <= start or end <= a.lo():
-        return False
-    try:
-        return bool(np.shares_memory(a.numpy(), buffer, max_work=10**6))
-    except np.exceptions.TooHardError:
-        return True
-
-
-cdef int check_disjoint(list writes) except -1:
-    """Refuse written views that share memory (the order of the writes would decide the result)."""
-    cdef Py_ssize_t i, j
+cdef int check_writes(list writes, list reads, object cache, str reader) except -1:
+    """Refuse written views that share memory with each other (the order of the writes would
+    decide the result), with a view the call reads (the kernels would read what they have
+    written), or with the training cache (written or read by the kernels meanwhile).
+    Views that are only read may share memory."""
+    cdef Py_ssize_t i, j, start = 0, end = 0
+    cdef Tensor w, t
     for i in range(len(writes)):
-        for j in range(i + 1, len(writes)):
-            if _overlap(writes[i], writes[j]):
-                raise BNNSError(f"{writes[j].field}: shares memory with {writes[i].field}; "
-                                "written descriptors must not overlap")
+        w = writes[i]
+        for j in range(i):
+            t = writes[j]
+            if overlap(w, t, t.lo(), t.hi()):
+                raise BNNSError(f"{w.field}: shares memory with {t.field}; written descriptors must not overlap")
+        for j in range(len(reads)):
+            t = reads[j]
+            if overlap(w, t, t.lo(), t.hi()):
+                raise BNNSError(f"{w.field}: shares memory with {_read_name(t.field)}, which the {reader} reads")
+    if cache is None:
+        return 0
+    start = <Py_ssize_t>_address(cache)
+    end = start + cache.nbytes
+    for i in range(len(writes)):
+        w = writes[i]
+        if overlap(w, cache, start, end):
+            raise BNNSError(f"{w.field}: shares memory with training_cache, which the {reader} "
+                            f"{'writes' if reader == 'forward' else 'reads'}")
     return 0
 
 
@@ -631,28 +636,28 @@ cdef class Plan:
                                 f"{['no', 'a diagonal', 'a full'][self.peepholes[k]]} peephole")
             if has_bias and not self.biases[k]:
                 raise BNNSError(f"{prefix}{name}.b_desc: the forward's gate has no bias")
-        check_disjoint(self.writes)
+        check_writes(self.writes, self.reads, None, "backward")
 
     # ------------------------------------------------------------------ checks before writing
     def check_forward_writes(self, cache):
-        """Written descriptors (and the cache) must not overlap each other; the cache must not
-        overlap what the forward reads (the kernels write it while they read the inputs)."""
-        check_disjoint(self.writes)
+        """Written descriptors must not overlap each other, what the forward reads or the
+        cache; the cache must not overlap what the forward reads either (the kernels write
+        it while they read the inputs)."""
+        cdef Py_ssize_t start, end, j
+        cdef Tensor t
+        check_writes(self.writes, self.reads, cache, "forward")
         if cache is None:
             return
-        cdef Py_ssize_t start = <Py_ssize_t>_address(cache), end = start + cache.nbytes
-        for t in self.writes:
-            if _overlaps_bytes(t, cache, start, end):
-                raise BNNSError(f"training_cache: shares memory with {t.field}; written descriptors must not overlap")
-        for t in self.reads:
-            if _overlaps_bytes(t, cache, start, end):
+        start = <Py_ssize_t>_address(cache)
+        end = start + cache.nbytes
+        for j in range(len(self.reads)):
+            t = self.reads[j]
+            if overlap(t, cache, start, end):
                 raise BNNSError(f"training_cache: shares memory with {_read_name(t.field)}, which the forward reads")
 
     def check_cache_against_writes(self, cache):
-        cdef Py_ssize_t start = <Py_ssize_t>_address(cache), end = start + cache.nbytes
-        for t in self.writes:
-            if _overlaps_bytes(t, cache, start, end):
-                raise BNNSError(f"{t.field}: shares memory with training_cache")
+        """The backward's written descriptors must not overlap the cache it reads."""
+        check_writes(self.writes, [], cache, "backward")
 
     # ------------------------------------------------------------------ running
     # ------------------------------------------------------------------ cache and scratch
