@@ -145,9 +145,9 @@ cdef int entries(object values, int rank, str name, str field, Py_ssize_t *out) 
 
 
 cdef int fill_defaults(const int *size_index, const int *stride_index, int rank,
-                       const Py_ssize_t *size, Py_ssize_t *stride) except -1:
+                       const Py_ssize_t *size, Py_ssize_t *stride, str field) except -1:
     """Zero strides become the contiguous default: stride[k] = stride[k-1] * extent of the
-    axis stride[k-1] steps."""
+    axis stride[k-1] steps (BNNSError naming ``field`` past MAX_OFFSET)."""
     cdef Py_ssize_t extent[8]
     cdef int axis, k
     for axis in range(rank):
@@ -157,11 +157,11 @@ cdef int fill_defaults(const int *size_index, const int *stride_index, int rank,
             if k == 0:
                 stride[k] = 1
             else:
+                # the product in Python ints for the message: in C it could wrap
                 if extent[k - 1] > 1 and stride[k - 1] > MAX_OFFSET // extent[k - 1]:
-                    raise BNNSError(f"stride: default stride {stride[k - 1] * extent[k - 1]} is too large")
+                    raise BNNSError(f"{field}.stride: default stride "
+                                    f"{<object>stride[k - 1] * <object>extent[k - 1]} is too large")
                 stride[k] = stride[k - 1] * (extent[k - 1] if extent[k - 1] > 1 else 1)
-        if stride[k] > MAX_OFFSET:
-            raise BNNSError(f"stride: default stride {stride[k]} is too large")
     return 0
 
 
@@ -175,7 +175,7 @@ def _fill_strides(layout, size, stride):
     entries(size, rank, "size", "descriptor", s)
     entries(stride, rank, "stride", "descriptor", st)
     axis_maps(layout, size_index, stride_index)
-    fill_defaults(size_index, stride_index, rank, s, st)
+    fill_defaults(size_index, stride_index, rank, s, st, "array")
     return [st[k] for k in range(rank)]
 
 
@@ -399,7 +399,7 @@ cdef class NDArrayDescriptor:
         out.length = self._elements(data_type, field)
         out.p = <char*>buffer.buf
         entries(self.stride, rank, "stride", field, stride)
-        fill_defaults(size_index, stride_index, rank, size, stride)
+        fill_defaults(size_index, stride_index, rank, size, stride, field)
         for j in range(rank):
             step = stride[stride_index[j]]
             out.s[j] = step if out.n[j] > 1 else 0
