@@ -13,7 +13,7 @@ gradient descriptors. Nothing is written until every check has passed; then
 """
 
 from cpython.buffer cimport Py_buffer
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from libc.string cimport memset
 
 from ._descriptor cimport NDArrayDescriptor, Strided, layout_rank, logical_shape
@@ -417,6 +417,10 @@ cdef class Plan:
         if T * B * max(I, D * H) > 2**31 - 1 or 4 * D * H * max(I, D * H, H) > 2**31 - 1:
             raise BNNSError(f"seq_len * batch_size * width: {T}*{B}*{max(I, D * H)} is too large for BLAS's 32-bit sizes")
 
+        # x first: every size a table below is allocated by (T here, L with the gates) is
+        # then one that a descriptor's buffer holds
+        x = self.sequence(x_desc, I, "input_descriptor.data_desc")
+
         dropout = params.dropout
         if not isinstance(dropout, (int, float, np.floating)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
             raise BNNSError(f"dropout: expected 0 <= dropout < 1, got {dropout!r}")
@@ -436,16 +440,20 @@ cdef class Plan:
             self.activations = tuple(check_activation(getattr(params, g).activation, f"{g}.activation")
                                      for g in GATES) + (check_activation(params.hidden_activation, "hidden_activation"),)
 
-        # the kernels' description: scalars, rows, activations
+        gates = [self.gate_tensors(getattr(params, name), name, False) for name in GATES]
+        self.peepholes = tuple(gate[3] for gate in gates)
+        self.biases = tuple(gate[4] is not None for gate in gates)
+
+        # the kernels' description: scalars, rows, activations (zeroed tables, sized by T and
+        # by L, which the buffers of x and of every gate's hw_desc were found to hold)
         c.T, c.B, c.In, c.H, c.L, c.D = T, B, I, H, L, D
         c.bs = <int*>PyMem_Malloc(T * sizeof(int))
         c.start = <Py_ssize_t*>PyMem_Malloc(T * sizeof(Py_ssize_t))
-        c.layer = <Layer*>PyMem_Malloc(L * sizeof(Layer))
-        c.grad = <Layer*>PyMem_Malloc(L * sizeof(Layer))
+        c.layer = <Layer*>PyMem_Calloc(L, sizeof(Layer))
+        c.grad = <Layer*>PyMem_Calloc(L, sizeof(Layer))
         if c.bs == NULL or c.start == NULL or c.layer == NULL or c.grad == NULL:
-            raise MemoryError()
-        memset(c.layer, 0, L * sizeof(Layer))
-        memset(c.grad, 0, L * sizeof(Layer))
+            raise BNNSError(f"num_layers, seq_len: {L} layers of {T} steps need more memory for the call's "
+                            "tables than can be allocated")
         for t in range(T):
             (<int*>c.bs)[t] = self.batch_sizes[t]
             (<Py_ssize_t*>c.start)[t] = rows
@@ -456,16 +464,11 @@ cdef class Plan:
         c.dropout = self.dropout
         c.seed = self.dropout_seed
 
-        peepholes, biases = [], []
-        for k, name in enumerate(GATES):
-            kind, has_bias = self.gate(getattr(params, name), k, name, False, c.layer)
-            peepholes.append(kind)
-            biases.append(has_bias)
-        self.peepholes, self.biases = tuple(peepholes), tuple(biases)
+        for k in range(4):
+            self.fill_gate(gates[k], k, False, c.layer)
         for k in range(L):
             self.merge(&c.layer[k])
 
-        x = self.sequence(x_desc, I, "input_descriptor.data_desc")
         c.x = self.seq(x)
         c.x_rows = self.rows(c.x, I)
         h0, c0 = self.states(inp, "input_descriptor", False)
@@ -489,10 +492,15 @@ cdef class Plan:
         """Gate k's descriptors into every layer and direction of ``layers``: the weights
         (forward) or the gradients that receive them (delta: every field optional, written,
         with its own flags). Returns (peephole kind, has bias)."""
-        cdef int L = self.L, D = self.D, l, d
+        tensors = self.gate_tensors(gate, name, delta)
+        self.fill_gate(tensors, k, delta, layers)
+        return tensors[3], tensors[4] is not None
+
+    cdef tuple gate_tensors(self, object gate, str name, bint delta):
+        """A gate's descriptors, resolved: (W per layer, U, C, peephole kind, b)."""
+        cdef int L = self.L, D = self.D
         cdef Py_ssize_t H = self.H
         cdef Tensor U, C, b
-        cdef Gate *g
         cdef dict fields = _GATE_FIELDS[name]
         W = self.layer_weights(gate, name, delta)
         U = self.tensor(gate.hw_desc, (L, D, H, H), fields["hw_desc"], delta, delta)
@@ -509,6 +517,14 @@ cdef class Plan:
                 C, kind = self.tensor(desc, (L, D, H, H), fields["cw_desc"], delta, True,
                                       "a full peephole [L][D][H][H] (rank 4, or one [H][H] matrix)"), FULL
         b = self.tensor(gate.b_desc, (L, D, H), fields["b_desc"], delta)
+        return W, U, C, kind, b
+
+    cdef int fill_gate(self, tuple tensors, int k, bint delta, Layer *layers) except -1:
+        """Point gate k of every layer and direction of ``layers`` at its resolved tensors."""
+        cdef int L = self.L, D = self.D, l, d
+        cdef Tensor U, C, b
+        cdef Gate *g
+        W, U, C, kind, b = tensors
         for l in range(L):
             for d in range(D):
                 g = &layers[l].d[d].g[k]
@@ -528,7 +544,7 @@ cdef class Plan:
                 if b is not None:
                     g.b = b.vector(l, d)
                     g.acc_b = self.accumulates(b)
-        return kind, b is not None
+        return 0
 
     cdef bint accumulates(self, Tensor t) except -1:
         if t is None or t not in self.writes:

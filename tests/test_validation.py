@@ -293,3 +293,22 @@ def test_forward_outputs_sharing_memory_with_what_it_reads_are_refused(output, r
     setattr(params.output_descriptor, output, _shared(shared, (2, 2, 2, 3)))
     out[output] = shared
     assert_refused(params, out, match)
+
+
+@pytest.mark.parametrize("num_layers", [300, 2**31 - 1])
+def test_a_huge_num_layers_is_refused_by_the_descriptor_that_cannot_hold_it(num_layers):
+    """Zero-size gate descriptors on a 64-element buffer: whatever num_layers says, the
+    descriptor that cannot hold that many layers is named, before the call's per-layer
+    tables are allocated (review 5b: a bare MemoryError for 2**31 - 1)."""
+    params = bl.LayerParametersLSTM(input_size=2, hidden_size=2, batch_size=1, num_layers=num_layers, seq_len=2,
+                                    lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS)
+    params.input_descriptor.data_desc = bl.NDArrayDescriptor.from_array(np.ones((2, 1, 2), np.float32),
+                                                                        bl.DataLayout.SNE)
+    for name in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+        setattr(params, name, bl.LSTMGateDescriptor(
+            iw_desc=(bl.NDArrayDescriptor(np.zeros(64, np.float32), bl.DataLayout.FIRST_MAJOR_4D, (0, 0, 0, 0)), None),
+            hw_desc=bl.NDArrayDescriptor(np.zeros(64, np.float32), bl.DataLayout.FIRST_MAJOR_4D, (0, 0, 0, 0))))
+    match = rf"input_gate.iw_desc\[0\]: size \({num_layers}, 1, 2, 2\) .* but the buffer holds 64"
+    for function in (bl.compute_lstm_training_cache_capacity, bl.direct_apply_lstm_batch_training_caching):
+        with pytest.raises(bl.BNNSError, match=match):
+            function(params)
