@@ -223,10 +223,9 @@ cdef class Plan:
     cdef readonly object dtype, dropout, dropout_seed, default_activations, activations
     cdef readonly tuple peepholes, biases, batch_sizes
     cdef readonly bint variable_batch
-    cdef list reads                 # Tensors the forward reads
+    cdef list reads                 # Tensors the call reads (the backward adds dL/dy, dL/dh_T, dL/dc_T)
     cdef list writes                # Tensors the call writes
     cdef list keep                  # what the call's pointers point into
-    cdef object _batch_array
 
     def __cinit__(self):
         memset(&self.c, 0, sizeof(Call))
@@ -675,7 +674,6 @@ cdef class Plan:
         """The backward's written descriptors must not overlap the cache it reads."""
         check_writes(self.writes, [], cache, "backward")
 
-    # ------------------------------------------------------------------ running
     # ------------------------------------------------------------------ cache and scratch
     cdef Py_ssize_t region_offsets(self, Py_ssize_t *offsets) noexcept:
         """Byte offset of every region of the training cache, offsets[6*layer + r] for the
@@ -821,6 +819,7 @@ cdef class Plan:
             if not any_diag:
                 lay.cdiag = NULL
 
+    # ------------------------------------------------------------------ running
     def forward(self):
         with nogil:
             forward_kernel(&self.c)
