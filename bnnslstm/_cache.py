@@ -54,9 +54,13 @@ def regions(plan):
 
 
 def fingerprint(plan):
-    """SHA-256 of every scalar, flag, shape and activation that changes the cache's layout or values."""
+    """SHA-256 of every scalar, flag, shape and activation that changes the cache's layout or values.
+
+    ``plan.dropout`` is the dropout that acts (0 when L == 1), and the seed counts only
+    where it does: without dropout the masks, and so the cache, do not depend on it."""
+    seed = plan.dropout_seed if plan.dropout > 0 else 0
     fields = struct.pack("<8qQd", plan.data_type, plan.I, plan.H, plan.B, plan.L, plan.T, plan.D,
-                         plan.default_activations, plan.dropout_seed, plan.dropout)
+                         plan.default_activations, seed, plan.dropout)
     fields += b"".join(struct.pack("<idd", *activation) for activation in plan.activations)
     fields += bytes(plan.peepholes) + bytes(plan.biases)
     fields += struct.pack(f"<{plan.T}i", *plan.batch_sizes)

@@ -10,7 +10,6 @@ cdef struct Strided:
     Py_ssize_t s[8]             # element strides of the logical axes (0 where n == 1)
     Py_ssize_t last             # largest reachable element offset
     Py_ssize_t length           # buffer length in elements
-    bint readonly
 
 
 cdef class NDArrayDescriptor:
@@ -41,6 +40,7 @@ cdef class NDArrayDescriptor:
     cdef void remember(self, tuple shape, int call_type, const Strided *view)
 
     cdef int _acquire(self, str field) except -1
+    cdef int check_writable(self, str field) except -1
     cdef Py_ssize_t _elements(self, int data_type, str field) except -1
     cdef int resolve(self, const Py_ssize_t *fill, int nfill, str field, int data_type,
                      bint writable, Strided *out) except -1

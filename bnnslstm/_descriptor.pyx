@@ -10,7 +10,8 @@ included) lies inside the buffer. :meth:`NDArrayDescriptor.to_numpy` wraps the s
 view for Python.
 """
 
-from cpython.buffer cimport Py_buffer, PyBuffer_IsContiguous, PyObject_CheckBuffer
+from cpython.buffer cimport (PyBUF_STRIDES, PyBUF_WRITABLE, Py_buffer, PyBuffer_IsContiguous, PyBuffer_Release,
+                             PyObject_CheckBuffer, PyObject_GetBuffer)
 
 cdef extern from "Python.h":
     Py_buffer *PyMemoryView_GET_BUFFER(object view)
@@ -144,9 +145,9 @@ cdef int entries(object values, int rank, str name, str field, Py_ssize_t *out) 
 
 
 cdef int fill_defaults(const int *size_index, const int *stride_index, int rank,
-                       const Py_ssize_t *size, Py_ssize_t *stride) except -1:
+                       const Py_ssize_t *size, Py_ssize_t *stride, str field) except -1:
     """Zero strides become the contiguous default: stride[k] = stride[k-1] * extent of the
-    axis stride[k-1] steps."""
+    axis stride[k-1] steps (BNNSError naming ``field`` past MAX_OFFSET)."""
     cdef Py_ssize_t extent[8]
     cdef int axis, k
     for axis in range(rank):
@@ -156,11 +157,11 @@ cdef int fill_defaults(const int *size_index, const int *stride_index, int rank,
             if k == 0:
                 stride[k] = 1
             else:
+                # the product in Python ints for the message: in C it could wrap
                 if extent[k - 1] > 1 and stride[k - 1] > MAX_OFFSET // extent[k - 1]:
-                    raise BNNSError(f"stride: default stride {stride[k - 1] * extent[k - 1]} is too large")
+                    raise BNNSError(f"{field}.stride: default stride "
+                                    f"{<object>stride[k - 1] * <object>extent[k - 1]} is too large")
                 stride[k] = stride[k - 1] * (extent[k - 1] if extent[k - 1] > 1 else 1)
-        if stride[k] > MAX_OFFSET:
-            raise BNNSError(f"stride: default stride {stride[k]} is too large")
     return 0
 
 
@@ -174,7 +175,7 @@ def _fill_strides(layout, size, stride):
     entries(size, rank, "size", "descriptor", s)
     entries(stride, rank, "stride", "descriptor", st)
     axis_maps(layout, size_index, stride_index)
-    fill_defaults(size_index, stride_index, rank, s, st)
+    fill_defaults(size_index, stride_index, rank, s, st, "array")
     return [st[k] for k in range(rank)]
 
 
@@ -329,6 +330,18 @@ cdef class NDArrayDescriptor:
                     pass
         return 0
 
+    cdef int check_writable(self, str field) except -1:
+        """BNNSError unless data may be written now. Asked of data itself on every call that
+        writes: the export kept in _view says what was true when it was taken, and numpy
+        lets an array be made read-only (or writable again) while exports are out."""
+        cdef Py_buffer probe
+        try:
+            PyObject_GetBuffer(self._data, &probe, PyBUF_STRIDES | PyBUF_WRITABLE)
+        except Exception:
+            raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written") from None
+        PyBuffer_Release(&probe)
+        return 0
+
     cdef Py_ssize_t _elements(self, int data_type, str field) except -1:
         """How many elements of data_type the buffer holds (BNNSError if its own type differs)."""
         cdef Py_ssize_t itemsize
@@ -359,8 +372,8 @@ cdef class NDArrayDescriptor:
         if (self._resolved and self._view is not None and self.layout is self._key_layout and self.size is self._key_size
                 and self.stride is self._key_stride and self.data_type is self._key_type
                 and nfill == self._key_nfill and same(fill, self._key_fill, nfill)):
-            if writable and self._last.readonly:
-                raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+            if writable:
+                self.check_writable(field)
             out[0] = self._last
             return 0
         rank = axis_maps(self.layout, size_index, stride_index)
@@ -381,13 +394,12 @@ cdef class NDArrayDescriptor:
             raise BNNSError(f"data_type: {data_type!r} is not a DataType")
         self._acquire(field)
         cdef Py_buffer *buffer = PyMemoryView_GET_BUFFER(self._view)
-        if writable and buffer.readonly:
-            raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+        if writable:
+            self.check_writable(field)
         out.length = self._elements(data_type, field)
-        out.readonly = buffer.readonly
         out.p = <char*>buffer.buf
         entries(self.stride, rank, "stride", field, stride)
-        fill_defaults(size_index, stride_index, rank, size, stride)
+        fill_defaults(size_index, stride_index, rank, size, stride, field)
         for j in range(rank):
             step = stride[stride_index[j]]
             out.s[j] = step if out.n[j] > 1 else 0
@@ -410,6 +422,9 @@ cdef class NDArrayDescriptor:
             for j in range(nfill):
                 self._key_fill[j] = fill[j]
             self._last = out[0]
+        else:  # a list can change in place: nothing cached, and no older entry may be hit
+            self._resolved = False
+            self._match_shape = None
         return 0
 
     cdef bint recall(self, tuple shape, int call_type, Strided *out):

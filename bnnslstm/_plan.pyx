@@ -12,12 +12,16 @@ gradient descriptors. Nothing is written until every check has passed; then
 :meth:`Plan.forward` / :meth:`Plan.backward` run the kernels without the GIL.
 """
 
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.buffer cimport Py_buffer
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from libc.string cimport memset
 
 from ._descriptor cimport NDArrayDescriptor, Strided, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, mat
 from ._kernels._call cimport Call, Direction, Gate, Layer, Seq, Vec
+
+cdef extern from "Python.h":
+    Py_buffer *PyMemoryView_GET_BUFFER(object view)
 
 import importlib
 import importlib.util
@@ -61,6 +65,7 @@ cdef class Tensor:
     cdef readonly object desc
     cdef readonly str field
     cdef int itemsize
+    cdef object export              # the buffer export s.p points into, held while the plan lives
 
     cdef Py_ssize_t lo(self):
         return <Py_ssize_t>self.s.p
@@ -73,7 +78,7 @@ cdef class Tensor:
         cdef int k
         dtype = np.float32 if self.itemsize == 4 else np.float64
         return np.ndarray(tuple(self.s.n[k] for k in range(self.s.nd)), dtype,
-                          memoryview(self.desc.data).cast("B"), 0,
+                          self.export.cast("B"), 0,
                           tuple(self.s.s[k] * self.itemsize for k in range(self.s.nd)))
 
     cdef Mat matrix(self, Py_ssize_t i0, Py_ssize_t i1):
@@ -95,39 +100,44 @@ cdef class Tensor:
         return v
 
 
-cdef Tensor absent = None
-
-
-def _overlap(Tensor a, Tensor b):
-    """Whether two resolved views share memory: exact where numpy can tell cheaply, else
-    whether their address ranges meet (so the answer errs on the side of refusing)."""
-    if a.hi() <= b.lo() or b.hi() <= a.lo():
+cdef bint overlap(Tensor a, object b, Py_ssize_t lo, Py_ssize_t hi) except -1:
+    """Whether a's view shares memory with ``b``, which spans the addresses [lo, hi): a
+    Tensor (its view) or a numpy array (the training cache). Exact where numpy can tell
+    cheaply, else whether the address ranges meet (erring on the side of refusing)."""
+    if a.hi() <= lo or hi <= a.lo():
         return False
     try:
-        return bool(np.shares_memory(a.numpy(), b.numpy(), max_work=10**6))
+        return np.shares_memory(a.numpy(), (<Tensor>b).numpy() if isinstance(b, Tensor) else b, max_work=10**6)
     except np.exceptions.TooHardError:
         return True
 
 
-def _overlaps_bytes(Tensor a, buffer, Py_ssize_t start, Py_ssize_t end):
-    """Whether a view shares memory with a contiguous byte buffer (a numpy uint8 array at
-    addresses [start, end))."""
-    if a.hi() <= start or end <= a.lo():
-        return False
-    try:
-        return bool(np.shares_memory(a.numpy(), buffer, max_work=10**6))
-    except np.exceptions.TooHardError:
-        return True
-
-
-cdef int check_disjoint(list writes) except -1:
-    """Refuse written views that share memory (the order of the writes would decide the result)."""
-    cdef Py_ssize_t i, j
+cdef int check_writes(list writes, list reads, object cache, str reader) except -1:
+    """Refuse written views that share memory with each other (the order of the writes would
+    decide the result), with a view the call reads (the kernels would read what they have
+    written), or with the training cache (written or read by the kernels meanwhile).
+    Views that are only read may share memory."""
+    cdef Py_ssize_t i, j, start = 0, end = 0
+    cdef Tensor w, t
     for i in range(len(writes)):
-        for j in range(i + 1, len(writes)):
-            if _overlap(writes[i], writes[j]):
-                raise BNNSError(f"{writes[j].field}: shares memory with {writes[i].field}; "
-                                "written descriptors must not overlap")
+        w = writes[i]
+        for j in range(i):
+            t = writes[j]
+            if overlap(w, t, t.lo(), t.hi()):
+                raise BNNSError(f"{w.field}: shares memory with {t.field}; written descriptors must not overlap")
+        for j in range(len(reads)):
+            t = reads[j]
+            if overlap(w, t, t.lo(), t.hi()):
+                raise BNNSError(f"{w.field}: shares memory with {_read_name(t.field)}, which the {reader} reads")
+    if cache is None:
+        return 0
+    start = <Py_ssize_t>_address(cache)
+    end = start + cache.nbytes
+    for i in range(len(writes)):
+        w = writes[i]
+        if overlap(w, cache, start, end):
+            raise BNNSError(f"{w.field}: shares memory with training_cache, which the {reader} "
+                            f"{'writes' if reader == 'forward' else 'reads'}")
     return 0
 
 
@@ -213,10 +223,9 @@ cdef class Plan:
     cdef readonly object dtype, dropout, dropout_seed, default_activations, activations
     cdef readonly tuple peepholes, biases, batch_sizes
     cdef readonly bint variable_batch
-    cdef list reads                 # Tensors the forward reads
+    cdef list reads                 # Tensors the call reads (the backward adds dL/dy, dL/dh_T, dL/dc_T)
     cdef list writes                # Tensors the call writes
     cdef list keep                  # what the call's pointers point into
-    cdef object _batch_array
 
     def __cinit__(self):
         memset(&self.c, 0, sizeof(Call))
@@ -255,8 +264,9 @@ cdef class Plan:
         t = Tensor.__new__(Tensor)
         t.desc, t.field, t.itemsize = desc, field, self.c.itemsize
         if d.recall(shape, self.data_type, &t.s):  # matched before, and nothing changed since
-            if writable and t.s.readonly:
-                raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written")
+            if writable:
+                d.check_writable(field)
+            self.hold(t, d)
             (self.writes if writable else self.reads).append(t)
             return t
         if d.data_type != self.data_type:
@@ -290,8 +300,24 @@ cdef class Plan:
         for k in range(r):
             t.s.n[k], t.s.s[k] = given[k], fill[k]
         d.remember(shape, self.data_type, &t.s)
+        self.hold(t, d)
         (self.writes if writable else self.reads).append(t)
         return t
+
+    cdef int hold(self, Tensor t, NDArrayDescriptor d) except -1:
+        """Keep the buffer export t points into for as long as the plan lives: the kernels
+        run without the GIL, and another thread may set ``d.data`` meanwhile, which drops
+        the descriptor's own export (the array could be freed under them)."""
+        cdef object export = d._view
+        cdef Py_buffer *buffer
+        if export is not None:
+            buffer = PyMemoryView_GET_BUFFER(export)
+            if <char*>buffer.buf == t.s.p and (t.s.last + 1) * t.itemsize <= buffer.len:
+                t.export = export
+                self.keep.append(export)
+                return 0
+        # the data was replaced between the resolution and here (another thread)
+        raise BNNSError(f"{t.field}.data: replaced while the call was being checked")
 
     cdef Tensor sequence(self, object desc, Py_ssize_t width, str field, bint writable=False):
         """A ``[T][B][width]`` view of an SNE or NSE descriptor (None when absent)."""
@@ -390,6 +416,10 @@ cdef class Plan:
         if T * B * max(I, D * H) > 2**31 - 1 or 4 * D * H * max(I, D * H, H) > 2**31 - 1:
             raise BNNSError(f"seq_len * batch_size * width: {T}*{B}*{max(I, D * H)} is too large for BLAS's 32-bit sizes")
 
+        # x first: every size a table below is allocated by (T here, L with the gates) is
+        # then one that a descriptor's buffer holds
+        x = self.sequence(x_desc, I, "input_descriptor.data_desc")
+
         dropout = params.dropout
         if not isinstance(dropout, (int, float, np.floating)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
             raise BNNSError(f"dropout: expected 0 <= dropout < 1, got {dropout!r}")
@@ -409,16 +439,20 @@ cdef class Plan:
             self.activations = tuple(check_activation(getattr(params, g).activation, f"{g}.activation")
                                      for g in GATES) + (check_activation(params.hidden_activation, "hidden_activation"),)
 
-        # the kernels' description: scalars, rows, activations
+        gates = [self.gate_tensors(getattr(params, name), name, False) for name in GATES]
+        self.peepholes = tuple(gate[3] for gate in gates)
+        self.biases = tuple(gate[4] is not None for gate in gates)
+
+        # the kernels' description: scalars, rows, activations (zeroed tables, sized by T and
+        # by L, which the buffers of x and of every gate's hw_desc were found to hold)
         c.T, c.B, c.In, c.H, c.L, c.D = T, B, I, H, L, D
         c.bs = <int*>PyMem_Malloc(T * sizeof(int))
         c.start = <Py_ssize_t*>PyMem_Malloc(T * sizeof(Py_ssize_t))
-        c.layer = <Layer*>PyMem_Malloc(L * sizeof(Layer))
-        c.grad = <Layer*>PyMem_Malloc(L * sizeof(Layer))
+        c.layer = <Layer*>PyMem_Calloc(L, sizeof(Layer))
+        c.grad = <Layer*>PyMem_Calloc(L, sizeof(Layer))
         if c.bs == NULL or c.start == NULL or c.layer == NULL or c.grad == NULL:
-            raise MemoryError()
-        memset(c.layer, 0, L * sizeof(Layer))
-        memset(c.grad, 0, L * sizeof(Layer))
+            raise BNNSError(f"num_layers, seq_len: {L} layers of {T} steps need more memory for the call's "
+                            "tables than can be allocated")
         for t in range(T):
             (<int*>c.bs)[t] = self.batch_sizes[t]
             (<Py_ssize_t*>c.start)[t] = rows
@@ -429,16 +463,11 @@ cdef class Plan:
         c.dropout = self.dropout
         c.seed = self.dropout_seed
 
-        peepholes, biases = [], []
-        for k, name in enumerate(GATES):
-            kind, has_bias = self.gate(getattr(params, name), k, name, False, c.layer)
-            peepholes.append(kind)
-            biases.append(has_bias)
-        self.peepholes, self.biases = tuple(peepholes), tuple(biases)
+        for k in range(4):
+            self.fill_gate(gates[k], k, False, c.layer)
         for k in range(L):
             self.merge(&c.layer[k])
 
-        x = self.sequence(x_desc, I, "input_descriptor.data_desc")
         c.x = self.seq(x)
         c.x_rows = self.rows(c.x, I)
         h0, c0 = self.states(inp, "input_descriptor", False)
@@ -462,10 +491,15 @@ cdef class Plan:
         """Gate k's descriptors into every layer and direction of ``layers``: the weights
         (forward) or the gradients that receive them (delta: every field optional, written,
         with its own flags). Returns (peephole kind, has bias)."""
-        cdef int L = self.L, D = self.D, l, d
+        tensors = self.gate_tensors(gate, name, delta)
+        self.fill_gate(tensors, k, delta, layers)
+        return tensors[3], tensors[4] is not None
+
+    cdef tuple gate_tensors(self, object gate, str name, bint delta):
+        """A gate's descriptors, resolved: (W per layer, U, C, peephole kind, b)."""
+        cdef int L = self.L, D = self.D
         cdef Py_ssize_t H = self.H
         cdef Tensor U, C, b
-        cdef Gate *g
         cdef dict fields = _GATE_FIELDS[name]
         W = self.layer_weights(gate, name, delta)
         U = self.tensor(gate.hw_desc, (L, D, H, H), fields["hw_desc"], delta, delta)
@@ -482,6 +516,14 @@ cdef class Plan:
                 C, kind = self.tensor(desc, (L, D, H, H), fields["cw_desc"], delta, True,
                                       "a full peephole [L][D][H][H] (rank 4, or one [H][H] matrix)"), FULL
         b = self.tensor(gate.b_desc, (L, D, H), fields["b_desc"], delta)
+        return W, U, C, kind, b
+
+    cdef int fill_gate(self, tuple tensors, int k, bint delta, Layer *layers) except -1:
+        """Point gate k of every layer and direction of ``layers`` at its resolved tensors."""
+        cdef int L = self.L, D = self.D, l, d
+        cdef Tensor U, C, b
+        cdef Gate *g
+        W, U, C, kind, b = tensors
         for l in range(L):
             for d in range(D):
                 g = &layers[l].d[d].g[k]
@@ -501,7 +543,7 @@ cdef class Plan:
                 if b is not None:
                     g.b = b.vector(l, d)
                     g.acc_b = self.accumulates(b)
-        return kind, b is not None
+        return 0
 
     cdef bint accumulates(self, Tensor t) except -1:
         if t is None or t not in self.writes:
@@ -609,30 +651,29 @@ cdef class Plan:
                                 f"{['no', 'a diagonal', 'a full'][self.peepholes[k]]} peephole")
             if has_bias and not self.biases[k]:
                 raise BNNSError(f"{prefix}{name}.b_desc: the forward's gate has no bias")
-        check_disjoint(self.writes)
+        check_writes(self.writes, self.reads, None, "backward")
 
     # ------------------------------------------------------------------ checks before writing
     def check_forward_writes(self, cache):
-        """Written descriptors (and the cache) must not overlap each other; the cache must not
-        overlap what the forward reads (the kernels write it while they read the inputs)."""
-        check_disjoint(self.writes)
+        """Written descriptors must not overlap each other, what the forward reads or the
+        cache; the cache must not overlap what the forward reads either (the kernels write
+        it while they read the inputs)."""
+        cdef Py_ssize_t start, end, j
+        cdef Tensor t
+        check_writes(self.writes, self.reads, cache, "forward")
         if cache is None:
             return
-        cdef Py_ssize_t start = <Py_ssize_t>_address(cache), end = start + cache.nbytes
-        for t in self.writes:
-            if _overlaps_bytes(t, cache, start, end):
-                raise BNNSError(f"training_cache: shares memory with {t.field}; written descriptors must not overlap")
-        for t in self.reads:
-            if _overlaps_bytes(t, cache, start, end):
+        start = <Py_ssize_t>_address(cache)
+        end = start + cache.nbytes
+        for j in range(len(self.reads)):
+            t = self.reads[j]
+            if overlap(t, cache, start, end):
                 raise BNNSError(f"training_cache: shares memory with {_read_name(t.field)}, which the forward reads")
 
     def check_cache_against_writes(self, cache):
-        cdef Py_ssize_t start = <Py_ssize_t>_address(cache), end = start + cache.nbytes
-        for t in self.writes:
-            if _overlaps_bytes(t, cache, start, end):
-                raise BNNSError(f"{t.field}: shares memory with training_cache")
+        """The backward's written descriptors must not overlap the cache it reads."""
+        check_writes(self.writes, [], cache, "backward")
 
-    # ------------------------------------------------------------------ running
     # ------------------------------------------------------------------ cache and scratch
     cdef Py_ssize_t region_offsets(self, Py_ssize_t *offsets) noexcept:
         """Byte offset of every region of the training cache, offsets[6*layer + r] for the
@@ -778,6 +819,7 @@ cdef class Plan:
             if not any_diag:
                 lay.cdiag = NULL
 
+    # ------------------------------------------------------------------ running
     def forward(self):
         with nogil:
             forward_kernel(&self.c)

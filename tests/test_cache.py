@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import bnnslstm as bl
-from helpers import make_params
+from helpers import make_delta, make_params
 from reference import random_weights
 from test_forward import CUSTOM
 
@@ -77,3 +77,30 @@ def test_a_larger_cache_is_fine_and_writes_stay_inside_the_capacity():
     cache = bytearray(b"\xee" * (need + 100))
     bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
     assert cache[need:] == bytearray(b"\xee" * 100)
+
+
+@pytest.mark.parametrize("L,dropout,refused", [(2, 0.0, False), (1, 0.5, False), (2, 0.5, True)])
+def test_the_dropout_seed_counts_only_where_dropout_does(L, dropout, refused):
+    """The cache's fingerprint holds dropout_seed only when dropout acts (p > 0 and L > 1):
+    elsewhere a backward with another seed reads the cache and gives the same gradients
+    (review 6: it was refused); where dropout acts, another seed is another mask."""
+    rng = np.random.default_rng(2)
+    T, B, I, H = 3, 2, 4, 3
+    weights = random_weights(rng, I, H, L, 1)
+    x = rng.standard_normal((T, B, I))
+    params, _ = make_params(x, weights, dropout=dropout, seed=5)
+    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+    bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+    dy = rng.standard_normal((T, B, H))
+    delta, grads = make_delta(params, weights, dy=dy)
+    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    expected = grads["dx"].copy()
+    params.dropout_seed = 9
+    if refused:
+        with pytest.raises(bl.BNNSError, match="training_cache: the cache was written for other parameters"):
+            bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+        np.testing.assert_array_equal(grads["dx"], expected)  # nothing written
+    else:
+        grads["dx"][...] = np.nan
+        bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+        np.testing.assert_array_equal(grads["dx"], expected)

@@ -173,6 +173,24 @@ def test_huge_sizes_and_strides_are_refused_without_overflow(size, stride):
         d.to_numpy(field="input_gate.hw_desc")
 
 
+def test_a_default_stride_too_large_names_the_field_and_the_exact_stride():
+    """(2**31, 2**31, 2**31, 4): the fourth axis's default stride is 2**93, said as such with
+    the field's name (review 5a: "stride: default stride 0", a wrapped product)."""
+    d = bl.NDArrayDescriptor(np.zeros(8, np.int32), L.LAST_MAJOR_4D, (2**31, 2**31, 2**31, 4),
+                             data_type=bl.DataType.INT32)
+    with pytest.raises(bl.BNNSError, match=rf"^input_gate.hw_desc.stride: default stride {2**93} is too large$"):
+        d.to_numpy(field="input_gate.hw_desc")
+    params = bl.LayerParametersLSTM(input_size=2, hidden_size=2, batch_size=1, num_layers=1, seq_len=2,
+                                    lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS, sequence_descriptor=d)
+    params.input_descriptor.data_desc = bl.NDArrayDescriptor.from_array(np.ones((2, 1, 2), np.float32), L.SNE)
+    for name in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+        setattr(params, name, bl.LSTMGateDescriptor(
+            iw_desc=(bl.NDArrayDescriptor.from_array(np.ones((1, 2, 2), np.float32)), None),
+            hw_desc=bl.NDArrayDescriptor.from_array(np.ones((1, 1, 2, 2), np.float32))))
+    with pytest.raises(bl.BNNSError, match=rf"^sequence_descriptor.stride: default stride {2**93} is too large$"):
+        bl.direct_apply_lstm_batch_training_caching(params)
+
+
 def test_type_and_writability_checks():
     d = bl.NDArrayDescriptor(np.zeros(4), L.VECTOR, (4,), data_type=bl.DataType.FLOAT32)
     with pytest.raises(bl.BNNSError, match=r"x.data: buffer format 'd' does not match data_type FLOAT32"):

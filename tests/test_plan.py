@@ -152,3 +152,93 @@ def test_every_rank_reads_as_its_kind_with_zero_sizes(kind, layouts):
                 getattr(params, field).cw_desc.size = (1, 0, 0, 0, 0)
         bl.direct_apply_lstm_batch_training_caching(params)
         np.testing.assert_allclose(y_time_major(out, "SNE"), want, rtol=1e-13, atol=1e-13, err_msg=layout.name)
+
+
+def test_a_list_stride_leaves_no_stale_match_behind():
+    """A descriptor matched with tuple strides, then given a list (not cached), then the same
+    tuple again: the third call reads the tuple's strides (it reused the list's: review 1)."""
+    params, out, weights, x, h0, c0 = problem(H=2)
+    store = np.random.default_rng(1).standard_normal(16).astype(np.float32)
+    store[:4] = weights["U"]["input"][0, 0].ravel()  # [r][c] at c + 2r: stride (1, 2)
+    hw = bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (2, 2), (1, 2))
+    params.input_gate.hw_desc = hw
+    contiguous = hw.stride
+    bl.direct_apply_lstm_batch_training_caching(params)
+    first = out["y_store"].copy()
+    np.testing.assert_allclose(first, reference_y(weights, x, h0, c0), rtol=TOLERANCE[np.float32])
+    hw.stride = [2, 4]  # every other element: other weights, so another y
+    bl.direct_apply_lstm_batch_training_caching(params)
+    assert not np.array_equal(out["y_store"], first)
+    hw.stride = contiguous  # the very same tuple object as the first call
+    bl.direct_apply_lstm_batch_training_caching(params)
+    np.testing.assert_array_equal(out["y_store"], first)
+
+
+_REPLACED_WHILE_RUNNING = """
+import threading, time
+import numpy as np
+import bnnslstm as bl
+
+T, B, I, H = 100, 16, 64, 256
+rng = np.random.default_rng(0)
+x = rng.standard_normal((T, B, I)).astype(np.float32)
+params = bl.LayerParametersLSTM(input_size=I, hidden_size=H, batch_size=B, num_layers=1, seq_len=T,
+                                lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS)
+x_desc = bl.NDArrayDescriptor(x.copy().ravel(), bl.DataLayout.SNE, (I, B, T))  # owned by the descriptor
+y = np.zeros((T, B, H), np.float32)
+params.input_descriptor.data_desc = x_desc
+params.output_descriptor.data_desc = bl.NDArrayDescriptor.from_array(y, bl.DataLayout.SNE)
+for name in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+    setattr(params, name, bl.LSTMGateDescriptor(
+        iw_desc=(bl.NDArrayDescriptor.from_array(rng.standard_normal((1, H, I)).astype(np.float32) * .1), None),
+        hw_desc=bl.NDArrayDescriptor.from_array(rng.standard_normal((1, 1, H, H)).astype(np.float32) * .1)))
+bl.direct_apply_lstm_batch_training_caching(params)
+reference = y.copy()
+
+def replace(desc, make, stop):
+    while not stop.is_set():
+        desc.data = make()  # the old buffer's last reference: freed (unmapped) unless the call keeps it
+        time.sleep(0.002)
+
+# x replaced by equal copies while calls read it: every y is the reference
+stop = threading.Event()
+other = threading.Thread(target=replace, args=(x_desc, lambda: x.copy().ravel(), stop), daemon=True)
+other.start()
+try:
+    for _ in range(6):
+        y[...] = np.nan
+        bl.direct_apply_lstm_batch_training_caching(params)
+        assert np.array_equal(y, reference), "x replaced by equal values changed y"
+finally:
+    stop.set(); other.join()
+
+# y (owned by the descriptor) dropped and replaced while calls write it: no crash
+y_desc = bl.NDArrayDescriptor(np.zeros(T * B * H, np.float32), bl.DataLayout.SNE, (H, B, T))
+params.output_descriptor.data_desc = y_desc
+stop = threading.Event()
+other = threading.Thread(target=replace, args=(y_desc, lambda: None if rng.random() < 0.5 else
+                                               np.zeros(T * B * H, np.float32), stop), daemon=True)
+other.start()
+try:
+    for _ in range(6):
+        try:
+            bl.direct_apply_lstm_batch_training_caching(params)
+        except bl.BNNSError as error:
+            assert str(error).startswith("output_descriptor.data_desc.data: "), error  # no buffer
+finally:
+    stop.set(); other.join()
+print("survived")
+"""
+
+
+def test_buffers_replaced_while_the_kernels_run_stay_alive(tmp_path):
+    """Another thread replacing a descriptor's data while a call runs without the GIL: the
+    call keeps the buffer export it resolved, so the kernels never touch freed memory
+    (review 2: the replaced array was unmapped under them). In a child process, since the
+    failure is a crash."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _REPLACED_WHILE_RUNNING], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "survived" in run.stdout, (run.returncode, run.stderr[-2000:])

@@ -184,7 +184,6 @@ def _arrays(grads):
     (lambda p, d: setattr(d.input_descriptor, "hidden_desc", d.input_descriptor.cell_state_desc),
      "shares memory"),
     (lambda p, d: setattr(d.forget_gate, "b_desc", d.forget_gate.hw_desc), "forget_gate.b_desc"),
-    (lambda p, d: setattr(p, "dropout_seed", 99), "training_cache: the cache was written for other parameters"),
     (lambda p, d: setattr(p, "dropout", 0.5), "training_cache: .* bytes but these parameters need"),
     (lambda p, d: setattr(p, "sequence_descriptor", [2, 2, 2, 2, 1]), "written for other parameters"),
 ])
@@ -210,3 +209,105 @@ def test_backward_refuses_a_peephole_gradient_the_forward_lacks():
 def test_the_layer_refuses_an_empty_sequence_by_name(shape):
     with pytest.raises(bl.BNNSError, match=r"x: shape \(\d, \d, 3\) is empty"):
         bl.LSTM(3, 4).forward(np.zeros(shape, np.float32))
+
+
+def test_an_array_made_read_only_after_a_call_is_refused_like_a_fresh_one():
+    """The descriptor's export is taken once, but writability is the array's now: made
+    read-only after a first call, y (forward) and a gradient (backward) are refused with the
+    message a fresh descriptor gets, nothing written; writable again, they are accepted
+    (review 3: the later calls wrote into the read-only arrays)."""
+    params, out, _ = setup()
+    bl.direct_apply_lstm_batch_training_caching(params)
+    out["y_store"].flags.writeable = False
+    assert_refused(params, out, "output_descriptor.data_desc.data: the buffer is read-only but this descriptor is written")
+    out["y_store"].flags.writeable = True
+    bl.direct_apply_lstm_batch_training_caching(params)
+
+    params, delta, grads, cache = backward_setup()
+    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    grads["U"]["forget"].flags.writeable = False
+    assert_backward_refused(params, delta, grads, cache, "layer_delta_params.forget_gate.hw_desc.data: the buffer "
+                            "is read-only but this descriptor is written")
+    grads["U"]["forget"].flags.writeable = True
+    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+
+
+def _shared(array, shape=None):
+    """A descriptor on (part of) ``array``'s memory, with ``shape``."""
+    view = array if shape is None else array.reshape(-1)[:int(np.prod(shape))].reshape(shape)
+    return bl.NDArrayDescriptor.from_array(view)
+
+
+@pytest.mark.parametrize("corrupt,match", [
+    (lambda p, d: setattr(d.input_descriptor, "data_desc", p.input_descriptor.data_desc),
+     "layer_delta_params.input_descriptor.data_desc: shares memory with input_descriptor.data_desc, "
+     "which the backward reads"),
+    (lambda p, d: setattr(d.forget_gate, "hw_desc", p.forget_gate.hw_desc),
+     "layer_delta_params.forget_gate.hw_desc: shares memory with forget_gate.hw_desc, which the backward reads"),
+    (lambda p, d: setattr(d.input_descriptor, "hidden_desc", _shared(p.output_gate.iw_desc[1].data, (2, 2, 2, 3))),
+     "layer_delta_params.input_descriptor.hidden_desc: shares memory with output_gate.iw_desc, "
+     "which the backward reads"),
+    (lambda p, d: setattr(d.candidate_gate, "b_desc", _shared(d.output_descriptor.data_desc.data, (2, 2, 3))),
+     "layer_delta_params.candidate_gate.b_desc: shares memory with layer_delta_params.output_descriptor.data_desc, "
+     "which the backward reads"),
+])
+@pytest.mark.parametrize("cached", [True, False])
+def test_backward_gradients_sharing_memory_with_what_it_reads_are_refused(corrupt, match, cached):
+    """A gradient written over x, a weight, dL/dy...: refused naming both fields, nothing
+    written (review 4: dx over x, dh0 over h0 were accepted and gave wrong gradients)."""
+    params, delta, grads, cache = backward_setup()
+    corrupt(params, delta)
+    assert_backward_refused(params, delta, grads, cache if cached else None, match)
+
+
+def test_descriptors_the_backward_only_reads_may_share_memory():
+    """dL/dh_T and dL/dc_T on one array (both read): accepted, same gradients as two copies."""
+    params, delta, grads, cache = backward_setup()
+    state = np.random.default_rng(3).standard_normal((2, 2, 2, 3))
+    delta.output_descriptor.hidden_desc = bl.NDArrayDescriptor.from_array(state.copy())
+    delta.output_descriptor.cell_state_desc = bl.NDArrayDescriptor.from_array(state.copy())
+    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    expected = {"dx": grads["dx"].copy(), "dh0": grads["dh0"].copy(), "dU": grads["U"]["forget"].copy()}
+    delta.output_descriptor.hidden_desc = delta.output_descriptor.cell_state_desc = \
+        bl.NDArrayDescriptor.from_array(state)
+    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    np.testing.assert_array_equal(grads["dx"], expected["dx"])
+    np.testing.assert_array_equal(grads["dh0"], expected["dh0"])
+    np.testing.assert_array_equal(grads["U"]["forget"], expected["dU"])
+
+
+@pytest.mark.parametrize("output,read,match", [
+    ("hidden_desc", "h0", "output_descriptor.hidden_desc: shares memory with input_descriptor.hidden_desc, "
+                          "which the forward reads"),
+    ("cell_state_desc", "U", "output_descriptor.cell_state_desc: shares memory with forget_gate.hw_desc, "
+                             "which the forward reads"),
+])
+def test_forward_outputs_sharing_memory_with_what_it_reads_are_refused(output, read, match):
+    """The forward refuses a written descriptor over one it reads, like the backward (an
+    output over a weight read at every step would give wrong results)."""
+    params, out, _ = setup()
+    h0 = np.zeros((2, 2, 2, 3))
+    params.input_descriptor.hidden_desc = bl.NDArrayDescriptor.from_array(h0)
+    shared = h0 if read == "h0" else params.forget_gate.hw_desc.data
+    setattr(params.output_descriptor, output, _shared(shared, (2, 2, 2, 3)))
+    out[output] = shared
+    assert_refused(params, out, match)
+
+
+@pytest.mark.parametrize("num_layers", [300, 2**31 - 1])
+def test_a_huge_num_layers_is_refused_by_the_descriptor_that_cannot_hold_it(num_layers):
+    """Zero-size gate descriptors on a 64-element buffer: whatever num_layers says, the
+    descriptor that cannot hold that many layers is named, before the call's per-layer
+    tables are allocated (review 5b: a bare MemoryError for 2**31 - 1)."""
+    params = bl.LayerParametersLSTM(input_size=2, hidden_size=2, batch_size=1, num_layers=num_layers, seq_len=2,
+                                    lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS)
+    params.input_descriptor.data_desc = bl.NDArrayDescriptor.from_array(np.ones((2, 1, 2), np.float32),
+                                                                        bl.DataLayout.SNE)
+    for name in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+        setattr(params, name, bl.LSTMGateDescriptor(
+            iw_desc=(bl.NDArrayDescriptor(np.zeros(64, np.float32), bl.DataLayout.FIRST_MAJOR_4D, (0, 0, 0, 0)), None),
+            hw_desc=bl.NDArrayDescriptor(np.zeros(64, np.float32), bl.DataLayout.FIRST_MAJOR_4D, (0, 0, 0, 0))))
+    match = rf"input_gate.iw_desc\[0\]: size \({num_layers}, 1, 2, 2\) .* but the buffer holds 64"
+    for function in (bl.compute_lstm_training_cache_capacity, bl.direct_apply_lstm_batch_training_caching):
+        with pytest.raises(bl.BNNSError, match=match):
+            function(params)
