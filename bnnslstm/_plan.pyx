@@ -112,6 +112,31 @@ cdef bint overlap(Tensor a, object b, Py_ssize_t lo, Py_ssize_t hi) except -1:
         return True
 
 
+cdef bint reaches_twice(const Strided *v) noexcept:
+    """Whether a view may reach one element by two indices: unless, with its axes sorted by
+    stride, each stride steps past everything the smaller ones reach. Sufficient, and true
+    of every SPEC §2 layout with default or padded strides and of every view numpy's
+    slicing makes; an exotic interleaving such as extents (2, 3) at strides (3, 2) is
+    refused although its elements are distinct."""
+    cdef Py_ssize_t order[8]
+    cdef Py_ssize_t reach = 0, key
+    cdef int k, j, m = 0
+    for k in range(v.nd):
+        if v.n[k] > 1:
+            j = m
+            while j > 0 and v.s[order[j - 1]] > v.s[k]:
+                order[j] = order[j - 1]
+                j -= 1
+            order[j] = k
+            m += 1
+    for j in range(m):
+        key = order[j]
+        if v.s[key] <= reach:
+            return True
+        reach += (v.n[key] - 1) * v.s[key]
+    return False
+
+
 cdef int check_writes(list writes, list reads, object cache, str reader) except -1:
     """Refuse written views that share memory with each other (the order of the writes would
     decide the result), with a view the call reads (the kernels would read what they have
@@ -121,6 +146,10 @@ cdef int check_writes(list writes, list reads, object cache, str reader) except 
     cdef Tensor w, t
     for i in range(len(writes)):
         w = writes[i]
+        if reaches_twice(&w.s):
+            raise BNNSError(f"{w.field}: its strides reach some element twice (size {w.numpy().shape}, "
+                            f"strides {tuple(w.s.s[k] for k in range(w.s.nd))} in elements); a written "
+                            "descriptor must reach each element once")
         for j in range(i):
             t = writes[j]
             if overlap(w, t, t.lo(), t.hi()):

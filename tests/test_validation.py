@@ -311,3 +311,15 @@ def test_a_huge_num_layers_is_refused_by_the_descriptor_that_cannot_hold_it(num_
     for function in (bl.compute_lstm_training_cache_capacity, bl.direct_apply_lstm_batch_training_caching):
         with pytest.raises(bl.BNNSError, match=match):
             function(params)
+
+
+@pytest.mark.parametrize("stride", [(1, 1, 12), (2, 6, 12)], ids=["units on samples", "units interleaved with samples"])
+def test_a_written_descriptor_reaching_an_element_twice_is_refused(stride):
+    """Two outputs written to one element: the result would depend on the order of the
+    writes (and on the team's threads), so the call is refused before writing anything."""
+    params, out, _ = setup()
+    y = np.full(200, 7.0)
+    params.output_descriptor.data_desc = bl.NDArrayDescriptor(y, bl.DataLayout.SNE, (6, 2, 5), stride,
+                                                              data_type=bl.DataType.FLOAT64)
+    out["y_buffer"] = y
+    assert_refused(params, out, r"output_descriptor.data_desc: its strides reach some element twice")
