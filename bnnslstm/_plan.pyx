@@ -782,25 +782,32 @@ cdef class Plan:
         not written) and at ``scratch`` (a uint8 array of at least scratch_bytes())."""
         cdef Call *c = &self.c
         cdef Layer *lay
-        cdef Py_ssize_t offsets[6 * 256]
+        cdef Py_ssize_t on_stack[6 * 256]
+        cdef Py_ssize_t *offsets = on_stack  # on the heap for more than 256 layers
         cdef Py_ssize_t sizes[9]
         cdef char *base = _address(cache)
         cdef char *region[6]
         cdef int l, r
         cdef Py_ssize_t offset = 0
         if self.L > 256:
-            raise BNNSError(f"num_layers: at most 256, got {self.L}")
-        c.team = team
-        self.region_offsets(offsets)
-        for l in range(self.L):
-            for r in range(6):
-                region[r] = NULL if offsets[6 * l + r] < 0 else base + offsets[6 * l + r]
-            if not keep_everything:
-                region[1] = region[3] = NULL
-            lay = &c.layer[l]
-            lay.X = self.In if l == 0 else self.D * self.H
-            lay.gates, lay.preact, lay.cells = region[0], region[1], region[2]
-            lay.act_h, lay.out, lay.mask = region[3], region[4], region[5]
+            offsets = <Py_ssize_t*>PyMem_Malloc(6 * self.L * sizeof(Py_ssize_t))
+            if offsets == NULL:
+                raise MemoryError()
+        try:
+            c.team = team
+            self.region_offsets(offsets)
+            for l in range(self.L):
+                for r in range(6):
+                    region[r] = NULL if offsets[6 * l + r] < 0 else base + offsets[6 * l + r]
+                if not keep_everything:
+                    region[1] = region[3] = NULL
+                lay = &c.layer[l]
+                lay.X = self.In if l == 0 else self.D * self.H
+                lay.gates, lay.preact, lay.cells = region[0], region[1], region[2]
+                lay.act_h, lay.out, lay.mask = region[3], region[4], region[5]
+        finally:
+            if offsets != on_stack:
+                PyMem_Free(offsets)
         if scratch.nbytes < self.scratch_sizes(team, backward, sizes):
             raise MemoryError("scratch too small")
         base = _address(scratch)

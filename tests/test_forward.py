@@ -173,3 +173,9 @@ def test_single_call_is_deterministic():
     first = run_case(T=8, B=5, I=6, H=7, L=2, bidirectional=True, dtype=np.float32)[1]
     second = run_case(T=8, B=5, I=6, H=7, L=2, bidirectional=True, dtype=np.float32)[1]
     np.testing.assert_array_equal(first["y_store"], second["y_store"])
+
+
+def test_more_than_256_layers():
+    """The cache's region offsets of a deep stack (beyond the plan's on-stack table) go on
+    the heap: 300 layers with a cache, against the reference."""
+    run_case(T=2, B=1, I=2, H=2, L=300, states=False)
