@@ -1,8 +1,10 @@
 """Reliability: threads, determinism, IEEE specials, hostile inputs that must never crash."""
 
+import os
 import subprocess
 import sys
 import textwrap
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -377,8 +379,6 @@ def test_a_refused_forward_leaves_the_last_training_forward_to_backward():
 
 
 def test_the_layer_keeps_no_call_array_alive_and_a_bounded_number_of_shapes():
-    import weakref
-
     lstm = bl.LSTM(4, 8, seed=0)
     for T in range(1, 41):
         x = np.ones((T, 2, 4), np.float32)
