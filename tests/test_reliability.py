@@ -250,8 +250,6 @@ def test_a_team_openmp_starts_short_runs_on_one_thread(tmp_path, setting):
     """OpenMP may start fewer threads than the team asked for (here 2, on a shape large
     enough for a team): the call must neither wait forever at a barrier for the missing
     thread nor skip its share of the work."""
-    import os
-
     script = textwrap.dedent("""
         import numpy as np, bnnslstm as bl
         lstm = bl.LSTM(32, 128, bidirectional=True, seed=0)
