@@ -255,9 +255,11 @@ cdef class Plan:
     cdef list reads                 # Tensors the call reads (the backward adds dL/dy, dL/dh_T, dL/dc_T)
     cdef list writes                # Tensors the call writes
     cdef list keep                  # what the call's pointers point into
+    cdef object picks, timing       # the planner's schedule the call's pointers point into
 
     def __cinit__(self):
         memset(&self.c, 0, sizeof(Call))
+        self.c.arrangement[0].by_vectors = -1   # the heuristic until the planner schedules
         self.reads, self.writes, self.keep = [], [], []
 
     def __dealloc__(self):
@@ -752,12 +754,12 @@ cdef class Plan:
 
     def scratch_bytes(self, int team, bint backward):
         """Bytes of scratch a forward (or backward) call with ``team`` threads needs."""
-        cdef Py_ssize_t sizes[9]
+        cdef Py_ssize_t sizes[10]
         return self.scratch_sizes(team, backward, sizes)
 
     cdef Py_ssize_t scratch_sizes(self, int team, bint backward, Py_ssize_t *sizes) noexcept:
         """Bytes of each scratch part (64-byte multiples), in Call's order: x, in, S, dG, dX,
-        prev, carry, grad, and the packed bias and peephole vectors; returns the total."""
+        prev, carry, grad, hT, and the packed bias and peephole vectors; returns the total."""
         cdef Py_ssize_t rows = self.c.rows, DH = self.D * self.H, DG = 4 * DH, isz = self.c.itemsize
         cdef Py_ssize_t width = self.In if self.In > DH else DH, total = 0
         cdef bint full = not self.variable_batch
@@ -770,8 +772,9 @@ cdef class Plan:
         sizes[5] = (self.D + 1) * rows * self.H if backward else 0
         sizes[6] = 3 * DH * self.B if backward else 0
         sizes[7] = team * self.H * (width if width > self.H else self.H) if backward else 0
-        sizes[8] = 2 * self.L * DG
-        for k in range(9):
+        sizes[8] = DH * self.B
+        sizes[9] = 2 * self.L * DG
+        for k in range(10):
             sizes[k] = (sizes[k] * isz + 63) // 64 * 64
             total += sizes[k]
         return total
@@ -784,7 +787,7 @@ cdef class Plan:
         cdef Layer *lay
         cdef Py_ssize_t on_stack[6 * 256]
         cdef Py_ssize_t *offsets = on_stack  # on the heap for more than 256 layers
-        cdef Py_ssize_t sizes[9]
+        cdef Py_ssize_t sizes[10]
         cdef char *base = _address(cache)
         cdef char *region[6]
         cdef int l, r
@@ -819,6 +822,7 @@ cdef class Plan:
         c.scratch_prev, offset = base + offset, offset + sizes[5]
         c.scratch_carry, offset = base + offset, offset + sizes[6]
         c.scratch_grad, offset = base + offset, offset + sizes[7]
+        c.scratch_hT, offset = base + offset, offset + sizes[8]
         self.pack_vectors(base + offset)
         c.grad_stride = self.H * max(self.In, self.D * self.H, self.H)
         self.keep += [cache, scratch]
@@ -854,6 +858,48 @@ cdef class Plan:
                     any_diag = any_diag or g.cdiag.p != NULL
             if not any_diag:
                 lay.cdiag = NULL
+
+    # ------------------------------------------------------------------ the planner's schedule
+    def problem(self, int team):
+        """The key under which the planner keeps what it measured: everything the speed of a
+        step's recurrent products depends on (its shape, data type, team, and whether the four
+        recurrent matrices lie as one, there are full peepholes, or the batch varies)."""
+        cdef int d
+        merged = all(self.c.layer[0].d[d].U4.p != NULL for d in range(self.D))
+        return (f"{'float32' if self.c.itemsize == 4 else 'float64'} H{self.H} B{self.B} D{self.D} "
+                f"team{team}{'' if merged else ' gates-apart'}{' full-peephole' if FULL in self.peepholes else ''}"
+                f"{' variable-batch' if self.variable_batch else ''}")
+
+    def schedule(self, arrangements, picks=None, step_seconds=None):
+        """Run the steps with ``arrangements`` (at most 8 (form, chunk, by_vectors) triples):
+        step s of layer l uses arrangements[picks[l * T + s]] (``picks``: bytes of L*T
+        indices; None: the first everywhere); ``step_seconds`` (a float64 array of L*T, or
+        None) receives each step's wall time."""
+        cdef Call *c = &self.c
+        cdef int k
+        cdef const unsigned char[:] view
+        cdef double[:] seconds
+        if not 1 <= len(arrangements) <= 8:
+            raise ValueError("schedule: 1 to 8 arrangements")
+        for k, (form, chunk, by_vectors) in enumerate(arrangements):
+            if form not in (0, 1, 2) or chunk < 0 or by_vectors not in (-1, 0, 1):
+                raise ValueError(f"schedule: arrangement {k} is not one: {(form, chunk, by_vectors)}")
+            c.arrangement[k].form, c.arrangement[k].chunk, c.arrangement[k].by_vectors = form, chunk, by_vectors
+        c.pick = NULL
+        c.step_seconds = NULL
+        self.timing = None
+        if picks is not None:
+            if len(picks) != <Py_ssize_t>self.L * self.T or max(picks) >= len(arrangements):
+                raise ValueError("schedule: picks must hold L*T indices of arrangements")
+            view = picks
+            c.pick = &view[0]
+            self.picks = picks
+        if step_seconds is not None:
+            seconds = step_seconds
+            if seconds.shape[0] != <Py_ssize_t>self.L * self.T:
+                raise ValueError("schedule: step_seconds must hold L*T values")
+            c.step_seconds = &seconds[0]
+            self.timing = step_seconds
 
     # ------------------------------------------------------------------ running
     def forward(self):

@@ -108,6 +108,13 @@ cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexce
     """C = alpha A B + beta C for logical A (M x K), B (K x N), C (M x N); beta == 0 never
     reads C. Every operand must be addressable (see operand()); products with a few rows or
     columns (a small batch) run as one gemv each."""
+    gemm_as(-1, alpha, a, b, beta, c)
+
+
+cdef inline void gemm_as(int by_vectors, floating alpha, Mat a, Mat b, floating beta, Mat c) noexcept nogil:
+    """gemm() with the choice between one gemm and one gemv per column (or row) of C made
+    by the caller: by_vectors 1 always splits C along its smaller dimension into gemv calls,
+    0 never does, -1 does when that dimension is at most GEMV_UP_TO (the heuristic)."""
     cdef char ta, tb
     cdef blas_int lda, ldb, ldc, m, n, k
     cdef Py_ssize_t j
@@ -118,13 +125,15 @@ cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexce
     if a.cols == 0:
         scale(beta, c)
         return
+    if by_vectors < 0:
+        by_vectors = c.cols <= GEMV_UP_TO or c.rows <= GEMV_UP_TO
     if blas_timing:
         began = team_clock()
-    if c.cols <= GEMV_UP_TO and c.cols <= c.rows:   # C[:, j] = A B[:, j]
+    if by_vectors and c.cols <= c.rows:     # C[:, j] = A B[:, j]
         for j in range(c.cols):
             gemv(alpha, a, <floating*>b.p + j * b.cs, step(b.rows, b.rs), beta,
                  <floating*>c.p + j * c.cs, step(c.rows, c.rs))
-    elif c.rows <= GEMV_UP_TO and c.rows < c.cols:  # C[i, :]^T = B^T A[i, :]^T
+    elif by_vectors:                        # C[i, :]^T = B^T A[i, :]^T
         for j in range(c.rows):
             gemv(alpha, transposed(b), <floating*>a.p + j * a.rs, step(a.cols, a.cs), beta,
                  <floating*>c.p + j * c.rs, step(c.cols, c.cs))

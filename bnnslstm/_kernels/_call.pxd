@@ -59,6 +59,24 @@ ctypedef struct Layer:
     char *mask                  # [rows][D*H] dropout scale of this layer's input, or NULL
 
 
+# How a step's recurrent products are handed to BLAS (the planner's candidates: every one
+# computes the same products, in another arrangement of BLAS calls).
+#   form 0: S[D*4H][B] scratch (batch-fastest) = U h_prev^T, h read in place from the
+#           output region; the cell pass adds S to the projection
+#   form 1: the same S from a batch-fastest copy of h ([D][H][B], written by the previous
+#           step's cell pass): both operands unit-stride along BLAS's columns ('N', 'N')
+#   form 2: the products accumulate (beta = 1) straight into the step's rows of the input
+#           projection; the cell pass then reads one contiguous stream per sample
+#   chunk:  rows of U per BLAS call (forward) or columns of dL/dh_prev (backward); 0: the
+#           thread's whole slice in one call
+#   by_vectors: -1 one gemv per sample when the batch is at most 4 (the heuristic), 0 one
+#           gemm, 1 one gemv per sample
+ctypedef struct Arrangement:
+    int form
+    int chunk
+    int by_vectors
+
+
 ctypedef struct Call:
     int itemsize                # 4: float32, 8: float64
     int T, B, In, H, L, D       # In: input_size (I: a macro of <complex.h>)
@@ -94,3 +112,9 @@ ctypedef struct Call:
     char *scratch_carry         # [3][D][B][H] backward: dh, dc carried between steps, dc'
     char *scratch_grad          # [team][grad_stride] a gradient block BLAS cannot write in place
     Py_ssize_t grad_stride      # H * max(I, D*H)
+    char *scratch_hT            # [D][H][B] the hidden state batch-fastest (form 1)
+    # the planner's schedule: candidate arrangements, which one each step of each layer
+    # uses, and (while tuning) each step's wall time, written by thread 0
+    Arrangement arrangement[8]
+    const unsigned char *pick   # [L][T] index into arrangement; NULL: arrangement[0] everywhere
+    double *step_seconds        # [L][T] or NULL: not timed

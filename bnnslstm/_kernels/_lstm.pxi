@@ -7,12 +7,13 @@ from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
 from ._activations cimport activate, slope
-from ._blas cimport Mat, addressable, block, gemm, mat, transposed
-from ._call cimport Call, Direction, Gate, Layer, Seq, Vec
+from ._blas cimport Mat, addressable, block, gemm, gemm_as, mat, transposed
+from ._call cimport Arrangement, Call, Direction, Gate, Layer, Seq, Vec
 from ._dropout cimport layer_key, sample_key, unit_scale
 
 cdef extern from "_team.h" nogil:
     void team_barrier(int *state, int team)
+    double team_clock()
     int team_started()
     int TEAM_OPENMP
     int blas_timing "team_blas_timing"
@@ -189,15 +190,17 @@ cdef inline char* projection(const Call *c, int l) noexcept nogil:
 
 
 cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_ssize_t r1,
-                        bint output_peephole) noexcept nogil:
-    """Rows [r0, r1) of step s's products S[D*4H][B] (batch-fastest): U h_prev^T, plus the
-    full peepholes of gates i, f, g times c_prev^T; with output_peephole, instead add the
-    output gate's full peephole times the new cell."""
+                        bint output_peephole, const Arrangement *a) noexcept nogil:
+    """Rows [r0, r1) of step s's products S[D*4H][B]: U h_prev^T, plus the full peepholes of
+    gates i, f, g times c_prev^T; with output_peephole, instead add the output gate's full
+    peephole times the new cell. Where S lies and how BLAS is called: the arrangement
+    (form 0, 1: scratch_S batch-fastest; form 2: added into the step's projection rows)."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
-    cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, B = c.B, j, n, lo, hi
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B, j, n, lo, hi
     cdef int d, k, t, p, bt, n_prev
-    cdef Mat S, h_prev, c_prev, h_init, c_init, cell, weights
+    cdef bint into = a.form == 2
+    cdef Mat S, h_prev, c_prev, h_init, c_init, cell
     for d in range(c.D):
         n = overlap(r0, r1, d * G, (d + 1) * G, &lo)
         if n == 0:
@@ -208,8 +211,14 @@ cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_
         p = previous(c, d, t)
         bt = c.bs[t]
         n_prev = n_previous(c, d, t)
-        S = mat(c.scratch_S + d * G * B * sizeof(floating), G, bt, B, 1)
-        h_prev = mat(lay.out + (p * B * DH + d * H) * sizeof(floating), n_prev, H, DH, 1)
+        if into:  # the projection's rows of step t, seen as [G][bt] (unit stride down a column)
+            S = mat(projection(c, l) + (c.start[t] * DG + d * G) * sizeof(floating), G, bt, 1, DG)
+        else:
+            S = mat(c.scratch_S + d * G * B * sizeof(floating), G, bt, B, 1)
+        if a.form == 1:
+            h_prev = mat(c.scratch_hT + d * H * B * sizeof(floating), n_prev, H, 1, B)
+        else:
+            h_prev = mat(lay.out + (p * B * DH + d * H) * sizeof(floating), n_prev, H, DH, 1)
         c_prev = mat(lay.cells + (p * B * DH + d * H) * sizeof(floating), n_prev, H, DH, 1)
         h_init = block(dr.h0, n_prev, 0, bt - n_prev, H, sizeof(floating))
         c_init = block(dr.c0, n_prev, 0, bt - n_prev, H, sizeof(floating))
@@ -217,46 +226,55 @@ cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_
             n = overlap(lo, hi, 3 * H, G, &j)
             if n > 0 and dr.g[3].C.p != NULL:
                 cell = mat(lay.cells + (t * B * DH + d * H) * sizeof(floating), bt, H, DH, 1)
-                gemm(<floating>1, block(dr.g[3].C, j, 0, n, H, sizeof(floating)), transposed(cell),
-                     <floating>1, block(S, 3 * H + j, 0, n, bt, sizeof(floating)))
+                gemm_as(a.by_vectors, <floating>1, block(dr.g[3].C, j, 0, n, H, sizeof(floating)),
+                        transposed(cell), <floating>1, block(S, 3 * H + j, 0, n, bt, sizeof(floating)))
             continue
         if dr.U4.p != NULL:
-            product(typ, block(dr.U4, lo, 0, hi - lo, H, sizeof(floating)), h_prev, h_init,
-                    block(S, lo, 0, hi - lo, bt, sizeof(floating)), False)
+            product(typ, a, block(dr.U4, lo, 0, hi - lo, H, sizeof(floating)), h_prev, h_init,
+                    block(S, lo, 0, hi - lo, bt, sizeof(floating)), into)
         for k in range(4):
             n = overlap(lo, hi, k * H, (k + 1) * H, &j)
             if n == 0:
                 continue
             if dr.U4.p == NULL:
-                product(typ, block(dr.g[k].U, j, 0, n, H, sizeof(floating)), h_prev, h_init,
-                        block(S, k * H + j, 0, n, bt, sizeof(floating)), False)
+                product(typ, a, block(dr.g[k].U, j, 0, n, H, sizeof(floating)), h_prev, h_init,
+                        block(S, k * H + j, 0, n, bt, sizeof(floating)), into)
             if k < 3 and dr.g[k].C.p != NULL:
-                product(typ, block(dr.g[k].C, j, 0, n, H, sizeof(floating)), c_prev, c_init,
+                product(typ, a, block(dr.g[k].C, j, 0, n, H, sizeof(floating)), c_prev, c_init,
                         block(S, k * H + j, 0, n, bt, sizeof(floating)), True)
 
 
-cdef void product(floating *typ, Mat weights, Mat carried, Mat initial, Mat S,
-                  bint accumulate) noexcept nogil:
+cdef void product(floating *typ, const Arrangement *a, Mat weights, Mat carried, Mat initial,
+                  Mat S, bint accumulate) noexcept nogil:
     """S (+)= weights [carried; initial]^T: the first samples' states come from the previous
-    step, the rest from the initial state (zeros when it is absent)."""
-    cdef Py_ssize_t n_prev = carried.rows
-    cdef Py_ssize_t i
-    cdef Mat rest
-    gemm(<floating>1, weights, transposed(carried), <floating>(1 if accumulate else 0),
-         block(S, 0, 0, S.rows, n_prev, sizeof(floating)))
-    if S.cols > n_prev:
-        rest = block(S, 0, n_prev, S.rows, S.cols - n_prev, sizeof(floating))
-        if initial.p != NULL:
-            gemm(<floating>1, weights, transposed(initial), <floating>(1 if accumulate else 0), rest)
-        elif not accumulate:
-            for i in range(rest.rows):
-                memset(rest.p + i * rest.rs * sizeof(floating), 0, rest.cols * sizeof(floating))
+    step, the rest from the initial state (zeros when it is absent); a.chunk rows of the
+    weights per BLAS call."""
+    cdef Py_ssize_t n_prev = carried.rows, r = 0, n, i
+    cdef Py_ssize_t chunk = a.chunk if a.chunk > 0 else weights.rows
+    cdef Mat w, part, rest
+    while r < weights.rows:
+        n = weights.rows - r if weights.rows - r < chunk else chunk
+        w = block(weights, r, 0, n, weights.cols, sizeof(floating))
+        part = block(S, r, 0, n, S.cols, sizeof(floating))
+        gemm_as(a.by_vectors, <floating>1, w, transposed(carried), <floating>(1 if accumulate else 0),
+                block(part, 0, 0, n, n_prev, sizeof(floating)))
+        if part.cols > n_prev:
+            rest = block(part, 0, n_prev, n, part.cols - n_prev, sizeof(floating))
+            if initial.p != NULL:
+                gemm_as(a.by_vectors, <floating>1, w, transposed(initial),
+                        <floating>(1 if accumulate else 0), rest)
+            elif not accumulate:
+                for i in range(rest.rows):
+                    memset(rest.p + i * rest.rs * sizeof(floating), 0, rest.cols * sizeof(floating))
+        r += n
 
 
 cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssize_t u1,
-                     int part) noexcept nogil:
+                     int part, const Arrangement *a, bint write_hT) noexcept nogil:
     """The fused elementwise pass of step s on hidden units [u0, u1) of the D*H (part 1:
-    gates i, f, g and the cell; part 2: output gate and h; 3: both)."""
+    gates i, f, g and the cell; part 2: output gate and h; 3: both). The step's products
+    are in scratch_S, or already in the projection (form 2); write_hT also stores h
+    batch-fastest in scratch_hT for the next step's products (form 1)."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B
@@ -265,7 +283,9 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssi
     cdef bint last = l == c.L - 1 and c.y.p != NULL
     cdef floating *c_prev
     cdef floating *y
+    cdef floating *hT
     cdef char *proj = projection(c, l)
+    cdef bint products_apart = a.form != 2
     for d in range(c.D):
         n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
         if n == 0:
@@ -290,20 +310,22 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssi
             y = NULL
             if last:
                 y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
+            hT = <floating*>c.scratch_hT + d * H * B + b if write_hT and part & 2 else NULL
             for j in range(j0, j0 + n, 128):  # CHUNK units at a time
                 m = j0 + n - j
                 cell_chunk(typ, c, m if m < CHUNK else CHUNK, H,
                            <floating*>proj + wrow * DG + d * G + j,
                            <floating*>lay.gates + row * DG + d * G + j,
                            at(lay.preact, row * DG + d * G + j, typ),
-                           <floating*>c.scratch_S + (d * G + j) * B + b, B, H * B,
+                           <floating*>c.scratch_S + (d * G + j) * B + b if products_apart else NULL, B, H * B,
                            <floating*>lay.bias + d * G + j,
                            at(lay.cdiag, d * G + j, typ),
                            NULL if c_prev == NULL else c_prev + j * cps, cps,
                            <floating*>lay.cells + row * DH + d * H + j,
                            at(lay.act_h, row * DH + d * H + j, typ),
                            <floating*>lay.out + row * DH + d * H + j,
-                           NULL if y == NULL else y + j * c.y.se, c.y.se, part)
+                           NULL if y == NULL else y + j * c.y.se, c.y.se,
+                           NULL if hT == NULL else hT + j * B, B, part)
         if part & 2:
             for b in range(bt, B):  # padded positions: every region and y hold 0
                 row = t * B + b
@@ -337,9 +359,10 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                      const floating *bias, const floating *cdiag,
                      const floating *c_prev, Py_ssize_t cps,
                      floating *cell, floating *act_h, floating *h, floating *y, Py_ssize_t ys,
-                     int part) noexcept nogil:
+                     floating *hT, Py_ssize_t hts, int part) noexcept nogil:
     """SPEC §4 for n (<= CHUNK) hidden units of one sample. proj, g, a, bias, cdiag hold the
-    four gates H apart; s (the step's products) unit stride s_unit, gate stride s_gate.
+    four gates H apart; s (the step's products, NULL: already added into proj) unit stride
+    s_unit, gate stride s_gate; h is also stored at hT (stride hts) unless NULL.
 
         a_k = proj_k + s_k + b_k (+ cdiag_k * c_prev)   k = i, f, g;  gate_k = act_k(a_k)
         c' = f*c_prev + i*g
@@ -362,8 +385,12 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
             for i in range(n):
                 cp[i] = c_prev[i * cps]
         for k in range(3):
-            for i in range(n):
-                v[k][i] = proj[k * H + i] + s[k * s_gate + i * s_unit] + bias[k * H + i]
+            if s != NULL:
+                for i in range(n):
+                    v[k][i] = proj[k * H + i] + s[k * s_gate + i * s_unit] + bias[k * H + i]
+            else:
+                for i in range(n):
+                    v[k][i] = proj[k * H + i] + bias[k * H + i]
             if cdiag != NULL:
                 for i in range(n):
                     v[k][i] = v[k][i] + cdiag[k * H + i] * cp[i]
@@ -381,8 +408,12 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
         if not part & 1:
             for i in range(n):
                 cn[i] = cell[i]
-        for i in range(n):
-            v[3][i] = proj[3 * H + i] + s[3 * s_gate + i * s_unit] + bias[3 * H + i]
+        if s != NULL:
+            for i in range(n):
+                v[3][i] = proj[3 * H + i] + s[3 * s_gate + i * s_unit] + bias[3 * H + i]
+        else:
+            for i in range(n):
+                v[3][i] = proj[3 * H + i] + bias[3 * H + i]
         if cdiag != NULL:
             for i in range(n):
                 v[3][i] = v[3][i] + cdiag[3 * H + i] * cn[i]
@@ -402,6 +433,9 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
         if y != NULL:
             for i in range(n):
                 y[i * ys] = v[3][i] * th[i]
+        if hT != NULL:
+            for i in range(n):
+                hT[i * hts] = v[3][i] * th[i]
 
 
 cdef void final_states(floating *typ, Call *c, int l, int tid) noexcept nogil:
@@ -433,27 +467,50 @@ cdef void final_states(floating *typ, Call *c, int l, int tid) noexcept nogil:
                     dst[j * dr.cn.cs] = src[j]
 
 
+cdef inline const Arrangement* arrangement_of(const Call *c, int l, int s) noexcept nogil:
+    """The arrangement step s of layer l runs (the planner's schedule)."""
+    return &c.arrangement[0 if c.pick == NULL else c.pick[l * c.T + s]]
+
+
+cdef inline void time_step(Call *c, int tid, Py_ssize_t index, double *since) noexcept nogil:
+    """Thread 0 records the wall time from *since to now (just past a barrier) at
+    step_seconds[index] while the planner times the call."""
+    cdef double now
+    if tid == 0 and c.step_seconds != NULL:
+        now = team_clock()
+        if index >= 0:
+            c.step_seconds[index] = now - since[0]
+        since[0] = now
+
+
 cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
     cdef int l, s
     cdef Py_ssize_t r0, r1, u0, u1
+    cdef const Arrangement *a
+    cdef bint write_hT
+    cdef double since = 0
     share(c.D * 4 * c.H, c.team, tid, GRAIN, &r0, &r1)
     share(c.D * c.H, c.team, tid, 8, &u0, &u1)
     for l in range(c.L):
         prepare_input(typ, c, l, tid, True)
         project(typ, c, l, tid)
         team_barrier(c.barrier, c.team)
+        time_step(c, tid, -1, &since)
         for s in range(c.T):
-            step_products(typ, c, l, s, r0, r1, False)
+            a = arrangement_of(c, l, s)
+            write_hT = s + 1 < c.T and arrangement_of(c, l, s + 1).form == 1
+            step_products(typ, c, l, s, r0, r1, False, a)
             team_barrier(c.barrier, c.team)
             if c.layer[l].full_o:
-                step_cells(typ, c, l, s, u0, u1, 1)
+                step_cells(typ, c, l, s, u0, u1, 1, a, False)
                 team_barrier(c.barrier, c.team)
-                step_products(typ, c, l, s, r0, r1, True)
+                step_products(typ, c, l, s, r0, r1, True, a)
                 team_barrier(c.barrier, c.team)
-                step_cells(typ, c, l, s, u0, u1, 2)
+                step_cells(typ, c, l, s, u0, u1, 2, a, write_hT)
             else:
-                step_cells(typ, c, l, s, u0, u1, 3)
+                step_cells(typ, c, l, s, u0, u1, 3, a, write_hT)
             team_barrier(c.barrier, c.team)
+            time_step(c, tid, l * c.T + s, &since)
         final_states(typ, c, l, tid)
 
 
@@ -596,16 +653,16 @@ cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t 
 
 
 cdef void step_back_products(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssize_t u1,
-                             bint output_peephole) noexcept nogil:
+                             bint output_peephole, const Arrangement *a) noexcept nogil:
     """Units [u0, u1) of step s's backward products: dL/dh_prev = dA U into carry_h (and the
     full peepholes of i, f, g: carry_c += dA C); with output_peephole instead
-    dL/dc' += dA_o C_o (before part 2)."""
+    dL/dc' += dA_o C_o (before part 2). a.chunk units per BLAS call."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
-    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, B = c.B, j0, n
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, B = c.B, j0, n, q, m
+    cdef Py_ssize_t chunk
     cdef int d, t, bt, k
     cdef Mat dA, carry_h, carry_c, dc_step
-    cdef bint first
     for d in range(c.D):
         n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
         if n == 0:
@@ -614,24 +671,30 @@ cdef void step_back_products(floating *typ, Call *c, int l, int s, Py_ssize_t u0
         t = step_time(c, d, c.T - 1 - s)
         bt = c.bs[t]
         dA = mat(c.scratch_dG + (c.start[t] * DG + d * G) * sizeof(floating), bt, G, DG, 1)
-        carry_h = mat(c.scratch_carry + (d * B * H + j0) * sizeof(floating), bt, n, H, 1)
-        carry_c = mat(c.scratch_carry + ((c.D + d) * B * H + j0) * sizeof(floating), bt, n, H, 1)
-        dc_step = mat(c.scratch_carry + ((2 * c.D + d) * B * H + j0) * sizeof(floating), bt, n, H, 1)
-        if output_peephole:
-            if dr.g[3].C.p != NULL:
-                gemm(<floating>1, block(dA, 0, 3 * H, bt, H, sizeof(floating)),
-                     block(dr.g[3].C, 0, j0, H, n, sizeof(floating)), <floating>1, dc_step)
-            continue
-        if dr.U4.p != NULL:
-            gemm(<floating>1, dA, block(dr.U4, 0, j0, G, n, sizeof(floating)), <floating>0, carry_h)
-        else:
-            for k in range(4):
-                gemm(<floating>1, block(dA, 0, k * H, bt, H, sizeof(floating)),
-                     block(dr.g[k].U, 0, j0, H, n, sizeof(floating)), <floating>(1 if k else 0), carry_h)
-        for k in range(3):
-            if dr.g[k].C.p != NULL:
-                gemm(<floating>1, block(dA, 0, k * H, bt, H, sizeof(floating)),
-                     block(dr.g[k].C, 0, j0, H, n, sizeof(floating)), <floating>1, carry_c)
+        chunk = a.chunk if a.chunk > 0 else n
+        q = j0
+        while q < j0 + n:
+            m = j0 + n - q if j0 + n - q < chunk else chunk
+            carry_h = mat(c.scratch_carry + (d * B * H + q) * sizeof(floating), bt, m, H, 1)
+            carry_c = mat(c.scratch_carry + ((c.D + d) * B * H + q) * sizeof(floating), bt, m, H, 1)
+            dc_step = mat(c.scratch_carry + ((2 * c.D + d) * B * H + q) * sizeof(floating), bt, m, H, 1)
+            if output_peephole:
+                if dr.g[3].C.p != NULL:
+                    gemm_as(a.by_vectors, <floating>1, block(dA, 0, 3 * H, bt, H, sizeof(floating)),
+                            block(dr.g[3].C, 0, q, H, m, sizeof(floating)), <floating>1, dc_step)
+            elif dr.U4.p != NULL:
+                gemm_as(a.by_vectors, <floating>1, dA, block(dr.U4, 0, q, G, m, sizeof(floating)),
+                        <floating>0, carry_h)
+            else:
+                for k in range(4):
+                    gemm_as(a.by_vectors, <floating>1, block(dA, 0, k * H, bt, H, sizeof(floating)),
+                            block(dr.g[k].U, 0, q, H, m, sizeof(floating)), <floating>(1 if k else 0), carry_h)
+            if not output_peephole:
+                for k in range(3):
+                    if dr.g[k].C.p != NULL:
+                        gemm_as(a.by_vectors, <floating>1, block(dA, 0, k * H, bt, H, sizeof(floating)),
+                                block(dr.g[k].C, 0, q, H, m, sizeof(floating)), <floating>1, carry_c)
+            q += m
 
 
 cdef void start_carries(floating *typ, Call *c, int l, Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
@@ -885,17 +948,22 @@ cdef void mask_gradient(floating *typ, Call *c, int l, int tid) noexcept nogil:
 cdef void backward_thread(floating *typ, Call *c, int tid) noexcept nogil:
     cdef int l, s
     cdef Py_ssize_t u0, u1
+    cdef const Arrangement *a
+    cdef double since = 0
     share(c.D * c.H, c.team, tid, 8, &u0, &u1)
     for l in range(c.L - 1, -1, -1):
         start_carries(typ, c, l, u0, u1)
         for s in range(c.T):
+            a = arrangement_of(c, l, s)
             step_gradients(typ, c, l, s, u0, u1, 1)
             if c.layer[l].full_o:
                 team_barrier(c.barrier, c.team)
-                step_back_products(typ, c, l, s, u0, u1, True)
+                step_back_products(typ, c, l, s, u0, u1, True, a)
             step_gradients(typ, c, l, s, u0, u1, 2)
             team_barrier(c.barrier, c.team)
-            step_back_products(typ, c, l, s, u0, u1, False)
+            # timed: step s-1's products, then step s up to here (no barrier between them)
+            time_step(c, tid, l * c.T + s - 1 if s > 0 else -1, &since)
+            step_back_products(typ, c, l, s, u0, u1, False, a)
         initial_gradients(typ, c, l, u0, u1)
         team_barrier(c.barrier, c.team)  # dG complete; carries no longer needed; scratch_dX (dy of l) consumed
         weight_gradients(typ, c, l, tid)
