@@ -17,6 +17,7 @@ from .activations import apply_activation
 from .descriptors import NDArrayDescriptor
 from .enums import ActivationFunction, DataLayout, DataType, LayerFlags, NDArrayFlags
 from .errors import BNNSError
+from . import planner
 from .layer import LSTM
 from .lstm import (
     compute_lstm_training_cache_capacity,

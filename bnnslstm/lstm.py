@@ -11,7 +11,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from . import _cache
+from . import _cache, planner
 from ._kernels._lstm import team_available  # the same in every kernel build
 from ._plan import make_plan
 from .errors import BNNSError
@@ -154,7 +154,7 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     else:
         _bind(plan, cache, team)
     with _blas_threads(team, explicit):
-        plan.forward()
+        planner.run(plan, team)
     if cache is not None:
         _cache.write_header(cache, plan)
 
@@ -183,6 +183,6 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
         if cache is None:  # recompute the forward into scratch; layer_params untouched
             cache = _scratch_bytes("training_cache", capacity)
             _bind(plan, cache, team)
-            plan.forward()
+            planner.run(plan, team)
         _bind(plan, cache, team, backward=True)
-        plan.backward()
+        planner.run(plan, team, backward=True)

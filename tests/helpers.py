@@ -1,5 +1,7 @@
 """Build BNNS-style parameter sets from plain numpy arrays (the reference's weights dict)."""
 
+from contextlib import contextmanager
+
 import numpy as np
 
 import bnnslstm as bl
@@ -106,3 +108,15 @@ def make_delta(params, weights, *, dy=None, dh_n=None, dc_n=None, layout="SNE", 
             cw_desc=desc(grads["C"][gate], flags=flags),
             b_desc=desc(grads["b"][gate], flags=flags)))
     return delta, grads
+
+
+@contextmanager
+def planner_mode(name):
+    """The planner in mode ``name`` ("heuristic": one fixed BLAS arrangement, nothing timed)
+    for the ``with`` block."""
+    saved = bl.planner.mode()
+    bl.planner.set_mode(name)
+    try:
+        yield
+    finally:
+        bl.planner.set_mode(saved)

@@ -179,6 +179,7 @@ import threading, time
 import numpy as np
 import bnnslstm as bl
 
+bl.planner.set_mode("heuristic")  # every call the same BLAS arrangement: y compared bit for bit
 T, B, I, H = 100, 16, 64, 256
 rng = np.random.default_rng(0)
 x = rng.standard_normal((T, B, I)).astype(np.float32)
