@@ -882,7 +882,7 @@ cdef class Plan:
         if not 1 <= len(arrangements) <= 8:
             raise ValueError("schedule: 1 to 8 arrangements")
         for k, (form, chunk, by_vectors) in enumerate(arrangements):
-            if form not in (0, 1, 2) or chunk < 0 or by_vectors not in (-1, 0, 1):
+            if form not in (0, 1, 2, 3) or chunk < 0 or by_vectors not in (-1, 0, 1):
                 raise ValueError(f"schedule: arrangement {k} is not one: {(form, chunk, by_vectors)}")
             c.arrangement[k].form, c.arrangement[k].chunk, c.arrangement[k].by_vectors = form, chunk, by_vectors
         c.pick = NULL

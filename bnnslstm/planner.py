@@ -22,7 +22,6 @@ arrangements chosen once and never time anything.
 
 import json
 import os
-import statistics
 import threading
 
 import numpy as np
@@ -32,8 +31,8 @@ __all__ = ["mode", "set_mode", "decisions", "forget", "export_wisdom", "import_w
 
 MODES = ("measure", "heuristic")
 HEURISTIC = (0, 0, -1)      # S from h read in place, the thread's slice in one call, gemv for batches <= 4
-FORMS = ("scratch", "state-copy", "into-projection")
-SAMPLES = 6                 # timed steps per candidate before choosing
+FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection")
+SAMPLES = 8                 # timed steps per candidate before choosing
 BLOCK = 3                   # consecutive steps per candidate (the last one of a block is not counted)
 MIN_WORK = 1 << 16          # multiply-adds of a step's products below which nothing is timed
 MIN_STEPS = 4               # calls with fewer steps are not timed
@@ -97,6 +96,7 @@ def candidates(H, B, D, team, backward):
     if chunk:
         found.append((1, chunk, 0))
     found.append((2, 0, -1))
+    found.append((3, 0, -1))
     return found
 
 
@@ -135,11 +135,13 @@ class _Pass:
                     self.samples[picks[l, s]].append(float(seconds[l, s]))
         self.calls += 1
         if min(len(values) for values in self.samples) >= SAMPLES:
-            medians = [statistics.median(values) for values in self.samples]
-            best = min(range(len(medians)), key=medians.__getitem__)
+            # the lower quartile of each candidate's step times: on a machine other work
+            # loads, interruptions only ever add time, and a quarter of the steps escape them
+            typical = [sorted(values)[len(values) // 4] for values in self.samples]
+            best = min(range(len(typical)), key=typical.__getitem__)
             self.chosen = self.arrangements[best]
-            self.tuning_seconds = sum(max(0.0, v - medians[best]) for values in self.samples for v in values)
-            self.medians = medians
+            self.tuning_seconds = sum(max(0.0, v - typical[best]) for k, values in enumerate(self.samples)
+                                      if k != best for v in values)
 
     def describe(self):
         if self.chosen is None:

@@ -17,7 +17,7 @@ from helpers import make_delta, make_params, planner_mode, y_time_major
 from reference import GATES, batch_sizes_from_lengths, lstm_forward, random_weights
 from reference_backward import lstm_backward
 
-FORWARD = [(form, chunk, by_vectors) for form in (0, 1, 2) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
+FORWARD = [(form, chunk, by_vectors) for form in (0, 1, 2, 3) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 BACKWARD = [(0, chunk, by_vectors) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 TOLERANCE = {np.float32: 5e-5, np.float64: 1e-11}   # of the largest value compared
 

@@ -61,12 +61,12 @@ ctypedef struct Layer:
 
 # How a step's recurrent products are handed to BLAS (the planner's candidates: every one
 # computes the same products, in another arrangement of BLAS calls).
-#   form 0: S[D*4H][B] scratch (batch-fastest) = U h_prev^T, h read in place from the
-#           output region; the cell pass adds S to the projection
-#   form 1: the same S from a batch-fastest copy of h ([D][H][B], written by the previous
-#           step's cell pass): both operands unit-stride along BLAS's columns ('N', 'N')
-#   form 2: the products accumulate (beta = 1) straight into the step's rows of the input
-#           projection; the cell pass then reads one contiguous stream per sample
+#   form bit 1 (state copy): h_prev is read from a batch-fastest copy ([D][H][B], written by
+#           the previous step's cell pass) instead of in place from the output region
+#   form bit 2 (into the projection): the products accumulate (beta = 1) straight into the
+#           step's rows of the input projection, and the cell pass reads one contiguous
+#           stream per sample; without it they go to S[D*4H][B] (scratch, batch-fastest)
+#           and the cell pass adds S to the projection
 #   chunk:  rows of U per BLAS call (forward) or columns of dL/dh_prev (backward); 0: the
 #           thread's whole slice in one call
 #   by_vectors: -1 one gemv per sample when the batch is at most 4 (the heuristic), 0 one

@@ -199,7 +199,7 @@ cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_
     cdef Direction *dr
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B, j, n, lo, hi
     cdef int d, k, t, p, bt, n_prev
-    cdef bint into = a.form == 2
+    cdef bint into = a.form & 2 != 0
     cdef Mat S, h_prev, c_prev, h_init, c_init, cell
     for d in range(c.D):
         n = overlap(r0, r1, d * G, (d + 1) * G, &lo)
@@ -215,7 +215,7 @@ cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_
             S = mat(projection(c, l) + (c.start[t] * DG + d * G) * sizeof(floating), G, bt, 1, DG)
         else:
             S = mat(c.scratch_S + d * G * B * sizeof(floating), G, bt, B, 1)
-        if a.form == 1:
+        if a.form & 1:
             h_prev = mat(c.scratch_hT + d * H * B * sizeof(floating), n_prev, H, 1, B)
         else:
             h_prev = mat(lay.out + (p * B * DH + d * H) * sizeof(floating), n_prev, H, DH, 1)
@@ -285,7 +285,7 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssi
     cdef floating *y
     cdef floating *hT
     cdef char *proj = projection(c, l)
-    cdef bint products_apart = a.form != 2
+    cdef bint products_apart = a.form & 2 == 0
     for d in range(c.D):
         n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
         if n == 0:
@@ -498,7 +498,7 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
         time_step(c, tid, -1, &since)
         for s in range(c.T):
             a = arrangement_of(c, l, s)
-            write_hT = s + 1 < c.T and arrangement_of(c, l, s + 1).form == 1
+            write_hT = s + 1 < c.T and arrangement_of(c, l, s + 1).form & 1 != 0
             step_products(typ, c, l, s, r0, r1, False, a)
             team_barrier(c.barrier, c.team)
             if c.layer[l].full_o:
