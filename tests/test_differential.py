@@ -369,6 +369,40 @@ def test_every_split_of_a_forced_team_agrees_with_the_reference(data):
         lstm_module._TEAM_MIN_WORK = saved
 
 
+ARRANGEMENT_EXAMPLES = 150
+
+
+@settings(max_examples=ARRANGEMENT_EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@given(st.data())
+def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
+    """The same examples with the step products in BLAS arrangements drawn per step (the
+    planner's candidates, mixed within a call as while it tunes: a step whose successor
+    reads the batch-fastest state copy writes it), row and column chunks down to one, and
+    the steps timed or not."""
+    import bnnslstm.planner as planner
+
+    forms = st.tuples(st.sampled_from([0, 1, 2, 3]), st.sampled_from([0, 1, 3, 16]), st.sampled_from([-1, 0, 1]))
+    backs = st.tuples(st.just(0), st.sampled_from([0, 1, 3, 16]), st.sampled_from([-1, 0, 1]))
+    arrangements = {False: data.draw(st.lists(forms, min_size=1, max_size=8), label="forward arrangements"),
+                    True: data.draw(st.lists(backs, min_size=1, max_size=8), label="backward arrangements")}
+    timed = data.draw(st.booleans(), label="steps timed")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="schedule seed"))
+
+    def scheduled_run(plan, team, backward=False):
+        chosen = arrangements[backward]
+        picks = rng.integers(0, len(chosen), plan.L * plan.T).astype(np.uint8).tobytes()
+        plan.schedule(chosen, picks, np.zeros(plan.L * plan.T) if timed else None)
+        (plan.backward if backward else plan.forward)()
+
+    saved = planner.run
+    planner.run = scheduled_run
+    try:
+        check_example(data, SIZES, THREADS)
+    finally:
+        planner.run = saved
+
+
 def check_example(data, sizes, threads):
     draw = data.draw
     dtype = np.dtype(draw(st.sampled_from([np.float32, np.float64]), label="dtype"))
