@@ -173,7 +173,7 @@ def run(plan, team, backward=False):
     """Run ``plan``'s forward (or backward) pass with the arrangement the planner holds for
     its problem, timing the steps while the problem is being tuned."""
     chosen = HEURISTIC
-    if _mode == "measure":
+    if _mode == "measure" and (_wisdom or _tunable(plan)):
         key = plan.problem(team)
         with _lock:
             problem = _problems.get(key)
