@@ -878,7 +878,7 @@ cdef class Plan:
         cdef Call *c = &self.c
         cdef int k
         cdef const unsigned char[:] view
-        cdef double[:] seconds
+        cdef double[::1] seconds
         if not 1 <= len(arrangements) <= 8:
             raise ValueError("schedule: 1 to 8 arrangements")
         for k, (form, chunk, by_vectors) in enumerate(arrangements):
