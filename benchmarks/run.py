@@ -283,7 +283,9 @@ def print_header(peers):
         lines = ["WARNING: " + " and ".join(f"{name}={value}" for name, value in pinned.items()) +
                  " set in the environment:"]
         lines += [f"  {name} {PINNING[name]}" for name in pinned]
-        lines += [f"  so OpenBLAS ran its {arch} kernels, maybe not the ones it picks for this CPU:",
+        lines += [f"  so OpenBLAS ran its {arch} kernels" +
+                  (", maybe not the ones it picks for this CPU:" if "OPENBLAS_CORETYPE" in pinned
+                   else " blocked for the cache size set in the environment:"),
                   "  these are not this machine's native numbers. Run natively with",
                   "  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py"]
         bar = "!" * max(len(line) for line in lines)
