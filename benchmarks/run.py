@@ -15,8 +15,8 @@ process, the libraries one after the other.
 
 The header names the CPU, the BLAS library scipy's cython_blas calls (threadpoolctl: its
 version, the CPU architecture whose kernels it runs, threading layer and threads) and the
-planner's mode, and warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: those pin
-OpenBLAS's kernels, so run natively with
+planner's mode, and warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: those change
+which kernels OpenBLAS runs and how it blocks them, so run natively with
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py
 """
@@ -39,9 +39,9 @@ import bnnslstm as bl
 from bnnslstm import _plan
 
 # the planner (bnnslstm.planner) chooses each step's arrangement of BLAS calls; builds
-# without it run a fixed arrangement, and the planner columns show "-"
+# without it run a fixed arrangement, and the planner line under each shape shows "-"
 planner = importlib.import_module("bnnslstm.planner") if importlib.util.find_spec("bnnslstm.planner") else None
-WARM_UP_CALLS = 10  # at most, per bnnslstm call: enough for the planner to finish tuning
+WARM_UP_CALLS = 10  # warm-up rounds at most per shape: enough for the planner to finish tuning
 PINNING = {  # environment variables that override OpenBLAS's own choice of kernels for this CPU
     "OPENBLAS_CORETYPE": "pins the kernels to one CPU architecture",
     "OPENBLAS_L2_SIZE": "overrides the cache size its blocking is tuned for",
@@ -318,6 +318,7 @@ def planner_lines(tuned=True):
     found = planner.decisions()
     if not found:
         return [f"  planner: no tuning ({'heuristic mode' if planner.mode() == 'heuristic' else 'steps too small to tune'})"]
+
     def choice(d):
         return (f"forward {d['forward']}" + ("" if d["backward"] == "-" else f"; backward {d['backward']}") +
                 f"; {d['calls']} calls [{d['problem']}]")
@@ -327,7 +328,7 @@ def planner_lines(tuned=True):
     if len(found) > 1:
         lines += [f"    {1e3 * d['tuning_seconds']:.1f} ms; {choice(d)}" for d in found]
     if not tuned:
-        lines.append(f"  WARNING: still tuning after {WARM_UP_CALLS} warm-up calls: the timed repeats include tuning")
+        lines.append(f"  WARNING: still tuning after {WARM_UP_CALLS} warm-up rounds: the timed repeats include tuning")
     return lines
 
 
