@@ -8,21 +8,44 @@ scipy sgemm GFLOP/s measured in the same run on a large square product (the BLAS
 library calls); the share of bnnslstm's wall time spent inside BLAS calls and the GEMM
 FLOPs that went through BLAS against the analytic count (both counted in the kernels'
 BLAS wrapper during one extra, untimed run); and the training cache's bytes against the
-analytic minimum of what the backward pass needs. Then the cost of a trivial call and of
-streaming (one call per step, carrying the state). Times are medians of repeats in one
+analytic minimum of what the backward pass needs; under each shape, what the planner
+chose for its time steps and how long the tuning took. Then the cost of a trivial call and
+of streaming (one call per step, carrying the state). Times are medians of repeats in one
 process, the libraries one after the other.
+
+The header names the CPU, the BLAS library scipy's cython_blas calls (threadpoolctl: its
+version, the CPU architecture whose kernels it runs, threading layer and threads) and the
+planner's mode, and warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: those change
+which kernels OpenBLAS runs and how it blocks them, so run natively with
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py
 """
 
 import argparse
+import importlib
+import importlib.util
+import os
+import platform
 import statistics
 import sys
 import time
 
 import numpy as np
+import scipy
 import scipy.linalg.blas as scipy_blas
+import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call, before threadpool_info)
 
 import bnnslstm as bl
 from bnnslstm import _plan
+
+# the planner (bnnslstm.planner) chooses each step's arrangement of BLAS calls; builds
+# without it run a fixed arrangement, and the planner line under each shape shows "-"
+planner = importlib.import_module("bnnslstm.planner") if importlib.util.find_spec("bnnslstm.planner") else None
+WARM_UP_CALLS = 10  # warm-up rounds at most per shape: enough for the planner to finish tuning
+PINNING = {  # environment variables that override OpenBLAS's own choice of kernels for this CPU
+    "OPENBLAS_CORETYPE": "pins the kernels to one CPU architecture",
+    "OPENBLAS_L2_SIZE": "overrides the cache size its blocking is tuned for",
+}
 
 SHAPES = [  # name, T, B, I, H, layers, bidirectional, variable lengths, inference only
     ("T25 B64 H512", 25, 64, 512, 512, 1, False, False, False),
@@ -31,6 +54,7 @@ SHAPES = [  # name, T, B, I, H, layers, bidirectional, variable lengths, inferen
     ("2L bidir T100 B32 H256", 100, 32, 256, 256, 2, True, False, False),
     ("batch-1 T25 H512", 25, 1, 512, 512, 1, False, False, True),
     ("batch-4 T150 H256", 150, 4, 256, 256, 1, False, False, True),
+    ("batch-8 T50 H512", 50, 8, 512, 512, 1, False, False, True),
     ("var-len T100 B32 H256", 100, 32, 256, 256, 1, False, True, False),
 ]
 
@@ -202,6 +226,112 @@ def bench_thinc(T, B, I, H, L, bidir, lengths, repeats, inference_only):
     return {"fwd": forward} if inference_only else {"fwd": forward, "train": train}
 
 
+def cpu_model():
+    """The CPU's model name: /proc/cpuinfo's "model name" where it exists (Linux on x86),
+    else what platform.processor() says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def kernels_blas():
+    """(threadpoolctl's entry of the BLAS that scipy's cython_blas calls, or None; every BLAS
+    loaded). numpy's wheels load an OpenBLAS of their own, so the one inside scipy's package
+    (``scipy.libs``, ``scipy/.dylibs``) is the one the kernels call; a BLAS outside it (a
+    conda or system build) counts only when it is the one loaded."""
+    from threadpoolctl import threadpool_info
+
+    root = os.path.dirname(os.path.realpath(scipy.__file__))
+    loaded = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    for lib in loaded:
+        path = os.path.realpath(lib.get("filepath") or "")
+        if path.startswith((root + os.sep, root + ".libs" + os.sep)):
+            return lib, loaded
+    return (loaded[0] if len(loaded) == 1 else None), loaded
+
+
+def describe_blas(lib):
+    return (f"{lib.get('internal_api', '?')} {lib.get('version', '?')}, architecture "
+            f"{lib.get('architecture', '?')}, threading {lib.get('threading_layer', '?')}, "
+            f"{lib.get('num_threads', '?')} threads ({lib.get('filepath', '?')})")
+
+
+def print_header(peers):
+    """What ran: CPU, libraries, the BLAS the kernels call, the planner's mode; and a
+    warning when the environment pins OpenBLAS's kernels."""
+    if "torch" in dict(peers):
+        import torch
+
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_model()}, {_cores()} cores for this process")
+    print(f"bnnslstm {bl.__version__}, kernels: {_plan.kernels.__name__.rsplit('.', 1)[-1]} "
+          f"(builds this CPU runs: {', '.join(_plan.available_kernels())})")
+    print(f"planner: {planner.mode() if planner is not None else '-'}")
+    lib, loaded = kernels_blas()
+    print(f"BLAS (scipy {scipy.__version__}): " + (describe_blas(lib) if lib is not None else "not identified"))
+    if lib is None:
+        for other in loaded:
+            print(f"  loaded: {describe_blas(other)}")
+    pinned = {name: os.environ[name] for name in PINNING if name in os.environ}
+    if pinned:
+        arch = lib.get("architecture", "?") if lib is not None else "?"
+        lines = ["WARNING: " + " and ".join(f"{name}={value}" for name, value in pinned.items()) +
+                 " set in the environment:"]
+        lines += [f"  {name} {PINNING[name]}" for name in pinned]
+        lines += [f"  so OpenBLAS ran its {arch} kernels" +
+                  (", maybe not the ones it picks for this CPU:" if "OPENBLAS_CORETYPE" in pinned
+                   else " blocked for the cache size set in the environment:"),
+                  "  these are not this machine's native numbers. Run natively with",
+                  "  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py"]
+        bar = "!" * max(len(line) for line in lines)
+        print("\n".join([bar, *lines, bar]))
+        print(lines[0], "(see the warning above)", file=sys.stderr)
+
+
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def warm_up(functions):
+    """Run ``functions`` (bnnslstm calls) in turn until the planner has tuned every problem
+    it has seen, at most WARM_UP_CALLS rounds (one without a planner): the first calls of a
+    problem time its candidate arrangements, and the timed repeats must not. Together,
+    because a problem's backward is tuned only by the calls that run one."""
+    for _ in range(WARM_UP_CALLS if planner is not None else 1):
+        for fn in functions:
+            fn()
+        if planner is None or all(d["tuned"] for d in planner.decisions()):
+            return True
+    return False
+
+
+def planner_lines(tuned=True):
+    """What the planner chose for the problems of one shape (``planner.forget()`` before
+    it): the arrangements and the time the tuning cost, in ms."""
+    if planner is None:
+        return ["  planner: -"]
+    found = planner.decisions()
+    if not found:
+        return [f"  planner: no tuning ({'heuristic mode' if planner.mode() == 'heuristic' else 'steps too small to tune'})"]
+
+    def choice(d):
+        return (f"forward {d['forward']}" + ("" if d["backward"] == "-" else f"; backward {d['backward']}") +
+                f"; {d['calls']} calls [{d['problem']}]")
+
+    total = 1e3 * sum(d["tuning_seconds"] for d in found)
+    lines = [f"  planner: tuning {total:.1f} ms" + (f"; {choice(found[0])}" if len(found) == 1 else "")]
+    if len(found) > 1:
+        lines += [f"    {1e3 * d['tuning_seconds']:.1f} ms; {choice(d)}" for d in found]
+    if not tuned:
+        lines.append(f"  WARNING: still tuning after {WARM_UP_CALLS} warm-up rounds: the timed repeats include tuning")
+    return lines
+
+
 def available(module):
     try:
         __import__(module)
@@ -220,11 +350,7 @@ def main(argv=None):
     peers = [("torch", bench_torch)] if available("torch") else []
     if available("thinc"):
         peers.append(("thinc", bench_thinc))
-    if available("torch"):
-        import torch
-
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"bnnslstm {bl.__version__}, kernels: {_plan.kernels.__name__.rsplit('.', 1)[-1]}")
+    print_header(peers)
     gemm = sgemm_gflops(1024 if args.quick else 2048)
     print(f"scipy sgemm reference: {gemm:.1f} GFLOP/s\n")
     header = (f"{'shape':<24} {'pass':<6} {'bnnslstm GF/s':>13} " +
@@ -242,7 +368,10 @@ def main(argv=None):
         lengths = make_lengths(rng, T, B) if variable else None
         D = 2 if bidir else 1
         flops = lstm_flops(T, B, I, H, L, D, lengths)
+        if planner is not None:
+            planner.forget()  # this shape's own tuning, in the warm-up below
         our_calls = bench_bnnslstm(T, B, I, H, L, bidir, lengths, args.repeats, inference_only)
+        tuned = warm_up([fn for kind, fn in our_calls.items() if kind != "cache"])
         peer_calls = {peer: fn(T, B, I, H, L, bidir, lengths, args.repeats, inference_only) for peer, fn in peers}
         ours, others = {"cache": our_calls.pop("cache", None)}, {peer: {} for peer in peer_calls}
         for kind in our_calls:
@@ -269,8 +398,10 @@ def main(argv=None):
             coverage = counted / gemm_flops(T, B, I, H, L, D, lengths, training=kind == "train")
             print(f"{name:<24} {kind:<6} {ours_gf:>13.1f} " + " ".join(cells) +
                   f" {100 * ours_gf / gemm:>7.0f}% {100 * share:>8.0f}% {100 * coverage:>8.1f}% " + cache_cells)
+        print("\n".join(planner_lines(tuned)))
         if variable:  # the same total work without variable lengths, for the padded-speed ratio
             padded = bench_bnnslstm(T, B, I, H, L, bidir, None, args.repeats, True)["fwd"]
+            warm_up([padded])
             times = interleaved({"padded": padded, "variable": our_calls["fwd"]}, args.repeats)
             work_ratio = np.sum(lengths) / (T * B)
             print(f"{'  (padded equivalent)':<24} {'fwd':<6} speed ratio var/padded = "

@@ -952,32 +952,36 @@ ctypedef int (*kernel_fn)(Call *c) noexcept nogil
 cdef kernel_fn forward_kernel = NULL
 cdef kernel_fn backward_kernel = NULL
 kernels = None  # the kernel module in use (its blas_time() counts this process's BLAS calls)
-KERNEL_BUILDS = {"portable": "bnnslstm._kernels._lstm", "avx2": "bnnslstm._kernels._lstm_avx2"}
+KERNEL_BUILDS = {"portable": "bnnslstm._kernels._lstm", "avx2": "bnnslstm._kernels._lstm_avx2",
+                 "avx512": "bnnslstm._kernels._lstm_avx512"}
+# numpy's CPU-feature names (the OS's support of the registers included) each build needs
+KERNEL_FEATURES = {"portable": (), "avx2": ("AVX2", "FMA3"),
+                   "avx512": ("AVX512F", "AVX512DQ", "AVX512BW", "AVX512VL", "AVX2", "FMA3")}
 
 
-def _cpu_runs_avx2():
-    """Whether numpy's CPU-feature table reports AVX2 and FMA (the OS's support included)."""
+def _cpu_features():
+    """numpy's CPU-feature table ({name: bool}); empty when numpy has none."""
     for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):
         try:
-            features = importlib.import_module(module).__cpu_features__
+            return dict(importlib.import_module(module).__cpu_features__)
         except (ImportError, AttributeError):
             continue
-        return bool(features.get("AVX2") and features.get("FMA3"))
-    return False
+    return {}
 
 
 def available_kernels():
     """The kernel builds this installation has and this CPU runs, best last."""
-    names = ["portable"]
-    if _cpu_runs_avx2() and importlib.util.find_spec(KERNEL_BUILDS["avx2"]) is not None:
-        names.append("avx2")
-    return names
+    features = _cpu_features()
+    return [name for name, needs in KERNEL_FEATURES.items()
+            if all(features.get(feature) for feature in needs)
+            and (name == "portable" or importlib.util.find_spec(KERNEL_BUILDS[name]) is not None)]
 
 
 def use_kernels(name=None):
-    """Run the kernels of one build of _lstm.pxi: ``"portable"`` or ``"avx2"`` (None: the
-    best this CPU runs, the default at import). The AVX2 build is imported only on a CPU
-    that has AVX2 and FMA: its code may use them anywhere, its module init included."""
+    """Run the kernels of one build of _lstm.pxi: ``"portable"``, ``"avx2"`` or ``"avx512"``
+    (None: the best this CPU runs, the default at import). A build is imported only on a
+    CPU that has its instruction sets (KERNEL_FEATURES): its code may use them anywhere,
+    its module init included."""
     global forward_kernel, backward_kernel, kernels
     names = available_kernels()
     name = names[-1] if name is None else name

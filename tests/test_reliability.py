@@ -329,9 +329,9 @@ def one_and_two_threads(batch_sizes):
 
 
 def test_every_kernel_build_gives_the_same_results():
-    """The portable kernels and the AVX2/FMA build of the same source (picked at import on
-    CPUs that have them) agree to rounding: only instruction selection differs (FMA
-    contraction in the elementwise passes)."""
+    """The portable kernels and the AVX2/FMA and AVX-512 builds of the same source (the
+    best one this CPU runs picked at import) agree to rounding: only instruction selection
+    differs (FMA contraction and vector width in the elementwise passes)."""
     from bnnslstm import _plan
 
     builds = _plan.available_kernels()
@@ -345,7 +345,10 @@ def test_every_kernel_build_gives_the_same_results():
     for name in builds[1:]:
         np.testing.assert_allclose(results[name][0], results["portable"][0], rtol=1e-4, atol=2e-5)
         np.testing.assert_allclose(results[name][1], results["portable"][1], rtol=1e-12, atol=1e-13)
-    assert _plan.kernels.__name__.endswith("_lstm_avx2" if "avx2" in builds else "_lstm")
+    assert _plan.kernels.__name__ == _plan.KERNEL_BUILDS[builds[-1]]
+    assert builds[0] == "portable" and set(builds) <= {"portable", "avx2", "avx512"}
+    with pytest.raises(ValueError, match="'avx1024' is not available here"):
+        _plan.use_kernels("avx1024")
 
 
 def test_one_layer_serves_concurrent_inference_calls():
