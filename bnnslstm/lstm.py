@@ -68,7 +68,14 @@ class _SerialBlas:
     BLAS on its own slice, and BLAS threads on top would compete for the same cores.
 
     The limit applies only inside the ``with`` and is reference-counted, so concurrent
-    calls restore the caller's setting once, when the last of them ends."""
+    calls restore the caller's setting once, when the last of them ends.
+
+    The limit is set from whichever thread makes the call. threadpoolctl (3.6 and later)
+    lets only the first thread that limits a process-wide OpenBLAS pool change it and
+    silently ignores the others, which left every call from a thread other than the main
+    one on multi-threaded BLAS (its rounding then depended on the thread that called, and
+    a team's threads each ran BLAS threads on top); this class coordinates its own users,
+    so it calls the setting function directly."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -80,36 +87,58 @@ class _SerialBlas:
         if self._libraries is None:
             from threadpoolctl import ThreadpoolController
 
-            self._libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+            libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+            self._libraries = [(lib, getattr(lib, "_real_set_num_threads", lib.set_num_threads)) for lib in libraries]
         return self._libraries
 
     def __enter__(self):
         with self._lock:
             if self._users == 0:
-                self._saved = [(lib, lib.num_threads) for lib in self._blas()]
-                for lib, n in self._saved:
+                self._saved = [(set_threads, lib.num_threads) for lib, set_threads in self._blas()]
+                for set_threads, n in self._saved:
                     if n != 1:
-                        lib.set_num_threads(1)
+                        set_threads(1)
             self._users += 1
 
     def __exit__(self, *exc):
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                for lib, n in self._saved:
+                for set_threads, n in self._saved:
                     if n != 1:
-                        lib.set_num_threads(n)
+                        set_threads(n)
                 self._saved = []
+
+    def _before_fork(self):
+        self._lock.acquire()  # no fork halfway through setting the limit or restoring it
+
+    def _after_fork_in_parent(self):
+        self._lock.release()
+
+    def _after_fork_in_child(self):
+        """The child has only the forking thread: calls the parent's other threads were
+        making do not exist here, so their limit is lifted and the count starts at 0."""
+        self._lock = threading.Lock()
+        users, saved = self._users, self._saved
+        self._users, self._saved = 0, []
+        if users:
+            for set_threads, n in saved:
+                if n != 1:
+                    set_threads(n)
 
 
 _serial_blas = _SerialBlas()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_serial_blas._before_fork, after_in_parent=_serial_blas._after_fork_in_parent,
+                        after_in_child=_serial_blas._after_fork_in_child)
 
 
 def _blas_threads(team, explicit):
-    """Inside a team, and whenever the caller chose the thread count (n_threads > 0: the
-    call then uses at most that many, BLAS's threads included), BLAS runs single-threaded;
-    otherwise a call too small for a team leaves BLAS as it is."""
-    return _serial_blas if team > 1 or explicit else nullcontext()
+    """BLAS runs single-threaded inside every call, whatever its team: inside a team each
+    thread calls BLAS on its own slice, and a call too small for a team that left BLAS's
+    threads as they are would round differently depending on whether another call had
+    BLAS limited at that moment (results must depend on the call alone)."""
+    return _serial_blas
 
 
 # ---------------------------------------------------------------------------- scratch
