@@ -200,9 +200,10 @@ static void *team_worker_main(void *tid)
     return NULL;
 }
 
-/* A detached worker with every signal blocked (signals go to the process's own threads)
- * and a stack of at least 4 MiB (macOS gives secondary threads 512 KiB; BLAS may put
- * buffers on the stack). */
+/* A detached worker with the asynchronous signals blocked (they go to the process's own
+ * threads, where Python handles them; the synchronous ones a fault raises stay unblocked,
+ * so a crash in a worker still reaches faulthandler) and a stack of at least 4 MiB (macOS
+ * gives secondary threads 512 KiB; BLAS may put buffers on the stack). */
 static int team_spawn(int tid)
 {
     pthread_attr_t attr;
@@ -216,6 +217,12 @@ static int team_spawn(int tid)
     if (pthread_attr_getstacksize(&attr, &stack) == 0 && stack < (4u << 20))
         pthread_attr_setstacksize(&attr, 4u << 20);
     sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    sigdelset(&all, SIGTRAP);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     ok = pthread_create(&thread, &attr, team_worker_main, (void *)(size_t)tid) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
