@@ -9,8 +9,9 @@
  *
  * The pool (one per kernel extension: every definition here is static):
  * - workers are created the first time a team of that size is needed, then kept; between
- *   jobs they spin TEAM_SPINS rounds, then sleep on a condition variable, so idle workers
- *   take no CPU from BLAS or from other processes;
+ *   jobs they spin TEAM_SPINS rounds, yield their core for at most TEAM_IDLE_SECONDS, then
+ *   sleep on a condition variable, so idle workers take no CPU from BLAS or from other
+ *   processes;
  * - one job at a time: a call takes the pool's mutex for its whole run (blocking; the GIL
  *   is released), so concurrent calls each get their full team; a team of 1 never touches
  *   the pool;
@@ -125,6 +126,33 @@ static inline void team_wake_one(team_cond *c) { pthread_cond_signal(c); }
 #endif
 
 /* ------------------------------------------------------------------------ the pool */
+/* seconds on a monotonic-enough clock (C11 timespec_get), for the BLAS-time counters */
+static inline double team_clock(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A thread waiting for the pool (a worker for the next job, the caller for the workers)
+ * spins TEAM_SPINS rounds, then yields its core for up to TEAM_IDLE_SECONDS, then sleeps:
+ * back-to-back calls find their workers awake (waking a sleeping thread costs tens of
+ * microseconds and may land it on the caller's core), and yielding leaves the core to
+ * anything else that is runnable. Returns whether to keep waiting without sleeping. */
+#define TEAM_IDLE_SECONDS 2e-4
+static inline int team_keep_spinning(int *spins, double *since)
+{
+    if (++*spins < TEAM_SPINS)
+        return 1;
+    double now = team_clock();
+    if (*since == 0)
+        *since = now;
+    else if (now - *since > TEAM_IDLE_SECONDS)
+        return 0;
+    team_yield();
+    return 1;
+}
+
 typedef void (*team_job)(void *arg, int tid);
 
 static struct {
@@ -154,8 +182,9 @@ static void team_worker(int tid)
     int seen = team_pool.start[tid];  /* not the generation now: the job it was created for may be published already */
     for (;;) {
         int spins = 0, now;
-        while ((now = team_load(&team_pool.generation)) == seen && spins < TEAM_SPINS)
-            spins++;
+        double since = 0;
+        while ((now = team_load(&team_pool.generation)) == seen && team_keep_spinning(&spins, &since))
+            ;
         if (now == seen) {
             team_lock(&team_pool.lock);
             while ((now = team_load(&team_pool.generation)) == seen) {
@@ -300,7 +329,9 @@ static void team_run(team_job fn, void *arg, int *team)
 
     fn(arg, 0);
 
-    for (int spins = 0; team_load(&team_pool.pending) != 0 && spins < TEAM_SPINS; spins++)
+    int spins = 0;
+    double since = 0;
+    while (team_load(&team_pool.pending) != 0 && team_keep_spinning(&spins, &since))
         ;
     if (team_load(&team_pool.pending) != 0) {
         team_lock(&team_pool.lock);
@@ -333,13 +364,5 @@ static double team_blas_flops[8 * TEAM_MAX];
  * row or column: BLAS's gemm repacks the weights on every call, gemv streams them once
  * per sample, measured faster up to 4 samples (slower from 8). */
 #define TEAM_GEMV_UP_TO 4
-
-/* seconds on a monotonic-enough clock (C11 timespec_get), for the BLAS-time counters */
-static inline double team_clock(void)
-{
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 #endif
