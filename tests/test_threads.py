@@ -166,3 +166,24 @@ def test_a_call_from_another_thread_returns_the_main_threads_results():
     with ThreadPoolExecutor(1) as pool:
         other = list(pool.map(lambda x: lstm.forward(x, training=False)[0].copy(), xs))
     assert [j for j in range(12) if not np.array_equal(other[j], main[j])] == []
+
+
+def test_the_limit_applies_to_the_blas_the_kernels_call():
+    """Only scipy's own BLAS is limited when scipy ships one (the kernels never call numpy's
+    copy); a scipy on a system BLAS gets every BLAS limited."""
+    import os
+    from types import SimpleNamespace
+
+    import scipy
+
+    from bnnslstm.lstm import _kernels_blas
+
+    root = os.path.dirname(os.path.abspath(scipy.__file__))
+    scipys = SimpleNamespace(filepath=os.path.join(root + ".libs", "libscipy_openblas.so"))
+    bundled = SimpleNamespace(filepath=os.path.join(root, ".dylibs", "libopenblas.dylib"))
+    numpys = SimpleNamespace(filepath=os.path.join(os.path.dirname(root), "numpy.libs", "libscipy_openblas64_.so"))
+    system = SimpleNamespace(filepath="/usr/lib/libopenblas.so.0")
+    neighbour = SimpleNamespace(filepath=root + "_extra" + os.sep + "libopenblas.so")  # scipy_extra/: not scipy's
+    assert _kernels_blas([numpys, scipys]) == [scipys]
+    assert _kernels_blas([bundled, numpys]) == [bundled]
+    assert _kernels_blas([system, numpys, neighbour]) == [system, numpys, neighbour]
