@@ -63,12 +63,47 @@ def _team(plan, threads):
     return max(1, min(threads, _TEAM_MAX, work // _TEAM_MIN_WORK))
 
 
+def _kernels_blas(libraries):
+    """The BLAS libraries among ``libraries`` (threadpoolctl controllers) that the kernels
+    call: scipy's own when scipy ships one (its wheels bundle an OpenBLAS next to the
+    package; numpy's copy is not called by the kernels, and limiting it too doubled the
+    cost of a small call's limit), otherwise every one of them (a scipy built on a system
+    BLAS shares it)."""
+    import scipy
+
+    root = os.path.dirname(os.path.abspath(scipy.__file__))
+    places = (root + os.sep, root + ".libs" + os.sep)  # scipy/.dylibs (macOS), scipy.libs (Linux, Windows)
+    own = [lib for lib in libraries if os.path.abspath(lib.filepath or "").startswith(places)]
+    return own or list(libraries)
+
+
+def _thread_count_functions(lib):
+    """(get, set) of a threadpoolctl controller's thread count, callable from any thread.
+
+    threadpoolctl (3.6 and later) lets only the first thread that limits a process-wide
+    OpenBLAS pool change it and silently ignores every other thread, which left calls from
+    any thread but the main one on multi-threaded BLAS (their rounding then depended on the
+    thread that called, and a team's threads each ran BLAS threads on top). _SerialBlas
+    coordinates its own users, so it calls the setting function directly: OpenBLAS's own
+    functions when threadpoolctl resolves them (a plain ctypes call: a small call's limit
+    costs 1-2 us instead of 3-4), else the controller's unrestricted setter."""
+    get, set_ = lib.get_num_threads, getattr(lib, "_real_set_num_threads", lib.set_num_threads)
+    symbol = getattr(lib, "_get_symbol", None)
+    if lib.internal_api == "openblas" and getattr(lib, "threading_layer", None) != "openmp" and symbol is not None:
+        raw_get, raw_set = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
+        if raw_get is not None and raw_set is not None:
+            get, set_ = raw_get, raw_set
+    return get, set_
+
+
 class _SerialBlas:
     """Keeps BLAS single-threaded while a call runs: each thread of the call's team calls
     BLAS on its own slice, and BLAS threads on top would compete for the same cores.
 
     The limit applies only inside the ``with`` and is reference-counted, so concurrent
-    calls restore the caller's setting once, when the last of them ends."""
+    calls restore the caller's setting once, when the last of them ends.
+
+    The limit is set from whichever thread makes the call (see _thread_count_functions)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -80,36 +115,58 @@ class _SerialBlas:
         if self._libraries is None:
             from threadpoolctl import ThreadpoolController
 
-            self._libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+            libraries = _kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
+            self._libraries = [_thread_count_functions(lib) for lib in libraries]
         return self._libraries
 
     def __enter__(self):
         with self._lock:
             if self._users == 0:
-                self._saved = [(lib, lib.num_threads) for lib in self._blas()]
-                for lib, n in self._saved:
+                self._saved = [(set_threads, get_threads()) for get_threads, set_threads in self._blas()]
+                for set_threads, n in self._saved:
                     if n != 1:
-                        lib.set_num_threads(1)
+                        set_threads(1)
             self._users += 1
 
     def __exit__(self, *exc):
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                for lib, n in self._saved:
+                for set_threads, n in self._saved:
                     if n != 1:
-                        lib.set_num_threads(n)
+                        set_threads(n)
                 self._saved = []
+
+    def _before_fork(self):
+        self._lock.acquire()  # no fork halfway through setting the limit or restoring it
+
+    def _after_fork_in_parent(self):
+        self._lock.release()
+
+    def _after_fork_in_child(self):
+        """The child has only the forking thread: calls the parent's other threads were
+        making do not exist here, so their limit is lifted and the count starts at 0."""
+        self._lock = threading.Lock()
+        users, saved = self._users, self._saved
+        self._users, self._saved = 0, []
+        if users:
+            for set_threads, n in saved:
+                if n != 1:
+                    set_threads(n)
 
 
 _serial_blas = _SerialBlas()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_serial_blas._before_fork, after_in_parent=_serial_blas._after_fork_in_parent,
+                        after_in_child=_serial_blas._after_fork_in_child)
 
 
 def _blas_threads(team, explicit):
-    """Inside a team, and whenever the caller chose the thread count (n_threads > 0: the
-    call then uses at most that many, BLAS's threads included), BLAS runs single-threaded;
-    otherwise a call too small for a team leaves BLAS as it is."""
-    return _serial_blas if team > 1 or explicit else nullcontext()
+    """BLAS runs single-threaded inside every call, whatever its team: inside a team each
+    thread calls BLAS on its own slice, and a call too small for a team that left BLAS's
+    threads as they are would round differently depending on whether another call had
+    BLAS limited at that moment (results must depend on the call alone)."""
+    return _serial_blas
 
 
 # ---------------------------------------------------------------------------- scratch

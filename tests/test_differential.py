@@ -67,7 +67,7 @@ PARAMETERS = {  # alpha, beta ranges per function that reads them (None: not rea
     F.CELU: ((0.3, 2.0), None), F.HARD_SHRINK: ((0.0, 1.0), None), F.SOFT_SHRINK: ((0.0, 1.0), None),
     F.THRESHOLD: ((-1.0, 1.0), (-1.0, 1.0)),
 }
-# n_threads: mostly 1. On a busy machine (load 4 on 2 cores) the kernels' OpenMP team and
+# n_threads: mostly 1. On a busy machine (load 4 on 2 cores) the kernels' team (then OpenMP) and
 # OpenBLAS's threads made tiny calls 20-50x slower (libgomp's threads spin), which would make
 # the test's time depend on the machine's load; the other values keep their code paths (the
 # two directions on two threads) covered. Calls this small run on one thread anyway

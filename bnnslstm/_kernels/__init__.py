@@ -1,6 +1,7 @@
 """Compiled kernels (Cython + C). Private: the Python layer validates before calling them.
 
-float32 products all run on the packed kernel of ``packed_gemm.h`` under OpenMP, so one
-thread team serves a whole call. (An earlier version mixed OpenBLAS's threads with the
-OpenMP time loop; each runtime's idle threads then spun on the cores the other needed.)
+Every matrix product is a call of scipy's BLAS (``_blas.pxd``), single-threaded inside a
+call; a call's thread team is the pool of ``_team.h`` (pthreads or Win32 threads). (An
+earlier version mixed OpenBLAS's threads with an OpenMP time loop; each runtime's idle
+threads then spun on the cores the other needed.)
 """

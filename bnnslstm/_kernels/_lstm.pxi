@@ -2,7 +2,6 @@
 
 
 from cython cimport floating
-from cython.parallel cimport parallel, threadid
 from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
@@ -12,10 +11,12 @@ from ._call cimport Arrangement, Call, Direction, Gate, Layer, Seq, Vec
 from ._dropout cimport layer_key, sample_key, unit_scale
 
 cdef extern from "_team.h" nogil:
+    ctypedef void (*team_job)(void *arg, int tid) noexcept nogil
+    void team_run(team_job fn, void *arg, int *team)
     void team_barrier(int *state, int team)
     double team_clock()
-    int team_started()
-    int TEAM_OPENMP
+    int team_workers()
+    void team_refuse_threads(int refuse)
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]
     double blas_flops "team_blas_flops"[]
@@ -976,21 +977,25 @@ cdef void backward_thread(floating *typ, Call *c, int tid) noexcept nogil:
 
 
 # ---------------------------------------------------------------------------------- entry points
+cdef struct Job:
+    Call *c
+    bint forward
+
+
+cdef void team_member(void *arg, int tid) noexcept nogil:
+    cdef Job *job = <Job*>arg
+    run_thread(job.c, job.forward, tid)
+
+
 cdef void run_team(Call *c, bint forward) noexcept nogil:
-    """The call on a team of c.team threads. OpenMP may start fewer than asked
-    (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call from inside another parallel region): then the
-    first thread runs the whole call alone, as a team of one, since the barriers wait for
-    every member."""
-    cdef int tid, started, team = c.team
-    if team > 1:
-        with parallel(num_threads=team):
-            tid = threadid()
-            started = team_started()
-            if started == team:
-                run_thread(c, forward, tid)
-            elif tid == 0:
-                c.team = 1
-                run_thread(c, forward, 0)
+    """The call on a team of c.team threads: the caller and c.team - 1 workers of the pool
+    (_team.h). When the workers cannot be created the pool sets c.team to 1 and the caller
+    runs the whole call alone, as a team of one, since the barriers wait for every member."""
+    cdef Job job
+    job.c = c
+    job.forward = forward
+    if c.team > 1:
+        team_run(team_member, &job, &c.team)
     else:
         run_thread(c, forward, 0)
 
@@ -1027,8 +1032,18 @@ def entry_points():
 
 
 def team_available():
-    """How many threads a team may have (1 when the build has no OpenMP)."""
-    return TEAM_MAX if TEAM_OPENMP else 1
+    """How many threads a team may have (the pool's limit: the same on every build)."""
+    return TEAM_MAX
+
+
+def team_pool(refuse_threads=None):
+    """The number of workers this build's pool has created (0 before its first team call,
+    and in a process forked since). Testing: ``refuse_threads=True`` makes the pool act as
+    if thread creation failed (calls needing new workers then run on one thread), False
+    restores it."""
+    if refuse_threads is not None:
+        team_refuse_threads(bool(refuse_threads))
+    return team_workers()
 
 
 def blas_time(bint enable=False, bint reset=False):

@@ -1,6 +1,7 @@
 """The LSTM kernels (SPEC §4-§6): every layer, step and direction of one call, without the GIL.
 
-A call runs in one thread team (``Call.team`` threads, one OpenMP parallel region) and
+A call runs in one thread team (``Call.team`` threads: the caller and workers of the pool
+of ``_team.h``) and
 every matrix product is one gemm() of ``_blas.pxd`` on single-threaded BLAS:
 
 forward, per layer

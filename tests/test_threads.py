@@ -1,0 +1,189 @@
+"""Threads and processes: the kernels' thread team (bnnslstm/_kernels/_team.h) under fork,
+and calls whose results do not depend on what other threads are doing (docs/threads.rst)."""
+
+import multiprocessing
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import bnnslstm as bl
+from bnnslstm import _plan
+from helpers import make_delta, make_params
+from reference import GATES, random_weights
+
+# ----------------------------------------------------------------------------- fork
+# Large enough for a team (see bnnslstm.lstm._team): the parent's pool has workers when it
+# forks. The raw functions get n_threads=2, so the team is forced even on one core.
+T, B, I, H = 4, 32, 48, 256
+TWO = bl.FilterParameters(n_threads=2)
+_state = {}  # set by the parent before it forks; the children inherit it
+
+
+def _setup():
+    rng = np.random.default_rng(11)
+    _state["weights"] = random_weights(rng, I, H, 1, 1, dtype=np.float32)
+    _state["x"] = rng.standard_normal((T, B, I)).astype(np.float32)
+    _state["dy"] = rng.standard_normal((T, B, H)).astype(np.float32)
+    _state["layer"] = bl.LSTM(I, H, seed=3)
+
+
+def _work(task):
+    """One of the children's tasks (or the parent's, for the expected results); returns its
+    outputs and the number of workers of the kernels' pool before and after."""
+    before = _plan.kernels.team_pool()
+    weights, x = _state["weights"], _state["x"]
+    if task == "inference":
+        outputs = [_state["layer"].forward(x, training=False)[0].copy()]
+    else:
+        params, out = make_params(x, weights)
+        cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+        bl.direct_apply_lstm_batch_training_caching(params, TWO, training_cache=cache)
+        outputs = [out["y_store"], out["h_n"], out["c_n"]]
+        if task == "backward":
+            delta, grads = make_delta(params, weights, dy=_state["dy"])
+            bl.direct_apply_lstm_batch_backward(params, delta, TWO, training_cache=cache)
+            outputs = [grads["dx"], grads["dh0"], grads["dc0"]]
+            outputs += [grads[k][g] for k in ("U", "b") for g in GATES] + [grads["W"][g][0] for g in GATES]
+    return [np.array(o) for o in outputs], before, _plan.kernels.team_pool()
+
+
+TASKS = ["inference", "training forward", "backward"]
+
+
+@pytest.mark.skipif(not hasattr(multiprocessing, "get_all_start_methods")
+                    or "fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+def test_forked_children_of_a_parent_that_used_the_team_return_its_results():
+    """A parent runs forward and backward on a team, then forks 2 workers that run
+    inference, a training forward and a backward: each returns the parent's results bit for
+    bit, on a pool of its own created at its first team call (the parent's workers do not
+    exist in a child). A hang fails the test after 60 s instead of blocking the run."""
+    _setup()
+    expected = {task: _work(task)[0] for task in TASKS}
+    workers = _plan.kernels.team_pool()
+    assert workers >= 1  # the parent's pool really had workers when it forked
+    pool = multiprocessing.get_context("fork").Pool(2)
+    try:
+        results = pool.map_async(_work, TASKS * 2, chunksize=1).get(timeout=60)
+    finally:
+        pool.terminate()
+        pool.join()
+    for task, (outputs, before, after) in zip(TASKS * 2, results):
+        assert len(outputs) == len(expected[task])
+        for got, want in zip(outputs, expected[task]):
+            np.testing.assert_array_equal(got, want, err_msg=task)
+        if task != "inference" or bl.lstm._CORES > 1:  # the layer's team: every core
+            assert after >= 1  # the child's calls ran on a team of its own
+    firsts = [before for _, before, _ in results]
+    assert 0 in firsts  # each child's first call found an empty pool
+    assert _plan.kernels.team_pool() == workers  # the parent's pool is untouched
+
+
+# ----------------------------------------------------------------------------- concurrency
+def _shapes(rng, n):
+    return [(int(rng.integers(1, 30)), int(rng.integers(1, 9))) for _ in range(n)]
+
+
+@pytest.fixture
+def busy_switching():
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: interleavings show at once
+    yield
+    sys.setswitchinterval(interval)
+
+
+def test_a_layer_returns_the_lone_calls_results_while_7_other_threads_call_it(busy_switching):
+    """8 threads run inference on one 2-layer bidirectional layer at once (shapes T 1-29,
+    B 1-8: some calls large enough for a team, most too small): every output equals the
+    same call made alone, bit for bit (BLAS is single-threaded inside every call, so a
+    call's rounding cannot depend on whether another call has BLAS limited)."""
+    lstm = bl.LSTM(16, 64, num_layers=2, bidirectional=True, seed=0)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal((t, b, 16)).astype(np.float32) for t, b in _shapes(rng, 40)]
+    alone = [lstm.forward(x, training=False)[0].copy() for x in xs]
+
+    def work(i):
+        return [(j, lstm.forward(xs[j], training=False)[0].copy()) for j in ((7 * i + k) % 40 for k in range(30))]
+
+    start = threading.Barrier(8)
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for rs in pool.map(lambda i: (start.wait(), work(i))[1], range(8)) for r in rs]
+    assert len(results) == 240
+    differ = [j for j, y in results if not np.array_equal(y, alone[j])]
+    assert differ == []
+
+
+def test_raw_calls_sharing_weight_descriptors_return_the_lone_calls_results(busy_switching):
+    """The same with the functions of bnnslstm.lstm: 8 threads, one set of weight
+    descriptors shared by every call (each call its own input, outputs and training cache),
+    forward with the training cache and backward; every output bit-identical to the lone
+    call's."""
+    rng = np.random.default_rng(2)
+    weights = random_weights(rng, 16, 64, 2, 2, dtype=np.float32)
+    shared = make_params(np.zeros((1, 1, 16), np.float32), weights, bidirectional=True)[0]
+    cases = []
+    for t, b in _shapes(rng, 16):
+        x = rng.standard_normal((t, b, 16)).astype(np.float32)
+        cases.append((x, rng.standard_normal((t, b, 128)).astype(np.float32)))
+
+    def call(case):
+        x, dy = case
+        params, out = make_params(x, weights, bidirectional=True)
+        for field in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+            setattr(params, field, getattr(shared, field))
+        cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+        bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+        delta, grads = make_delta(params, weights, dy=dy)
+        bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+        parts = [out["y_store"], out["h_n"], out["c_n"], grads["dx"], grads["dh0"], grads["dc0"]]
+        parts += [grads[k][g] for k in ("U", "b") for g in GATES] + [w for g in GATES for w in grads["W"][g]]
+        return np.concatenate([np.ravel(p) for p in parts])
+
+    alone = [call(case) for case in cases]
+    start = threading.Barrier(8)
+
+    def work(i):
+        start.wait()
+        return [(j, call(cases[j])) for j in ((5 * i + k) % 16 for k in range(12))]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for rs in pool.map(work, range(8)) for r in rs]
+    assert len(results) == 96
+    differ = [j for j, got in results if not np.array_equal(got, alone[j])]
+    assert differ == []
+
+
+def test_a_call_from_another_thread_returns_the_main_threads_results():
+    """BLAS is limited to one thread from whichever thread calls (threadpoolctl alone lets
+    only the first thread that limits OpenBLAS change it: calls from other threads then ran
+    on multi-threaded BLAS and rounded differently, even one at a time)."""
+    lstm = bl.LSTM(16, 64, num_layers=2, bidirectional=True, seed=0)
+    rng = np.random.default_rng(4)
+    xs = [rng.standard_normal((t, b, 16)).astype(np.float32) for t, b in _shapes(rng, 12)]
+    main = [lstm.forward(x, training=False)[0].copy() for x in xs]
+    with ThreadPoolExecutor(1) as pool:
+        other = list(pool.map(lambda x: lstm.forward(x, training=False)[0].copy(), xs))
+    assert [j for j in range(12) if not np.array_equal(other[j], main[j])] == []
+
+
+def test_the_limit_applies_to_the_blas_the_kernels_call():
+    """Only scipy's own BLAS is limited when scipy ships one (the kernels never call numpy's
+    copy); a scipy on a system BLAS gets every BLAS limited."""
+    import os
+    from types import SimpleNamespace
+
+    import scipy
+
+    from bnnslstm.lstm import _kernels_blas
+
+    root = os.path.dirname(os.path.abspath(scipy.__file__))
+    scipys = SimpleNamespace(filepath=os.path.join(root + ".libs", "libscipy_openblas.so"))
+    bundled = SimpleNamespace(filepath=os.path.join(root, ".dylibs", "libopenblas.dylib"))
+    numpys = SimpleNamespace(filepath=os.path.join(os.path.dirname(root), "numpy.libs", "libscipy_openblas64_.so"))
+    system = SimpleNamespace(filepath="/usr/lib/libopenblas.so.0")
+    neighbour = SimpleNamespace(filepath=root + "_extra" + os.sep + "libopenblas.so")  # scipy_extra/: not scipy's
+    assert _kernels_blas([numpys, scipys]) == [scipys]
+    assert _kernels_blas([bundled, numpys]) == [bundled]
+    assert _kernels_blas([system, numpys, neighbour]) == [system, numpys, neighbour]
