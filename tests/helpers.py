@@ -120,3 +120,15 @@ def planner_mode(name):
         yield
     finally:
         bl.planner.set_mode(saved)
+
+
+def settle(calls, rounds=30):
+    """Run every callable of ``calls`` until the planner has chosen an arrangement for each
+    problem they time: from then on each call gives the same bits every time (while a
+    problem is being tuned, its calls run the candidate arrangements in turn)."""
+    for _ in range(rounds):
+        for call in calls:
+            call()
+        if all(d["tuned"] or d["calls"] == 0 for d in bl.planner.decisions()):
+            return
+    raise AssertionError(f"the planner did not settle in {rounds} rounds: {bl.planner.decisions()}")

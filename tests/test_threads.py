@@ -11,7 +11,7 @@ import pytest
 
 import bnnslstm as bl
 from bnnslstm import _plan
-from helpers import make_delta, make_params
+from helpers import make_delta, make_params, settle
 from reference import GATES, random_weights
 
 # ----------------------------------------------------------------------------- fork
@@ -59,8 +59,10 @@ def test_forked_children_of_a_parent_that_used_the_team_return_its_results():
     """A parent runs forward and backward on a team, then forks 2 workers that run
     inference, a training forward and a backward: each returns the parent's results bit for
     bit, on a pool of its own created at its first team call (the parent's workers do not
-    exist in a child). A hang fails the test after 60 s instead of blocking the run."""
+    exist in a child). A hang fails the test after 60 s instead of blocking the run. The
+    parent's planner has settled first: the children inherit its choices."""
     _setup()
+    settle([lambda task=task: _work(task) for task in TASKS])
     expected = {task: _work(task)[0] for task in TASKS}
     workers = _plan.kernels.team_pool()
     assert workers >= 1  # the parent's pool really had workers when it forked
@@ -98,10 +100,12 @@ def test_a_layer_returns_the_lone_calls_results_while_7_other_threads_call_it(bu
     """8 threads run inference on one 2-layer bidirectional layer at once (shapes T 1-29,
     B 1-8: some calls large enough for a team, most too small): every output equals the
     same call made alone, bit for bit (BLAS is single-threaded inside every call, so a
-    call's rounding cannot depend on whether another call has BLAS limited)."""
+    call's rounding cannot depend on whether another call has BLAS limited), once the
+    planner has chosen its arrangements."""
     lstm = bl.LSTM(16, 64, num_layers=2, bidirectional=True, seed=0)
     rng = np.random.default_rng(1)
     xs = [rng.standard_normal((t, b, 16)).astype(np.float32) for t, b in _shapes(rng, 40)]
+    settle([lambda x=x: lstm.forward(x, training=False) for x in xs])
     alone = [lstm.forward(x, training=False)[0].copy() for x in xs]
 
     def work(i):
@@ -141,6 +145,7 @@ def test_raw_calls_sharing_weight_descriptors_return_the_lone_calls_results(busy
         parts += [grads[k][g] for k in ("U", "b") for g in GATES] + [w for g in GATES for w in grads["W"][g]]
         return np.concatenate([np.ravel(p) for p in parts])
 
+    settle([lambda case=case: call(case) for case in cases])
     alone = [call(case) for case in cases]
     start = threading.Barrier(8)
 
@@ -162,6 +167,7 @@ def test_a_call_from_another_thread_returns_the_main_threads_results():
     lstm = bl.LSTM(16, 64, num_layers=2, bidirectional=True, seed=0)
     rng = np.random.default_rng(4)
     xs = [rng.standard_normal((t, b, 16)).astype(np.float32) for t, b in _shapes(rng, 12)]
+    settle([lambda x=x: lstm.forward(x, training=False) for x in xs])
     main = [lstm.forward(x, training=False)[0].copy() for x in xs]
     with ThreadPoolExecutor(1) as pool:
         other = list(pool.map(lambda x: lstm.forward(x, training=False)[0].copy(), xs))
