@@ -125,7 +125,9 @@ def planner_mode(name):
 def settle(calls, rounds=30):
     """Run every callable of ``calls`` until the planner has chosen an arrangement for each
     problem they time: from then on each call gives the same bits every time (while a
-    problem is being tuned, its calls run the candidate arrangements in turn)."""
+    problem is being tuned, its calls run the candidate arrangements in turn). What the
+    planner measured before (other tests' problems) is forgotten first."""
+    bl.planner.forget()
     for _ in range(rounds):
         for call in calls:
             call()
