@@ -7,7 +7,6 @@ writing results straight into them. A call that raises has written nothing.
 
 import os
 import threading
-from contextlib import nullcontext
 
 import numpy as np
 
@@ -45,16 +44,16 @@ _TEAM_MIN_WORK = 1 << 17
 
 
 def _threads(filter_params):
-    """(threads, whether the caller chose them): ``n_threads = 0`` (or no filter
+    """The most threads a call may use: ``n_threads``, where ``0`` (or no filter
     parameters) means every core this process may use."""
     if filter_params is None:
-        return _CORES, False
+        return _CORES
     if not isinstance(filter_params, FilterParameters):
         raise BNNSError(f"filter_params: expected FilterParameters or None, got {type(filter_params).__name__}")
     n = filter_params.n_threads
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise BNNSError(f"filter_params.n_threads: expected an integer >= 0, got {n!r}")
-    return (_CORES, False) if n == 0 else (int(n), True)
+    return _CORES if n == 0 else int(n)
 
 
 def _team(plan, threads):
@@ -155,18 +154,14 @@ class _SerialBlas:
                     set_threads(n)
 
 
+# BLAS runs single-threaded inside every call, whatever its team: inside a team each thread
+# calls BLAS on its own slice, and a call too small for a team that left BLAS's threads as
+# they are would round differently depending on whether another call had BLAS limited at
+# that moment (results must depend on the call alone)
 _serial_blas = _SerialBlas()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_serial_blas._before_fork, after_in_parent=_serial_blas._after_fork_in_parent,
                         after_in_child=_serial_blas._after_fork_in_child)
-
-
-def _blas_threads(team, explicit):
-    """BLAS runs single-threaded inside every call, whatever its team: inside a team each
-    thread calls BLAS on its own slice, and a call too small for a team that left BLAS's
-    threads as they are would round differently depending on whether another call had
-    BLAS limited at that moment (results must depend on the call alone)."""
-    return _serial_blas
 
 
 # ---------------------------------------------------------------------------- scratch
@@ -201,7 +196,7 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     pass needs at the offsets of :func:`training_cache_layout`.
     """
     plan = make_plan(layer_params)
-    threads, explicit = _threads(filter_params)
+    threads = _threads(filter_params)
     capacity = plan.capacity
     cache = None if training_cache is None else _cache.check_buffer(training_cache, plan, capacity)
     plan.check_forward_writes(cache)
@@ -210,7 +205,7 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
         _bind(plan, _scratch_bytes("regions", capacity), team, keep_everything=False)
     else:
         _bind(plan, cache, team)
-    with _blas_threads(team, explicit):
+    with _serial_blas:
         planner.run(plan, team)
     if cache is not None:
         _cache.write_header(cache, plan)
@@ -227,7 +222,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     """
     plan = make_plan(layer_params, need_outputs=False)
     plan.delta(layer_delta_params)
-    threads, explicit = _threads(filter_params)
+    threads = _threads(filter_params)
     capacity = plan.capacity
     if training_cache is None:
         cache = None
@@ -236,7 +231,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
         _cache.check_header(cache, plan)
         plan.check_cache_against_writes(cache)
     team = _team(plan, threads)
-    with _blas_threads(team, explicit):
+    with _serial_blas:
         if cache is None:  # recompute the forward into scratch; layer_params untouched
             cache = _scratch_bytes("training_cache", capacity)
             _bind(plan, cache, team)

@@ -40,7 +40,7 @@ PROBLEMS = {
 def pin(params, n_threads, forward, backward):
     """Wisdom that gives this call's problem the two arrangements."""
     plan = _plan.make_plan(params)
-    key = plan.problem(_team(plan, _threads(bl.FilterParameters(n_threads=n_threads))[0]))
+    key = plan.problem(_team(plan, _threads(bl.FilterParameters(n_threads=n_threads))))
     item = {"forward": dict(zip(("form", "chunk", "by_vectors"), (planner.FORMS[forward[0]],) + forward[1:])),
             "backward": dict(zip(("form", "chunk", "by_vectors"), (planner.FORMS[backward[0]],) + backward[1:]))}
     return key, json.dumps({"bnnslstm_wisdom": 1, "problems": {key: item}})
