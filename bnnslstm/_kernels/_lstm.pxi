@@ -195,7 +195,8 @@ cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_
     """Rows [r0, r1) of step s's products S[D*4H][B]: U h_prev^T, plus the full peepholes of
     gates i, f, g times c_prev^T; with output_peephole, instead add the output gate's full
     peephole times the new cell. Where S lies and how BLAS is called: the arrangement
-    (form 0, 1: scratch_S batch-fastest; form 2: added into the step's projection rows)."""
+    (Arrangement in _call.pxd: S in scratch_S batch-fastest, or added into the step's
+    projection rows; h_prev in place or from scratch_hT; chunks; gemm or gemv)."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B, j, n, lo, hi
