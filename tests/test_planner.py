@@ -46,9 +46,8 @@ def pin(params, n_threads, forward, backward):
     return key, json.dumps({"bnnslstm_wisdom": 1, "problems": {key: item}})
 
 
-def run_problem(problem, x, weights, h0, c0, lengths, n_threads, dy, dtype):
-    """Forward with the training cache and backward; returns (y, h_n, c_n, gradients)."""
-    H, B, bidirectional = problem[0], problem[1], problem[2]
+def run_problem(bidirectional, x, weights, h0, c0, lengths, n_threads, dy, dtype):
+    """Forward with the training cache and backward; returns (params, outputs, gradients)."""
     T = x.shape[0]
     batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
     params, out = make_params(x.astype(dtype), weights, h0=h0, c0=c0, batch_sizes=batch_sizes,
@@ -93,7 +92,7 @@ def test_every_arrangement_matches_the_reference(name, dtype, fresh_planner):
         key, wisdom = pin(params, n_threads, forward, backward)
         planner.forget()
         planner.import_wisdom(wisdom)
-        params, out, grads = run_problem(PROBLEMS[name], x, weights, h0, c0, lengths, n_threads, dy, dtype)
+        params, out, grads = run_problem(bidirectional, x, weights, h0, c0, lengths, n_threads, dy, dtype)
         chosen = {d["problem"]: d for d in planner.decisions()}[key]
         assert chosen["forward"] == planner.arrangement_name(forward) and chosen["source"] == "wisdom"
         assert chosen["backward"] == planner.arrangement_name(backward)
