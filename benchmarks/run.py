@@ -243,16 +243,15 @@ def kernels_blas():
     """(threadpoolctl's entry of the BLAS that scipy's cython_blas calls, or None; every BLAS
     loaded). numpy's wheels load an OpenBLAS of their own, so the one inside scipy's package
     (``scipy.libs``, ``scipy/.dylibs``) is the one the kernels call; a BLAS outside it (a
-    conda or system build) counts only when it is the one loaded."""
-    from threadpoolctl import threadpool_info
+    conda or system build) counts only when it is the one loaded. The choice is the
+    library's own (the BLAS its calls limit to one thread)."""
+    from threadpoolctl import ThreadpoolController
 
-    root = os.path.dirname(os.path.realpath(scipy.__file__))
-    loaded = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    for lib in loaded:
-        path = os.path.realpath(lib.get("filepath") or "")
-        if path.startswith((root + os.sep, root + ".libs" + os.sep)):
-            return lib, loaded
-    return (loaded[0] if len(loaded) == 1 else None), loaded
+    from bnnslstm.lstm import _kernels_blas
+
+    controllers = ThreadpoolController().select(user_api="blas").lib_controllers
+    called = _kernels_blas(controllers)
+    return (called[0].info() if len(called) == 1 else None), [lib.info() for lib in controllers]
 
 
 def describe_blas(lib):

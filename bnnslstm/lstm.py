@@ -70,9 +70,9 @@ def _kernels_blas(libraries):
     BLAS shares it)."""
     import scipy
 
-    root = os.path.dirname(os.path.abspath(scipy.__file__))
+    root = os.path.dirname(os.path.realpath(scipy.__file__))
     places = (root + os.sep, root + ".libs" + os.sep)  # scipy/.dylibs (macOS), scipy.libs (Linux, Windows)
-    own = [lib for lib in libraries if os.path.abspath(lib.filepath or "").startswith(places)]
+    own = [lib for lib in libraries if os.path.realpath(lib.filepath or "").startswith(places)]
     return own or list(libraries)
 
 

@@ -227,16 +227,18 @@ def forget():
 
 
 def _blas_identity():
+    """internal_api, version and architecture of the BLAS the kernels call (as the BLAS
+    thread limit finds it: bnnslstm.lstm._kernels_blas), for the wisdom's readers."""
     try:
         import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call)
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import ThreadpoolController
 
-        for lib in threadpool_info():
-            if lib.get("user_api") == "blas" and "scipy" in lib.get("filepath", ""):
-                return {k: lib.get(k) for k in ("internal_api", "version", "architecture")}
-        for lib in threadpool_info():
-            if lib.get("user_api") == "blas":
-                return {k: lib.get(k) for k in ("internal_api", "version", "architecture")}
+        from .lstm import _kernels_blas
+
+        libraries = _kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
+        if libraries:
+            info = libraries[0].info()
+            return {k: info.get(k) for k in ("internal_api", "version", "architecture")}
     except Exception:  # the identity is informative only
         pass
     return {}

@@ -275,8 +275,8 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssi
                      int part, const Arrangement *a, bint write_hT) noexcept nogil:
     """The fused elementwise pass of step s on hidden units [u0, u1) of the D*H (part 1:
     gates i, f, g and the cell; part 2: output gate and h; 3: both). The step's products
-    are in scratch_S, or already in the projection (form 2); write_hT also stores h
-    batch-fastest in scratch_hT for the next step's products (form 1)."""
+    are in scratch_S, or already in the projection (form bit 2); write_hT also stores h
+    batch-fastest in scratch_hT for the next step's products (form bit 1)."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B
