@@ -1,0 +1,105 @@
+# The team driver: the planner's schedule as the threads read it (which arrangement a
+# step runs, each step's wall time), the team of _team.h running one call (forward_thread
+# or backward_thread on every member), the entry points the plan calls, and the Python
+# side of a build (its entry points' addresses, the pool, the BLAS counters).
+# Included by _lstm.pxi.
+
+
+cdef inline const Arrangement* arrangement_of(const Call *c, int l, int s) noexcept nogil:
+    """The arrangement step s of layer l runs (the planner's schedule)."""
+    return &c.arrangement[0 if c.pick == NULL else c.pick[l * c.T + s]]
+
+
+cdef inline void time_step(Call *c, int tid, Py_ssize_t index, double *since) noexcept nogil:
+    """Thread 0 records the wall time from *since to now (just past a barrier) at
+    step_seconds[index] while the planner times the call."""
+    cdef double now
+    if tid == 0 and c.step_seconds != NULL:
+        now = team_clock()
+        if index >= 0:
+            c.step_seconds[index] = now - since[0]
+        since[0] = now
+
+
+cdef struct Job:
+    Call *c
+    bint forward
+
+
+cdef void team_member(void *arg, int tid) noexcept nogil:
+    cdef Job *job = <Job*>arg
+    run_thread(job.c, job.forward, tid)
+
+
+cdef void run_team(Call *c, bint forward) noexcept nogil:
+    """The call on a team of c.team threads: the caller and c.team - 1 workers of the pool
+    (_team.h). When the workers cannot be created the pool sets c.team to 1 and the caller
+    runs the whole call alone, as a team of one, since the barriers wait for every member."""
+    cdef Job job
+    job.c = c
+    job.forward = forward
+    if c.team > 1:
+        team_run(team_member, &job, &c.team)
+    else:
+        run_thread(c, forward, 0)
+
+
+cdef inline void run_thread(Call *c, bint forward, int tid) noexcept nogil:
+    if forward:
+        if c.itemsize == 4:
+            forward_thread(<float*>NULL, c, tid)
+        else:
+            forward_thread(<double*>NULL, c, tid)
+    elif c.itemsize == 4:
+        backward_thread(<float*>NULL, c, tid)
+    else:
+        backward_thread(<double*>NULL, c, tid)
+
+
+cdef int run_forward(Call *c) noexcept nogil:
+    """Every layer of the forward pass. The plan has checked everything."""
+    run_team(c, True)
+    return 0
+
+
+cdef int run_backward(Call *c) noexcept nogil:
+    """Every layer of the backward pass, from the regions of a forward pass."""
+    run_team(c, False)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- Python side
+def entry_points():
+    """The addresses of run_forward and run_backward, for the plan (which picks this build
+    or another one of the same source at import)."""
+    return <size_t>&run_forward, <size_t>&run_backward
+
+
+def team_available():
+    """How many threads a team may have (the pool's limit: the same on every build)."""
+    return TEAM_MAX
+
+
+def team_pool(refuse_threads=None):
+    """The number of workers this build's pool has created (0 before its first team call,
+    and in a process forked since). Testing: ``refuse_threads=True`` makes the pool act as
+    if thread creation failed (calls needing new workers then run on one thread), False
+    restores it."""
+    if refuse_threads is not None:
+        team_refuse_threads(bool(refuse_threads))
+    return team_workers()
+
+
+def blas_time(bint enable=False, bint reset=False):
+    """[(seconds inside BLAS, floating-point operations handed to BLAS)] per team thread that
+    called it since the last reset (counted only while enabled: benchmarks/run.py reports
+    BLAS's share of the wall time, and that every GEMM FLOP of a call went through BLAS)."""
+    global blas_timing
+    cdef int i
+    out = [(blas_seconds[8 * i], blas_flops[8 * i]) for i in range(TEAM_MAX) if blas_seconds[8 * i] != 0]
+    if reset:
+        for i in range(TEAM_MAX):
+            blas_seconds[8 * i] = 0
+            blas_flops[8 * i] = 0
+    blas_timing = enable
+    return out

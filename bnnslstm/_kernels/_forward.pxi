@@ -1,0 +1,261 @@
+# The forward tier: per layer the input projection of every step in one GEMM, then per
+# step the recurrent products (one BLAS arrangement of the planner's) and the fused cell
+# pass, then the final states; forward_thread is one team member's walk through it all.
+# Included by _lstm.pxi.
+
+
+cdef void project(floating *typ, Call *c, int l, int tid) noexcept nogil:
+    """The input projection of every step and both directions, in work rows:
+    proj[rows][D*4H] = input W^T. The team splits the larger of the two dimensions, so that
+    the operand every thread packs whole (BLAS packs both) is the smaller one."""
+    cdef Layer *lay = &c.layer[l]
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, c0, c1, r0, r1, j, n
+    cdef Mat inp = layer_input(typ, c, l)
+    cdef Mat proj = mat(projection(c, l), c.rows, DG, DG, 1)
+    cdef int d, k
+    if c.rows > DG:  # the thread's rows, every column
+        share(c.rows, c.team, tid, GRAIN, &r0, &r1)
+        c0, c1 = 0, DG
+    else:  # every row, the thread's columns
+        r0, r1 = 0, c.rows
+        share(DG, c.team, tid, GRAIN, &c0, &c1)
+    if r1 <= r0 or c1 <= c0:
+        return
+    inp = block(inp, r0, 0, r1 - r0, lay.X, sizeof(floating))
+    proj = block(proj, r0, 0, r1 - r0, DG, sizeof(floating))
+    if lay.W4.p != NULL:
+        gemm(<floating>1, inp, transposed(block(lay.W4, c0, 0, c1 - c0, lay.X, sizeof(floating))),
+             <floating>0, block(proj, 0, c0, r1 - r0, c1 - c0, sizeof(floating)))
+        return
+    for d in range(c.D):
+        for k in range(4):
+            n = overlap(c0, c1, d * G + k * H, d * G + (k + 1) * H, &j)
+            if n > 0:
+                gemm(<floating>1, inp, transposed(block(lay.d[d].g[k].W, j, 0, n, lay.X, sizeof(floating))),
+                     <floating>0, block(proj, 0, d * G + k * H + j, r1 - r0, n, sizeof(floating)))
+
+
+cdef inline char* projection(const Call *c, int l) noexcept nogil:
+    """Where layer l's input projection lies: the gates region itself when the work rows
+    are the cache's rows (every step full), else scratch (active rows only)."""
+    return c.layer[l].gates if c.rows == <Py_ssize_t>c.T * c.B else c.scratch_dG
+
+
+cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_ssize_t r1,
+                        bint output_peephole, const Arrangement *a) noexcept nogil:
+    """Rows [r0, r1) of step s's products S[D*4H][B]: U h_prev^T, plus the full peepholes of
+    gates i, f, g times c_prev^T; with output_peephole, instead add the output gate's full
+    peephole times the new cell. Where S lies and how BLAS is called: the arrangement
+    (Arrangement in _call.pxd: S in scratch_S batch-fastest, or added into the step's
+    projection rows; h_prev in place or from scratch_hT; chunks; gemm or gemv)."""
+    cdef Layer *lay = &c.layer[l]
+    cdef Direction *dr
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B, j, n, lo, hi
+    cdef int d, k, t, p, bt, n_prev
+    cdef bint into = a.form & 2 != 0
+    cdef Mat S, h_prev, c_prev, h_init, c_init, cell
+    for d in range(c.D):
+        n = overlap(r0, r1, d * G, (d + 1) * G, &lo)
+        if n == 0:
+            continue
+        hi = lo + n
+        dr = &lay.d[d]
+        t = step_time(c, d, s)
+        p = previous(c, d, t)
+        bt = c.bs[t]
+        n_prev = n_previous(c, d, t)
+        if into:  # the projection's rows of step t, seen as [G][bt] (unit stride down a column)
+            S = mat(projection(c, l) + (c.start[t] * DG + d * G) * sizeof(floating), G, bt, 1, DG)
+        else:
+            S = mat(c.scratch_S + d * G * B * sizeof(floating), G, bt, B, 1)
+        if a.form & 1:
+            h_prev = mat(c.scratch_hT + d * H * B * sizeof(floating), n_prev, H, 1, B)
+        else:
+            h_prev = mat(out_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
+        c_prev = mat(cells_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
+        h_init = block(dr.h0, n_prev, 0, bt - n_prev, H, sizeof(floating))
+        c_init = block(dr.c0, n_prev, 0, bt - n_prev, H, sizeof(floating))
+        if output_peephole:
+            n = overlap(lo, hi, 3 * H, G, &j)
+            if n > 0 and dr.g[3].C.p != NULL:
+                cell = mat(cells_at(typ, c, lay, <Py_ssize_t>t * B, d), bt, H, DH, 1)
+                gemm_as(a.by_vectors, <floating>1, block(dr.g[3].C, j, 0, n, H, sizeof(floating)),
+                        transposed(cell), <floating>1, block(S, 3 * H + j, 0, n, bt, sizeof(floating)))
+            continue
+        if dr.U4.p != NULL:
+            product(typ, a, block(dr.U4, lo, 0, hi - lo, H, sizeof(floating)), h_prev, h_init,
+                    block(S, lo, 0, hi - lo, bt, sizeof(floating)), into)
+        for k in range(4):
+            n = overlap(lo, hi, k * H, (k + 1) * H, &j)
+            if n == 0:
+                continue
+            if dr.U4.p == NULL:
+                product(typ, a, block(dr.g[k].U, j, 0, n, H, sizeof(floating)), h_prev, h_init,
+                        block(S, k * H + j, 0, n, bt, sizeof(floating)), into)
+            if k < 3 and dr.g[k].C.p != NULL:
+                product(typ, a, block(dr.g[k].C, j, 0, n, H, sizeof(floating)), c_prev, c_init,
+                        block(S, k * H + j, 0, n, bt, sizeof(floating)), True)
+
+
+cdef void product(floating *typ, const Arrangement *a, Mat weights, Mat carried, Mat initial,
+                  Mat S, bint accumulate) noexcept nogil:
+    """S (+)= weights [carried; initial]^T: the first samples' states come from the previous
+    step, the rest from the initial state (zeros when it is absent); a.chunk rows of the
+    weights per BLAS call."""
+    cdef Py_ssize_t n_prev = carried.rows, r = 0, n, i
+    cdef Py_ssize_t chunk = a.chunk if a.chunk > 0 else weights.rows
+    cdef Mat w, part, rest
+    while r < weights.rows:
+        n = weights.rows - r if weights.rows - r < chunk else chunk
+        w = block(weights, r, 0, n, weights.cols, sizeof(floating))
+        part = block(S, r, 0, n, S.cols, sizeof(floating))
+        gemm_as(a.by_vectors, <floating>1, w, transposed(carried), <floating>(1 if accumulate else 0),
+                block(part, 0, 0, n, n_prev, sizeof(floating)))
+        if part.cols > n_prev:
+            rest = block(part, 0, n_prev, n, part.cols - n_prev, sizeof(floating))
+            if initial.p != NULL:
+                gemm_as(a.by_vectors, <floating>1, w, transposed(initial),
+                        <floating>(1 if accumulate else 0), rest)
+            elif not accumulate:
+                for i in range(rest.rows):
+                    memset(rest.p + i * rest.rs * sizeof(floating), 0, rest.cols * sizeof(floating))
+        r += n
+
+
+cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssize_t u1,
+                     int part, const Arrangement *a, bint write_hT) noexcept nogil:
+    """The fused elementwise pass of step s on hidden units [u0, u1) of the D*H (part 1:
+    gates i, f, g and the cell; part 2: output gate and h; 3: both). The step's products
+    are in scratch_S, or already in the projection (form bit 2); write_hT also stores h
+    batch-fastest in scratch_hT for the next step's products (form bit 1)."""
+    cdef Layer *lay = &c.layer[l]
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, B = c.B
+    cdef Py_ssize_t j0, j, n, m, row, wrow, cps
+    cdef int d, t, bt, b
+    cdef bint last = l == c.L - 1 and c.y.p != NULL
+    cdef floating *c_prev
+    cdef floating *g
+    cdef floating *pre
+    cdef floating *act_h
+    cdef floating *cell
+    cdef floating *h
+    cdef floating *y
+    cdef floating *hT
+    cdef char *proj = projection(c, l)
+    cdef bint products_apart = a.form & 2 == 0
+    for d in range(c.D):
+        n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
+        if n == 0:
+            continue
+        t = step_time(c, d, s)
+        bt = c.bs[t]
+        for b in range(bt):
+            row = t * B + b
+            wrow = c.start[t] + b
+            c_prev = prev_state(typ, c, lay, d, t, b, True, &cps)
+            g = gates_at(typ, c, lay, row, d)
+            pre = preact_at(typ, c, lay, row, d)
+            act_h = act_h_at(typ, c, lay, row, d)
+            cell = cells_at(typ, c, lay, row, d)
+            h = out_at(typ, c, lay, row, d)
+            y = NULL
+            if last:
+                y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
+            hT = <floating*>c.scratch_hT + d * H * B + b if write_hT and part & 2 else NULL
+            for j in range(j0, j0 + n, 128):  # CHUNK units at a time
+                m = j0 + n - j
+                cell_chunk(typ, c, m if m < CHUNK else CHUNK, H,
+                           <floating*>proj + wrow * DG + d * G + j, g + j, at(<char*>pre, j, typ),
+                           <floating*>c.scratch_S + (d * G + j) * B + b if products_apart else NULL,
+                           B, H * B,
+                           <floating*>lay.bias + d * G + j, at(lay.cdiag, d * G + j, typ),
+                           at(<char*>c_prev, j * cps, typ), cps,
+                           cell + j, at(<char*>act_h, j, typ), h + j,
+                           at(<char*>y, j * c.y.se, typ), c.y.se,
+                           at(<char*>hT, j * B, typ), B, part)
+        if part & 2:
+            for b in range(bt, B):  # padded positions: every region and y hold 0
+                row = t * B + b
+                zero(gates_at(typ, c, lay, row, d), G, j0, n)
+                zero(preact_at(typ, c, lay, row, d), G, j0, n)
+                zero(cells_at(typ, c, lay, row, d), 0, j0, n)
+                zero(out_at(typ, c, lay, row, d), 0, j0, n)
+                zero(act_h_at(typ, c, lay, row, d), 0, j0, n)
+                if last:
+                    y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
+                    for j in range(j0, j0 + n):
+                        y[j * c.y.se] = 0
+
+
+cdef inline void zero(floating *row, Py_ssize_t gates, Py_ssize_t j0, Py_ssize_t n) noexcept nogil:
+    """Units [j0, j0+n) of a row: of each of the 4 gates (gates = 4H: the gate stride / 4) or
+    of the row itself (gates = 0); nothing for an absent row (NULL)."""
+    cdef int k
+    if row == NULL:
+        return
+    if gates == 0:
+        memset(row + j0, 0, n * sizeof(floating))
+    else:
+        for k in range(4):
+            memset(row + k * (gates // 4) + j0, 0, n * sizeof(floating))
+
+
+cdef void final_states(floating *typ, Call *c, int l, int tid) noexcept nogil:
+    """h_T and c_T of every sample: its state after its own last step (the thread's samples)."""
+    cdef Layer *lay = &c.layer[l]
+    cdef Direction *dr
+    cdef Py_ssize_t b0, b1, b, j, row
+    cdef int d, t, length
+    cdef floating *src
+    cdef floating *dst
+    share(c.B, c.team, tid, 1, &b0, &b1)
+    for b in range(b0, b1):
+        length = 0
+        while length < c.T and c.bs[length] > b:
+            length += 1
+        for d in range(c.D):
+            dr = &lay.d[d]
+            t = length - 1 if d == 0 else 0
+            row = <Py_ssize_t>t * c.B + b
+            if dr.hn.p != NULL:
+                src = out_at(typ, c, lay, row, d)
+                dst = <floating*>dr.hn.p + b * dr.hn.rs
+                for j in range(c.H):
+                    dst[j * dr.hn.cs] = src[j]
+            if dr.cn.p != NULL:
+                src = cells_at(typ, c, lay, row, d)
+                dst = <floating*>dr.cn.p + b * dr.cn.rs
+                for j in range(c.H):
+                    dst[j * dr.cn.cs] = src[j]
+
+
+cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
+    cdef int l, s
+    cdef Py_ssize_t r0, r1, u0, u1
+    cdef const Arrangement *a
+    cdef bint write_hT
+    cdef double since = 0
+    share(c.D * 4 * c.H, c.team, tid, GRAIN, &r0, &r1)
+    share(c.D * c.H, c.team, tid, 8, &u0, &u1)
+    for l in range(c.L):
+        prepare_input(typ, c, l, tid, True)
+        project(typ, c, l, tid)
+        team_barrier(c.barrier, c.team)
+        time_step(c, tid, -1, &since)
+        for s in range(c.T):
+            a = arrangement_of(c, l, s)
+            write_hT = s + 1 < c.T and arrangement_of(c, l, s + 1).form & 1 != 0
+            step_products(typ, c, l, s, r0, r1, False, a)
+            team_barrier(c.barrier, c.team)
+            if c.layer[l].full_o:
+                step_cells(typ, c, l, s, u0, u1, 1, a, False)
+                team_barrier(c.barrier, c.team)
+                step_products(typ, c, l, s, r0, r1, True, a)
+                team_barrier(c.barrier, c.team)
+                step_cells(typ, c, l, s, u0, u1, 2, a, write_hT)
+            else:
+                step_cells(typ, c, l, s, u0, u1, 3, a, write_hT)
+            team_barrier(c.barrier, c.team)
+            time_step(c, tid, l * c.T + s, &since)
+        final_states(typ, c, l, tid)
+

@@ -1,0 +1,110 @@
+# Where things lie, for every tier of the kernels: a thread's share of a range, the order
+# in which each direction walks time, and one accessor per region of the training cache
+# and per carried array (the row layouts are in _call.pxd). Included by _lstm.pxi.
+
+
+cdef inline void share(Py_ssize_t n, int team, int tid, Py_ssize_t grain, Py_ssize_t *lo,
+                       Py_ssize_t *hi) noexcept nogil:
+    """Thread tid's part [lo, hi) of range(n): near-equal, starting on multiples of grain."""
+    lo[0] = (n * tid // team) // grain * grain
+    hi[0] = n if tid == team - 1 else (n * (tid + 1) // team) // grain * grain
+
+
+cdef inline Py_ssize_t overlap(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t a, Py_ssize_t b,
+                               Py_ssize_t *start) noexcept nogil:
+    """The part of [lo, hi) inside [a, b), as (start - a, count)."""
+    cdef Py_ssize_t s = lo if lo > a else a
+    cdef Py_ssize_t e = hi if hi < b else b
+    start[0] = s - a
+    return e - s if e > s else 0
+
+
+cdef inline floating* at(char *base, Py_ssize_t offset, floating *typ) noexcept nogil:
+    """base + offset elements (NULL stays NULL)."""
+    return NULL if base == NULL else <floating*>base + offset
+
+
+# ---------------------------------------------------------------------------------- time
+cdef inline int previous(const Call *c, int d, int t) noexcept nogil:
+    """The step direction d ran just before t (-1 or T: none)."""
+    return t - 1 if d == 0 else t + 1
+
+
+cdef inline int n_previous(const Call *c, int d, int t) noexcept nogil:
+    """How many of step t's samples carry a state from the previous step (the others start
+    from the initial state: with per-step batch sizes, direction 1 picks samples up as it
+    goes back in time)."""
+    cdef int p = previous(c, d, t)
+    if p < 0 or p >= c.T:
+        return 0
+    return c.bs[p] if c.bs[p] < c.bs[t] else c.bs[t]
+
+
+cdef inline int step_time(const Call *c, int d, int s) noexcept nogil:
+    """The time index of direction d's s-th step."""
+    return s if d == 0 else c.T - 1 - s
+
+
+# ---------------------------------------------------------------------------------- cache rows
+# Row ``row`` = t*B + b of layer ``lay``'s regions, direction d: the [4][H] gate rows
+# (i, f, g, o, H apart) or the [H] unit rows. Absent regions (preact, act_h, mask) give NULL.
+cdef inline floating* gates_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
+                               int d) noexcept nogil:
+    return <floating*>lay.gates + (row * c.D + d) * 4 * c.H
+
+
+cdef inline floating* preact_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
+                                int d) noexcept nogil:
+    return at(lay.preact, (row * c.D + d) * 4 * c.H, typ)
+
+
+cdef inline floating* cells_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
+                               int d) noexcept nogil:
+    return <floating*>lay.cells + (row * c.D + d) * c.H
+
+
+cdef inline floating* act_h_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
+                               int d) noexcept nogil:
+    return at(lay.act_h, (row * c.D + d) * c.H, typ)
+
+
+cdef inline floating* out_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
+                             int d) noexcept nogil:
+    return <floating*>lay.out + (row * c.D + d) * c.H
+
+
+cdef inline floating* mask_at(floating *typ, const Call *c, const Layer *lay,
+                              Py_ssize_t row) noexcept nogil:
+    """The dropout scale of layer lay's input at row (both directions' D*H units)."""
+    return at(lay.mask, row * c.D * c.H, typ)
+
+
+cdef inline floating* prev_state(floating *typ, const Call *c, const Layer *lay, int d, int t,
+                                 int b, bint cells, Py_ssize_t *stride) noexcept nogil:
+    """The state (the cell with ``cells``, else h) that step t of direction d starts from,
+    for sample b: the previous step's row, or the initial state (h0/c0), or NULL (zeros);
+    ``stride`` receives the element stride between its units."""
+    cdef Mat init = lay.d[d].c0 if cells else lay.d[d].h0
+    cdef Py_ssize_t row
+    if b < n_previous(c, d, t):
+        row = <Py_ssize_t>previous(c, d, t) * c.B + b
+        stride[0] = 1
+        return cells_at(typ, c, lay, row, d) if cells else out_at(typ, c, lay, row, d)
+    if init.p != NULL:
+        stride[0] = init.cs
+        return <floating*>init.p + b * init.rs
+    stride[0] = 0
+    return NULL
+
+
+# ---------------------------------------------------------------------------------- carries
+cdef enum:
+    CARRY_H = 0     # dL/dh flowing back into the step (from the later step, or dL/dh_T)
+    CARRY_C = 1     # dL/dc likewise
+    CARRY_DC = 2    # dL/dc' of the step being differentiated
+
+
+cdef inline floating* carry_at(floating *typ, const Call *c, int which, int d,
+                               Py_ssize_t b) noexcept nogil:
+    """Sample b's [H] row of a backward carry (scratch_carry is [3][D][B][H])."""
+    return <floating*>c.scratch_carry + ((which * c.D + d) * c.B + b) * c.H
