@@ -316,8 +316,10 @@ class LSTM(nn.Module):
     ----------
     proj_size : int
         Only 0 (projections are not supported).
-    device, dtype
-        ``device`` must be the CPU; ``dtype`` float32 (default) or float64.
+    device : optional
+        The CPU (or None).
+    dtype : optional
+        ``torch.float32`` or ``torch.float64`` (default: torch's default dtype).
     peephole : None, "diagonal" or "full"
         Peephole weights on all four gates, parameters ``weight_ch_l{k}[_reverse]``:
         ``[4H]`` (diagonal) or ``[4H][H]`` (full), gates stacked i, f, g, o like the other
