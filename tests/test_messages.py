@@ -56,3 +56,27 @@ def test_x_of_another_type_than_the_weights_blames_x():
                                            r"\(input_gate.hw_desc and the other gates\) are FLOAT32"):
         bl.direct_apply_lstm_batch_training_caching(params)
     assert np.all(np.isnan(out["y_store"]))
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda p: setattr(p, "sequence_descriptor", np.array([2, 2, 2, 1, 1], np.int32)),
+     r"sequence_descriptor \(the batch sizes\) differ"),
+    (lambda p: setattr(p, "dropout_seed", 7), r"dropout or dropout_seed differ"),
+])
+def test_cache_of_other_parameters_names_what_differs(change, named):
+    from helpers import make_delta
+
+    rng = np.random.default_rng(0)
+    T, B, I, H = 5, 2, 3, 4
+    x = rng.standard_normal((T, B, I))
+    weights = random_weights(rng, I, H, 2, 1)
+    params, _ = make_params(x, weights, dropout=0.5, seed=5)
+    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+    bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+    delta, grads = make_delta(params, weights, dy=rng.standard_normal((T, B, H)))
+    before = grads["dx"].copy()
+    change(params)
+    with pytest.raises(bl.BNNSError, match=r"^training_cache: the cache was written for other parameters: "
+                                           + named + r" from the forward's \(the backward must get"):
+        bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    np.testing.assert_array_equal(grads["dx"], before)  # nothing written
