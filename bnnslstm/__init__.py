@@ -1,7 +1,7 @@
 """bnnslstm: Apple Accelerate's BNNS LSTM layer for every CPU.
 
 The BNNS-style API (descriptors, parameters, training cache, forward and backward) and an
-everyday :class:`LSTM` layer built on it. See ``SPEC.md`` and the documentation.
+everyday :class:`LSTM` layer built on it. The documentation states the whole contract.
 """
 
 try:
@@ -14,7 +14,7 @@ except ImportError as error:  # pragma: no cover - only when run from an unbuilt
     ) from error
 
 from .activations import apply_activation
-from .descriptors import NDArrayDescriptor
+from .descriptors import NDArrayDescriptor, size_and_stride
 from .enums import ActivationFunction, DataLayout, DataType, LayerFlags, NDArrayFlags
 from .errors import BNNSError
 from . import planner
@@ -54,5 +54,6 @@ __all__ = [
     "direct_apply_lstm_batch_backward",
     "direct_apply_lstm_batch_training_caching",
     "dropout_mask",
+    "size_and_stride",
     "training_cache_layout",
 ]

@@ -156,12 +156,16 @@ def demo(epochs=20, hidden=256, seq_len=64, batch=32, batches=10, seed=0, out=sy
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="bnnslstm", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0].replace("``", "")  # the docstring's reST markup, not for a terminal
+    parser = argparse.ArgumentParser(prog="bnnslstm", description=description)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("demo", help="train a character-level LSTM and generate text")
-    run.add_argument("--epochs", type=int, default=20)
-    run.add_argument("--hidden", type=int, default=256)
-    run.add_argument("--seed", type=int, default=0)
+    run = sub.add_parser("demo", help="train a character-level LSTM and generate text",
+                         description="Train a character-level LSTM (bnnslstm.LSTM, numpy only) on Alice's "
+                                     "Adventures in Wonderland, print the losses and generate text.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--epochs", type=int, default=20, help="training epochs, each 10 batches of 32 sequences of 64 characters")
+    run.add_argument("--hidden", type=int, default=256, help="hidden size of the LSTM")
+    run.add_argument("--seed", type=int, default=0, help="seed of the weights, the batches and the sampling")
     args = parser.parse_args(argv)
     demo(epochs=args.epochs, hidden=args.hidden, seed=args.seed)
     return 0

@@ -27,7 +27,7 @@ from .enums import DataType
 from .errors import BNNSError
 
 MAGIC = b"BNNSLSTM"
-VERSION = 2  # 2: the fingerprint hashes the packed parameters (1 hashed their repr)
+VERSION = 3  # 3: one byte per parameter group after the fingerprint; 2: packed parameters (1 hashed their repr)
 _HEADER = struct.Struct("<8sIIQ32s")
 
 
@@ -51,6 +51,29 @@ def regions(plan):
     plan's: :meth:`bnnslstm._plan.Plan.region_offsets`)."""
     data_type = DataType(plan.data_type)
     return [Region(name, layer, offset, shape, data_type) for name, layer, offset, shape in plan.cache_layout()]
+
+
+def _groups(plan):
+    """The fingerprint's fields in groups a user sets apart, each named as the message names it."""
+    seed = plan.dropout_seed if plan.dropout > 0 else 0
+    return [
+        ("data_type", struct.pack("<q", plan.data_type)),
+        ("the sizes (input_size, hidden_size, batch_size, num_layers, seq_len or BIDIRECTIONAL)",
+         struct.pack("<6q", plan.I, plan.H, plan.B, plan.L, plan.T, plan.D)),
+        ("the activations (DEFAULT_ACTIVATIONS, a gate's activation or hidden_activation)",
+         struct.pack("<q", plan.default_activations)
+         + b"".join(struct.pack("<idd", *activation) for activation in plan.activations)),
+        ("dropout or dropout_seed", struct.pack("<Qd", seed, plan.dropout)),
+        ("which gates have a peephole (cw_desc)", bytes(plan.peepholes)),
+        ("which gates have a bias (b_desc)", bytes(plan.biases)),
+        ("sequence_descriptor (the batch sizes)", struct.pack(f"<{plan.T}i", *plan.batch_sizes)),
+    ]
+
+
+def _group_bytes(plan):
+    """One byte of each group's hash, kept in the header's spare bytes: a byte that differs
+    proves that its group differs, so the message can name it."""
+    return bytes(hashlib.sha256(fields).digest()[0] for _, fields in _groups(plan))
 
 
 def fingerprint(plan):
@@ -87,6 +110,8 @@ def write_header(buffer, plan):
     buffer[:HEADER_BYTES] = 0
     buffer[:_HEADER.size] = np.frombuffer(
         _HEADER.pack(MAGIC, VERSION, plan.data_type, plan.capacity, fingerprint(plan)), dtype=np.uint8)
+    groups = _group_bytes(plan)
+    buffer[_HEADER.size:_HEADER.size + len(groups)] = np.frombuffer(groups, dtype=np.uint8)
 
 
 def check_header(buffer, plan, field="training_cache"):
@@ -97,4 +122,11 @@ def check_header(buffer, plan, field="training_cache"):
     if version != VERSION:
         raise BNNSError(f"{field}: cache format version {version}, this library reads {VERSION}")
     if data_type != plan.data_type or size != plan.capacity or digest != fingerprint(plan):
-        raise BNNSError(f"{field}: the cache was written for other parameters")
+        mine = _group_bytes(plan)
+        theirs = buffer[_HEADER.size:_HEADER.size + len(mine)].tobytes()
+        names = [name for (name, _), a, b in zip(_groups(plan), mine, theirs) if a != b]
+        if data_type != plan.data_type and "data_type" not in names:
+            names.insert(0, "data_type")
+        detail = f": {'; '.join(names)} differ from the forward's" if names else ""
+        raise BNNSError(f"{field}: the cache was written for other parameters{detail} (the backward must get "
+                        f"the forward's layer_params)")

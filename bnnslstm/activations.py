@@ -12,7 +12,8 @@ from ._kernels import _activations
 from .enums import NON_ELEMENTWISE, ActivationFunction
 from .errors import BNNSError
 
-__all__ = ["apply_activation", "check_activation", "PARAMETERS_USED"]
+__all__ = ["apply_activation", "check_activation", "as_activation", "layer_activations", "GATES",
+           "PARAMETERS_USED"]
 
 F = ActivationFunction
 #: Which of alpha and beta each elementwise function reads (the others ignore them).
@@ -64,6 +65,52 @@ def check_activation(activation, field="activation"):
     if function == F.CELU and values["alpha"] == 0:
         raise BNNSError(f"{field}.alpha: CELU divides by alpha, which must not be 0")
     return int(function), values["alpha"], values["beta"]
+
+
+#: The keys of ``gate_activations`` (BNNS's gates; PyTorch's i, f, g, o rows).
+GATES = ("input", "forget", "candidate", "output")
+#: The functions of an LSTM without ``gate_activations`` / ``hidden_activation``.
+DEFAULT_FUNCTIONS = {"input": F.SIGMOID, "forget": F.SIGMOID, "candidate": F.TANH, "output": F.SIGMOID,
+                     "hidden": F.TANH}
+
+
+def as_activation(value, field):
+    """An :class:`~bnnslstm.Activation` from an Activation, an ActivationFunction or its
+    name (any case), checked (:func:`check_activation`); BNNSError naming ``field``."""
+    from .parameters import Activation
+
+    if isinstance(value, str):
+        try:
+            value = ActivationFunction[value.upper()]
+        except KeyError:
+            raise BNNSError(f"{field}: {value!r} is not an ActivationFunction name") from None
+    if isinstance(value, ActivationFunction):
+        value = Activation(value)
+    if not isinstance(value, Activation):
+        raise BNNSError(f"{field}: expected an Activation, an ActivationFunction or its name, "
+                        f"got {type(value).__name__}")
+    check_activation(value, field)  # refuses non-elementwise functions and missing alpha/beta now
+    return value
+
+
+def layer_activations(gate_activations=None, hidden_activation=None):
+    """The five activations of a layer's ``gate_activations`` / ``hidden_activation``
+    arguments: None when both are None (BNNS's default activations), else a dict
+    ``{"input", "forget", "candidate", "output", "hidden"} -> Activation`` with the defaults
+    (sigmoid, sigmoid, tanh, sigmoid; tanh) for what is not given."""
+    if gate_activations is None and hidden_activation is None:
+        return None
+    if gate_activations is not None and not hasattr(gate_activations, "keys"):
+        raise BNNSError(f"gate_activations: expected a dict gate -> activation, got {type(gate_activations).__name__}")
+    gate_activations = dict(gate_activations or {})
+    unknown = set(gate_activations) - set(GATES)
+    if unknown:
+        raise BNNSError(f"gate_activations: unknown gates {sorted(map(str, unknown))} (expected {', '.join(GATES)})")
+    activations = {g: as_activation(gate_activations.get(g, DEFAULT_FUNCTIONS[g]), f"gate_activations[{g!r}]")
+                   for g in GATES}
+    activations["hidden"] = as_activation(
+        DEFAULT_FUNCTIONS["hidden"] if hidden_activation is None else hidden_activation, "hidden_activation")
+    return activations
 
 
 def apply_activation(x, activation, derivative=False):

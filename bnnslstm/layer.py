@@ -1,28 +1,37 @@
-"""The everyday layer (SPEC §7): numpy arrays in, numpy arrays out, PyTorch-compatible weights.
+"""The everyday layer: numpy arrays in, numpy arrays out, PyTorch-compatible weights.
 
 It is a thin owner of buffers around the BNNS-style functions of :mod:`bnnslstm.lstm`:
 the parameters live in a few contiguous arrays, each PyTorch-named parameter is a view of
 them, and every gate's descriptor is a strided view too, so nothing is copied per call.
 """
 
+import json
+import os
 import threading
+import zipfile
 
 import numpy as np
 
+from .activations import GATES, layer_activations
+
 from .descriptors import NDArrayDescriptor
-from .enums import DataLayout, LayerFlags
+from .enums import ActivationFunction, DataLayout, LayerFlags
 from .errors import BNNSError
 from .lstm import (
     compute_lstm_training_cache_capacity,
     direct_apply_lstm_batch_backward,
     direct_apply_lstm_batch_training_caching,
 )
-from .parameters import LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescriptor
+from .parameters import Activation, LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescriptor
 
 __all__ = ["LSTM"]
 
 _GATE_FIELDS = ("input_gate", "forget_gate", "candidate_gate", "output_gate")  # PyTorch's row order i, f, g, o
 _SHAPES_KEPT = 16  # call shapes whose descriptor sets an LSTM keeps for reuse
+_FORMAT = "bnnslstm.LSTM"  # the marker of a file written by LSTM.save
+_FORMAT_VERSION = 1
+_CONFIG_KEYS = ("input_size", "hidden_size", "num_layers", "bidirectional", "dropout", "batch_first", "bias",
+                "peephole", "dtype")
 
 
 class _Weights:
@@ -99,9 +108,32 @@ class LSTM:
     seed : int or None
         Seeds the initial weights (uniform in ``±1/sqrt(hidden_size)``, as PyTorch) and the
         dropout masks.
+    gate_activations : dict, optional
+        ``{"input": ..., "forget": ..., "candidate": ..., "output": ...}``, each an
+        :class:`~bnnslstm.Activation` (with its alpha/beta), an
+        :class:`~bnnslstm.ActivationFunction` or its name; missing gates keep the defaults
+        (sigmoid, sigmoid, tanh, sigmoid). The same argument as
+        :class:`bnnslstm.torch.LSTM`'s.
+    hidden_activation : optional
+        The activation of the cell state in ``h = o * act(c)`` (default tanh).
 
     Notes
     -----
+    Input types: ``x``, ``h0``, ``c0`` and the gradients given to :meth:`backward` are
+    converted to the layer's ``dtype`` when numpy casts their type to it safely (no
+    rounding: float32 or integers up to 16 bits for a float32 layer; float32 and any
+    integer for a float64 layer); Python lists and scalars are converted as
+    ``np.asarray(value, dtype)``. Any other array type -- float64 or int64 for a float32
+    layer, complex, object -- is refused with :class:`~bnnslstm.BNNSError` naming the
+    argument: convert it yourself (``x.astype(np.float32)``) to accept the rounding.
+    Outputs always have the layer's ``dtype``.
+
+    Keeping a layer: :meth:`state_dict` / :meth:`load_state_dict` (the weights under
+    :class:`torch.nn.LSTM`'s names), :meth:`save` / :meth:`load` (one ``.npz`` file with
+    the configuration too), ``pickle`` and ``copy.deepcopy`` (an independent layer with the
+    same configuration, weights and random state). None of them keeps the last training
+    forward or :attr:`grads`: a copy's first :meth:`backward` needs a forward of its own.
+
     Threads: inference calls (``training=False``) may run on one layer from several threads
     at once. Training keeps state on the layer (the last training forward's cache, which
     :meth:`backward` differentiates, and :attr:`grads`), so a layer trains in one thread
@@ -110,7 +142,8 @@ class LSTM:
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, dropout=0.0,
-                 batch_first=False, bias=True, peephole=None, dtype=np.float32, seed=None):
+                 batch_first=False, bias=True, peephole=None, dtype=np.float32, seed=None,
+                 gate_activations=None, hidden_activation=None):
         if peephole not in (None, "diagonal", "full"):
             raise BNNSError(f"peephole: expected None, 'diagonal' or 'full', got {peephole!r}")
         self.dtype = np.dtype(dtype)
@@ -121,7 +154,11 @@ class LSTM:
                 raise BNNSError(f"{name}: expected a positive integer, got {value!r}")
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bidirectional, self.dropout, self.batch_first = bool(bidirectional), float(dropout), bool(batch_first)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)) \
+                or not 0 <= dropout < 1:
+            raise BNNSError(f"dropout: expected a number in [0, 1), got {dropout!r}")
         self.bias, self.peephole = bool(bias), peephole
+        self._activations = layer_activations(gate_activations, hidden_activation)
         self.D = 2 if self.bidirectional else 1
         shape = (self.input_size, self.hidden_size, self.num_layers, self.D, self.bias, peephole, self.dtype)
         self._weights = _Weights(*shape)
@@ -138,6 +175,9 @@ class LSTM:
         # descriptors on the storage, built once: the arrays never move
         self._weight_gates = self._weights.gates(0)
         self._grad_gates = self._grads.gates(0)
+        if self._activations is not None:
+            for gate, name in zip(self._weight_gates, GATES):
+                gate.activation = self._activations[name]
 
     # ----------------------------------------------------------------- parameters
     def parameters(self):
@@ -146,13 +186,238 @@ class LSTM:
 
     @property
     def grads(self):
-        """PyTorch-named gradients of the last :meth:`backward` (same names as :meth:`parameters`)."""
-        return self._grads.named(self.num_layers, self.D, self.hidden_size)
+        """PyTorch-named gradients of the last :meth:`backward` (same names as :meth:`parameters`).
+
+        Each access returns fresh copies: arrays taken from it keep their values when a
+        later :meth:`backward` overwrites the layer's gradients.
+        """
+        return {name: array.copy() for name, array in self._grads.named(self.num_layers, self.D,
+                                                                         self.hidden_size).items()}
+
+    @property
+    def gate_activations(self):
+        """The four gates' :class:`~bnnslstm.Activation` (a new dict), or None for the defaults."""
+        return None if self._activations is None else {g: self._activations[g] for g in GATES}
+
+    @property
+    def hidden_activation(self):
+        """The cell state's activation in ``h = o * act(c)``, or None for the default (tanh)."""
+        return None if self._activations is None else self._activations["hidden"]
+
+    # ----------------------------------------------------------------- keeping a layer
+    def state_dict(self):
+        """The weights as new numpy arrays under :class:`torch.nn.LSTM`'s keys.
+
+        ``weight_ih_l{k}`` ``[4H][I or D*H]``, ``weight_hh_l{k}`` ``[4H][H]``, and with
+        ``bias`` ``bias_ih_l{k}`` (the layer's one bias) and ``bias_hh_l{k}`` (zeros), each
+        with a ``_reverse`` twin for the second direction: ``torch.nn.LSTM.load_state_dict``
+        takes it (after ``torch.from_numpy``). Extras: ``weight_ch_l{k}[_reverse]`` the
+        peepholes (``[4H]`` diagonal or ``[4H][H]`` full, gates i, f, g, o), as
+        :class:`bnnslstm.torch.LSTM` names them; with non-default activations,
+        ``activation_input``, ``activation_forget``, ``activation_candidate``,
+        ``activation_output`` and ``activation_hidden``, each a float64 array
+        ``[function, alpha, beta]`` (the :class:`~bnnslstm.ActivationFunction` value).
+        """
+        state = {}
+        for name, array in self.parameters().items():
+            if name.startswith("bias_"):
+                suffix = name[len("bias_"):]
+                state[f"bias_ih_{suffix}"] = array.copy()
+                state[f"bias_hh_{suffix}"] = np.zeros_like(array)
+            else:
+                state[name] = array.copy()
+        if self._activations is not None:
+            for name, activation in self._activations.items():
+                state[f"activation_{name}"] = np.array(
+                    [int(activation.function), float(activation.alpha), float(activation.beta)])
+        return state
+
+    def _expected_state(self):
+        """key -> shape of :meth:`state_dict`'s arrays."""
+        shapes = {}
+        for name, array in self.parameters().items():
+            if name.startswith("bias_"):
+                suffix = name[len("bias_"):]
+                shapes[f"bias_ih_{suffix}"] = shapes[f"bias_hh_{suffix}"] = array.shape
+            else:
+                shapes[name] = array.shape
+        if self._activations is not None:
+            shapes.update({f"activation_{name}": (3,) for name in self._activations})
+        return shapes
+
+    def load_state_dict(self, state, strict=True):
+        """Copy the weights of ``state`` (from :meth:`state_dict`, or a
+        :class:`torch.nn.LSTM`'s ``state_dict()``: tensors are accepted) into the layer.
+
+        The biases become ``bias_ih + bias_hh``. Refused with :class:`~bnnslstm.BNNSError`,
+        before anything changes, when a key is missing (``strict``; without it the layer
+        keeps its value, and a lone ``bias_ih``/``bias_hh`` counts the other as zeros),
+        unexpected (``strict``), mis-shaped or not a real number, and when an
+        ``activation_*`` entry differs from the layer's activations (those are part of the
+        layer's configuration, given to the constructor). The message names every key at
+        fault.
+        """
+        if not hasattr(state, "keys"):
+            raise BNNSError(f"state: expected a dict of arrays, got {type(state).__name__}")
+        expected = self._expected_state()
+        arrays, problems = {}, []
+        for key in state.keys():
+            if key not in expected:
+                if strict:
+                    problems.append(f"unexpected key {key!r}")
+                continue
+            value = state[key]
+            if hasattr(value, "detach"):  # a torch tensor
+                value = value.detach().cpu().numpy()
+            array = np.asarray(value)
+            if array.dtype.kind not in "fiu":
+                problems.append(f"{key}: expected real numbers, got dtype {array.dtype}")
+            elif array.shape != expected[key]:
+                problems.append(f"{key}: expected shape {expected[key]}, got {array.shape}")
+            else:
+                arrays[key] = array
+        if strict:
+            problems += [f"missing key {key!r}" for key in expected if key not in state]
+        for name in () if self._activations is None else self._activations:
+            key = f"activation_{name}"
+            if key in arrays:
+                activation = self._activations[name]
+                mine = np.array([int(activation.function), float(activation.alpha), float(activation.beta)])
+                if not np.array_equal(arrays[key], mine, equal_nan=True):
+                    problems.append(f"{key}: the state's {_describe(arrays[key])} differs from this layer's "
+                                    f"{_describe(mine)} (activations are set by the constructor)")
+        if problems:
+            raise BNNSError("state: " + "; ".join(problems))
+        for name, array in self.parameters().items():
+            if name.startswith("bias_"):
+                suffix = name[len("bias_"):]
+                parts = [arrays.get(f"bias_ih_{suffix}"), arrays.get(f"bias_hh_{suffix}")]
+                if parts[0] is not None or parts[1] is not None:
+                    array[...] = sum(np.asarray(p, np.float64) for p in parts if p is not None)
+            elif name in arrays:
+                array[...] = arrays[name]
+
+    def _config(self):
+        config = {key: getattr(self, key) for key in _CONFIG_KEYS}
+        config["dtype"] = self.dtype.name
+        if self._activations is not None:
+            config["gate_activations"] = {g: _activation_triple(self._activations[g]) for g in GATES}
+            config["hidden_activation"] = _activation_triple(self._activations["hidden"])
+        return config
+
+    @classmethod
+    def _from_config(cls, config, field):
+        if not isinstance(config, dict):
+            raise BNNSError(f"{field}: expected a dict, got {type(config).__name__}")
+        unknown = set(config) - set(_CONFIG_KEYS) - {"gate_activations", "hidden_activation"}
+        missing = [key for key in ("input_size", "hidden_size") if key not in config]
+        if unknown or missing:
+            raise BNNSError(f"{field}: unknown keys {sorted(unknown)}, missing keys {missing}")
+        config = dict(config)
+        if config.get("gate_activations") is not None:
+            config["gate_activations"] = {g: _activation_from_triple(v, f"{field}.gate_activations[{g!r}]")
+                                          for g, v in dict(config["gate_activations"]).items()}
+        if config.get("hidden_activation") is not None:
+            config["hidden_activation"] = _activation_from_triple(config["hidden_activation"],
+                                                                  f"{field}.hidden_activation")
+        input_size, hidden_size = config.pop("input_size"), config.pop("hidden_size")
+        num_layers = config.pop("num_layers", 1)
+        try:
+            return cls(input_size, hidden_size, num_layers, **config)
+        except BNNSError as error:
+            raise BNNSError(f"{field}.{error}") from None
+        except (TypeError, ValueError) as error:
+            raise BNNSError(f"{field}: {error}") from None
+
+    def __getstate__(self):
+        return {"config": self._config(), "state": self.state_dict(), "rng": self._rng.bit_generator.state}
+
+    def __setstate__(self, saved):
+        layer = type(self)._from_config(saved["config"], "config")
+        layer.load_state_dict(saved["state"])
+        layer._rng.bit_generator.state = saved["rng"]
+        self.__dict__.update(layer.__dict__)
+
+    def save(self, path):
+        """Write the layer to one ``.npz`` file: its configuration and its :meth:`state_dict`.
+
+        ``path`` is a file name (written as given: no ``.npz`` is appended) or a writable
+        binary file. The file holds only numeric arrays and one string (the configuration,
+        as JSON), so :meth:`load` reads it with ``allow_pickle=False``. The random state
+        (dropout masks) is not saved.
+        """
+        arrays = {f"state.{key}": array for key, array in self.state_dict().items()}
+        arrays["format"] = np.array(_FORMAT)
+        arrays["format_version"] = np.array(_FORMAT_VERSION)
+        arrays["config"] = np.array(json.dumps(self._config()))
+        if isinstance(path, (str, os.PathLike)):
+            with open(path, "wb") as file:
+                np.savez(file, **arrays)
+        else:
+            np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path):
+        """The layer a :meth:`save` wrote to ``path`` (a file name or a readable binary file).
+
+        The file is read with ``allow_pickle=False``: a file from elsewhere cannot run
+        code. A file that is not an ``.npz`` written by :meth:`save` (truncated, another
+        format, an array of Python objects, an unknown version, a configuration or an array
+        that does not fit) raises :class:`~bnnslstm.BNNSError` saying what is wrong.
+        """
+        where = os.fspath(path) if isinstance(path, (str, os.PathLike)) else "file"
+        try:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise BNNSError(f"{where}: not an .npz archive (a single .npy array)")
+            with archive:
+                names = set(archive.files)
+                if "format" not in names or str(archive["format"][()]) != _FORMAT:
+                    raise BNNSError(f"{where}: not a file written by bnnslstm.LSTM.save "
+                                    f"(no 'format' entry {_FORMAT!r}; entries: {sorted(names)[:8]})")
+                version = int(archive["format_version"][()]) if "format_version" in names else None
+                if version != _FORMAT_VERSION:
+                    raise BNNSError(f"{where}: format_version {version} (this bnnslstm reads {_FORMAT_VERSION})")
+                try:
+                    config = json.loads(str(archive["config"][()]))
+                except (KeyError, ValueError) as error:
+                    raise BNNSError(f"{where}: config: not a JSON configuration ({error})") from None
+                state = {name[len("state."):]: archive[name] for name in names if name.startswith("state.")}
+                extra = names - {"format", "format_version", "config"} - {f"state.{k}" for k in state}
+                if extra:
+                    raise BNNSError(f"{where}: unexpected entries {sorted(extra)}")
+        except BNNSError:
+            raise
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
+            raise BNNSError(f"{where}: cannot read it as a saved bnnslstm.LSTM: "
+                            f"{type(error).__name__}: {error}") from None
+        layer = cls._from_config(config, f"{where}: config")
+        try:
+            layer.load_state_dict(state)
+        except BNNSError as error:
+            raise BNNSError(f"{where}: {error}") from None
+        return layer
 
     # ----------------------------------------------------------------- calls
+    def _convert(self, value, name):
+        """``value`` as a C-contiguous array of this layer's type, by the rule of the class
+        docstring: arrays whose type casts safely, Python values as np.asarray."""
+        dtype = getattr(value, "dtype", None)
+        if dtype is None:
+            try:
+                return np.ascontiguousarray(value, dtype=self.dtype)
+            except (TypeError, ValueError) as error:
+                raise BNNSError(f"{name}: cannot be read as {self.dtype.name} numbers ({error})") from None
+        dtype = np.dtype(dtype)
+        if dtype.kind not in "fiub" or not np.can_cast(dtype, self.dtype, "safe"):
+            raise BNNSError(f"{name}: dtype {dtype} but the layer is {self.dtype.name}, and {dtype} does not "
+                            f"convert to it without rounding; convert it yourself "
+                            f"({name}.astype(np.{self.dtype.name})) or build the layer with dtype={dtype.name}")
+        return np.ascontiguousarray(value, dtype=self.dtype)
+
     def _array(self, value, shape, name):
         """``value`` as a C-contiguous array of this layer's type, checked against ``shape``."""
-        array = np.ascontiguousarray(value, dtype=self.dtype)
+        array = self._convert(value, name)
         if array.shape != shape:
             raise BNNSError(f"{name}: expected shape {shape}, got {array.shape}")
         return array
@@ -193,7 +458,7 @@ class LSTM:
 
     def _params(self, x, h0, c0, batch_sizes, training):
         L, D, H = self.num_layers, self.D, self.hidden_size
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        x = self._convert(x, "x")
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise BNNSError(f"x: expected a 3-D array with {self.input_size} features, got shape {x.shape}")
         if x.size == 0:
@@ -207,7 +472,8 @@ class LSTM:
         key = ("forward", x.shape, h0 is None, c0 is None)
         descriptors = self._take_descriptors(key, [x, y], [h0, c0, h_n, c_n])
         x_desc, y_desc, h0_desc, c0_desc, hn_desc, cn_desc = descriptors
-        flags = LayerFlags.DEFAULT_ACTIVATIONS | (LayerFlags.BIDIRECTIONAL if self.bidirectional else 0)
+        flags = (LayerFlags.BIDIRECTIONAL if self.bidirectional else 0) | (
+            LayerFlags.DEFAULT_ACTIVATIONS if self._activations is None else 0)
         params = LayerParametersLSTM(
             input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
             dropout=self.dropout if training else 0.0, lstm_flags=flags,
@@ -218,6 +484,8 @@ class LSTM:
             input_gate=self._weight_gates[0], forget_gate=self._weight_gates[1],
             candidate_gate=self._weight_gates[2], output_gate=self._weight_gates[3],
         )
+        if self._activations is not None:
+            params.hidden_activation = self._activations["hidden"]
         return params, (x, y, h_n, c_n), (key, descriptors)
 
     def forward(self, x, h0=None, c0=None, batch_sizes=None, training=True):
@@ -331,6 +599,33 @@ class LSTM:
         return module
 
     def __repr__(self):
-        return (f"LSTM({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+        text = (f"LSTM({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, dropout={self.dropout}, batch_first={self.batch_first}, "
-                f"bias={self.bias}, peephole={self.peephole!r}, dtype={self.dtype.name})")
+                f"bias={self.bias}, peephole={self.peephole!r}, dtype={self.dtype.name}")
+        if self._activations is not None:
+            names = {k: ActivationFunction(a.function).name.lower() for k, a in self._activations.items()}
+            text += ", activations=" + "/".join(names[k] for k in GATES + ("hidden",))
+        return text + ")"
+
+
+def _activation_triple(activation):
+    """An Activation as JSON-friendly ``[function name, alpha, beta]`` (NaN for unused)."""
+    return [ActivationFunction(activation.function).name, float(activation.alpha), float(activation.beta)]
+
+
+def _activation_from_triple(value, field):
+    if isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str):
+        try:
+            return Activation(ActivationFunction[value[0]], float(value[1]), float(value[2]))
+        except (KeyError, TypeError, ValueError):
+            pass
+    raise BNNSError(f"{field}: expected [function name, alpha, beta], got {value!r}")
+
+
+def _describe(triple):
+    function = int(triple[0])
+    try:
+        name = ActivationFunction(function).name
+    except ValueError:
+        name = str(function)
+    return f"{name}(alpha={triple[1]}, beta={triple[2]})"

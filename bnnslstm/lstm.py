@@ -1,4 +1,4 @@
-"""The BNNS-style functions: validate, plan, run the kernels (SPEC §4-§6).
+"""The BNNS-style functions: validate, plan, run the kernels.
 
 Every call first resolves and checks all of its parameters (:mod:`._plan`); only then do
 the Cython kernels run, without the GIL, reading the caller's descriptors in place and
@@ -13,6 +13,8 @@ import numpy as np
 from . import _cache, planner
 from ._kernels._lstm import team_available  # the same in every kernel build
 from ._plan import make_plan
+from .descriptors import NDArrayDescriptor
+from .enums import DataType
 from .errors import BNNSError
 from .parameters import FilterParameters
 
@@ -24,14 +26,70 @@ __all__ = [
 ]
 
 
+_GATES = ("input_gate", "forget_gate", "candidate_gate", "output_gate")
+
+
+def _type_name(data_type):
+    try:
+        return DataType(data_type).name
+    except ValueError:
+        return str(data_type)
+
+
+def _precheck(layer_params, delta=None):
+    """Checks whose failure the plan would report less helpfully: an ``iw_desc`` that is
+    not a pair, torch-style lengths given as ``sequence_descriptor``, and an input whose
+    type differs from the weights' (the plan takes the call's type from ``x`` and would
+    blame the first weight)."""
+    for owner, name in ((layer_params, "layer_params"), (delta, "layer_delta_params")):
+        if owner is None:
+            continue
+        for field in _GATES:
+            gate = getattr(owner, field, None)
+            iw = getattr(gate, "iw_desc", None)
+            if iw is not None and not (isinstance(iw, (tuple, list)) and len(iw) == 2):
+                given = type(iw).__name__ if not isinstance(iw, (tuple, list)) else f"{len(iw)} items"
+                prefix = "" if owner is layer_params else f"{name}."
+                raise BNNSError(f"{prefix}{field}.iw_desc: expected a pair (layer 0's input weights, layers "
+                                f"1...L-1's or None), got {given}; e.g. iw_desc=(desc, None) for one layer")
+    sizes = getattr(layer_params, "sequence_descriptor", None)
+    if sizes is not None and not isinstance(sizes, NDArrayDescriptor):
+        values = np.asarray(sizes)
+        T, B = getattr(layer_params, "seq_len", None), getattr(layer_params, "batch_size", None)
+        if (values.ndim == 1 and values.dtype.kind in "iu" and isinstance(T, (int, np.integer))
+                and isinstance(B, (int, np.integer)) and values.size and values.size != T and values.size == B
+                and values.max() <= T and values.min() >= 1 and np.all(np.diff(values) <= 0)):
+            steps = [int(np.sum(values > t)) for t in range(T)]
+            raise BNNSError(f"sequence_descriptor: expected {T} batch sizes (seq_len), got {values.size} values "
+                            f"{values.tolist()}: these look like per-sample lengths, but BNNS wants per-step "
+                            f"counts (how many samples are still running at each step): for these lengths "
+                            f"that is {steps}")
+    x_desc = getattr(getattr(layer_params, "input_descriptor", None), "data_desc", None)
+    x_type = getattr(x_desc, "data_type", None)
+    weight_types = {}
+    for field in _GATES:
+        gate = getattr(layer_params, field, None)
+        hw = getattr(gate, "hw_desc", None)
+        if isinstance(hw, NDArrayDescriptor):
+            weight_types.setdefault(hw.data_type, f"{field}.hw_desc")
+    if (isinstance(x_desc, NDArrayDescriptor) and x_type in (DataType.FLOAT32, DataType.FLOAT64)
+            and len(weight_types) == 1 and x_type not in weight_types):
+        (weight_type, field), = weight_types.items()
+        raise BNNSError(f"input_descriptor.data_desc.data_type: {_type_name(x_type)} but the weights "
+                        f"({field} and the other gates) are {_type_name(weight_type)}; every descriptor "
+                        f"of a call has one type")
+
+
 def compute_lstm_training_cache_capacity(layer_params):
-    """Minimum size in bytes of the training cache for these parameters (SPEC §5)."""
+    """Minimum size in bytes of the training cache for these parameters (see the training cache page)."""
+    _precheck(layer_params)
     return make_plan(layer_params, need_outputs=False).capacity
 
 
 def training_cache_layout(layer_params):
     """The regions of the training cache: a list of :class:`~bnnslstm._cache.Region`
     (``name``, ``layer``, byte ``offset``, logical ``shape``, ``data_type``, ``nbytes``)."""
+    _precheck(layer_params)
     return _cache.regions(make_plan(layer_params, need_outputs=False))
 
 
@@ -188,13 +246,14 @@ def _bind(plan, cache, team, backward=False, keep_everything=True):
 
 
 def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, training_cache=None):
-    """Forward pass of a (stacked, optionally bidirectional) LSTM (SPEC §4).
+    """Forward pass of a (stacked, optionally bidirectional) LSTM.
 
     Reads ``layer_params``'s input descriptors and weights and writes its output
     descriptors (those that are not ``None``). With ``training_cache`` (a writable buffer of
     at least :func:`compute_lstm_training_cache_capacity` bytes), stores what the backward
     pass needs at the offsets of :func:`training_cache_layout`.
     """
+    _precheck(layer_params)
     plan = make_plan(layer_params)
     threads = _threads(filter_params)
     capacity = plan.capacity
@@ -213,13 +272,14 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
 
 # ---------------------------------------------------------------------------- backward
 def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_params=None, training_cache=None):
-    """Backward pass (SPEC §6): every gradient, from the training cache or by recomputing.
+    """Backward pass: every gradient, from the training cache or by recomputing.
 
     ``layer_params`` is what the forward received. ``layer_delta_params`` gives dL/dy,
     dL/dh_T, dL/dc_T in its output descriptors (``None`` = zeros) and receives dL/dx,
     dL/dh0, dL/dc0 in its input descriptors and the weight gradients in its gate
     descriptors, each honouring its own ``flags`` (set or accumulate).
     """
+    _precheck(layer_params, layer_delta_params)
     plan = make_plan(layer_params, need_outputs=False)
     plan.delta(layer_delta_params)
     threads = _threads(filter_params)

@@ -1,4 +1,4 @@
-"""bnnslstm inside PyTorch (SPEC §8): :class:`LSTM`, a drop-in for :class:`torch.nn.LSTM`.
+"""bnnslstm inside PyTorch: :class:`LSTM`, a drop-in for :class:`torch.nn.LSTM`.
 
 Imported only on request (``import bnnslstm.torch``); ``import bnnslstm`` never imports
 PyTorch. The module is built on the BNNS-style functions of :mod:`bnnslstm.lstm`, like the
@@ -36,7 +36,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
-from .activations import check_activation
+from .activations import GATES, layer_activations
 from .descriptors import NDArrayDescriptor
 from .enums import ActivationFunction, DataLayout, LayerFlags
 from .layer import gate_descriptors
@@ -46,34 +46,13 @@ from .lstm import (
     direct_apply_lstm_batch_backward,
     direct_apply_lstm_batch_training_caching,
 )
-from .parameters import Activation, FilterParameters, LayerParametersLSTM, LSTMDataDescriptor
+from .parameters import FilterParameters, LayerParametersLSTM, LSTMDataDescriptor
 
 __all__ = ["LSTM"]
 
-#: The keys of ``gate_activations`` (BNNS's gates; PyTorch's i, f, g, o rows).
-GATES = ("input", "forget", "candidate", "output")
-_DEFAULT_FUNCTIONS = {"input": ActivationFunction.SIGMOID, "forget": ActivationFunction.SIGMOID,
-                      "candidate": ActivationFunction.TANH, "output": ActivationFunction.SIGMOID,
-                      "hidden": ActivationFunction.TANH}
 _FIELDS = ("input_gate", "forget_gate", "candidate_gate", "output_gate")
 _KEEP_CACHES = 2  # training caches a module keeps for reuse (fresh pages cost page faults)
 _KEEP_CAPACITIES = 16
-
-
-def _activation(value, name):
-    """An :class:`~bnnslstm.Activation` from an Activation, an ActivationFunction or its name."""
-    if isinstance(value, str):
-        try:
-            value = ActivationFunction[value.upper()]
-        except KeyError:
-            raise ValueError(f"{name}: {value!r} is not an ActivationFunction name") from None
-    if isinstance(value, ActivationFunction):
-        value = Activation(value)
-    if not isinstance(value, Activation):
-        raise TypeError(f"{name}: expected an Activation, an ActivationFunction or its name, "
-                        f"got {type(value).__name__}")
-    check_activation(value, name)  # refuses non-elementwise functions and missing alpha/beta now
-    return value
 
 
 def _array(tensor):
@@ -329,14 +308,18 @@ class _LSTMFunction(torch.autograd.Function):
 class LSTM(nn.Module):
     r"""A drop-in for :class:`torch.nn.LSTM` running on bnnslstm's kernels (CPU, float32/float64).
 
+    ``input_size``, ``hidden_size``, ``num_layers``, ``bias``, ``batch_first``, ``dropout``
+    and ``bidirectional`` mean what they mean for :class:`torch.nn.LSTM`; ``dropout`` must
+    be below 1 (the kernels' inverted dropout needs a kept fraction).
+
     Parameters
     ----------
-    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
-        As :class:`torch.nn.LSTM` (``dropout`` must be below 1).
     proj_size : int
         Only 0 (projections are not supported).
-    device, dtype
-        ``device`` must be the CPU; ``dtype`` float32 (default) or float64.
+    device : optional
+        The CPU (or None).
+    dtype : optional
+        ``torch.float32`` or ``torch.float64`` (default: torch's default dtype).
     peephole : None, "diagonal" or "full"
         Peephole weights on all four gates, parameters ``weight_ch_l{k}[_reverse]``:
         ``[4H]`` (diagonal) or ``[4H][H]`` (full), gates stacked i, f, g, o like the other
@@ -406,17 +389,7 @@ class LSTM(nn.Module):
 
     @staticmethod
     def _check_activations(gate_activations, hidden_activation):
-        if gate_activations is None and hidden_activation is None:
-            return None
-        gate_activations = dict(gate_activations or {})
-        unknown = set(gate_activations) - set(GATES)
-        if unknown:
-            raise ValueError(f"gate_activations: unknown gates {sorted(unknown)} (expected {', '.join(GATES)})")
-        activations = {g: _activation(gate_activations.get(g, _DEFAULT_FUNCTIONS[g]), f"gate_activations[{g!r}]")
-                       for g in GATES}
-        activations["hidden"] = _activation(
-            _DEFAULT_FUNCTIONS["hidden"] if hidden_activation is None else hidden_activation, "hidden_activation")
-        return activations
+        return layer_activations(gate_activations, hidden_activation)
 
     def reset_parameters(self):
         """Every parameter uniform in ``±1/sqrt(hidden_size)``, as :class:`torch.nn.LSTM`."""

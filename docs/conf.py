@@ -33,6 +33,7 @@ napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 html_theme = "alabaster"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 exclude_patterns = ["_build"]
 nitpicky = False
 

@@ -37,7 +37,7 @@ def offsets(layout, size, stride):
 
 
 def main():
-    fig, axes = plt.subplots(len(EXAMPLES), 1, figsize=(11, 1.05 * len(EXAMPLES)))
+    fig, axes = plt.subplots(len(EXAMPLES), 1, figsize=(9, 1.25 * len(EXAMPLES)))
     for ax, (title, layout, size, stride, names) in zip(axes, EXAMPLES):
         where = offsets(layout, size, stride)
         width = max(where.values()) + 1
@@ -45,18 +45,18 @@ def main():
         for k, (index, offset) in enumerate(sorted(where.items())):
             ax.add_patch(plt.Rectangle((offset, 0), 1, 1, color=cmap(k % 20), alpha=0.6))
             label = "".join(f"{n}{i}" for n, i in zip(names, index))
-            ax.text(offset + 0.5, 0.5, label, ha="center", va="center", fontsize=7)
+            ax.text(offset + 0.5, 0.5, label, ha="center", va="center", fontsize=11)
         for offset in range(width):
             ax.add_patch(plt.Rectangle((offset, 0), 1, 1, fill=False, lw=0.5))
-            ax.text(offset + 0.5, -0.35, str(offset), ha="center", va="center", fontsize=6, color="grey")
-        ax.set_xlim(0, 17)
+            ax.text(offset + 0.5, -0.35, str(offset), ha="center", va="center", fontsize=10, color="grey")
+        ax.set_xlim(0, max(max(offsets(*e[1:4]).values()) for e in EXAMPLES) + 1)
         ax.set_ylim(-0.7, 1.05)
-        ax.set_title(title, fontsize=8, loc="left")
+        ax.set_title(title, fontsize=12, loc="left")
         ax.axis("off")
-    fig.suptitle("memory offset (grey) of each logical index (label), per layout", fontsize=9)
+    fig.suptitle("memory offset (grey) of each logical index (label), per layout", fontsize=13)
     fig.tight_layout()
     out = Path(__file__).parent / "_static" / "layouts.png"
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=150)  # linked at full size from layouts.rst
     print("wrote", out)
 
 

@@ -96,3 +96,18 @@ def test_to_torch_round_trip():
     back = bl.LSTM.from_torch(module, dtype=np.float64)
     for name, array in lstm.parameters().items():
         np.testing.assert_array_equal(back.parameters()[name], array)
+
+
+def test_numpy_layer_state_dict_loads_into_torch_and_back():
+    """bnnslstm.LSTM.state_dict() is torch.nn.LSTM's (after torch.from_numpy), both ways."""
+    layer = bl.LSTM(3, 4, 2, bidirectional=True, dtype=np.float64, seed=2)
+    module = torch.nn.LSTM(3, 4, 2, bidirectional=True).double()
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    y_torch, (h_torch, _) = module(torch.from_numpy(x))
+    y, (h_n, _) = layer(x, training=False)
+    np.testing.assert_allclose(y, y_torch.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h_n, h_torch.detach().numpy(), rtol=1e-12, atol=1e-12)
+    other = bl.LSTM(3, 4, 2, bidirectional=True, dtype=np.float64, seed=9)
+    other.load_state_dict(module.state_dict())  # tensors, two biases summed
+    np.testing.assert_allclose(other(x, training=False)[0], y, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,440 @@
+"""bnnslstm.LSTM, the numpy layer: forward and backward against the plain-numpy references
+(no PyTorch), activations, the input-type rule, and every way of keeping a layer."""
+
+import copy
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import bnnslstm as bl
+from reference import GATES, batch_sizes_from_lengths, lstm_forward
+from reference_backward import lstm_backward
+
+TOL = {np.float32: 2e-5, np.float64: 1e-11}
+
+
+def reference_weights(layer):
+    """The layer's parameters as reference.lstm_forward reads them (float64)."""
+    L, D, H = layer.num_layers, layer.D, layer.hidden_size
+    p = {k: v.astype(np.float64) for k, v in layer.parameters().items()}
+    suffixes = [[f"l{l}" + ("_reverse" if d else "") for d in range(D)] for l in range(L)]
+
+    def stacked(prefix, l, shape):
+        return np.stack([p[f"{prefix}_{s}"].reshape(shape) for s in suffixes[l]])
+
+    weights = {"W": {}, "U": {}, "C": {}, "b": {}}
+    for k, gate in enumerate(GATES):
+        weights["W"][gate] = [stacked("weight_ih", l, (4, H, -1))[:, k] for l in range(L)]
+        weights["U"][gate] = np.stack([stacked("weight_hh", l, (4, H, H))[:, k] for l in range(L)])
+        weights["b"][gate] = (np.stack([stacked("bias", l, (4, H))[:, k] for l in range(L)])
+                              if layer.bias else None)
+        if layer.peephole is None:
+            weights["C"][gate] = None
+        else:
+            shape = (4, H) if layer.peephole == "diagonal" else (4, H, H)
+            weights["C"][gate] = np.stack([stacked("weight_ch", l, shape)[:, k] for l in range(L)])
+    return weights
+
+
+def reference_activations(layer):
+    if layer.gate_activations is None:
+        return None
+    acts = dict(layer.gate_activations, hidden=layer.hidden_activation)
+    return {name: (int(a.function), a.alpha, a.beta) for name, a in acts.items()}
+
+
+CASES = [
+    dict(L=1, bidirectional=False, peephole=None, bias=True, batch_first=False),
+    dict(L=2, bidirectional=True, peephole="diagonal", bias=True, batch_first=True),
+    dict(L=2, bidirectional=False, peephole="full", bias=False, batch_first=False),
+    dict(L=3, bidirectional=True, peephole=None, bias=True, batch_first=False),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+@pytest.mark.parametrize("packed", [False, True])
+def test_forward_backward_match_reference(case, dtype, packed):
+    T, B, I, H = 5, 3, 4, 6
+    L = case["L"]
+    layer = bl.LSTM(I, H, L, bidirectional=case["bidirectional"], peephole=case["peephole"], bias=case["bias"],
+                    batch_first=case["batch_first"], dtype=dtype, seed=1)
+    D = layer.D
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((L * D, B, H)).astype(dtype)
+    c0 = rng.standard_normal((L * D, B, H)).astype(dtype)
+    batch_sizes = batch_sizes_from_lengths([5, 3, 2], T) if packed else None
+    x_in = x.transpose(1, 0, 2) if case["batch_first"] else x
+    y, (h_n, c_n) = layer(x_in, h0, c0, batch_sizes=batch_sizes)
+    assert y.dtype == h_n.dtype == c_n.dtype == dtype
+    weights = reference_weights(layer)
+    y_ref, h_ref, c_ref, _ = lstm_forward(x, weights, h0.reshape(L, D, B, H), c0.reshape(L, D, B, H),
+                                          batch_sizes, bidirectional=case["bidirectional"])
+    tol = TOL[dtype]
+    y_t = y.transpose(1, 0, 2) if case["batch_first"] else y
+    np.testing.assert_allclose(y_t, y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h_n, h_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
+    np.testing.assert_allclose(c_n, c_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dh_n = rng.standard_normal(h_n.shape).astype(dtype)
+    dc_n = rng.standard_normal(c_n.shape).astype(dtype)
+    dx, (dh0, dc0) = layer.backward(dy, dh_n, dc_n)
+    dy_t = dy.transpose(1, 0, 2) if case["batch_first"] else dy
+    ref = lstm_backward(x, weights, h0.reshape(L, D, B, H), c0.reshape(L, D, B, H), batch_sizes,
+                        bidirectional=case["bidirectional"], dy=dy_t, dh_n=dh_n.reshape(L, D, B, H),
+                        dc_n=dc_n.reshape(L, D, B, H))
+    tol = 10 * tol
+    dx_t = dx.transpose(1, 0, 2) if case["batch_first"] else dx
+    np.testing.assert_allclose(dx_t, ref["dx"], rtol=tol, atol=tol)
+    np.testing.assert_allclose(dh0, ref["dh0"].reshape(L * D, B, H), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dc0, ref["dc0"].reshape(L * D, B, H), rtol=tol, atol=tol)
+    grads = layer.grads
+    for l in range(L):
+        for d in range(D):
+            s = f"l{l}" + ("_reverse" if d else "")
+            np.testing.assert_allclose(grads[f"weight_ih_{s}"],
+                                       np.concatenate([ref["dW"][g][l][d] for g in GATES]), rtol=tol, atol=tol)
+            np.testing.assert_allclose(grads[f"weight_hh_{s}"],
+                                       np.concatenate([ref["dU"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
+            if layer.bias:
+                np.testing.assert_allclose(grads[f"bias_{s}"],
+                                           np.concatenate([ref["db"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
+            if layer.peephole:
+                np.testing.assert_allclose(grads[f"weight_ch_{s}"],
+                                           np.concatenate([ref["dC"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
+
+
+def test_activations_match_reference_and_torch_argument_forms():
+    gate_activations = {"input": "silu", "candidate": bl.ActivationFunction.SOFTSIGN,
+                        "output": bl.Activation(bl.ActivationFunction.SCALED_TANH, 0.5, 1.5)}
+    layer = bl.LSTM(3, 4, 2, bidirectional=True, dtype=np.float64, seed=0,
+                    gate_activations=gate_activations, hidden_activation="relu6")
+    assert layer.gate_activations["forget"].function == bl.ActivationFunction.SIGMOID  # the default kept
+    assert layer.gate_activations["input"].function == bl.ActivationFunction.SILU
+    assert "activations=silu/sigmoid/softsign/scaled_tanh/relu6" in repr(layer)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 3))
+    y, (h_n, c_n) = layer(x)
+    acts = reference_activations(layer)
+    weights = reference_weights(layer)
+    y_ref, h_ref, _, _ = lstm_forward(x, weights, activations=acts, bidirectional=True)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-11)
+    # and not what the default activations give
+    y_default, _, _, _ = lstm_forward(x, weights, bidirectional=True)
+    assert np.max(np.abs(y - y_default)) > 1e-2
+    dy = rng.standard_normal(y.shape)
+    dx, _ = layer.backward(dy)
+    ref = lstm_backward(x, weights, activations=acts, bidirectional=True, dy=dy)
+    np.testing.assert_allclose(dx, ref["dx"], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(gate_activations={"cell": "tanh"}), r"gate_activations: unknown gates \['cell'\]"),
+    (dict(gate_activations={"input": "softmax"}), r"gate_activations\['input'\].function: SOFTMAX is not elementwise"),
+    (dict(hidden_activation="nope"), r"hidden_activation: 'nope' is not an ActivationFunction name"),
+    (dict(hidden_activation=3.5), r"hidden_activation: expected an Activation, an ActivationFunction or its name"),
+    (dict(gate_activations=["tanh"]), r"gate_activations: expected a dict"),
+    (dict(dropout=1.0), r"dropout: expected a number in \[0, 1\)"),
+])
+def test_constructor_refusals(kwargs, message):
+    with pytest.raises(bl.BNNSError, match=message):
+        bl.LSTM(2, 3, 2, **kwargs)
+
+
+# ------------------------------------------------------------------ input types
+def test_input_type_rule():
+    layer32 = bl.LSTM(2, 3, seed=0)
+    x = np.random.default_rng(0).standard_normal((4, 2, 2))
+    for bad, name in ((x, "float64"), (x.astype(np.int64), "int64"), (x.astype(np.complex64), "complex64")):
+        with pytest.raises(bl.BNNSError, match=rf"^x: dtype {name} but the layer is float32.*astype\(np.float32\)"):
+            layer32(bad)
+    y16, _ = layer32(x.astype(np.float16))  # float16 converts exactly
+    y32, _ = layer32(x.astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(y16, y32)
+    assert y16.dtype == np.float32
+    y_list, _ = layer32(x.astype(np.float32).tolist())  # Python values: np.asarray(value, float32)
+    np.testing.assert_array_equal(y_list, layer32(x.astype(np.float32))[0])
+    with pytest.raises(bl.BNNSError, match=r"^h0: dtype float64 but the layer is float32"):
+        layer32(x.astype(np.float32), h0=np.zeros((1, 2, 3)))
+    y, _ = layer32(x.astype(np.float32))
+    with pytest.raises(bl.BNNSError, match=r"^dy: dtype float64 but the layer is float32"):
+        layer32.backward(np.ones(y.shape))
+
+    layer64 = bl.LSTM(2, 3, dtype=np.float64, seed=0)
+    xi = (x * 10).astype(np.int64)
+    np.testing.assert_array_equal(layer64(xi)[0], layer64(xi.astype(np.float64))[0])
+    np.testing.assert_array_equal(layer64(x.astype(np.float32))[0],
+                                  layer64(x.astype(np.float32).astype(np.float64))[0])
+
+
+def test_grads_are_copies():
+    layer = bl.LSTM(2, 3, seed=0)
+    x = np.ones((3, 1, 2), np.float32)
+    y, _ = layer(x)
+    layer.backward(np.ones_like(y))
+    first = layer.grads
+    kept = {k: v.copy() for k, v in first.items()}
+    y, _ = layer(2 * x)
+    layer.backward(-np.ones_like(y))
+    for name, array in first.items():
+        np.testing.assert_array_equal(array, kept[name])
+    assert not np.allclose(layer.grads["weight_hh_l0"], kept["weight_hh_l0"])
+    first["weight_hh_l0"][...] = 7  # writing into the copy does not reach the layer
+    assert not np.any(layer.grads["weight_hh_l0"] == 7)
+
+
+# ------------------------------------------------------------------ keeping a layer
+def trained_layer(**kwargs):
+    layer = bl.LSTM(3, 4, 2, bidirectional=True, seed=5, **kwargs)
+    for array in layer.parameters().values():  # weights that differ from a fresh layer's
+        array += 0.125
+    return layer
+
+
+def assert_same_layer(a, b):
+    assert repr(a) == repr(b)
+    pa, pb = a.parameters(), b.parameters()
+    assert pa.keys() == pb.keys()
+    for name in pa:
+        np.testing.assert_array_equal(pa[name], pb[name])
+        assert not np.shares_memory(pa[name], pb[name])
+    x = np.random.default_rng(9).standard_normal((4, 2, 3)).astype(a.dtype)
+    if a.batch_first:
+        x = x.transpose(1, 0, 2)
+    ya, _ = a(x, training=False)
+    yb, _ = b(x, training=False)
+    np.testing.assert_array_equal(ya, yb)
+
+
+KEEP_CASES = [dict(), dict(peephole="full", bias=False, batch_first=True, dtype=np.float64),
+              dict(peephole="diagonal", dropout=0.25, gate_activations={"forget": "softsign"},
+                   hidden_activation=bl.Activation(bl.ActivationFunction.SCALED_TANH, 0.75, 1.25))]
+
+
+def state_keys(L=2, D=2, bias=True, peephole=None):
+    keys = []
+    for l in range(L):
+        for d in range(D):
+            s = f"l{l}" + ("_reverse" if d else "")
+            keys += [f"weight_ih_{s}", f"weight_hh_{s}"] + ([f"bias_ih_{s}", f"bias_hh_{s}"] if bias else []) + (
+                [f"weight_ch_{s}"] if peephole else [])
+    return keys
+
+
+def test_state_dict_keys_and_values():
+    layer = trained_layer(peephole="diagonal")
+    state = layer.state_dict()
+    assert list(state) == state_keys(peephole="diagonal")
+    params = layer.parameters()
+    np.testing.assert_array_equal(state["bias_ih_l1_reverse"], params["bias_l1_reverse"])
+    np.testing.assert_array_equal(state["bias_hh_l1_reverse"], 0)
+    assert state["weight_ih_l1"].shape == (16, 8) and state["weight_ch_l0"].shape == (16,)
+    state["weight_hh_l0"][...] = 0  # a copy
+    assert np.all(params["weight_hh_l0"] != 0)
+    acts = trained_layer(gate_activations={"output": "relu6"}).state_dict()
+    np.testing.assert_array_equal(acts["activation_output"], [int(bl.ActivationFunction.RELU6), np.nan, np.nan])
+    np.testing.assert_array_equal(acts["activation_forget"], [int(bl.ActivationFunction.SIGMOID), np.nan, np.nan])
+    assert sorted(k for k in acts if k.startswith("activation_")) == [
+        "activation_candidate", "activation_forget", "activation_hidden", "activation_input", "activation_output"]
+
+
+@pytest.mark.parametrize("kwargs", KEEP_CASES)
+def test_state_dict_round_trip(kwargs):
+    a = trained_layer(**kwargs)
+    b = bl.LSTM(3, 4, 2, bidirectional=True, seed=6, **kwargs)
+    b.load_state_dict(a.state_dict())
+    assert_same_layer(a, b)
+
+
+def test_load_state_dict_sums_torch_style_biases():
+    layer = bl.LSTM(2, 3, seed=0)
+    state = layer.state_dict()
+    state["bias_ih_l0"] = np.full(12, 0.25)
+    state["bias_hh_l0"] = np.full(12, 0.5)
+    layer.load_state_dict(state)
+    np.testing.assert_array_equal(layer.parameters()["bias_l0"], 0.75)
+
+
+def test_load_state_dict_refusals_change_nothing():
+    layer = trained_layer()
+    before = layer.state_dict()
+    state = layer.state_dict()
+    del state["weight_hh_l1"]
+    state["weight_ih_l0"] = np.zeros((16, 5))
+    state["extra"] = np.zeros(3)
+    state["bias_ih_l0"] = np.zeros(16, object)
+    with pytest.raises(bl.BNNSError) as info:
+        layer.load_state_dict(state)
+    message = str(info.value)
+    assert message.startswith("state: ")
+    assert "unexpected key 'extra'" in message
+    assert "weight_ih_l0: expected shape (16, 3), got (16, 5)" in message
+    assert "missing key 'weight_hh_l1'" in message
+    assert "bias_ih_l0: expected real numbers, got dtype object" in message
+    for name, array in layer.state_dict().items():
+        np.testing.assert_array_equal(array, before[name])
+    with pytest.raises(bl.BNNSError, match=r"state: expected a dict of arrays, got list"):
+        layer.load_state_dict([1, 2])
+
+
+def test_load_state_dict_not_strict():
+    layer = trained_layer()
+    other = bl.LSTM(3, 4, 2, bidirectional=True, seed=1)
+    partial = {"weight_hh_l0": other.state_dict()["weight_hh_l0"], "something_else": np.zeros(1)}
+    layer.load_state_dict(partial, strict=False)
+    np.testing.assert_array_equal(layer.parameters()["weight_hh_l0"], other.parameters()["weight_hh_l0"])
+    assert not np.array_equal(layer.parameters()["weight_hh_l1"], other.parameters()["weight_hh_l1"])
+    with pytest.raises(bl.BNNSError, match="weight_hh_l0: expected shape"):
+        layer.load_state_dict({"weight_hh_l0": np.zeros(3)}, strict=False)
+
+
+def test_load_state_dict_refuses_other_activations():
+    a = trained_layer(gate_activations={"output": "relu6"})
+    b = trained_layer(gate_activations={"output": "softsign"})
+    with pytest.raises(bl.BNNSError, match=r"activation_output: the state's RELU6\(alpha=nan, beta=nan\) "
+                                           r"differs from this layer's SOFTSIGN"):
+        b.load_state_dict(a.state_dict())
+    with pytest.raises(bl.BNNSError, match="unexpected key 'activation_input'"):
+        trained_layer().load_state_dict(a.state_dict())
+    with pytest.raises(bl.BNNSError, match="missing key 'activation_input'"):
+        a.load_state_dict(trained_layer().state_dict())
+
+
+@pytest.mark.parametrize("kwargs", KEEP_CASES)
+def test_pickle_and_deepcopy(kwargs):
+    a = trained_layer(**kwargs)
+    for b in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a), copy.copy(a)):
+        assert_same_layer(a, b)
+        b.parameters()["weight_hh_l0"][...] = 0  # independent
+        assert np.all(a.parameters()["weight_hh_l0"] != 0)
+        assert b.gate_activations is None or b.gate_activations["forget"] is not a.gate_activations["forget"]
+
+
+def test_copy_keeps_the_random_state_and_not_the_training_forward():
+    a = bl.LSTM(3, 4, 2, dropout=0.5, seed=3)
+    x = np.ones((5, 2, 3), np.float32)
+    a(x)  # a training forward: b must not be able to differentiate it
+    b = copy.deepcopy(a)
+    with pytest.raises(bl.BNNSError, match="backward: no training forward"):
+        b.backward(np.ones((5, 2, 4), np.float32))
+    np.testing.assert_array_equal(a(x)[0], b(x)[0])  # same dropout masks from the same random state
+    y, _ = b(x)
+    dx, _ = b.backward(np.ones_like(y))
+    assert dx.shape == x.shape
+
+
+@pytest.mark.parametrize("kwargs", KEEP_CASES)
+def test_save_load_round_trip(tmp_path, kwargs):
+    a = trained_layer(**kwargs)
+    path = tmp_path / "layer.bin"
+    a.save(path)
+    assert path.exists() and not (tmp_path / "layer.bin.npz").exists()  # written as named
+    with np.load(path, allow_pickle=False) as archive:  # readable without pickle
+        config = json.loads(str(archive["config"][()]))
+        assert config["input_size"] == 3 and config["peephole"] == kwargs.get("peephole")
+    b = bl.LSTM.load(path)
+    assert_same_layer(a, b)
+    buffer = io.BytesIO()  # file objects too
+    a.save(buffer)
+    buffer.seek(0)
+    assert_same_layer(a, bl.LSTM.load(buffer))
+    assert_same_layer(a, bl.LSTM.load(str(path)))
+
+
+def saved_bytes(layer=None):
+    buffer = io.BytesIO()
+    (layer or trained_layer()).save(buffer)
+    return buffer.getvalue()
+
+
+def rewritten(tmp_path, change):
+    """A saved layer's entries, changed by ``change(entries)``, written as a new .npz."""
+    with np.load(io.BytesIO(saved_bytes()), allow_pickle=False) as archive:
+        entries = {name: archive[name] for name in archive.files}
+    change(entries)
+    path = tmp_path / "changed.npz"
+    np.savez(path, **entries)
+    return path
+
+
+def test_load_refusals(tmp_path):
+    data = saved_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(bl.BNNSError, match=r"truncated.npz: cannot read it as a saved bnnslstm.LSTM"):
+        bl.LSTM.load(truncated)
+
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, a=np.arange(3))
+    with pytest.raises(bl.BNNSError, match=r"foreign.npz: not a file written by bnnslstm.LSTM.save .*\['a'\]"):
+        bl.LSTM.load(foreign)
+
+    single = tmp_path / "single.npy"
+    np.save(single, np.arange(3))
+    with pytest.raises(bl.BNNSError, match=r"single.npy: not an .npz archive"):
+        bl.LSTM.load(single)
+
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    with pytest.raises(bl.BNNSError, match=r"text.npz: cannot read it"):
+        bl.LSTM.load(text)
+
+    with pytest.raises(bl.BNNSError, match=r"missing.npz: cannot read it .*FileNotFoundError"):
+        bl.LSTM.load(tmp_path / "missing.npz")
+
+    def objects(entries):
+        entries["state.weight_hh_l0"] = np.array([{"code": "evil"}] * 16, dtype=object)
+    with pytest.raises(bl.BNNSError, match=r"changed.npz: cannot read it .*allow_pickle"):
+        bl.LSTM.load(rewritten(tmp_path, objects))
+
+    def version(entries):
+        entries["format_version"] = np.array(99)
+    with pytest.raises(bl.BNNSError, match=r"format_version 99 \(this bnnslstm reads 1\)"):
+        bl.LSTM.load(rewritten(tmp_path, version))
+
+    def bad_json(entries):
+        entries["config"] = np.array("{not json")
+    with pytest.raises(bl.BNNSError, match=r"config: not a JSON configuration"):
+        bl.LSTM.load(rewritten(tmp_path, bad_json))
+
+    def bad_config(entries):
+        config = json.loads(str(entries["config"][()]))
+        config["hidden_size"] = -4
+        entries["config"] = np.array(json.dumps(config))
+    with pytest.raises(bl.BNNSError, match=r"config.hidden_size: expected a positive integer, got -4"):
+        bl.LSTM.load(rewritten(tmp_path, bad_config))
+
+    def unknown_config(entries):
+        config = json.loads(str(entries["config"][()]))
+        config["proj_size"] = 2
+        entries["config"] = np.array(json.dumps(config))
+    with pytest.raises(bl.BNNSError, match=r"config: unknown keys \['proj_size'\]"):
+        bl.LSTM.load(rewritten(tmp_path, unknown_config))
+
+    def wrong_shape(entries):
+        entries["state.weight_hh_l1"] = np.zeros((3, 3), np.float32)
+    with pytest.raises(bl.BNNSError, match=r"weight_hh_l1: expected shape \(16, 4\), got \(3, 3\)"):
+        bl.LSTM.load(rewritten(tmp_path, wrong_shape))
+
+    def missing(entries):
+        del entries["state.bias_hh_l0"]
+    with pytest.raises(bl.BNNSError, match=r"missing key 'bias_hh_l0'"):
+        bl.LSTM.load(rewritten(tmp_path, missing))
+
+    def extra(entries):
+        entries["payload"] = np.zeros(2)
+    with pytest.raises(bl.BNNSError, match=r"unexpected entries \['payload'\]"):
+        bl.LSTM.load(rewritten(tmp_path, extra))
+
+
+def test_saved_file_is_a_plain_npz():
+    with zipfile.ZipFile(io.BytesIO(saved_bytes())) as archive:
+        names = sorted(archive.namelist())
+    assert names[:3] == ["config.npy", "format.npy", "format_version.npy"]
+    assert "state.weight_ih_l0.npy" in names and "state.bias_hh_l1_reverse.npy" in names
