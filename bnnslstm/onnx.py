@@ -275,8 +275,9 @@ def export(layer, path, *, opset=17, initial_states=False, sequence_lens=False):
 
 
 def _ir_version(opset):
-    """The oldest IR version that carries ``opset`` (so older runtimes read the file)."""
-    for ir, op in ((3, 7), (3, 8), (4, 9), (5, 10), (6, 11), (7, 12), (7, 13), (8, 14), (8, 15), (8, 16),
+    """The oldest IR version that carries ``opset`` (so older runtimes read the file), at
+    least 4 (before it, initializers had to be listed as graph inputs too)."""
+    for ir, op in ((4, 9), (5, 10), (6, 11), (7, 12), (7, 13), (8, 14), (8, 15), (8, 16),
                    (8, 17), (9, 18), (9, 19), (9, 20), (10, 21)):
         if opset <= op:
             return ir
