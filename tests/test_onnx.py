@@ -1,0 +1,268 @@
+"""bnnslstm.onnx: exported models run in ONNX Runtime and match bnnslstm; torch.onnx.export's
+models of torch.nn.LSTM load and match torch.nn.LSTM; every refusal."""
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import bnnslstm as bl  # noqa: E402
+import bnnslstm.onnx as bo  # noqa: E402
+from bnnslstm import Activation, ActivationFunction as F, BNNSError  # noqa: E402
+from onnx import helper  # noqa: E402
+
+I, H, T, B = 3, 4, 5, 3
+TOL = 2e-6
+
+
+def run(model, **feeds):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def inputs(L, D, batch_first, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(np.float32)
+    h0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    c0 = rng.standard_normal((L * D, B, H)).astype(np.float32)
+    return x, h0, c0
+
+
+def diagonal_without_candidate(lstm):
+    for name, array in lstm.parameters().items():
+        if name.startswith("weight_ch"):
+            array[2 * H:3 * H] = 0
+
+
+def test_import_bnnslstm_does_not_import_onnx():
+    code = "import sys, bnnslstm; assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("L, bidirectional, batch_first, peephole, states, lengths", [
+    (1, False, False, None, False, False),
+    (1, True, False, None, True, False),
+    (2, False, True, "diagonal", True, True),
+    (2, True, True, None, False, True),
+    (3, True, False, "diagonal", True, True),
+    (3, False, False, None, False, False),
+])
+def test_export_matches_onnxruntime(tmp_path, L, bidirectional, batch_first, peephole, states, lengths):
+    lstm = bl.LSTM(I, H, L, bidirectional=bidirectional, batch_first=batch_first, peephole=peephole, seed=L)
+    if peephole:
+        diagonal_without_candidate(lstm)
+    D = 2 if bidirectional else 1
+    path = tmp_path / "lstm.onnx"
+    bo.export(lstm, path, initial_states=states, sequence_lens=lengths)
+    model = onnx.load(path)
+    x, h0, c0 = inputs(L, D, batch_first)
+    feeds = {"input": x}
+    kwargs = {}
+    if states:
+        feeds.update(h0=h0, c0=c0)
+        kwargs.update(h0=h0, c0=c0)
+    if lengths:
+        lens = np.array([5, 4, 2], np.int32)
+        feeds["sequence_lens"] = lens
+        kwargs["batch_sizes"] = np.array([(lens > t).sum() for t in range(T)])
+    y, (h_n, c_n) = lstm.forward(x, training=False, **kwargs)
+    oy, oh, oc = run(model, **feeds)
+    assert oy.shape == y.shape and oh.shape == h_n.shape
+    np.testing.assert_allclose(oy, y, atol=TOL)
+    np.testing.assert_allclose(oh, h_n, atol=TOL)
+    np.testing.assert_allclose(oc, c_n, atol=TOL)
+    # and back: load gives the same layer
+    back = bo.load(path)
+    assert (back.num_layers, back.bidirectional, back.batch_first, back.peephole) == (L, bidirectional,
+                                                                                      batch_first, peephole)
+    for name, array in lstm.parameters().items():
+        np.testing.assert_allclose(back.parameters()[name], array, atol=1e-7)
+
+
+@pytest.mark.parametrize("opset", [7, 14, 17, 21])
+def test_opsets(opset):
+    lstm = bl.LSTM(I, H, 2, bidirectional=True, seed=0)
+    model = bo.export(lstm, None, opset=opset)
+    x, _, _ = inputs(2, 2, False)
+    np.testing.assert_allclose(run(model, input=x)[0], lstm.forward(x, training=False)[0], atol=TOL)
+
+
+ACTIVATION_SETS = [
+    ({"input": Activation(F.HARD_SIGMOID, alpha=0.25, beta=0.4), "forget": Activation(F.HARD_SIGMOID, alpha=0.25, beta=0.4),
+      "output": Activation(F.HARD_SIGMOID, alpha=0.25, beta=0.4), "candidate": Activation(F.SCALED_TANH, alpha=1.2, beta=0.7)},
+     Activation(F.SOFTSIGN)),
+    ({g: Activation(F.SIGMOID) for g in ("input", "forget", "output")} | {"candidate": Activation(F.LEAKY_RECTIFIED_LINEAR, alpha=0.1)},
+     Activation(F.ELU, alpha=0.8)),
+    ({g: Activation(F.SIGMOID) for g in ("input", "forget", "output")}
+     | {"candidate": Activation(F.THRESHOLD, alpha=0.1, beta=0.0)}, Activation(F.SOFTPLUS, alpha=1.0, beta=1.0)),
+    ({g: Activation(F.LINEAR_WITH_BIAS, alpha=0.2, beta=0.5) for g in ("input", "forget", "output")}
+     | {"candidate": Activation(F.RECTIFIED_LINEAR)}, Activation(F.IDENTITY)),
+]
+
+
+@pytest.mark.parametrize("gates, hidden", ACTIVATION_SETS)
+def test_activations_through_torch_module(gates, hidden):
+    torch = pytest.importorskip("torch")
+    import bnnslstm.torch as bt
+
+    torch.manual_seed(0)
+    module = bt.LSTM(I, H, 2, bidirectional=True, gate_activations=gates, hidden_activation=hidden).eval()
+    model = bo.export(module, None, initial_states=True)
+    x, h0, c0 = inputs(2, 2, False)
+    with torch.no_grad():
+        y, (h_n, c_n) = module(torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0)))
+    oy, oh, oc = run(model, input=x, h0=h0, c0=c0)
+    np.testing.assert_allclose(oy, y.numpy(), atol=1e-5)
+    np.testing.assert_allclose(oc, c_n.numpy(), atol=1e-5)
+    if "gate_activations" in bl.LSTM.__init__.__code__.co_varnames:  # the numpy layer takes activations
+        back = bo.load(model)
+        y2, _ = back.forward(x, h0, c0, training=False)
+        np.testing.assert_allclose(y2, y.numpy(), atol=1e-5)
+
+
+def test_torch_module_with_peepholes():
+    torch = pytest.importorskip("torch")
+    import bnnslstm.torch as bt
+
+    torch.manual_seed(1)
+    module = bt.LSTM(I, H, 2, batch_first=True, peephole="diagonal").eval()
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.startswith("weight_ch"):
+                p[2 * H:3 * H] = 0
+    x, _, _ = inputs(2, 1, True)
+    with torch.no_grad():
+        y, _ = module(torch.from_numpy(x))
+    np.testing.assert_allclose(run(bo.export(module, None), input=x)[0], y.numpy(), atol=TOL)
+
+
+@pytest.mark.parametrize("dynamo, L, bidirectional, batch_first", [
+    (False, 1, False, False), (False, 2, True, True), (False, 3, False, True),
+    (True, 2, True, True),  # the default (dynamo) exporter takes seconds: one shape
+], ids=["torchscript-1", "torchscript-2-bi-bf", "torchscript-3-bf", "dynamo-2-bi-bf"])
+def test_load_torch_onnx_export(tmp_path, dynamo, L, bidirectional, batch_first):
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(L)
+    module = torch.nn.LSTM(I, H, L, bidirectional=bidirectional, batch_first=batch_first).eval()
+    D = 2 if bidirectional else 1
+    x, h0, c0 = inputs(L, D, batch_first)
+    args = (torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0)))
+    path = tmp_path / "torch.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), dynamo=dynamo, verbose=False)
+    lstm = bo.load(path)
+    assert (lstm.num_layers, lstm.bidirectional, lstm.batch_first) == (L, bidirectional, batch_first)
+    with torch.no_grad():
+        y, (h_n, c_n) = module(*args)
+    y2, (h2, c2) = lstm.forward(x, h0, c0, training=False)
+    np.testing.assert_allclose(y2, y.numpy(), atol=TOL)
+    np.testing.assert_allclose(h2, h_n.numpy(), atol=TOL)
+    np.testing.assert_allclose(c2, c_n.numpy(), atol=TOL)
+
+
+# ---------------------------------------------------------------------- refusals
+def test_export_refusals():
+    with pytest.raises(BNNSError, match="full peephole"):
+        bo.export(bl.LSTM(I, H, peephole="full"), None)
+    with pytest.raises(BNNSError, match="candidate gate's peepholes"):
+        bo.export(bl.LSTM(I, H, peephole="diagonal", seed=0), None)
+    with pytest.raises(BNNSError, match="opset"):
+        bo.export(bl.LSTM(I, H), None, opset=6)
+    with pytest.raises(BNNSError, match="expected a bnnslstm.LSTM"):
+        bo.export(object(), None)
+
+
+def test_export_refusals_torch_module():
+    pytest.importorskip("torch")
+    import bnnslstm.torch as bt
+
+    with pytest.raises(BNNSError, match="different activations"):
+        bo.export(bt.LSTM(I, H, gate_activations={"input": "tanh"}).eval(), None)
+    with pytest.raises(BNNSError, match="GELU is not among"):
+        bo.export(bt.LSTM(I, H, hidden_activation="gelu").eval(), None)
+    with pytest.raises(BNNSError, match="SOFTPLUS with alpha"):
+        bo.export(bt.LSTM(I, H, hidden_activation=Activation(F.SOFTPLUS, alpha=2.0, beta=1.0)).eval(), None)
+    with pytest.raises(BNNSError, match="THRESHOLD with beta"):
+        bo.export(bt.LSTM(I, H, hidden_activation=Activation(F.THRESHOLD, alpha=0.0, beta=1.0)).eval(), None)
+    with pytest.raises(BNNSError, match="dropout.*training mode"):
+        bo.export(bt.LSTM(I, H, 2, dropout=0.5), None)
+    bo.export(bt.LSTM(I, H, 2, dropout=0.5).eval(), None)  # inference has no dropout
+
+
+def lstm_model(extra_attributes=None, w_from_input=False, after=None):
+    """A hand-written one-layer model, to break in one way."""
+    lstm = bl.LSTM(I, H, seed=0)
+    model = bo.export(lstm, None)
+    graph = model.graph
+    node = next(n for n in graph.node if n.op_type == "LSTM")
+    for name, value in (extra_attributes or {}).items():
+        node.attribute.append(helper.make_attribute(name, value))
+    if w_from_input:
+        graph.input.append(helper.make_tensor_value_info("W_free", onnx.TensorProto.FLOAT, [1, 4 * H, I]))
+        node.input[1] = "W_free"
+    if after:
+        out = next(n for n in graph.node if n.output[0] == "output")
+        out.output[0] = "pre"
+        graph.node.append(helper.make_node(after, ["pre", "pre"], ["output"], name="extra_op"))
+    return model
+
+
+def test_load_refusals(tmp_path):
+    with pytest.raises(BNNSError, match="clip"):
+        bo.load(lstm_model({"clip": 3.0}))
+    with pytest.raises(BNNSError, match="input_forget=1"):
+        bo.load(lstm_model({"input_forget": 1}))
+    with pytest.raises(BNNSError, match="'lstm_l0'.*not a constant"):
+        bo.load(lstm_model(w_from_input=True))
+    with pytest.raises(BNNSError, match="'extra_op' \\(Add\\)"):
+        bo.load(lstm_model(after="Add"))
+    model = lstm_model()
+    node = next(n for n in model.graph.node if n.op_type == "LSTM")
+    next(a for a in node.attribute if a.name == "direction").s = b"reverse"
+    with pytest.raises(BNNSError, match="reverse"):
+        bo.load(model)
+    with pytest.raises(BNNSError, match="no LSTM node"):
+        bo.load(helper.make_model(helper.make_graph(
+            [helper.make_node("Identity", ["a"], ["b"])], "g",
+            [helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1])])))
+    with pytest.raises(BNNSError, match="expected a file name"):
+        bo.load(42)
+
+
+def test_load_refuses_other_glue_and_mixed_layers():
+    model = bo.export(bl.LSTM(I, H, 2, batch_first=True, seed=0), None)
+    transpose = next(n for n in model.graph.node if n.name == "directions_last_l0")
+    next(a for a in transpose.attribute if a.name == "perm").ints[:] = [2, 0, 1, 3]
+    with pytest.raises(BNNSError, match="'directions_last_l0'.*perm"):
+        bo.load(model)
+    model = bo.export(bl.LSTM(I, H, 2, batch_first=True, seed=0), None)
+    first = next(n for n in model.graph.node if n.name == "input_to_time_major")
+    next(a for a in first.attribute if a.name == "perm").ints[:] = [0, 2, 1]
+    with pytest.raises(BNNSError, match="'input_to_time_major'.*perm"):
+        bo.load(model)
+    model = bo.export(bl.LSTM(I, H, 2, seed=0), None)
+    node = next(n for n in model.graph.node if n.name == "lstm_l1")
+    node.attribute.append(helper.make_attribute("activations", ["Relu", "Tanh", "Tanh"]))
+    with pytest.raises(BNNSError, match="'lstm_l1'.*activations differ"):
+        bo.load(model)
+
+
+def test_load_activations_need_the_layers_arguments():
+    torch = pytest.importorskip("torch")
+    import bnnslstm.torch as bt
+
+    model = bo.export(bt.LSTM(I, H, hidden_activation="softsign").eval(), None)
+    if "gate_activations" in bl.LSTM.__init__.__code__.co_varnames:
+        assert bo.load(model).hidden_activation.function == F.SOFTSIGN
+    else:
+        with pytest.raises(BNNSError, match="takes no activation arguments"):
+            bo.load(model)
