@@ -1,19 +1,13 @@
-"""The training cache (SPEC §5): its header and fingerprint, and the table of its regions.
+"""The training cache: its header and fingerprint, and the table of its regions.
 
-The offsets themselves are computed in one place, the plan (``Plan.region_offsets`` in
-_plan.pyx), which the kernels bind to directly. Layout, in bytes from the buffer's start::
-
-    0    header (64 bytes): magic b"BNNSLSTM", format version (u32), data type (u32),
-         capacity (u64), SHA-256 fingerprint of the parameters (32 bytes)
-    64   then for each layer l = 0 ... L-1, each region starting at a multiple of 64:
-         gates[l]      [T][B][D][4H]  gate activations i, f, g, o
-         preact[l]     [T][B][D][4H]  gate pre-activations (only without DEFAULT_ACTIVATIONS)
-         cells[l]      [T][B][D][H]   cell state after each step
-         act_h_c[l]    [T][B][D][H]   hidden activation of the cell, act_h(c)
-         output[l]     [T][B][D*H]    the layer's output sequence (0 at padded positions)
-         mask[l]       [T][B][D*H]    dropout scale on layer l's input (l >= 1, dropout > 0)
-
-The direction is an axis of each region so that one GEMM serves both directions.
+The regions, their order, shapes and contents are one table, ``REGIONS`` in the plan
+(_workspace.pxi), from which the plan computes the offsets once per call (the kernels bind
+to them directly), :func:`regions` reports them, and the docs' training-cache page draws
+its table. The buffer holds a 64-byte header (``HEADER_BYTES``: magic b"BNNSLSTM", format
+version (u32), data type (u32), capacity (u64), SHA-256 fingerprint of the parameters (32
+bytes), one byte of the hash of each parameter group), then the regions of each layer,
+each at a multiple of 64 bytes. The direction is an axis of each region so that one GEMM
+serves both directions.
 """
 
 import hashlib
@@ -22,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._plan import HEADER_BYTES
+from ._plan import HEADER_BYTES, REGIONS  # noqa: F401  (REGIONS: re-exported for the docs)
 from .enums import DataType
 from .errors import BNNSError
 
@@ -48,7 +42,7 @@ class Region:
 
 def regions(plan):
     """Every region of the cache for a resolved plan, in buffer order (the offsets are the
-    plan's: :meth:`bnnslstm._plan.Plan.region_offsets`)."""
+    plan's, laid out once per plan)."""
     data_type = DataType(plan.data_type)
     return [Region(name, layer, offset, shape, data_type) for name, layer, offset, shape in plan.cache_layout()]
 

@@ -1,4 +1,4 @@
-# NDArrayDescriptor (SPEC §2) as an extension type, and the resolved form the plan reads.
+# NDArrayDescriptor (docs/layouts.rst) as an extension type, and the resolved form the plan reads.
 
 
 cdef struct Strided:

@@ -1,4 +1,4 @@
-"""NDArray descriptors (SPEC §2): a buffer plus a layout, sizes and strides in elements.
+"""NDArray descriptors: a buffer plus a layout, sizes and strides in elements.
 
 A descriptor holds its buffer through the buffer protocol (no copy): a memoryview of it,
 taken on first use and kept, so the exporter cannot be resized under it (and a garbage
@@ -166,7 +166,7 @@ cdef int fill_defaults(const int *size_index, const int *stride_index, int rank,
 
 
 def _fill_strides(layout, size, stride):
-    """The strides with zeros replaced by the contiguous default (lists, SPEC §2)."""
+    """The strides with zeros replaced by the contiguous default (lists, as docs/layouts.rst gives them)."""
     cdef int size_index[8]
     cdef int stride_index[8]
     cdef Py_ssize_t s[8]
@@ -355,7 +355,7 @@ cdef class NDArrayDescriptor:
 
     cdef int resolve(self, const Py_ssize_t *fill, int nfill, str field, int data_type,
                      bint writable, Strided *out) except -1:
-        """Check the descriptor against a buffer of ``data_type`` and resolve it (SPEC §2).
+        """Check the descriptor against a buffer of ``data_type`` and resolve it.
 
         Zero sizes are taken from ``fill`` (a C-order shape aligned right on the logical
         one). Raises BNNSError naming ``field`` for a bad layout, size or stride, a buffer

@@ -1,7 +1,8 @@
 """Activation functions: checking an :class:`~bnnslstm.parameters.Activation` and applying it.
 
-The kernels' functions live in ``_kernels/activations.pxd``; :func:`apply_activation`
-exposes the same code to Python, for tests and for the documentation's table.
+The kernels' functions live in ``_kernels/_activations.pxd``; :func:`apply_activation`
+exposes the same code to Python, for tests and for the documentation's table. Also the
+names of a layer's activation arguments (:data:`GATES`) and their defaults.
 """
 
 import math
@@ -9,8 +10,10 @@ import math
 import numpy as np
 
 from ._kernels import _activations
+from ._checks import is_integer
 from .enums import NON_ELEMENTWISE, ActivationFunction
 from .errors import BNNSError
+from .parameters import GATE_FIELDS, Activation
 
 __all__ = ["apply_activation", "check_activation", "as_activation", "layer_activations", "GATES",
            "PARAMETERS_USED"]
@@ -42,7 +45,7 @@ def check_activation(activation, field="activation"):
             raise BNNSError(f"{field}: expected an Activation, got {type(activation).__name__}")
     function = activation.function
     try:
-        if isinstance(function, bool) or not isinstance(function, (int, np.integer)):
+        if not is_integer(function):
             raise ValueError
         function = ActivationFunction(function)
     except ValueError:
@@ -68,17 +71,17 @@ def check_activation(activation, field="activation"):
 
 
 #: The keys of ``gate_activations`` (BNNS's gates; PyTorch's i, f, g, o rows).
-GATES = ("input", "forget", "candidate", "output")
+GATES = tuple(field.removesuffix("_gate") for field in GATE_FIELDS)
 #: The functions of an LSTM without ``gate_activations`` / ``hidden_activation``.
 DEFAULT_FUNCTIONS = {"input": F.SIGMOID, "forget": F.SIGMOID, "candidate": F.TANH, "output": F.SIGMOID,
                      "hidden": F.TANH}
+#: The same as check_activation's triples, gates then hidden: what DEFAULT_ACTIVATIONS means.
+DEFAULT_ACTIVATIONS = tuple((int(DEFAULT_FUNCTIONS[g]), 0.0, 0.0) for g in GATES + ("hidden",))
 
 
 def as_activation(value, field):
     """An :class:`~bnnslstm.Activation` from an Activation, an ActivationFunction or its
     name (any case), checked (:func:`check_activation`); BNNSError naming ``field``."""
-    from .parameters import Activation
-
     if isinstance(value, str):
         try:
             value = ActivationFunction[value.upper()]

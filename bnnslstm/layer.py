@@ -12,6 +12,7 @@ import zipfile
 
 import numpy as np
 
+from ._checks import fraction, integer
 from .activations import GATES, layer_activations
 
 from .descriptors import NDArrayDescriptor
@@ -26,7 +27,6 @@ from .parameters import Activation, LayerParametersLSTM, LSTMDataDescriptor, LST
 
 __all__ = ["LSTM"]
 
-_GATE_FIELDS = ("input_gate", "forget_gate", "candidate_gate", "output_gate")  # PyTorch's row order i, f, g, o
 _SHAPES_KEPT = 16  # call shapes whose descriptor sets an LSTM keeps for reuse
 _FORMAT = "bnnslstm.LSTM"  # the marker of a file written by LSTM.save
 _FORMAT_VERSION = 1
@@ -149,14 +149,11 @@ class LSTM:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise BNNSError(f"dtype: expected float32 or float64, got {self.dtype}")
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise BNNSError(f"{name}: expected a positive integer, got {value!r}")
-        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
-        self.bidirectional, self.dropout, self.batch_first = bool(bidirectional), float(dropout), bool(batch_first)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)) \
-                or not 0 <= dropout < 1:
-            raise BNNSError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        self.input_size, self.hidden_size, self.num_layers = (
+            integer(value, name, 1) for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                                                        ("num_layers", num_layers)))
+        self.bidirectional, self.batch_first = bool(bidirectional), bool(batch_first)
+        self.dropout = fraction(dropout, "dropout")
         self.bias, self.peephole = bool(bias), peephole
         self._activations = layer_activations(gate_activations, hidden_activation)
         self.D = 2 if self.bidirectional else 1

@@ -11,12 +11,13 @@ import threading
 import numpy as np
 
 from . import _cache, planner
+from ._checks import integer
 from ._kernels._lstm import team_available  # the same in every kernel build
 from ._plan import make_plan
 from .descriptors import NDArrayDescriptor
 from .enums import DataType
 from .errors import BNNSError
-from .parameters import FilterParameters
+from .parameters import GATE_FIELDS, FilterParameters
 
 __all__ = [
     "compute_lstm_training_cache_capacity",
@@ -26,7 +27,6 @@ __all__ = [
 ]
 
 
-_GATES = ("input_gate", "forget_gate", "candidate_gate", "output_gate")
 
 
 def _type_name(data_type):
@@ -44,7 +44,7 @@ def _precheck(layer_params, delta=None):
     for owner, name in ((layer_params, "layer_params"), (delta, "layer_delta_params")):
         if owner is None:
             continue
-        for field in _GATES:
+        for field in GATE_FIELDS:
             gate = getattr(owner, field, None)
             iw = getattr(gate, "iw_desc", None)
             if iw is not None and not (isinstance(iw, (tuple, list)) and len(iw) == 2):
@@ -67,7 +67,7 @@ def _precheck(layer_params, delta=None):
     x_desc = getattr(getattr(layer_params, "input_descriptor", None), "data_desc", None)
     x_type = getattr(x_desc, "data_type", None)
     weight_types = {}
-    for field in _GATES:
+    for field in GATE_FIELDS:
         gate = getattr(layer_params, field, None)
         hw = getattr(gate, "hw_desc", None)
         if isinstance(hw, NDArrayDescriptor):
@@ -108,10 +108,8 @@ def _threads(filter_params):
         return _CORES
     if not isinstance(filter_params, FilterParameters):
         raise BNNSError(f"filter_params: expected FilterParameters or None, got {type(filter_params).__name__}")
-    n = filter_params.n_threads
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise BNNSError(f"filter_params.n_threads: expected an integer >= 0, got {n!r}")
-    return _CORES if n == 0 else int(n)
+    n = integer(filter_params.n_threads, "filter_params.n_threads")
+    return _CORES if n == 0 else n
 
 
 def _team(plan, threads):

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .activations import GATES
 from .enums import ActivationFunction as F
 from .errors import BNNSError
 from .layer import LSTM
@@ -32,7 +33,6 @@ __all__ = ["export", "load"]
 
 _TO_ONNX_ORDER = (0, 3, 1, 2)  # ONNX's i, o, f, c from the i, f, g, o blocks
 _FROM_ONNX_ORDER = (0, 2, 3, 1)  # i, f, g, o from ONNX's i, o, f, c blocks
-_GATES = ("input", "forget", "candidate", "output")
 _ALPHA = {"Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu"}
 _BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
 _ONNX_DEFAULTS = {"LeakyRelu": (0.01, None), "ThresholdedRelu": (1.0, None), "HardSigmoid": (0.2, 0.5),
@@ -439,7 +439,7 @@ def load(path_or_model, *, dtype=np.float32):
         if "gate_activations" not in inspect.signature(LSTM).parameters:
             raise BNNSError(f"{g.label(node0)}: activations {layers[0][6]} are not the defaults, and this "
                             f"bnnslstm.LSTM takes no activation arguments")
-        kwargs = {"gate_activations": {k: activations[k] for k in _GATES}, "hidden_activation": activations["hidden"]}
+        kwargs = {"gate_activations": {k: activations[k] for k in GATES}, "hidden_activation": activations["hidden"]}
     lstm = LSTM(I, H, len(layers), bidirectional=D == 2, batch_first=batch_first, bias=layers[0][4] is not None,
                 peephole=None if layers[0][5] is None else "diagonal", dtype=dtype, **kwargs)
     params = lstm.parameters()

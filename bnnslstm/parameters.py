@@ -1,7 +1,7 @@
 """Plain mutable parameter objects, like BNNS's C structs.
 
 Nothing is checked when a field is set; every check happens when a function is called
-(see :mod:`bnnslstm._plan`).
+(the plan, ``bnnslstm/_plan.pyx``).
 """
 
 import math
@@ -9,12 +9,18 @@ import math
 from .enums import ActivationFunction
 
 __all__ = [
+    "GATE_FIELDS",
     "Activation",
     "LSTMDataDescriptor",
     "LSTMGateDescriptor",
     "LayerParametersLSTM",
     "FilterParameters",
 ]
+
+
+#: The gates' fields of LayerParametersLSTM, in the order of the weights' rows (PyTorch's
+#: i, f, g, o) and of the kernels.
+GATE_FIELDS = ("input_gate", "forget_gate", "candidate_gate", "output_gate")
 
 
 def _repr(obj, names):
@@ -110,7 +116,7 @@ class LayerParametersLSTM:
     _FIELDS = (
         "input_size", "hidden_size", "batch_size", "num_layers", "seq_len", "dropout",
         "lstm_flags", "sequence_descriptor", "input_descriptor", "output_descriptor",
-        "input_gate", "forget_gate", "candidate_gate", "output_gate", "hidden_activation",
+        *GATE_FIELDS, "hidden_activation",
         "dropout_seed",
     )
 

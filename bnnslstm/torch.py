@@ -46,11 +46,10 @@ from .lstm import (
     direct_apply_lstm_batch_backward,
     direct_apply_lstm_batch_training_caching,
 )
-from .parameters import FilterParameters, LayerParametersLSTM, LSTMDataDescriptor
+from .parameters import GATE_FIELDS, FilterParameters, LayerParametersLSTM, LSTMDataDescriptor
 
 __all__ = ["LSTM"]
 
-_FIELDS = ("input_gate", "forget_gate", "candidate_gate", "output_gate")
 _KEEP_CACHES = 2  # training caches a module keeps for reuse (fresh pages cost page faults)
 _KEEP_CAPACITIES = 16
 
@@ -165,7 +164,7 @@ class _Pass:
                 self._state(self.outputs[1]), self._state(self.outputs[2])),
         )
         blocks = self._blocks(weights)
-        for field, gate, activation in zip(_FIELDS, gate_descriptors(*blocks), config.gate_activations):
+        for field, gate, activation in zip(GATE_FIELDS, gate_descriptors(*blocks), config.gate_activations):
             if activation is not None:
                 gate.activation = activation
             setattr(self.params, field, gate)
@@ -248,7 +247,7 @@ class _Pass:
                 self._state(dh_n), self._state(dc_n)),
         )
         arrays = [None if block is None else block.numpy() for block in blocks]
-        for field, gate in zip(_FIELDS, gate_descriptors(*arrays)):
+        for field, gate in zip(GATE_FIELDS, gate_descriptors(*arrays)):
             setattr(delta, field, gate)
         direct_apply_lstm_batch_backward(self.params, delta, self.config.filter_params, cache)
         return dx, dh0, dc0, self._parameter_gradients(blocks) if need_weights else None

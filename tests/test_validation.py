@@ -34,7 +34,7 @@ def assert_refused(params, out, match, cache=True):
     ("seq_len", 6, "seq_len"),
     ("batch_size", -1, r"batch_size: expected 0 <= batch_size"),
     ("num_layers", 1.5, "num_layers: expected a non-negative integer"),
-    ("dropout", 1.0, r"dropout: expected 0 <= dropout < 1, got 1.0"),
+    ("dropout", 1.0, r"dropout: expected a number in \[0, 1\), got 1.0"),
     ("dropout", -0.1, "dropout: expected"),
     ("dropout", float("nan"), "dropout: expected"),
     ("lstm_flags", 0x10, "lstm_flags: unknown bits"),

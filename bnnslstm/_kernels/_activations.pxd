@@ -1,4 +1,4 @@
-# Every elementwise BNNS activation function and its derivative (SPEC §1, §3), inline and
+# Every elementwise BNNS activation function and its derivative (docs/activations.rst), inline and
 # nogil, one source for float and double. The numbering is ActivationFunction's (BNNS's
 # values). act_forward/act_derivative work on one value; activate/slope on a chunk held
 # in the caller's local arrays, where sigmoid and tanh (the default activations) get loops

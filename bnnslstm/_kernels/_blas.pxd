@@ -1,5 +1,5 @@
 # Every matrix product of the package: scipy.linalg.cython_blas's sgemm/dgemm/sgemv/dgemv
-# behind one logical, stride-aware gemm() (SPEC §0). Nothing else lives here.
+# behind one logical, stride-aware gemm(). Nothing else lives here.
 #
 # A Mat is a logical rows x cols matrix at any element strides. BLAS is column-major: a
 # Mat whose rows are contiguous (cs == 1) is the transpose of a column-major matrix, so it

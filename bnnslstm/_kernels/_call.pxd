@@ -1,8 +1,9 @@
-# The C-level description of one LSTM call (SPEC §4-§6), filled by bnnslstm/_plan.pyx after
-# every check has passed and run by the kernels (_lstm.pxi, built as _lstm and _lstm_avx2).
+# The C-level description of one LSTM call (forward and backward, docs/contract.rst), filled
+# by bnnslstm/_plan.pyx after every check has passed and run by the kernels (_lstm.pxi, built
+# as _lstm, _lstm_avx2 and _lstm_avx512).
 #
 # Rows: every (step t, sample b) pair is one row of the layer-wide arrays, time-major.
-#   cache rows (the training cache's regions, SPEC §5): t*B + b, padded positions
+#   cache rows (the training cache's regions, REGIONS in _workspace.pxi): t*B + b, padded positions
 #     (b >= batch_sizes[t]) included and holding 0;
 #   work rows (the projection with per-step batch sizes, gathered inputs, dG, dX):
 #     start[t] + b for the active samples only, start[t] = sum(batch_sizes[:t]);
@@ -101,7 +102,7 @@ ctypedef struct Call:
     bint acc_dx
     Mat dx_rows                 # dx as [rows][I] when BLAS writes it so, else p NULL
     Layer *grad                 # [L] gradients: only Direction/Gate pointers are used
-    # scratch, laid out by the plan (sizes in _plan.pyx)
+    # scratch, laid out by the plan (scratch_sizes in _workspace.pxi)
     char *scratch_x             # [rows][I] gathered x (when x_rows.p is NULL)
     char *scratch_in            # [rows][D*H] masked layer input (dropout)
     char *scratch_S             # [D*4H][B] one step's recurrent products

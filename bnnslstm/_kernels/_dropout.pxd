@@ -1,4 +1,4 @@
-# Counter-based dropout masks (SPEC §4): the keep decision for (seed, layer, t, b, unit) is a
+# Counter-based dropout masks (docs/contract.rst): the keep decision for (seed, layer, t, b, unit) is a
 # pure function of the key (SplitMix64 finalisers chained over its parts), so the forward
 # pass, the backward pass's recomputation and any later call agree without storing a
 # generator state.
