@@ -3,15 +3,14 @@
 It is a thin owner of buffers around the BNNS-style functions of :mod:`bnnslstm.lstm`:
 the parameters live in a few contiguous arrays, each PyTorch-named parameter is a view of
 them, and every gate's descriptor is a strided view too, so nothing is copied per call.
+Keeping a layer (state_dict, pickling, save/load) is in ``_keeping.py``.
 """
 
-import json
-import os
 import threading
-import zipfile
 
 import numpy as np
 
+from . import _keeping
 from ._checks import fraction, integer
 from .activations import GATES, layer_activations
 
@@ -23,17 +22,11 @@ from .lstm import (
     direct_apply_lstm_batch_backward,
     direct_apply_lstm_batch_training_caching,
 )
-from .parameters import Activation, LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescriptor
+from .parameters import LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescriptor
 
 __all__ = ["LSTM"]
 
 _SHAPES_KEPT = 16  # call shapes whose descriptor sets an LSTM keeps for reuse
-_FORMAT = "bnnslstm.LSTM"  # the marker of a file written by LSTM.save
-_FORMAT_VERSION = 1
-_CONFIG_KEYS = ("input_size", "hidden_size", "num_layers", "bidirectional", "dropout", "batch_first", "bias",
-                "peephole", "dtype")
-
-
 class _Weights:
     """Storage for one set of parameters (or their gradients), gates as an axis.
 
@@ -215,32 +208,7 @@ class LSTM:
         ``activation_output`` and ``activation_hidden``, each a float64 array
         ``[function, alpha, beta]`` (the :class:`~bnnslstm.ActivationFunction` value).
         """
-        state = {}
-        for name, array in self.parameters().items():
-            if name.startswith("bias_"):
-                suffix = name[len("bias_"):]
-                state[f"bias_ih_{suffix}"] = array.copy()
-                state[f"bias_hh_{suffix}"] = np.zeros_like(array)
-            else:
-                state[name] = array.copy()
-        if self._activations is not None:
-            for name, activation in self._activations.items():
-                state[f"activation_{name}"] = np.array(
-                    [int(activation.function), float(activation.alpha), float(activation.beta)])
-        return state
-
-    def _expected_state(self):
-        """key -> shape of :meth:`state_dict`'s arrays."""
-        shapes = {}
-        for name, array in self.parameters().items():
-            if name.startswith("bias_"):
-                suffix = name[len("bias_"):]
-                shapes[f"bias_ih_{suffix}"] = shapes[f"bias_hh_{suffix}"] = array.shape
-            else:
-                shapes[name] = array.shape
-        if self._activations is not None:
-            shapes.update({f"activation_{name}": (3,) for name in self._activations})
-        return shapes
+        return _keeping.state_dict(self)
 
     def load_state_dict(self, state, strict=True):
         """Copy the weights of ``state`` (from :meth:`state_dict`, or a
@@ -254,86 +222,13 @@ class LSTM:
         layer's configuration, given to the constructor). The message names every key at
         fault.
         """
-        if not hasattr(state, "keys"):
-            raise BNNSError(f"state: expected a dict of arrays, got {type(state).__name__}")
-        expected = self._expected_state()
-        arrays, problems = {}, []
-        for key in state.keys():
-            if key not in expected:
-                if strict:
-                    problems.append(f"unexpected key {key!r}")
-                continue
-            value = state[key]
-            if hasattr(value, "detach"):  # a torch tensor
-                value = value.detach().cpu().numpy()
-            array = np.asarray(value)
-            if array.dtype.kind not in "fiu":
-                problems.append(f"{key}: expected real numbers, got dtype {array.dtype}")
-            elif array.shape != expected[key]:
-                problems.append(f"{key}: expected shape {expected[key]}, got {array.shape}")
-            else:
-                arrays[key] = array
-        if strict:
-            problems += [f"missing key {key!r}" for key in expected if key not in state]
-        for name in () if self._activations is None else self._activations:
-            key = f"activation_{name}"
-            if key in arrays:
-                activation = self._activations[name]
-                mine = np.array([int(activation.function), float(activation.alpha), float(activation.beta)])
-                if not np.array_equal(arrays[key], mine, equal_nan=True):
-                    problems.append(f"{key}: the state's {_describe(arrays[key])} differs from this layer's "
-                                    f"{_describe(mine)} (activations are set by the constructor)")
-        if problems:
-            raise BNNSError("state: " + "; ".join(problems))
-        for name, array in self.parameters().items():
-            if name.startswith("bias_"):
-                suffix = name[len("bias_"):]
-                parts = [arrays.get(f"bias_ih_{suffix}"), arrays.get(f"bias_hh_{suffix}")]
-                if parts[0] is not None or parts[1] is not None:
-                    array[...] = sum(np.asarray(p, np.float64) for p in parts if p is not None)
-            elif name in arrays:
-                array[...] = arrays[name]
-
-    def _config(self):
-        config = {key: getattr(self, key) for key in _CONFIG_KEYS}
-        config["dtype"] = self.dtype.name
-        if self._activations is not None:
-            config["gate_activations"] = {g: _activation_triple(self._activations[g]) for g in GATES}
-            config["hidden_activation"] = _activation_triple(self._activations["hidden"])
-        return config
-
-    @classmethod
-    def _from_config(cls, config, field):
-        if not isinstance(config, dict):
-            raise BNNSError(f"{field}: expected a dict, got {type(config).__name__}")
-        unknown = set(config) - set(_CONFIG_KEYS) - {"gate_activations", "hidden_activation"}
-        missing = [key for key in ("input_size", "hidden_size") if key not in config]
-        if unknown or missing:
-            raise BNNSError(f"{field}: unknown keys {sorted(unknown)}, missing keys {missing}")
-        config = dict(config)
-        if config.get("gate_activations") is not None:
-            config["gate_activations"] = {g: _activation_from_triple(v, f"{field}.gate_activations[{g!r}]")
-                                          for g, v in dict(config["gate_activations"]).items()}
-        if config.get("hidden_activation") is not None:
-            config["hidden_activation"] = _activation_from_triple(config["hidden_activation"],
-                                                                  f"{field}.hidden_activation")
-        input_size, hidden_size = config.pop("input_size"), config.pop("hidden_size")
-        num_layers = config.pop("num_layers", 1)
-        try:
-            return cls(input_size, hidden_size, num_layers, **config)
-        except BNNSError as error:
-            raise BNNSError(f"{field}.{error}") from None
-        except (TypeError, ValueError) as error:
-            raise BNNSError(f"{field}: {error}") from None
+        _keeping.load_state_dict(self, state, strict)
 
     def __getstate__(self):
-        return {"config": self._config(), "state": self.state_dict(), "rng": self._rng.bit_generator.state}
+        return _keeping.getstate(self)
 
     def __setstate__(self, saved):
-        layer = type(self)._from_config(saved["config"], "config")
-        layer.load_state_dict(saved["state"])
-        layer._rng.bit_generator.state = saved["rng"]
-        self.__dict__.update(layer.__dict__)
+        _keeping.setstate(self, saved)
 
     def save(self, path):
         """Write the layer to one ``.npz`` file: its configuration and its :meth:`state_dict`.
@@ -343,15 +238,7 @@ class LSTM:
         as JSON), so :meth:`load` reads it with ``allow_pickle=False``. The random state
         (dropout masks) is not saved.
         """
-        arrays = {f"state.{key}": array for key, array in self.state_dict().items()}
-        arrays["format"] = np.array(_FORMAT)
-        arrays["format_version"] = np.array(_FORMAT_VERSION)
-        arrays["config"] = np.array(json.dumps(self._config()))
-        if isinstance(path, (str, os.PathLike)):
-            with open(path, "wb") as file:
-                np.savez(file, **arrays)
-        else:
-            np.savez(path, **arrays)
+        _keeping.save(self, path)
 
     @classmethod
     def load(cls, path):
@@ -362,38 +249,7 @@ class LSTM:
         format, an array of Python objects, an unknown version, a configuration or an array
         that does not fit) raises :class:`~bnnslstm.BNNSError` saying what is wrong.
         """
-        where = os.fspath(path) if isinstance(path, (str, os.PathLike)) else "file"
-        try:
-            archive = np.load(path, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise BNNSError(f"{where}: not an .npz archive (a single .npy array)")
-            with archive:
-                names = set(archive.files)
-                if "format" not in names or str(archive["format"][()]) != _FORMAT:
-                    raise BNNSError(f"{where}: not a file written by bnnslstm.LSTM.save "
-                                    f"(no 'format' entry {_FORMAT!r}; entries: {sorted(names)[:8]})")
-                version = int(archive["format_version"][()]) if "format_version" in names else None
-                if version != _FORMAT_VERSION:
-                    raise BNNSError(f"{where}: format_version {version} (this bnnslstm reads {_FORMAT_VERSION})")
-                try:
-                    config = json.loads(str(archive["config"][()]))
-                except (KeyError, ValueError) as error:
-                    raise BNNSError(f"{where}: config: not a JSON configuration ({error})") from None
-                state = {name[len("state."):]: archive[name] for name in names if name.startswith("state.")}
-                extra = names - {"format", "format_version", "config"} - {f"state.{k}" for k in state}
-                if extra:
-                    raise BNNSError(f"{where}: unexpected entries {sorted(extra)}")
-        except BNNSError:
-            raise
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
-            raise BNNSError(f"{where}: cannot read it as a saved bnnslstm.LSTM: "
-                            f"{type(error).__name__}: {error}") from None
-        layer = cls._from_config(config, f"{where}: config")
-        try:
-            layer.load_state_dict(state)
-        except BNNSError as error:
-            raise BNNSError(f"{where}: {error}") from None
-        return layer
+        return _keeping.load(cls, path)
 
     # ----------------------------------------------------------------- calls
     def _convert(self, value, name):
@@ -603,26 +459,3 @@ class LSTM:
             names = {k: ActivationFunction(a.function).name.lower() for k, a in self._activations.items()}
             text += ", activations=" + "/".join(names[k] for k in GATES + ("hidden",))
         return text + ")"
-
-
-def _activation_triple(activation):
-    """An Activation as JSON-friendly ``[function name, alpha, beta]`` (NaN for unused)."""
-    return [ActivationFunction(activation.function).name, float(activation.alpha), float(activation.beta)]
-
-
-def _activation_from_triple(value, field):
-    if isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str):
-        try:
-            return Activation(ActivationFunction[value[0]], float(value[1]), float(value[2]))
-        except (KeyError, TypeError, ValueError):
-            pass
-    raise BNNSError(f"{field}: expected [function name, alpha, beta], got {value!r}")
-
-
-def _describe(triple):
-    function = int(triple[0])
-    try:
-        name = ActivationFunction(function).name
-    except ValueError:
-        name = str(function)
-    return f"{name}(alpha={triple[1]}, beta={triple[2]})"
