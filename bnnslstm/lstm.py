@@ -81,14 +81,75 @@ def _precheck(layer_params, delta=None):
 
 
 def compute_lstm_training_cache_capacity(layer_params):
-    """Minimum size in bytes of the training cache for these parameters (see the training cache page)."""
+    """Minimum size in bytes of the training cache for these parameters.
+
+    Parameters
+    ----------
+    layer_params : LayerParametersLSTM
+        The parameters the forward will get (only the output descriptors may be absent).
+
+    Returns
+    -------
+    int
+        Bytes: the header and every region of :func:`training_cache_layout`.
+
+    Raises
+    ------
+    BNNSError
+        When the parameters are not valid for a forward call (the message names the field).
+
+    Examples
+    --------
+    A one-layer LSTM over 2 steps of a batch of 1 (``params`` serves the examples of the
+    other three functions too):
+
+    >>> import numpy as np
+    >>> import bnnslstm as bl
+    >>> T, B, I, H = 2, 1, 3, 4
+    >>> rng = np.random.default_rng(0)
+    >>> w = lambda *shape: bl.NDArrayDescriptor.from_array(rng.uniform(-0.5, 0.5, shape).astype(np.float32))
+    >>> x, y = rng.standard_normal((T, B, I)).astype(np.float32), np.zeros((T, B, H), np.float32)
+    >>> params = bl.LayerParametersLSTM(
+    ...     input_size=I, hidden_size=H, batch_size=B, num_layers=1, seq_len=T,
+    ...     lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS,
+    ...     input_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(x, bl.DataLayout.SNE)),
+    ...     output_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(y, bl.DataLayout.SNE)))
+    >>> for gate in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+    ...     setattr(params, gate, bl.LSTMGateDescriptor(iw_desc=(w(1, H, I), None), hw_desc=w(1, 1, H, H)))
+    >>> bl.compute_lstm_training_cache_capacity(params)
+    352
+    """
     _precheck(layer_params)
     return make_plan(layer_params, need_outputs=False).capacity
 
 
 def training_cache_layout(layer_params):
-    """The regions of the training cache: a list of :class:`~bnnslstm._cache.Region`
-    (``name``, ``layer``, byte ``offset``, logical ``shape``, ``data_type``, ``nbytes``)."""
+    """The regions of the training cache, in buffer order.
+
+    Parameters
+    ----------
+    layer_params : LayerParametersLSTM
+        As for :func:`compute_lstm_training_cache_capacity`.
+
+    Returns
+    -------
+    list of Region
+        Each with ``name``, ``layer``, byte ``offset`` (a multiple of 64), logical C-order
+        ``shape``, ``data_type`` and ``nbytes``; the training cache page says what each
+        region holds.
+
+    Raises
+    ------
+    BNNSError
+        As :func:`compute_lstm_training_cache_capacity`.
+
+    Examples
+    --------
+    With ``params`` of :func:`compute_lstm_training_cache_capacity`'s example:
+
+    >>> [(r.name, r.offset, r.shape) for r in bl.training_cache_layout(params)]
+    [('gates', 64, (2, 1, 1, 16)), ('cells', 192, (2, 1, 1, 4)), ('act_h_c', 256, (2, 1, 1, 4)), ('output', 320, (2, 1, 4))]
+    """
     _precheck(layer_params)
     return _cache.regions(make_plan(layer_params, need_outputs=False))
 
@@ -247,9 +308,37 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     """Forward pass of a (stacked, optionally bidirectional) LSTM.
 
     Reads ``layer_params``'s input descriptors and weights and writes its output
-    descriptors (those that are not ``None``). With ``training_cache`` (a writable buffer of
-    at least :func:`compute_lstm_training_cache_capacity` bytes), stores what the backward
-    pass needs at the offsets of :func:`training_cache_layout`.
+    descriptors (those that are not ``None``). With ``training_cache``, stores what the
+    backward pass needs at the offsets of :func:`training_cache_layout`.
+
+    Parameters
+    ----------
+    layer_params : LayerParametersLSTM
+        Sizes, flags, dropout, per-step batch sizes, the input ``x`` (and optional initial
+        states) in ``input_descriptor``, the outputs in ``output_descriptor`` and every
+        gate's weights.
+    filter_params : FilterParameters, optional
+        ``n_threads``: the most threads the call may use (0 or None: every core this
+        process may use).
+    training_cache : writable buffer, optional
+        At least :func:`compute_lstm_training_cache_capacity` bytes (a ``bytearray``,
+        say), owned by the caller; pass the same buffer to the backward.
+
+    Raises
+    ------
+    BNNSError
+        Naming the field at fault: a descriptor that does not fit its buffer or the logical
+        shape, another element type, a written descriptor that overlaps another or the
+        cache, a cache that is too small or read-only. Nothing is written then.
+
+    Examples
+    --------
+    With ``params`` of :func:`compute_lstm_training_cache_capacity`'s example:
+
+    >>> cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+    >>> bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+    >>> y.shape, bool(np.abs(y).max() > 0)
+    ((2, 1, 4), True)
     """
     _precheck(layer_params)
     plan = make_plan(layer_params)
@@ -272,10 +361,43 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
 def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_params=None, training_cache=None):
     """Backward pass: every gradient, from the training cache or by recomputing.
 
-    ``layer_params`` is what the forward received. ``layer_delta_params`` gives dL/dy,
-    dL/dh_T, dL/dc_T in its output descriptors (``None`` = zeros) and receives dL/dx,
-    dL/dh0, dL/dc0 in its input descriptors and the weight gradients in its gate
-    descriptors, each honouring its own ``flags`` (set or accumulate).
+    Parameters
+    ----------
+    layer_params : LayerParametersLSTM
+        What the forward received (its output descriptors are not read).
+    layer_delta_params : LayerParametersLSTM
+        Gives dL/dy, dL/dh_T, dL/dc_T in its output descriptors (``None``: zeros) and
+        receives dL/dx, dL/dh0, dL/dc0 in its input descriptors and the weight gradients
+        in its gate descriptors (``None``: not computed), each honouring its own ``flags``
+        (``BACKPROP_SET`` overwrites, ``BACKPROP_ACCUMULATE`` adds). Sizes may be 0 (the
+        forward's).
+    filter_params : FilterParameters, optional
+        As for the forward.
+    training_cache : buffer, optional
+        The buffer the forward filled with these ``layer_params``; without it the
+        forward is recomputed into scratch (``layer_params``'s outputs are not written).
+
+    Raises
+    ------
+    BNNSError
+        Naming the field at fault, as the forward; also for a cache that no forward has
+        written or that was written for other parameters (the message says which
+        differ). Nothing is written then.
+
+    Examples
+    --------
+    The gradients of ``sum(y)`` with respect to ``x`` and the input gate's weights, with
+    ``params`` and ``cache`` of the forward's example:
+
+    >>> dy, dx = np.ones((T, B, H), np.float32), np.zeros((T, B, I), np.float32)
+    >>> dW = np.zeros((1, H, I), np.float32)
+    >>> delta = bl.LayerParametersLSTM(
+    ...     input_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(dx, bl.DataLayout.SNE)),
+    ...     output_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(dy, bl.DataLayout.SNE)),
+    ...     input_gate=bl.LSTMGateDescriptor(iw_desc=(bl.NDArrayDescriptor.from_array(dW), None)))
+    >>> bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    >>> bool(np.abs(dx).max() > 0), bool(np.abs(dW).max() > 0)
+    (True, True)
     """
     _precheck(layer_params, layer_delta_params)
     plan = make_plan(layer_params, need_outputs=False)
