@@ -1,4 +1,4 @@
-"""NDArray descriptors: a buffer plus a layout, sizes and strides in elements .
+"""NDArray descriptors: a buffer plus a layout, sizes and strides in elements.
 
 The class is compiled (``_descriptor.pyx``): it holds its buffer through the buffer
 protocol and resolves, when a function is called, to the strided view the kernels read
