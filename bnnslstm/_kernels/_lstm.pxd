@@ -1,4 +1,4 @@
-# The kernels (the body is _lstm.pxi, shared with _lstm_avx2 and _lstm_avx512): see _call.pxd for the call.
+# The kernels' entry points (the body is _lstm.pxi, built three times); the call: _call.pxd.
 
 from ._call cimport Call
 
