@@ -73,7 +73,6 @@ cdef int check_writes(list writes, list reads, object cache, str reader) except 
     return 0
 
 
-
 def _read_name(field):
     """iw_desc[k] reads are reported as iw_desc (the field name of the gate)."""
     return field.split("[")[0]

@@ -292,7 +292,7 @@ cdef inline void slope(int fn, double alpha, double beta, const floating *x, con
 
 
 cdef inline void slope_any(int fn, double alpha, double beta, const floating *x, const floating *y,
-                    floating *d, Py_ssize_t n) noexcept nogil:
+                           floating *d, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating a = <floating>alpha, b = <floating>beta
     for i in range(n):

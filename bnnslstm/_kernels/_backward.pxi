@@ -397,4 +397,3 @@ cdef void gemm_into(floating *typ, Call *c, int tid, Mat a, Mat b, bint accumula
         tmp = mat(c.scratch_grad + tid * c.grad_stride * sizeof(floating), dst.rows, dst.cols, dst.cols, 1)
         gemm(<floating>1, a, b, <floating>0, tmp)
         store(typ, tmp, dst, accumulate)
-

@@ -89,7 +89,6 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                 hT[i * hts] = v[3][i] * th[i]
 
 
-
 cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                          const floating *g, const floating *a, const floating *cell,
                          const floating *act_h, const floating *cdiag,
@@ -161,4 +160,3 @@ cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t 
     if cdiag != NULL:
         for i in range(n):
             carry_c[i] = carry_c[i] + cdiag[i] * da[0][i] + cdiag[H + i] * da[1][i] + cdiag[2 * H + i] * da[2][i]
-

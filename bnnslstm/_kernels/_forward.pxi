@@ -258,4 +258,3 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
             team_barrier(c.barrier, c.team)
             time_step(c, tid, l * c.T + s, &since)
         final_states(typ, c, l, tid)
-
