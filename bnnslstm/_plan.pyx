@@ -29,7 +29,7 @@ import numpy as np
 
 from ._checks import fraction, integer, is_integer
 from ._descriptor import type_name
-from ._kernels import KERNEL_BUILDS, available_builds, load_build
+from ._kernels import KERNEL_BUILDS, available_builds, load_build  # no-cython-lint: re-exported
 from .activations import DEFAULT_ACTIVATIONS, check_activation
 from .enums import DataLayout, DataType, LayerFlags, NDArrayFlags
 from .errors import BNNSError
@@ -310,7 +310,7 @@ cdef class Plan:
         gradient written, each with its own flags."""
         cdef Call *c = &self.c
         cdef int L = self.L, D = self.D, l, d, k
-        cdef Py_ssize_t T = self.T, B = self.B, I = self.In, H = self.H
+        cdef Py_ssize_t I = self.In, H = self.H
         cdef Tensor dx
         cdef Direction *gr
         if delta is None or not hasattr(delta, "input_descriptor"):

@@ -110,7 +110,7 @@ cdef inline floating softplus(floating x) noexcept nogil:
 
 cdef inline floating act_forward(int fn, floating x, floating alpha, floating beta) noexcept nogil:
     """f(x) for ActivationFunction ``fn`` with parameters alpha, beta."""
-    cdef floating s, t
+    cdef floating s
     if fn == 0:     # IDENTITY
         return x
     elif fn == 1:   # RECTIFIED_LINEAR
