@@ -10,7 +10,8 @@ cdef bint overlap(Tensor a, object b, Py_ssize_t lo, Py_ssize_t hi) except -1:
     if a.hi() <= lo or hi <= a.lo():
         return False
     try:
-        return np.shares_memory(a.numpy(), (<Tensor>b).numpy() if isinstance(b, Tensor) else b, max_work=10**6)
+        return np.shares_memory(a.numpy(), (<Tensor>b).numpy() if isinstance(b, Tensor) else b,
+                                max_work=10**6)
     except np.exceptions.TooHardError:
         return True
 
@@ -50,17 +51,20 @@ cdef int check_writes(list writes, list reads, object cache, str reader) except 
     for i in range(len(writes)):
         w = writes[i]
         if reaches_twice(&w.s):
-            raise BNNSError(f"{w.field}: its strides reach some element twice (size {w.numpy().shape}, "
-                            f"strides {tuple(w.s.s[k] for k in range(w.s.nd))} in elements); a written "
-                            "descriptor must reach each element once")
+            raise BNNSError(f"{w.field}: its strides reach some element twice "
+                            f"(size {w.numpy().shape}, strides "
+                            f"{tuple(w.s.s[k] for k in range(w.s.nd))} in elements); "
+                            "a written descriptor must reach each element once")
         for j in range(i):
             t = writes[j]
             if overlap(w, t, t.lo(), t.hi()):
-                raise BNNSError(f"{w.field}: shares memory with {t.field}; written descriptors must not overlap")
+                raise BNNSError(f"{w.field}: shares memory with {t.field}; written descriptors "
+                                "must not overlap")
         for j in range(len(reads)):
             t = reads[j]
             if overlap(w, t, t.lo(), t.hi()):
-                raise BNNSError(f"{w.field}: shares memory with {_read_name(t.field)}, which the {reader} reads")
+                raise BNNSError(f"{w.field}: shares memory with {_read_name(t.field)}, "
+                                f"which the {reader} reads")
     if cache is None:
         return 0
     start = <Py_ssize_t>_address(cache)
@@ -71,7 +75,6 @@ cdef int check_writes(list writes, list reads, object cache, str reader) except 
             raise BNNSError(f"{w.field}: shares memory with training_cache, which the {reader} "
                             f"{'writes' if reader == 'forward' else 'reads'}")
     return 0
-
 
 
 def _read_name(field):

@@ -2,16 +2,16 @@
 
 A descriptor holds its buffer through the buffer protocol (no copy): a memoryview of it,
 taken on first use and kept, so the exporter cannot be resized under it (and a garbage
-collection of a cycle through the descriptor releases the export like any memoryview). :meth:`resolve`
-turns it, against the logical C-order shape a field expects, into a :c:type:`Strided`
-view: the address, shape and element strides the kernels read in place, after checking
-the element type, the writability and that every reachable offset (64-bit overflow
-included) lies inside the buffer. :meth:`NDArrayDescriptor.to_numpy` wraps the same
-view for Python.
+collection of a cycle through the descriptor releases the export like any memoryview).
+:meth:`resolve` turns it, against the logical C-order shape a field expects, into a
+:c:type:`Strided` view: the address, shape and element strides the kernels read in place,
+after checking the element type, the writability and that every reachable offset (64-bit
+overflow included) lies inside the buffer. :meth:`NDArrayDescriptor.to_numpy` wraps the
+same view for Python.
 """
 
-from cpython.buffer cimport (PyBUF_STRIDES, PyBUF_WRITABLE, Py_buffer, PyBuffer_IsContiguous, PyBuffer_Release,
-                             PyObject_CheckBuffer, PyObject_GetBuffer)
+from cpython.buffer cimport (PyBUF_STRIDES, PyBUF_WRITABLE, Py_buffer, PyBuffer_IsContiguous,
+                             PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer)
 
 cdef extern from "Python.h":
     Py_buffer *PyMemoryView_GET_BUFFER(object view)
@@ -21,7 +21,8 @@ import numpy as np
 from .enums import DataLayout, DataType, NDArrayFlags
 from .errors import BNNSError
 
-cdef Py_ssize_t MAX_OFFSET = <Py_ssize_t>1 << 62  # every offset, in bytes too, fits a signed 64-bit integer
+cdef Py_ssize_t MAX_OFFSET = <Py_ssize_t>1 << 62  # every offset, in bytes too, fits a signed
+                                                  # 64-bit integer
 
 _NUMPY_TYPES = {
     DataType.FLOAT32: np.dtype(np.float32),
@@ -119,7 +120,8 @@ cdef int entries(object values, int rank, str name, str field, Py_ssize_t *out) 
     try:
         count = len(values)
     except TypeError:
-        raise BNNSError(f"{field}.{name}: expected a sequence of integers, got {values!r}") from None
+        raise BNNSError(f"{field}.{name}: expected a sequence of integers, "
+                        f"got {values!r}") from None
     if count > 8:
         raise BNNSError(f"{field}.{name}: at most 8 entries, got {count}")
     cdef Py_ssize_t x
@@ -166,7 +168,8 @@ cdef int fill_defaults(const int *size_index, const int *stride_index, int rank,
 
 
 def _fill_strides(layout, size, stride):
-    """The strides with zeros replaced by the contiguous default (lists, as docs/layouts.rst gives them)."""
+    """The strides with zeros replaced by the contiguous default (lists, as docs/layouts.rst
+    gives them)."""
     cdef int size_index[8]
     cdef int stride_index[8]
     cdef Py_ssize_t s[8]
@@ -242,12 +245,14 @@ cdef class NDArrayDescriptor:
 
     def __repr__(self):
         data = "None" if self._data is None else type(self._data).__name__
-        layout = DataLayout(self.layout).name if self.layout in DataLayout._value2member_map_ else self.layout
+        layout = (DataLayout(self.layout).name if self.layout in DataLayout._value2member_map_
+                  else self.layout)
         return (f"NDArrayDescriptor(data=<{data}>, layout={layout}, size={self.size}, "
                 f"stride={self.stride}, data_type={self.data_type!r}, flags={self.flags!r})")
 
     def __reduce__(self):
-        return (NDArrayDescriptor, (self._data, self.layout, self.size, self.stride, self.data_type, self.flags))
+        return (NDArrayDescriptor, (self._data, self.layout, self.size, self.stride, self.data_type,
+                                    self.flags))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -265,13 +270,15 @@ cdef class NDArrayDescriptor:
         if array.dtype not in _DATA_TYPES:
             raise BNNSError(f"array: dtype {array.dtype} has no DataType")
         if layout is None:
-            layout = DataLayout.VECTOR if array.ndim == 1 else DataLayout[f"FIRST_MAJOR_{array.ndim}D"]
+            layout = (DataLayout.VECTOR if array.ndim == 1
+                      else DataLayout[f"FIRST_MAJOR_{array.ndim}D"])
         try:
             layout = DataLayout(layout)
         except ValueError:
             raise BNNSError(f"layout: {layout!r} is not a DataLayout") from None
         if array.ndim != layout.rank:
-            raise BNNSError(f"array: {layout.name} needs {layout.rank} dimensions, the array has {array.ndim}")
+            raise BNNSError(f"array: {layout.name} needs {layout.rank} dimensions, "
+                            f"the array has {array.ndim}")
         itemsize = array.dtype.itemsize
         strides = []
         for extent, step in zip(array.shape, array.strides):
@@ -280,9 +287,11 @@ cdef class NDArrayDescriptor:
             elif step < 0:
                 raise BNNSError(f"array: negative stride {step} (reversed views are not supported)")
             elif step == 0:
-                raise BNNSError("array: zero stride on an axis longer than 1 (broadcast views are not supported)")
+                raise BNNSError("array: zero stride on an axis longer than 1 "
+                                "(broadcast views are not supported)")
             elif step % itemsize:
-                raise BNNSError(f"array: stride {step} bytes is not a whole number of {itemsize}-byte elements")
+                raise BNNSError(f"array: stride {step} bytes is not a whole number of "
+                                f"{itemsize}-byte elements")
             strides.append(step // itemsize)
         axis_maps(layout, size_index, stride_index)
         size = [0] * layout.rank
@@ -308,11 +317,13 @@ cdef class NDArrayDescriptor:
         if self._data is None:
             raise BNNSError(f"{field}.data: no buffer")
         if not PyObject_CheckBuffer(self._data):
-            raise BNNSError(f"{field}.data: {type(self._data).__name__} does not export the buffer protocol")
+            raise BNNSError(f"{field}.data: {type(self._data).__name__} does not export "
+                            "the buffer protocol")
         view = memoryview(self._data)
         buffer = PyMemoryView_GET_BUFFER(view)
         if not PyBuffer_IsContiguous(buffer, b'C'):
-            raise BNNSError(f"{field}.data: the buffer is not contiguous (use NDArrayDescriptor.from_array)")
+            raise BNNSError(f"{field}.data: the buffer is not contiguous "
+                            "(use NDArrayDescriptor.from_array)")
         self._view = view
         format = (buffer.format if buffer.format != NULL else b"B").decode()
         self._raw = format.lstrip("@=<>!") in _RAW_FORMATS
@@ -338,7 +349,8 @@ cdef class NDArrayDescriptor:
         try:
             PyObject_GetBuffer(self._data, &probe, PyBUF_STRIDES | PyBUF_WRITABLE)
         except Exception:
-            raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor is written") from None
+            raise BNNSError(f"{field}.data: the buffer is read-only but this descriptor "
+                            "is written") from None
         PyBuffer_Release(&probe)
         return 0
 
@@ -369,7 +381,8 @@ cdef class NDArrayDescriptor:
         cdef int rank, j, offset
         cdef Py_ssize_t last = 0, step
         cdef bint overflow = False
-        if (self._resolved and self._view is not None and self.layout is self._key_layout and self.size is self._key_size
+        if (self._resolved and self._view is not None
+                and self.layout is self._key_layout and self.size is self._key_size
                 and self.stride is self._key_stride and self.data_type is self._key_type
                 and nfill == self._key_nfill and same(fill, self._key_fill, nfill)):
             if writable:
@@ -389,7 +402,8 @@ cdef class NDArrayDescriptor:
                 size[size_index[j]] = out.n[j]
         for j in range(rank):
             if out.n[j] == 0:
-                raise BNNSError(f"{field}.size: size {tuple(self.size)} has a zero extent that nothing fills")
+                raise BNNSError(f"{field}.size: size {tuple(self.size)} has a zero extent "
+                                "that nothing fills")
         if data_type not in _KINDS:
             raise BNNSError(f"data_type: {data_type!r} is not a DataType")
         self._acquire(field)

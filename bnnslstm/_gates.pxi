@@ -6,7 +6,8 @@
 NO_PEEPHOLE, DIAGONAL, FULL = 0, 1, 2
 # every gate's field names (for messages), forward and delta, built once
 _GATE_FIELDS = {prefix + name: {part: f"{prefix}{name}.{part}"
-                                for part in ("iw_desc[0]", "iw_desc[1]", "hw_desc", "cw_desc", "b_desc")}
+                                for part in ("iw_desc[0]", "iw_desc[1]", "hw_desc", "cw_desc",
+                                             "b_desc")}
                 for prefix in ("", "layer_delta_params.") for name in GATES}
 
 
@@ -31,14 +32,17 @@ cdef tuple gate_tensors(Plan plan, object gate, str name, bint delta):
     if gate.cw_desc is not None:
         desc = gate.cw_desc
         if not isinstance(desc, NDArrayDescriptor):
-            raise BNNSError(f"{name}.cw_desc: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
+            raise BNNSError(f"{name}.cw_desc: expected an NDArrayDescriptor or None, "
+                            f"got {type(desc).__name__}")
         # the kind before the zero sizes are filled: the layout's rank decides
         if layout_rank(desc.layout, fields["cw_desc"]) in (1, 3):
             C, kind = plan.tensor(desc, (L, D, H), fields["cw_desc"], delta, True,
-                                  "a diagonal peephole [L][D][H] (rank 3, or one [H] vector)"), DIAGONAL
+                                  "a diagonal peephole [L][D][H] "
+                                  "(rank 3, or one [H] vector)"), DIAGONAL
         else:
             C, kind = plan.tensor(desc, (L, D, H, H), fields["cw_desc"], delta, True,
-                                  "a full peephole [L][D][H][H] (rank 4, or one [H][H] matrix)"), FULL
+                                  "a full peephole [L][D][H][H] "
+                                  "(rank 4, or one [H][H] matrix)"), FULL
     b = plan.tensor(gate.b_desc, (L, D, H), fields["b_desc"], delta)
     return W, U, C, kind, b
 
@@ -50,30 +54,35 @@ cdef list layer_weights(Plan plan, object gate, str name, bint delta):
     cdef Py_ssize_t I = plan.In, H = plan.H
     cdef Tensor every, later
     cdef dict fields = _GATE_FIELDS[name]
-    first, rest = (list(gate.iw_desc) + [None, None])[:2] if gate.iw_desc is not None else (None, None)
+    first, rest = ((list(gate.iw_desc) + [None, None])[:2] if gate.iw_desc is not None
+                   else (None, None))
     if first is None:
         if delta:
-            later = plan.tensor(rest, (L - 1, D, H, D * H), fields["iw_desc[1]"], True) if L > 1 else None
+            later = (plan.tensor(rest, (L - 1, D, H, D * H), fields["iw_desc[1]"], True)
+                     if L > 1 else None)
             return [(None, 0)] + [(later, l) for l in range(L - 1)]
         raise BNNSError(f"{name}.iw_desc[0]: required")
     if not isinstance(first, NDArrayDescriptor):
-        raise BNNSError(f"{name}.iw_desc[0]: expected an NDArrayDescriptor, got {type(first).__name__}")
+        raise BNNSError(f"{name}.iw_desc[0]: expected an NDArrayDescriptor, "
+                        f"got {type(first).__name__}")
     # the kind before the zero sizes are filled: rank 4 or more, with iw_desc[1] absent or
     # the same descriptor, covers every layer; anything else is layer 0's [D][H][I]
     if layout_rank(first.layout, fields["iw_desc[0]"]) >= 4 and (rest is None or rest is first):
         if L > 1 and I != D * H:
             raise BNNSError(f"{name}.iw_desc[0]: a rank-4 layout covers every layer, which needs "
-                            f"input_size == D*hidden_size ({I} != {D * H}); give layer 0's [D][H][I] "
-                            f"(rank 3) and iw_desc[1]")
+                            f"input_size == D*hidden_size ({I} != {D * H}); give layer 0's "
+                            f"[D][H][I] (rank 3) and iw_desc[1]")
         every = plan.tensor(first, (L, D, H, I), fields["iw_desc[0]"], delta, False,
                             "a rank-4 layout covers every layer, [L][D][H][I]")
         return [(every, l) for l in range(L)]
     weights = [(plan.tensor(first, (D, H, I), fields["iw_desc[0]"], delta, False), 0)]
     if L > 1:
         if rest is None and not delta:
-            raise BNNSError(f"{name}.iw_desc[1]: required when num_layers > 1 (or give every layer in iw_desc[0])")
+            raise BNNSError(f"{name}.iw_desc[1]: required when num_layers > 1 "
+                            "(or give every layer in iw_desc[0])")
         if rest is first and delta:
-            raise BNNSError(f"{name}.iw_desc[1]: the same descriptor as iw_desc[0] but they receive different layers")
+            raise BNNSError(f"{name}.iw_desc[1]: the same descriptor as iw_desc[0] but they "
+                            "receive different layers")
         later = plan.tensor(rest, (L - 1, D, H, D * H), fields["iw_desc[1]"], delta)
         weights += [(later, l) for l in range(L - 1)]
     return weights
@@ -114,7 +123,8 @@ cdef bint accumulates(Plan plan, Tensor t) except -1:
         return False
     flags = t.desc.flags
     if flags != SET and flags != ACCUMULATE:
-        raise BNNSError(f"{t.field}.flags: expected BACKPROP_SET or BACKPROP_ACCUMULATE, got {flags!r}")
+        raise BNNSError(f"{t.field}.flags: expected BACKPROP_SET or BACKPROP_ACCUMULATE, "
+                        f"got {flags!r}")
     return flags == ACCUMULATE
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from ._checks import fraction, integer, is_integer
 from ._descriptor import type_name
-from ._kernels import KERNEL_BUILDS, available_builds, load_build
+from ._kernels import KERNEL_BUILDS, available_builds, load_build  # no-cython-lint: re-exported
 from .activations import DEFAULT_ACTIVATIONS, check_activation
 from .enums import DataLayout, DataType, LayerFlags, NDArrayFlags
 from .errors import BNNSError
@@ -59,7 +59,8 @@ cdef class Plan:
     cdef readonly object dtype, dropout, dropout_seed, default_activations, activations
     cdef readonly tuple peepholes, biases, batch_sizes
     cdef readonly bint variable_batch
-    cdef list reads                 # Tensors the call reads (the backward adds dL/dy, dL/dh_T, dL/dc_T)
+    cdef list reads                 # Tensors the call reads (the backward adds dL/dy, dL/dh_T,
+                                    # dL/dc_T)
     cdef list writes                # Tensors the call writes
     cdef list keep                  # what the call's pointers point into
     cdef object picks, timing       # the planner's schedule the call's pointers point into
@@ -86,8 +87,8 @@ cdef class Plan:
         return self.In
 
     # ------------------------------------------------------------------ resolution
-    cdef Tensor tensor(self, object desc, tuple shape, str field, bint writable=False, bint optional=True,
-                       str kind=None):
+    cdef Tensor tensor(self, object desc, tuple shape, str field, bint writable=False,
+                       bint optional=True, str kind=None):
         """Check ``desc`` against the logical ``shape`` and resolve it; None when absent.
 
         Zero sizes are filled from ``shape`` (aligned right). Leading extents of 1 may be
@@ -103,7 +104,8 @@ cdef class Plan:
                 return None
             raise BNNSError(f"{field}: required")
         if not isinstance(desc, NDArrayDescriptor):
-            raise BNNSError(f"{field}: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
+            raise BNNSError(f"{field}: expected an NDArrayDescriptor or None, "
+                            f"got {type(desc).__name__}")
         d = <NDArrayDescriptor>desc
         t = Tensor.__new__(Tensor)
         t.desc, t.field, t.itemsize = desc, field, self.c.itemsize
@@ -129,8 +131,8 @@ cdef class Plan:
             same = same and given[g0 + k] == shape[c0 + k]
         if not same:
             read_as = f" ({kind})" if kind else ""
-            raise BNNSError(f"{field}: logical shape {tuple(given[k] for k in range(rank))} does not "
-                            f"match {shape}{read_as}")
+            raise BNNSError(f"{field}: logical shape {tuple(given[k] for k in range(rank))} "
+                            f"does not match {shape}{read_as}")
         for k in range(rank):
             fill[k] = given[k]
         d.resolve(fill, rank, field, self.data_type, writable, &t.s)
@@ -225,10 +227,11 @@ cdef class Plan:
         if x_desc is None:
             raise BNNSError("input_descriptor.data_desc: required")
         if not isinstance(x_desc, NDArrayDescriptor):
-            raise BNNSError(f"input_descriptor.data_desc: expected an NDArrayDescriptor, got {type(x_desc).__name__}")
+            raise BNNSError("input_descriptor.data_desc: expected an NDArrayDescriptor, "
+                            f"got {type(x_desc).__name__}")
         if x_desc.data_type not in (FLOAT32, FLOAT64):
-            raise BNNSError(f"input_descriptor.data_desc.data_type: expected FLOAT32 or FLOAT64, got "
-                            f"{type_name(x_desc.data_type)}")
+            raise BNNSError(f"input_descriptor.data_desc.data_type: expected FLOAT32 or FLOAT64, "
+                            f"got {type_name(x_desc.data_type)}")
         self.data_type = x_desc.data_type
         c.itemsize = 4 if self.data_type == FLOAT32 else 8
         self.dtype = np.dtype(np.float32 if c.itemsize == 4 else np.float64)
@@ -239,8 +242,8 @@ cdef class Plan:
         self.In, self.H, self.B, self.L, self.T = (values[n] for n in _SCALARS)
         I, H, B, L, T, D = self.In, self.H, self.B, self.L, self.T, self.D
         if T * B * max(I, D * H) > 2**31 - 1 or 4 * D * H * max(I, D * H, H) > 2**31 - 1:
-            raise BNNSError(f"seq_len * batch_size * width: {T}*{B}*{max(I, D * H)} is too large for BLAS's "
-                            "32-bit sizes")
+            raise BNNSError(f"seq_len * batch_size * width: {T}*{B}*{max(I, D * H)} is too large "
+                            "for BLAS's 32-bit sizes")
 
         # x first: every size a table below is allocated by (T here, L with the gates) is
         # then one that a descriptor's buffer holds
@@ -257,8 +260,10 @@ cdef class Plan:
         if self.default_activations:
             self.activations = DEFAULT_ACTIVATIONS
         else:
-            self.activations = tuple(check_activation(getattr(params, g).activation, f"{g}.activation")
-                                     for g in GATES) + (check_activation(params.hidden_activation, "hidden_activation"),)
+            self.activations = (
+                tuple(check_activation(getattr(params, g).activation, f"{g}.activation")
+                      for g in GATES)
+                + (check_activation(params.hidden_activation, "hidden_activation"),))
 
         gates = [gate_tensors(self, getattr(params, name), name, False) for name in GATES]
         self.peepholes = tuple(gate[3] for gate in gates)
@@ -272,8 +277,8 @@ cdef class Plan:
         c.layer = <Layer*>PyMem_Calloc(L, sizeof(Layer))
         c.grad = <Layer*>PyMem_Calloc(L, sizeof(Layer))
         if c.bs == NULL or c.start == NULL or c.layer == NULL or c.grad == NULL:
-            raise BNNSError(f"num_layers, seq_len: {L} layers of {T} steps need more memory for the call's "
-                            "tables than can be allocated")
+            raise BNNSError(f"num_layers, seq_len: {L} layers of {T} steps need more memory for "
+                            "the call's tables than can be allocated")
         for t in range(T):
             (<int*>c.bs)[t] = self.batch_sizes[t]
             (<Py_ssize_t*>c.start)[t] = rows
@@ -299,7 +304,8 @@ cdef class Plan:
             c.y = self.seq(self.sequence(out.data_desc, D * H, "output_descriptor.data_desc", True))
         for k in range(L):
             for t in range(D):
-                c.layer[k].d[t].h0, c.layer[k].d[t].c0 = self.state(h0, k, t, True), self.state(c0, k, t, True)
+                c.layer[k].d[t].h0, c.layer[k].d[t].c0 = (self.state(h0, k, t, True),
+                                                          self.state(c0, k, t, True))
                 c.layer[k].d[t].hn, c.layer[k].d[t].cn = self.state(hn, k, t), self.state(cn, k, t)
         return 0
 
@@ -310,7 +316,7 @@ cdef class Plan:
         gradient written, each with its own flags."""
         cdef Call *c = &self.c
         cdef int L = self.L, D = self.D, l, d, k
-        cdef Py_ssize_t T = self.T, B = self.B, I = self.In, H = self.H
+        cdef Py_ssize_t I = self.In, H = self.H
         cdef Tensor dx
         cdef Direction *gr
         if delta is None or not hasattr(delta, "input_descriptor"):
@@ -319,23 +325,27 @@ cdef class Plan:
         for name in _SCALARS:
             value = getattr(delta, name)
             if value not in (0, resolved[name]):
-                raise BNNSError(f"layer_delta_params.{name}: {value!r} but the forward's {name} is {resolved[name]}")
+                raise BNNSError(f"layer_delta_params.{name}: {value!r} but the forward's {name} "
+                                f"is {resolved[name]}")
         flags = delta.lstm_flags
-        if not isinstance(flags, (int, np.integer)) or bool(flags & LayerFlags.BIDIRECTIONAL) != (D == 2):
-            raise BNNSError("layer_delta_params.lstm_flags: BIDIRECTIONAL differs from the forward's")
+        if (not isinstance(flags, (int, np.integer))
+                or bool(flags & LayerFlags.BIDIRECTIONAL) != (D == 2)):
+            raise BNNSError("layer_delta_params.lstm_flags: BIDIRECTIONAL differs from the "
+                            "forward's")
         for name in ("input_descriptor", "output_descriptor"):
             if getattr(delta, name) is None:
-                raise BNNSError(f"layer_delta_params.{name}: expected an LSTMDataDescriptor, got None")
+                raise BNNSError(f"layer_delta_params.{name}: expected an LSTMDataDescriptor, "
+                                "got None")
         inp, out = delta.input_descriptor, delta.output_descriptor
         prefix = "layer_delta_params."
         self.writes = []
         c.dy = self.seq(self.sequence(out.data_desc, D * H, prefix + "output_descriptor.data_desc"))
-        dhn, dcn = states(self, out, prefix + "output_descriptor", False)    # dL/dh_T, dL/dc_T: read
+        dhn, dcn = states(self, out, prefix + "output_descriptor", False)  # dL/dh_T, dL/dc_T: read
         dx = self.sequence(inp.data_desc, I, prefix + "input_descriptor.data_desc", True)
         c.dx = self.seq(dx)
         c.dx_rows = self.rows(c.dx, I)
         c.acc_dx = accumulates(self, dx)
-        dh0, dc0 = states(self, inp, prefix + "input_descriptor", True)      # dL/dh0, dL/dc0: written
+        dh0, dc0 = states(self, inp, prefix + "input_descriptor", True)    # dL/dh0, dL/dc0: written
         for l in range(L):
             for d in range(D):  # gradient fields mirror the forward's (see _call.pxd)
                 gr = &c.grad[l].d[d]
@@ -371,7 +381,8 @@ cdef class Plan:
         for j in range(len(self.reads)):
             t = self.reads[j]
             if overlap(t, cache, start, end):
-                raise BNNSError(f"training_cache: shares memory with {_read_name(t.field)}, which the forward reads")
+                raise BNNSError(f"training_cache: shares memory with {_read_name(t.field)}, "
+                                "which the forward reads")
 
     def check_cache_against_writes(self, cache):
         """The backward's written descriptors must not overlap the cache it reads."""
@@ -411,7 +422,8 @@ cdef class Plan:
         cdef int d
         merged = all(self.c.layer[0].d[d].U4.p != NULL for d in range(self.D))
         return (f"{'float32' if self.c.itemsize == 4 else 'float64'} H{self.H} B{self.B} D{self.D} "
-                f"team{team}{'' if merged else ' gates-apart'}{' full-peephole' if FULL in self.peepholes else ''}"
+                f"team{team}{'' if merged else ' gates-apart'}"
+                f"{' full-peephole' if FULL in self.peepholes else ''}"
                 f"{' variable-batch' if self.variable_batch else ''}")
 
     def schedule(self, arrangements, picks=None, step_seconds=None):
@@ -427,8 +439,10 @@ cdef class Plan:
             raise ValueError("schedule: 1 to 8 arrangements")
         for k, (form, chunk, by_vectors) in enumerate(arrangements):
             if form not in (0, 1, 2, 3) or chunk < 0 or by_vectors not in (-1, 0, 1):
-                raise ValueError(f"schedule: arrangement {k} is not one: {(form, chunk, by_vectors)}")
-            c.arrangement[k].form, c.arrangement[k].chunk, c.arrangement[k].by_vectors = form, chunk, by_vectors
+                raise ValueError(f"schedule: arrangement {k} is not one: "
+                                 f"{(form, chunk, by_vectors)}")
+            c.arrangement[k].form, c.arrangement[k].chunk, c.arrangement[k].by_vectors = (
+                form, chunk, by_vectors)
         c.pick = NULL
         c.step_seconds = NULL
         self.timing = None

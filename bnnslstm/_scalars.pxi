@@ -11,7 +11,8 @@ cdef int lstm_flags(object params) except -1:
     """``params.lstm_flags``, refused if it holds a bit BNNS's LSTM does not know."""
     value = params.lstm_flags
     if not is_integer(value) or not 0 <= value <= KNOWN_FLAGS or int(value) & ~KNOWN_FLAGS:
-        raise BNNSError(f"lstm_flags: unknown bits in {value!r} (known: BIDIRECTIONAL, DEFAULT_ACTIVATIONS)")
+        raise BNNSError(f"lstm_flags: unknown bits in {value!r} "
+                        "(known: BIDIRECTIONAL, DEFAULT_ACTIVATIONS)")
     return value
 
 
@@ -22,7 +23,8 @@ cdef int learn(dict values, object desc, tuple names, str field) except -1:
     if desc is None:
         return 0
     if not isinstance(desc, NDArrayDescriptor):
-        raise BNNSError(f"{field}: expected an NDArrayDescriptor or None, got {type(desc).__name__}")
+        raise BNNSError(f"{field}: expected an NDArrayDescriptor or None, "
+                        f"got {type(desc).__name__}")
     rank = logical_shape(<NDArrayDescriptor>desc, field, shape)
     for k in range(min(rank, len(names))):
         name = names[len(names) - 1 - k]
@@ -50,7 +52,8 @@ cdef dict sizes(object params, object x_desc, int x_layout):
         gate = getattr(params, name)
         if gate is None:
             raise BNNSError(f"{name}: expected an LSTMGateDescriptor, got None")
-        learn(values, gate.hw_desc, ("num_layers", None, "hidden_size", "hidden_size"), f"{name}.hw_desc")
+        learn(values, gate.hw_desc, ("num_layers", None, "hidden_size", "hidden_size"),
+              f"{name}.hw_desc")
     for name in _SCALARS:
         if values[name] < 1:
             raise BNNSError(f"{name}: is 0 and no descriptor gives it")
@@ -73,14 +76,18 @@ def _batch_sizes(sequence_descriptor, T, B):
         if values.dtype.kind not in "iu":
             raise BNNSError(f"sequence_descriptor: expected integers, got dtype {values.dtype}")
     if values.shape != (T,):
-        raise BNNSError(f"sequence_descriptor: expected {T} batch sizes (seq_len), got shape {values.shape}")
+        raise BNNSError(f"sequence_descriptor: expected {T} batch sizes (seq_len), "
+                        f"got shape {values.shape}")
     values = values.astype(np.int64)
     if values[0] != B:
-        raise BNNSError(f"sequence_descriptor: the first batch size must be batch_size = {B}, got {values[0]}")
+        raise BNNSError(f"sequence_descriptor: the first batch size must be batch_size = {B}, "
+                        f"got {values[0]}")
     if np.any(values < 1) or np.any(values > B):
-        raise BNNSError(f"sequence_descriptor: batch sizes must lie in [1, {B}], got {values.tolist()}")
+        raise BNNSError(f"sequence_descriptor: batch sizes must lie in [1, {B}], "
+                        f"got {values.tolist()}")
     if np.any(np.diff(values) > 0):
-        raise BNNSError(f"sequence_descriptor: batch sizes must not increase, got {values.tolist()}")
+        raise BNNSError("sequence_descriptor: batch sizes must not increase, "
+                        f"got {values.tolist()}")
     return values.astype(np.int32)
 
 

@@ -15,7 +15,8 @@ REGIONS = (
     ("cells", 1, True, "cell state after each step"),
     ("act_h_c", 1, True, "``act_h(c)``"),
     ("output", 1, False, "the layer's output sequence (0 at padded positions)"),
-    ("mask", 1, False, "dropout scale of layer l's input (layers l >= 1, only when ``dropout > 0``)"),
+    ("mask", 1, False, "dropout scale of layer l's input "
+                       "(layers l >= 1, only when ``dropout > 0``)"),
 )
 cdef Py_ssize_t REGION_WIDTH[N_REGIONS]
 for _k, _region in enumerate(REGIONS):
@@ -61,7 +62,8 @@ cdef list cache_regions(Plan plan):
     cdef int l, r
     lay_out_cache(plan)
     T, B, D, H = plan.T, plan.B, plan.D, plan.H
-    return [(name, l, plan.offsets[N_REGIONS * l + r], (T, B, D, width * H) if apart else (T, B, D * H))
+    return [(name, l, plan.offsets[N_REGIONS * l + r],
+             (T, B, D, width * H) if apart else (T, B, D * H))
             for l in range(plan.L) for r, (name, width, apart, _) in enumerate(REGIONS)
             if plan.offsets[N_REGIONS * l + r] >= 0]
 
@@ -75,7 +77,8 @@ cdef int bind_regions(Plan plan, char *base, bint keep_everything) except -1:
     lay_out_cache(plan)
     for l in range(plan.L):
         for r in range(N_REGIONS):
-            region[r] = NULL if plan.offsets[N_REGIONS * l + r] < 0 else base + plan.offsets[N_REGIONS * l + r]
+            region[r] = (NULL if plan.offsets[N_REGIONS * l + r] < 0
+                         else base + plan.offsets[N_REGIONS * l + r])
         if not keep_everything:
             region[1] = region[3] = NULL
         lay = &plan.c.layer[l]

@@ -110,7 +110,7 @@ cdef inline floating softplus(floating x) noexcept nogil:
 
 cdef inline floating act_forward(int fn, floating x, floating alpha, floating beta) noexcept nogil:
     """f(x) for ActivationFunction ``fn`` with parameters alpha, beta."""
-    cdef floating s, t
+    cdef floating s
     if fn == 0:     # IDENTITY
         return x
     elif fn == 1:   # RECTIFIED_LINEAR
@@ -148,7 +148,8 @@ cdef inline floating act_forward(int fn, floating x, floating alpha, floating be
     elif fn == 22:  # LOG_SIGMOID
         return -softplus(-x)
     elif fn == 23:  # SELU, with its fixed constants (Klambauer et al. 2017)
-        return <floating>1.0507009873554804934 * (x if x >= 0 else <floating>1.6732632423543772848 * (_exp(x) - 1))
+        return (<floating>1.0507009873554804934
+                * (x if x >= 0 else <floating>1.6732632423543772848 * (_exp(x) - 1)))
     elif fn == 24:  # CELU
         return x if x >= 0 else alpha * (_exp(x / alpha) - 1)
     elif fn == 25:  # HARD_SHRINK
@@ -201,7 +202,8 @@ cdef inline floating act_derivative(int fn, floating x, floating y, floating alp
     elif fn == 12:
         u = alpha * (x + beta * x * x * x)
         t = tanh_(u)
-        return <floating>0.5 * (1 + t) + <floating>0.5 * x * (1 - t * t) * alpha * (1 + 3 * beta * x * x)
+        return (<floating>0.5 * (1 + t)
+                + <floating>0.5 * x * (1 - t * t) * alpha * (1 + 3 * beta * x * x))
     elif fn == 15:
         s = alpha * x + beta
         return 0 if (s < 0 or s > 1) else alpha
@@ -222,7 +224,8 @@ cdef inline floating act_derivative(int fn, floating x, floating y, floating alp
     elif fn == 22:
         return sigmoid(-x)
     elif fn == 23:
-        return <floating>1.0507009873554804934 * (1 if x >= 0 else <floating>1.6732632423543772848 * _exp(x))
+        return (<floating>1.0507009873554804934
+                * (1 if x >= 0 else <floating>1.6732632423543772848 * _exp(x)))
     elif fn == 24:
         return 1 if x >= 0 else _exp(x / alpha)
     elif fn == 25:
@@ -248,14 +251,16 @@ cdef inline floating act_derivative(int fn, floating x, floating y, floating alp
     elif fn == 33:
         return <floating>1.12837916709551257390 * _exp(-x * x)  # 2/sqrt(pi)
     elif fn == 34:
-        return <floating>0.5 * (1 + _erf(x * <floating>0.70710678118654752440)) + x * <floating>0.39894228040143267794 * _exp(-x * x / 2)
+        return (<floating>0.5 * (1 + _erf(x * <floating>0.70710678118654752440))
+                + x * <floating>0.39894228040143267794 * _exp(-x * x / 2))
     elif fn == 35:
         s = sigmoid(<floating>1.702 * x)
         return s + x * <floating>1.702 * s * (1 - s)
     return 1
 
 
-cdef inline void activate(int fn, double alpha, double beta, floating *v, Py_ssize_t n) noexcept nogil:
+cdef inline void activate(int fn, double alpha, double beta,
+                          floating *v, Py_ssize_t n) noexcept nogil:
     """v[i] = f(v[i]) for i < n, f = ActivationFunction fn (v: the caller's local chunk).
     Sigmoid and tanh (the defaults) are small loops the compiler inlines and vectorises;
     the other functions go through act_forward's switch, out of line."""
@@ -270,7 +275,8 @@ cdef inline void activate(int fn, double alpha, double beta, floating *v, Py_ssi
         activate_any(fn, alpha, beta, v, n)
 
 
-cdef inline void activate_any(int fn, double alpha, double beta, floating *v, Py_ssize_t n) noexcept nogil:
+cdef inline void activate_any(int fn, double alpha, double beta,
+                              floating *v, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating a = <floating>alpha, b = <floating>beta
     for i in range(n):
@@ -292,7 +298,7 @@ cdef inline void slope(int fn, double alpha, double beta, const floating *x, con
 
 
 cdef inline void slope_any(int fn, double alpha, double beta, const floating *x, const floating *y,
-                    floating *d, Py_ssize_t n) noexcept nogil:
+                           floating *d, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating a = <floating>alpha, b = <floating>beta
     for i in range(n):

@@ -4,8 +4,10 @@ kernels' own functions (declared in _activations.pxd)."""
 from cython cimport floating
 
 
-def apply(const floating[::1] x, floating[::1] out, int fn, double alpha, double beta, bint derivative):
-    """out[i] = f(x[i]) (or f'(x[i])) for ActivationFunction ``fn``; shapes checked by the caller."""
+def apply(const floating[::1] x, floating[::1] out, int fn, double alpha, double beta,
+          bint derivative):
+    """out[i] = f(x[i]) (or f'(x[i])) for ActivationFunction ``fn``; shapes checked by the
+    caller."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef floating a = <floating>alpha, b = <floating>beta, y
     with nogil:

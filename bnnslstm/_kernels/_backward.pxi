@@ -95,12 +95,15 @@ cdef void step_back_products(floating *typ, Call *c, int l, int s, Py_ssize_t u0
             else:
                 for k in range(4):
                     gemm_as(a.by_vectors, <floating>1, block(dA, 0, k * H, bt, H, sizeof(floating)),
-                            block(dr.g[k].U, 0, q, H, m, sizeof(floating)), <floating>(1 if k else 0), carry_h)
+                            block(dr.g[k].U, 0, q, H, m, sizeof(floating)),
+                            <floating>(1 if k else 0), carry_h)
             if not output_peephole:
                 for k in range(3):
                     if dr.g[k].C.p != NULL:
-                        gemm_as(a.by_vectors, <floating>1, block(dA, 0, k * H, bt, H, sizeof(floating)),
-                                block(dr.g[k].C, 0, q, H, m, sizeof(floating)), <floating>1, carry_c)
+                        gemm_as(a.by_vectors, <floating>1,
+                                block(dA, 0, k * H, bt, H, sizeof(floating)),
+                                block(dr.g[k].C, 0, q, H, m, sizeof(floating)),
+                                <floating>1, carry_c)
             q += m
 
 
@@ -120,11 +123,14 @@ cdef void start_carries(floating *typ, Call *c, int l, Py_ssize_t u0, Py_ssize_t
             carry_h = carry_at(typ, c, CARRY_H, d, b)
             carry_c = carry_at(typ, c, CARRY_C, d, b)
             for j in range(j0, j0 + n):
-                carry_h[j] = 0 if gr.hn.p == NULL else (<floating*>gr.hn.p)[b * gr.hn.rs + j * gr.hn.cs]
-                carry_c[j] = 0 if gr.cn.p == NULL else (<floating*>gr.cn.p)[b * gr.cn.rs + j * gr.cn.cs]
+                carry_h[j] = (0 if gr.hn.p == NULL
+                              else (<floating*>gr.hn.p)[b * gr.hn.rs + j * gr.hn.cs])
+                carry_c[j] = (0 if gr.cn.p == NULL
+                              else (<floating*>gr.cn.p)[b * gr.cn.rs + j * gr.cn.cs])
 
 
-cdef void initial_gradients(floating *typ, Call *c, int l, Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
+cdef void initial_gradients(floating *typ, Call *c, int l,
+                            Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
     """dL/dh0, dL/dc0: the carries after every sample's first step."""
     cdef Direction *gr
     cdef Py_ssize_t H = c.H, B = c.B, j0, n
@@ -248,9 +254,11 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
             else:
                 for d in range(c.D):
                     for k in range(4):
-                        gemm(<floating>1, block(dG, q0, d * G + k * H, q1 - q0, H, sizeof(floating)),
+                        gemm(<floating>1,
+                             block(dG, q0, d * G + k * H, q1 - q0, H, sizeof(floating)),
                              lay.d[d].g[k].W,
-                             <floating>(1 if (d or k) or (l == 0 and c.dx_rows.p != NULL and c.acc_dx) else 0), dX)
+                             <floating>(1 if (d or k) or (l == 0 and c.dx_rows.p != NULL
+                                                          and c.acc_dx) else 0), dX)
     prepare_input(typ, c, l, tid, False)
     inp = layer_input(typ, c, l)
     share(DG, c.team, tid, GRAIN, &r0, &r1)
@@ -261,7 +269,8 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
             if n == 0:
                 continue
             if gw.W.p != NULL:   # dW = dG^T X
-                gemm_into(typ, c, tid, transposed(block(dG, 0, d * G + k * H + j, rows, n, sizeof(floating))),
+                gemm_into(typ, c, tid,
+                          transposed(block(dG, 0, d * G + k * H + j, rows, n, sizeof(floating))),
                           inp, gw.acc_W, block(gw.W, j, 0, n, X, sizeof(floating)))
             if gw.b.p != NULL:   # db = column sums of dG
                 column_sums(typ, c, block(dG, 0, d * G + k * H, rows, H, sizeof(floating)),
@@ -274,7 +283,8 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
             gw = &grl.d[d].g[k]
             n = overlap(r0, r1, d * G + k * H, d * G + (k + 1) * H, &j)
             if n > 0 and gw.U.p != NULL:
-                gemm_into(typ, c, tid, transposed(block(dG, 0, d * G + k * H + j, rows, n, sizeof(floating))),
+                gemm_into(typ, c, tid,
+                          transposed(block(dG, 0, d * G + k * H + j, rows, n, sizeof(floating))),
                           prev, gw.acc_U, block(gw.U, j, 0, n, H, sizeof(floating)))
     if not peepholes(grl, c.D):
         return
@@ -289,8 +299,10 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
             if n == 0:
                 continue
             if gw.C.p != NULL:
-                gemm_into(typ, c, tid, transposed(block(dG, 0, d * G + k * H + j, rows, n, sizeof(floating))),
-                          prev if k < 3 else cells, gw.acc_C, block(gw.C, j, 0, n, H, sizeof(floating)))
+                gemm_into(typ, c, tid,
+                          transposed(block(dG, 0, d * G + k * H + j, rows, n, sizeof(floating))),
+                          prev if k < 3 else cells, gw.acc_C,
+                          block(gw.C, j, 0, n, H, sizeof(floating)))
             if gw.cdiag.p != NULL:
                 column_sums(typ, c, block(dG, 0, d * G + k * H, rows, H, sizeof(floating)),
                             prev if k < 3 else cells, gw.cdiag, gw.acc_C, j, n)
@@ -365,7 +377,8 @@ cdef void backward_thread(floating *typ, Call *c, int tid) noexcept nogil:
             time_step(c, tid, l * c.T + s - 1 if s > 0 else -1, &since)
             step_back_products(typ, c, l, s, u0, u1, False, a)
         initial_gradients(typ, c, l, u0, u1)
-        team_barrier(c.barrier, c.team)  # dG complete; carries no longer needed; scratch_dX (dy of l) consumed
+        team_barrier(c.barrier, c.team)  # dG complete; carries no longer needed; scratch_dX
+                                         # (dy of l) consumed
         weight_gradients(typ, c, l, tid)
         team_barrier(c.barrier, c.team)
         if l > 0:
@@ -387,14 +400,15 @@ cdef void store(floating *typ, Mat src, Mat dst, bint accumulate) noexcept nogil
             e[0] = e[0] + v if accumulate else v
 
 
-cdef void gemm_into(floating *typ, Call *c, int tid, Mat a, Mat b, bint accumulate, Mat dst) noexcept nogil:
+cdef void gemm_into(floating *typ, Call *c, int tid, Mat a, Mat b, bint accumulate,
+                    Mat dst) noexcept nogil:
     """dst (+)= A B; through the thread's part of scratch_grad when BLAS cannot write dst
     in place."""
     cdef Mat tmp
     if addressable(dst):
         gemm(<floating>1, a, b, <floating>(1 if accumulate else 0), dst)
     else:
-        tmp = mat(c.scratch_grad + tid * c.grad_stride * sizeof(floating), dst.rows, dst.cols, dst.cols, 1)
+        tmp = mat(c.scratch_grad + tid * c.grad_stride * sizeof(floating), dst.rows, dst.cols,
+                  dst.cols, 1)
         gemm(<floating>1, a, b, <floating>0, tmp)
         store(typ, tmp, dst, accumulate)
-

@@ -111,7 +111,8 @@ cdef inline void gemm(floating alpha, Mat a, Mat b, floating beta, Mat c) noexce
     gemm_as(-1, alpha, a, b, beta, c)
 
 
-cdef inline void gemm_as(int by_vectors, floating alpha, Mat a, Mat b, floating beta, Mat c) noexcept nogil:
+cdef inline void gemm_as(int by_vectors, floating alpha, Mat a, Mat b, floating beta,
+                         Mat c) noexcept nogil:
     """gemm() with the choice between one gemm and one gemv per column (or row) of C made
     by the caller: by_vectors 1 always splits C along its smaller dimension into gemv calls,
     0 never does, -1 does when that dimension is at most GEMV_UP_TO (the heuristic)."""

@@ -11,9 +11,9 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                      const floating *c_prev, Py_ssize_t cps,
                      floating *cell, floating *act_h, floating *h, floating *y, Py_ssize_t ys,
                      floating *hT, Py_ssize_t hts, int part) noexcept nogil:
-    """The forward cell for n (<= CHUNK) hidden units of one sample. proj, g, a, bias, cdiag hold the
-    four gates H apart; s (the step's products, NULL: already added into proj) unit stride
-    s_unit, gate stride s_gate; h is also stored at hT (stride hts) unless NULL.
+    """The forward cell for n (<= CHUNK) hidden units of one sample. proj, g, a, bias, cdiag
+    hold the four gates H apart; s (the step's products, NULL: already added into proj) unit
+    stride s_unit, gate stride s_gate; h is also stored at hT (stride hts) unless NULL.
 
         a_k = proj_k + s_k + b_k (+ cdiag_k * c_prev)   k = i, f, g;  gate_k = act_k(a_k)
         c' = f*c_prev + i*g
@@ -89,7 +89,6 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                 hT[i * hts] = v[3][i] * th[i]
 
 
-
 cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                          const floating *g, const floating *a, const floating *cell,
                          const floating *act_h, const floating *cdiag,
@@ -160,5 +159,5 @@ cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t 
         carry_c[i] = dc_step[i] * g[H + i]
     if cdiag != NULL:
         for i in range(n):
-            carry_c[i] = carry_c[i] + cdiag[i] * da[0][i] + cdiag[H + i] * da[1][i] + cdiag[2 * H + i] * da[2][i]
-
+            carry_c[i] = (carry_c[i] + cdiag[i] * da[0][i] + cdiag[H + i] * da[1][i]
+                          + cdiag[2 * H + i] * da[2][i])

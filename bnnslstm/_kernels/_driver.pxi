@@ -96,7 +96,8 @@ def blas_time(bint enable=False, bint reset=False):
     BLAS's share of the wall time, and that every GEMM FLOP of a call went through BLAS)."""
     global blas_timing
     cdef int i
-    out = [(blas_seconds[8 * i], blas_flops[8 * i]) for i in range(TEAM_MAX) if blas_seconds[8 * i] != 0]
+    out = [(blas_seconds[8 * i], blas_flops[8 * i]) for i in range(TEAM_MAX)
+           if blas_seconds[8 * i] != 0]
     if reset:
         for i in range(TEAM_MAX):
             blas_seconds[8 * i] = 0

@@ -1,7 +1,7 @@
-# Counter-based dropout masks (docs/contract.rst): the keep decision for (seed, layer, t, b, unit) is a
-# pure function of the key (SplitMix64 finalisers chained over its parts), so the forward
-# pass, the backward pass's recomputation and any later call agree without storing a
-# generator state.
+# Counter-based dropout masks (docs/contract.rst): the keep decision for (seed, layer, t, b, unit)
+# is a pure function of the key (SplitMix64 finalisers chained over its parts), so the forward
+# pass, the backward pass's recomputation and any later call agree without storing a generator
+# state.
 
 from libc.stdint cimport uint64_t
 
@@ -24,7 +24,8 @@ cdef inline uint64_t sample_key(uint64_t layer_key, uint64_t t, uint64_t b) noex
     return combine(combine(layer_key, t), b)
 
 
-cdef inline double unit_scale(uint64_t sample_key, uint64_t unit, double p, double keep) noexcept nogil:
+cdef inline double unit_scale(uint64_t sample_key, uint64_t unit,
+                              double p, double keep) noexcept nogil:
     """0 (dropped) or keep = 1/(1-p): a unit is kept when the top 53 bits of its hash, read
     as a number in [0, 1), are >= p."""
     cdef double u01 = <double>(combine(sample_key, unit) >> 11) * (1.0 / 9007199254740992.0)

@@ -31,7 +31,8 @@ cdef void project(floating *typ, Call *c, int l, int tid) noexcept nogil:
         for k in range(4):
             n = overlap(c0, c1, d * G + k * H, d * G + (k + 1) * H, &j)
             if n > 0:
-                gemm(<floating>1, inp, transposed(block(lay.d[d].g[k].W, j, 0, n, lay.X, sizeof(floating))),
+                gemm(<floating>1, inp,
+                     transposed(block(lay.d[d].g[k].W, j, 0, n, lay.X, sizeof(floating))),
                      <floating>0, block(proj, 0, d * G + k * H + j, r1 - r0, n, sizeof(floating)))
 
 
@@ -80,7 +81,8 @@ cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_
             if n > 0 and dr.g[3].C.p != NULL:
                 cell = mat(cells_at(typ, c, lay, <Py_ssize_t>t * B, d), bt, H, DH, 1)
                 gemm_as(a.by_vectors, <floating>1, block(dr.g[3].C, j, 0, n, H, sizeof(floating)),
-                        transposed(cell), <floating>1, block(S, 3 * H + j, 0, n, bt, sizeof(floating)))
+                        transposed(cell), <floating>1,
+                        block(S, 3 * H + j, 0, n, bt, sizeof(floating)))
             continue
         if dr.U4.p != NULL:
             product(typ, a, block(dr.U4, lo, 0, hi - lo, H, sizeof(floating)), h_prev, h_init,
@@ -109,8 +111,8 @@ cdef void product(floating *typ, const Arrangement *a, Mat weights, Mat carried,
         n = weights.rows - r if weights.rows - r < chunk else chunk
         w = block(weights, r, 0, n, weights.cols, sizeof(floating))
         part = block(S, r, 0, n, S.cols, sizeof(floating))
-        gemm_as(a.by_vectors, <floating>1, w, transposed(carried), <floating>(1 if accumulate else 0),
-                block(part, 0, 0, n, n_prev, sizeof(floating)))
+        gemm_as(a.by_vectors, <floating>1, w, transposed(carried),
+                <floating>(1 if accumulate else 0), block(part, 0, 0, n, n_prev, sizeof(floating)))
         if part.cols > n_prev:
             rest = block(part, 0, n_prev, n, part.cols - n_prev, sizeof(floating))
             if initial.p != NULL:
@@ -258,4 +260,3 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
             team_barrier(c.barrier, c.team)
             time_step(c, tid, l * c.T + s, &since)
         final_states(typ, c, l, tid)
-

@@ -59,4 +59,3 @@ cdef void prepare_input(floating *typ, Call *c, int l, int tid, bint make_mask) 
                 for e in range(DH):
                     dst[e] = src[e]
     team_barrier(c.barrier, c.team)
-
