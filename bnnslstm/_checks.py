@@ -19,7 +19,8 @@ def integer(value, field, low=0, below=None):
         raise BNNSError(f"{field}: expected {kind}, got {value!r}")
     if below is not None and not low <= value < below:
         bound = f"2**{below.bit_length() - 1}" if below & (below - 1) == 0 else str(below)
-        raise BNNSError(f"{field}: expected {low} <= {field.rsplit('.', 1)[-1]} < {bound}, got {value}")
+        raise BNNSError(f"{field}: expected {low} <= {field.rsplit('.', 1)[-1]} < {bound}, "
+                        f"got {value}")
     return int(value)
 
 
