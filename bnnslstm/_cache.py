@@ -21,7 +21,8 @@ from .enums import DataType
 from .errors import BNNSError
 
 MAGIC = b"BNNSLSTM"
-VERSION = 3  # 3: one byte per parameter group after the fingerprint; 2: packed parameters (1 hashed their repr)
+# 3: one byte per parameter group after the fingerprint; 2: packed parameters (1 hashed their repr)
+VERSION = 3
 _HEADER = struct.Struct("<8sIIQ32s")
 
 
@@ -44,11 +45,13 @@ def regions(plan):
     """Every region of the cache for a resolved plan, in buffer order (the offsets are the
     plan's, laid out once per plan)."""
     data_type = DataType(plan.data_type)
-    return [Region(name, layer, offset, shape, data_type) for name, layer, offset, shape in plan.cache_layout()]
+    return [Region(name, layer, offset, shape, data_type)
+            for name, layer, offset, shape in plan.cache_layout()]
 
 
 def _groups(plan):
-    """The fingerprint's fields in groups a user sets apart, each named as the message names it."""
+    """The fingerprint's fields in groups a user sets apart, each named as the message names
+    it."""
     seed = plan.dropout_seed if plan.dropout > 0 else 0
     return [
         ("data_type", struct.pack("<q", plan.data_type)),
@@ -71,7 +74,8 @@ def _group_bytes(plan):
 
 
 def fingerprint(plan):
-    """SHA-256 of every scalar, flag, shape and activation that changes the cache's layout or values.
+    """SHA-256 of every scalar, flag, shape and activation that changes the cache's layout or
+    values.
 
     ``plan.dropout`` is the dropout that acts (0 when L == 1), and the seed counts only
     where it does: without dropout the masks, and so the cache, do not depend on it."""
@@ -89,7 +93,8 @@ def check_buffer(cache, plan, need, field="training_cache"):
     try:
         view = memoryview(cache)
     except TypeError:
-        raise BNNSError(f"{field}: {type(cache).__name__} does not export the buffer protocol") from None
+        raise BNNSError(f"{field}: {type(cache).__name__} does not export the buffer "
+                        "protocol") from None
     if view.readonly:
         raise BNNSError(f"{field}: the buffer is read-only")
     if not view.c_contiguous:
@@ -103,7 +108,8 @@ def check_buffer(cache, plan, need, field="training_cache"):
 def write_header(buffer, plan):
     buffer[:HEADER_BYTES] = 0
     buffer[:_HEADER.size] = np.frombuffer(
-        _HEADER.pack(MAGIC, VERSION, plan.data_type, plan.capacity, fingerprint(plan)), dtype=np.uint8)
+        _HEADER.pack(MAGIC, VERSION, plan.data_type, plan.capacity, fingerprint(plan)),
+        dtype=np.uint8)
     groups = _group_bytes(plan)
     buffer[_HEADER.size:_HEADER.size + len(groups)] = np.frombuffer(groups, dtype=np.uint8)
 
@@ -122,5 +128,5 @@ def check_header(buffer, plan, field="training_cache"):
         if data_type != plan.data_type and "data_type" not in names:
             names.insert(0, "data_type")
         detail = f": {'; '.join(names)} differ from the forward's" if names else ""
-        raise BNNSError(f"{field}: the cache was written for other parameters{detail} (the backward must get "
-                        f"the forward's layer_params)")
+        raise BNNSError(f"{field}: the cache was written for other parameters{detail} (the "
+                        f"backward must get the forward's layer_params)")

@@ -17,8 +17,8 @@ from .parameters import Activation
 
 _FORMAT = "bnnslstm.LSTM"  # the marker of a file written by LSTM.save
 _FORMAT_VERSION = 1
-_CONFIG_KEYS = ("input_size", "hidden_size", "num_layers", "bidirectional", "dropout", "batch_first", "bias",
-                "peephole", "dtype")
+_CONFIG_KEYS = ("input_size", "hidden_size", "num_layers", "bidirectional", "dropout",
+                "batch_first", "bias", "peephole", "dtype")
 
 
 def state_dict(layer):
@@ -79,10 +79,12 @@ def load_state_dict(layer, state, strict=True):
         key = f"activation_{name}"
         if key in arrays:
             activation = layer._activations[name]
-            mine = np.array([int(activation.function), float(activation.alpha), float(activation.beta)])
+            mine = np.array([int(activation.function), float(activation.alpha),
+                             float(activation.beta)])
             if not np.array_equal(arrays[key], mine, equal_nan=True):
-                problems.append(f"{key}: the state's {_describe(arrays[key])} differs from this layer's "
-                                f"{_describe(mine)} (activations are set by the constructor)")
+                problems.append(f"{key}: the state's {_describe(arrays[key])} differs from this "
+                                f"layer's {_describe(mine)} (activations are set by the "
+                                f"constructor)")
     if problems:
         raise BNNSError("state: " + "; ".join(problems))
     for name, array in layer.parameters().items():
@@ -115,8 +117,9 @@ def from_config(cls, config, field):
         raise BNNSError(f"{field}: unknown keys {sorted(unknown)}, missing keys {missing}")
     config = dict(config)
     if config.get("gate_activations") is not None:
-        config["gate_activations"] = {g: _activation_from_triple(v, f"{field}.gate_activations[{g!r}]")
-                                      for g, v in dict(config["gate_activations"]).items()}
+        config["gate_activations"] = {
+            g: _activation_from_triple(v, f"{field}.gate_activations[{g!r}]")
+            for g, v in dict(config["gate_activations"]).items()}
     if config.get("hidden_activation") is not None:
         config["hidden_activation"] = _activation_from_triple(config["hidden_activation"],
                                                               f"{field}.hidden_activation")
@@ -132,7 +135,8 @@ def from_config(cls, config, field):
 
 def getstate(layer):
     """Pickling: the configuration, the state and the random state (dropout masks)."""
-    return {"config": config_of(layer), "state": state_dict(layer), "rng": layer._rng.bit_generator.state}
+    return {"config": config_of(layer), "state": state_dict(layer),
+            "rng": layer._rng.bit_generator.state}
 
 
 def setstate(layer, saved):
@@ -170,18 +174,21 @@ def load(cls, path):
                                 f"(no 'format' entry {_FORMAT!r}; entries: {sorted(names)[:8]})")
             version = int(archive["format_version"][()]) if "format_version" in names else None
             if version != _FORMAT_VERSION:
-                raise BNNSError(f"{where}: format_version {version} (this bnnslstm reads {_FORMAT_VERSION})")
+                raise BNNSError(f"{where}: format_version {version} (this bnnslstm reads "
+                                f"{_FORMAT_VERSION})")
             try:
                 config = json.loads(str(archive["config"][()]))
             except (KeyError, ValueError) as error:
                 raise BNNSError(f"{where}: config: not a JSON configuration ({error})") from None
-            state = {name[len("state."):]: archive[name] for name in names if name.startswith("state.")}
+            state = {name[len("state."):]: archive[name]
+                     for name in names if name.startswith("state.")}
             extra = names - {"format", "format_version", "config"} - {f"state.{k}" for k in state}
             if extra:
                 raise BNNSError(f"{where}: unexpected entries {sorted(extra)}")
     except BNNSError:
         raise
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+            UnicodeDecodeError) as error:
         raise BNNSError(f"{where}: cannot read it as a saved bnnslstm.LSTM: "
                         f"{type(error).__name__}: {error}") from None
     layer = from_config(cls, config, f"{where}: config")
@@ -194,7 +201,8 @@ def load(cls, path):
 
 def _activation_triple(activation):
     """An Activation as JSON-friendly ``[function name, alpha, beta]`` (NaN for unused)."""
-    return [ActivationFunction(activation.function).name, float(activation.alpha), float(activation.beta)]
+    return [ActivationFunction(activation.function).name, float(activation.alpha),
+            float(activation.beta)]
 
 
 def _activation_from_triple(value, field):

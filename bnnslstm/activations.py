@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from ._kernels import _activations
 from ._checks import is_integer
+from ._kernels import _activations
 from .enums import NON_ELEMENTWISE, ActivationFunction
 from .errors import BNNSError
 from .parameters import GATE_FIELDS, Activation
@@ -51,7 +51,8 @@ def check_activation(activation, field="activation"):
     except ValueError:
         raise BNNSError(f"{field}.function: {function!r} is not an ActivationFunction") from None
     if function in NON_ELEMENTWISE:
-        raise BNNSError(f"{field}.function: {function.name} is not elementwise; the LSTM refuses it")
+        raise BNNSError(f"{field}.function: {function.name} is not elementwise; the LSTM "
+                        "refuses it")
     values = {}
     for name in ("alpha", "beta"):
         if name not in PARAMETERS_USED[function]:
@@ -61,7 +62,8 @@ def check_activation(activation, field="activation"):
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise BNNSError(f"{field}.{name}: expected a number for {function.name}, got {value!r}") from None
+            raise BNNSError(f"{field}.{name}: expected a number for {function.name}, "
+                            f"got {value!r}") from None
         if not math.isfinite(value):
             raise BNNSError(f"{field}.{name}: {function.name} needs a finite {name}, got {value}")
         values[name] = value
@@ -73,8 +75,8 @@ def check_activation(activation, field="activation"):
 #: The keys of ``gate_activations`` (BNNS's gates; PyTorch's i, f, g, o rows).
 GATES = tuple(field.removesuffix("_gate") for field in GATE_FIELDS)
 #: The functions of an LSTM without ``gate_activations`` / ``hidden_activation``.
-DEFAULT_FUNCTIONS = {"input": F.SIGMOID, "forget": F.SIGMOID, "candidate": F.TANH, "output": F.SIGMOID,
-                     "hidden": F.TANH}
+DEFAULT_FUNCTIONS = {"input": F.SIGMOID, "forget": F.SIGMOID, "candidate": F.TANH,
+                     "output": F.SIGMOID, "hidden": F.TANH}
 #: The same as check_activation's triples, gates then hidden: what DEFAULT_ACTIVATIONS means.
 DEFAULT_ACTIVATIONS = tuple((int(DEFAULT_FUNCTIONS[g]), 0.0, 0.0) for g in GATES + ("hidden",))
 
@@ -104,15 +106,19 @@ def layer_activations(gate_activations=None, hidden_activation=None):
     if gate_activations is None and hidden_activation is None:
         return None
     if gate_activations is not None and not hasattr(gate_activations, "keys"):
-        raise BNNSError(f"gate_activations: expected a dict gate -> activation, got {type(gate_activations).__name__}")
+        raise BNNSError("gate_activations: expected a dict gate -> activation, "
+                        f"got {type(gate_activations).__name__}")
     gate_activations = dict(gate_activations or {})
     unknown = set(gate_activations) - set(GATES)
     if unknown:
-        raise BNNSError(f"gate_activations: unknown gates {sorted(map(str, unknown))} (expected {', '.join(GATES)})")
-    activations = {g: as_activation(gate_activations.get(g, DEFAULT_FUNCTIONS[g]), f"gate_activations[{g!r}]")
+        raise BNNSError(f"gate_activations: unknown gates {sorted(map(str, unknown))} "
+                        f"(expected {', '.join(GATES)})")
+    activations = {g: as_activation(gate_activations.get(g, DEFAULT_FUNCTIONS[g]),
+                                    f"gate_activations[{g!r}]")
                    for g in GATES}
     activations["hidden"] = as_activation(
-        DEFAULT_FUNCTIONS["hidden"] if hidden_activation is None else hidden_activation, "hidden_activation")
+        DEFAULT_FUNCTIONS["hidden"] if hidden_activation is None else hidden_activation,
+        "hidden_activation")
     return activations
 
 

@@ -13,7 +13,6 @@ import numpy as np
 from . import _keeping
 from ._checks import fraction, integer
 from .activations import GATES, layer_activations
-
 from .descriptors import NDArrayDescriptor
 from .enums import ActivationFunction, DataLayout, LayerFlags
 from .errors import BNNSError
@@ -27,6 +26,8 @@ from .parameters import LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescrip
 __all__ = ["LSTM"]
 
 _SHAPES_KEPT = 16  # call shapes whose descriptor sets an LSTM keeps for reuse
+
+
 class _Weights:
     """Storage for one set of parameters (or their gradients), gates as an axis.
 
@@ -60,7 +61,8 @@ class _Weights:
                 if self.bias is not None:
                     out[f"bias_{suffix}"] = self.bias[layer, d].reshape(4 * H)
                 if self.peep is not None:
-                    out[f"weight_ch_{suffix}"] = self.peep[layer, d].reshape((4 * H,) + self.peep.shape[4:])
+                    out[f"weight_ch_{suffix}"] = self.peep[layer, d].reshape(
+                        (4 * H,) + self.peep.shape[4:])
         return out
 
     def gates(self, flags):
@@ -143,24 +145,28 @@ class LSTM:
         if self.dtype not in (np.float32, np.float64):
             raise BNNSError(f"dtype: expected float32 or float64, got {self.dtype}")
         self.input_size, self.hidden_size, self.num_layers = (
-            integer(value, name, 1) for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+            integer(value, name, 1) for name, value in (("input_size", input_size),
+                                                        ("hidden_size", hidden_size),
                                                         ("num_layers", num_layers)))
         self.bidirectional, self.batch_first = bool(bidirectional), bool(batch_first)
         self.dropout = fraction(dropout, "dropout")
         self.bias, self.peephole = bool(bias), peephole
         self._activations = layer_activations(gate_activations, hidden_activation)
         self.D = 2 if self.bidirectional else 1
-        shape = (self.input_size, self.hidden_size, self.num_layers, self.D, self.bias, peephole, self.dtype)
+        shape = (self.input_size, self.hidden_size, self.num_layers, self.D, self.bias, peephole,
+                 self.dtype)
         self._weights = _Weights(*shape)
         self._grads = _Weights(*shape)
         self._rng = np.random.default_rng(seed)
         bound = 1 / np.sqrt(self.hidden_size)
         for array in self._weights.named(self.num_layers, self.D, self.hidden_size).values():
             array[...] = self._rng.uniform(-bound, bound, array.shape)
-        self._last = None  # (params, cache, x's shape, descriptor key and set) of the last training forward
+        # (params, cache, x's shape, descriptor key and set) of the last training forward
+        self._last = None
         self._cache = None
         self._capacities = {}  # x.shape -> training cache bytes
-        self._free_descriptors = {}  # key -> descriptor sets no call is using (see _take_descriptors)
+        # key -> descriptor sets no call is using (see _take_descriptors)
+        self._free_descriptors = {}
         self._lock = threading.Lock()
         # descriptors on the storage, built once: the arrays never move
         self._weight_gates = self._weights.gates(0)
@@ -260,12 +266,14 @@ class LSTM:
             try:
                 return np.ascontiguousarray(value, dtype=self.dtype)
             except (TypeError, ValueError) as error:
-                raise BNNSError(f"{name}: cannot be read as {self.dtype.name} numbers ({error})") from None
+                raise BNNSError(f"{name}: cannot be read as {self.dtype.name} numbers "
+                                f"({error})") from None
         dtype = np.dtype(dtype)
         if dtype.kind not in "fiub" or not np.can_cast(dtype, self.dtype, "safe"):
-            raise BNNSError(f"{name}: dtype {dtype} but the layer is {self.dtype.name}, and {dtype} does not "
-                            f"convert to it without rounding; convert it yourself "
-                            f"({name}.astype(np.{self.dtype.name})) or build the layer with dtype={dtype.name}")
+            raise BNNSError(f"{name}: dtype {dtype} but the layer is {self.dtype.name}, and "
+                            f"{dtype} does not convert to it without rounding; convert it yourself "
+                            f"({name}.astype(np.{self.dtype.name})) or build the layer with "
+                            f"dtype={dtype.name}")
         return np.ascontiguousarray(value, dtype=self.dtype)
 
     def _array(self, value, shape, name):
@@ -313,9 +321,11 @@ class LSTM:
         L, D, H = self.num_layers, self.D, self.hidden_size
         x = self._convert(x, "x")
         if x.ndim != 3 or x.shape[2] != self.input_size:
-            raise BNNSError(f"x: expected a 3-D array with {self.input_size} features, got shape {x.shape}")
+            raise BNNSError(f"x: expected a 3-D array with {self.input_size} features, "
+                            f"got shape {x.shape}")
         if x.size == 0:
-            raise BNNSError(f"x: shape {x.shape} is empty (a sequence needs at least one step and one sample)")
+            raise BNNSError(f"x: shape {x.shape} is empty (a sequence needs at least one step and "
+                            f"one sample)")
         T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
         h0 = None if h0 is None else self._array(h0, (L * D, B, H), "h0")
         c0 = None if c0 is None else self._array(c0, (L * D, B, H), "c0")
@@ -358,7 +368,8 @@ class LSTM:
                 # last forward's cache is reused when it fits (a fresh one costs page faults)
                 capacity = self._capacities.get(x.shape)
                 if capacity is None:
-                    capacity = self._capacities[x.shape] = compute_lstm_training_cache_capacity(params)
+                    capacity = compute_lstm_training_cache_capacity(params)
+                    self._capacities[x.shape] = capacity
                 with self._lock:  # taken: a concurrent forward gets a cache of its own
                     cache, self._cache = self._cache, None
                 if cache is None or len(cache) != capacity:
@@ -368,9 +379,11 @@ class LSTM:
             self._give_back(*descriptors)
             raise
         with self._lock:
-            last, self._last = self._last, (params, cache, x.shape, descriptors) if training else None
+            last, self._last = (self._last,
+                                (params, cache, x.shape, descriptors) if training else None)
             if training:
-                self._cache = cache  # the next training forward reuses it (this one's _last then goes)
+                # the next training forward reuses it (this one's _last then goes)
+                self._cache = cache
         if last is not None:
             self._give_back(*last[3])
         if not training:
@@ -380,13 +393,15 @@ class LSTM:
     __call__ = forward
 
     def backward(self, dy, dh_n=None, dc_n=None):
-        """Gradients of the last training :meth:`forward`: ``dx, (dh0, dc0)``; fills :attr:`grads`.
+        """Gradients of the last training :meth:`forward`: ``dx, (dh0, dc0)``; fills
+        :attr:`grads`.
 
         ``dy`` has ``y``'s shape; ``dh_n``, ``dc_n`` (optional) ``[L*D][B][H]``. The
         parameter gradients overwrite :attr:`grads` (they are not accumulated).
         """
         if self._last is None:
-            raise BNNSError("backward: no training forward to differentiate (call forward(..., training=True))")
+            raise BNNSError("backward: no training forward to differentiate "
+                            "(call forward(..., training=True))")
         params, cache, x_shape, _ = self._last
         L, D, H = self.num_layers, self.D, self.hidden_size
         B, T = params.batch_size, params.seq_len
@@ -419,8 +434,9 @@ class LSTM:
         """An LSTM with the weights of a ``torch.nn.LSTM`` (``bias_ih + bias_hh`` summed)."""
         if getattr(module, "proj_size", 0):
             raise BNNSError("module.proj_size: projections are not supported")
-        lstm = cls(module.input_size, module.hidden_size, module.num_layers, bidirectional=module.bidirectional,
-                   dropout=module.dropout, batch_first=module.batch_first, bias=module.bias, dtype=dtype)
+        lstm = cls(module.input_size, module.hidden_size, module.num_layers,
+                   bidirectional=module.bidirectional, dropout=module.dropout,
+                   batch_first=module.batch_first, bias=module.bias, dtype=dtype)
         state = {k: v.detach().cpu().double().numpy() for k, v in module.state_dict().items()}
         for name, array in lstm.parameters().items():
             if name.startswith("bias_"):
@@ -437,7 +453,8 @@ class LSTM:
         if self.peephole is not None:
             raise BNNSError("peephole: torch.nn.LSTM has no peephole weights")
         module = torch.nn.LSTM(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
-                               batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional)
+                               batch_first=self.batch_first, dropout=self.dropout,
+                               bidirectional=self.bidirectional)
         dtype = torch.float64 if self.dtype == np.float64 else torch.float32
         module = module.to(dtype)
         state = {}
@@ -453,9 +470,11 @@ class LSTM:
 
     def __repr__(self):
         text = (f"LSTM({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-                f"bidirectional={self.bidirectional}, dropout={self.dropout}, batch_first={self.batch_first}, "
-                f"bias={self.bias}, peephole={self.peephole!r}, dtype={self.dtype.name}")
+                f"bidirectional={self.bidirectional}, dropout={self.dropout}, "
+                f"batch_first={self.batch_first}, bias={self.bias}, peephole={self.peephole!r}, "
+                f"dtype={self.dtype.name}")
         if self._activations is not None:
-            names = {k: ActivationFunction(a.function).name.lower() for k, a in self._activations.items()}
+            names = {k: ActivationFunction(a.function).name.lower()
+                     for k, a in self._activations.items()}
             text += ", activations=" + "/".join(names[k] for k in GATES + ("hidden",))
         return text + ")"

@@ -27,8 +27,6 @@ __all__ = [
 ]
 
 
-
-
 def _type_name(data_type):
     try:
         return DataType(data_type).name
@@ -48,22 +46,25 @@ def _precheck(layer_params, delta=None):
             gate = getattr(owner, field, None)
             iw = getattr(gate, "iw_desc", None)
             if iw is not None and not (isinstance(iw, (tuple, list)) and len(iw) == 2):
-                given = type(iw).__name__ if not isinstance(iw, (tuple, list)) else f"{len(iw)} items"
+                given = (type(iw).__name__ if not isinstance(iw, (tuple, list))
+                         else f"{len(iw)} items")
                 prefix = "" if owner is layer_params else f"{name}."
-                raise BNNSError(f"{prefix}{field}.iw_desc: expected a pair (layer 0's input weights, layers "
-                                f"1...L-1's or None), got {given}; e.g. iw_desc=(desc, None) for one layer")
+                raise BNNSError(f"{prefix}{field}.iw_desc: expected a pair (layer 0's input "
+                                f"weights, layers 1...L-1's or None), got {given}; e.g. "
+                                f"iw_desc=(desc, None) for one layer")
     sizes = getattr(layer_params, "sequence_descriptor", None)
     if sizes is not None and not isinstance(sizes, NDArrayDescriptor):
         values = np.asarray(sizes)
         T, B = getattr(layer_params, "seq_len", None), getattr(layer_params, "batch_size", None)
         if (values.ndim == 1 and values.dtype.kind in "iu" and isinstance(T, (int, np.integer))
-                and isinstance(B, (int, np.integer)) and values.size and values.size != T and values.size == B
-                and values.max() <= T and values.min() >= 1 and np.all(np.diff(values) <= 0)):
+                and isinstance(B, (int, np.integer)) and values.size and values.size != T
+                and values.size == B and values.max() <= T and values.min() >= 1
+                and np.all(np.diff(values) <= 0)):
             steps = [int(np.sum(values > t)) for t in range(T)]
-            raise BNNSError(f"sequence_descriptor: expected {T} batch sizes (seq_len), got {values.size} values "
-                            f"{values.tolist()}: these look like per-sample lengths, but BNNS wants per-step "
-                            f"counts (how many samples are still running at each step): for these lengths "
-                            f"that is {steps}")
+            raise BNNSError(f"sequence_descriptor: expected {T} batch sizes (seq_len), got "
+                            f"{values.size} values {values.tolist()}: these look like per-sample "
+                            f"lengths, but BNNS wants per-step counts (how many samples are still "
+                            f"running at each step): for these lengths that is {steps}")
     x_desc = getattr(getattr(layer_params, "input_descriptor", None), "data_desc", None)
     x_type = getattr(x_desc, "data_type", None)
     weight_types = {}
@@ -75,9 +76,9 @@ def _precheck(layer_params, delta=None):
     if (isinstance(x_desc, NDArrayDescriptor) and x_type in (DataType.FLOAT32, DataType.FLOAT64)
             and len(weight_types) == 1 and x_type not in weight_types):
         (weight_type, field), = weight_types.items()
-        raise BNNSError(f"input_descriptor.data_desc.data_type: {_type_name(x_type)} but the weights "
-                        f"({field} and the other gates) are {_type_name(weight_type)}; every descriptor "
-                        f"of a call has one type")
+        raise BNNSError(f"input_descriptor.data_desc.data_type: {_type_name(x_type)} but the "
+                        f"weights ({field} and the other gates) are {_type_name(weight_type)}; "
+                        f"every descriptor of a call has one type")
 
 
 def compute_lstm_training_cache_capacity(layer_params):
@@ -107,15 +108,19 @@ def compute_lstm_training_cache_capacity(layer_params):
     >>> import bnnslstm as bl
     >>> T, B, I, H = 2, 1, 3, 4
     >>> rng = np.random.default_rng(0)
-    >>> w = lambda *shape: bl.NDArrayDescriptor.from_array(rng.uniform(-0.5, 0.5, shape).astype(np.float32))
+    >>> w = lambda *shape: bl.NDArrayDescriptor.from_array(
+    ...     rng.uniform(-0.5, 0.5, shape).astype(np.float32))
     >>> x, y = rng.standard_normal((T, B, I)).astype(np.float32), np.zeros((T, B, H), np.float32)
     >>> params = bl.LayerParametersLSTM(
     ...     input_size=I, hidden_size=H, batch_size=B, num_layers=1, seq_len=T,
     ...     lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS,
-    ...     input_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(x, bl.DataLayout.SNE)),
-    ...     output_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(y, bl.DataLayout.SNE)))
+    ...     input_descriptor=bl.LSTMDataDescriptor(
+    ...         bl.NDArrayDescriptor.from_array(x, bl.DataLayout.SNE)),
+    ...     output_descriptor=bl.LSTMDataDescriptor(
+    ...         bl.NDArrayDescriptor.from_array(y, bl.DataLayout.SNE)))
     >>> for gate in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
-    ...     setattr(params, gate, bl.LSTMGateDescriptor(iw_desc=(w(1, H, I), None), hw_desc=w(1, 1, H, H)))
+    ...     setattr(params, gate, bl.LSTMGateDescriptor(iw_desc=(w(1, H, I), None),
+    ...                                                 hw_desc=w(1, 1, H, H)))
     >>> bl.compute_lstm_training_cache_capacity(params)
     352
     """
@@ -147,15 +152,18 @@ def training_cache_layout(layer_params):
     --------
     With ``params`` of :func:`compute_lstm_training_cache_capacity`'s example:
 
-    >>> [(r.name, r.offset, r.shape) for r in bl.training_cache_layout(params)]
-    [('gates', 64, (2, 1, 1, 16)), ('cells', 192, (2, 1, 1, 4)), ('act_h_c', 256, (2, 1, 1, 4)), ('output', 320, (2, 1, 4))]
+    >>> [(r.name, r.offset, r.shape)  # doctest: +NORMALIZE_WHITESPACE
+    ...  for r in bl.training_cache_layout(params)]
+    [('gates', 64, (2, 1, 1, 16)), ('cells', 192, (2, 1, 1, 4)),
+     ('act_h_c', 256, (2, 1, 1, 4)), ('output', 320, (2, 1, 4))]
     """
     _precheck(layer_params)
     return _cache.regions(make_plan(layer_params, need_outputs=False))
 
 
 # ---------------------------------------------------------------------------- threads
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_CORES = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+          else (os.cpu_count() or 1))
 _TEAM_MAX = min(team_available(), 256)
 # a step whose recurrent product has fewer multiply-adds than this runs on one thread: the
 # barriers of a team would cost more than the other cores give
@@ -168,7 +176,8 @@ def _threads(filter_params):
     if filter_params is None:
         return _CORES
     if not isinstance(filter_params, FilterParameters):
-        raise BNNSError(f"filter_params: expected FilterParameters or None, got {type(filter_params).__name__}")
+        raise BNNSError("filter_params: expected FilterParameters or None, "
+                        f"got {type(filter_params).__name__}")
     n = integer(filter_params.n_threads, "filter_params.n_threads")
     return _CORES if n == 0 else n
 
@@ -188,7 +197,8 @@ def _kernels_blas(libraries):
     import scipy
 
     root = os.path.dirname(os.path.realpath(scipy.__file__))
-    places = (root + os.sep, root + ".libs" + os.sep)  # scipy/.dylibs (macOS), scipy.libs (Linux, Windows)
+    # scipy/.dylibs (macOS), scipy.libs (Linux, Windows)
+    places = (root + os.sep, root + ".libs" + os.sep)
     own = [lib for lib in libraries if os.path.realpath(lib.filepath or "").startswith(places)]
     return own or list(libraries)
 
@@ -205,7 +215,8 @@ def _thread_count_functions(lib):
     costs 1-2 us instead of 3-4), else the controller's unrestricted setter."""
     get, set_ = lib.get_num_threads, getattr(lib, "_real_set_num_threads", lib.set_num_threads)
     symbol = getattr(lib, "_get_symbol", None)
-    if lib.internal_api == "openblas" and getattr(lib, "threading_layer", None) != "openmp" and symbol is not None:
+    if (lib.internal_api == "openblas" and getattr(lib, "threading_layer", None) != "openmp"
+            and symbol is not None):
         raw_get, raw_set = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
         if raw_get is not None and raw_set is not None:
             get, set_ = raw_get, raw_set
@@ -231,14 +242,16 @@ class _SerialBlas:
         if self._libraries is None:
             from threadpoolctl import ThreadpoolController
 
-            libraries = _kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
+            libraries = _kernels_blas(
+                ThreadpoolController().select(user_api="blas").lib_controllers)
             self._libraries = [_thread_count_functions(lib) for lib in libraries]
         return self._libraries
 
     def __enter__(self):
         with self._lock:
             if self._users == 0:
-                self._saved = [(set_threads, get_threads()) for get_threads, set_threads in self._blas()]
+                self._saved = [(set_threads, get_threads())
+                               for get_threads, set_threads in self._blas()]
                 for set_threads, n in self._saved:
                     if n != 1:
                         set_threads(1)
@@ -277,7 +290,8 @@ class _SerialBlas:
 # that moment (results must depend on the call alone)
 _serial_blas = _SerialBlas()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_serial_blas._before_fork, after_in_parent=_serial_blas._after_fork_in_parent,
+    os.register_at_fork(before=_serial_blas._before_fork,
+                        after_in_parent=_serial_blas._after_fork_in_parent,
                         after_in_child=_serial_blas._after_fork_in_child)
 
 
@@ -358,7 +372,8 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
 
 
 # ---------------------------------------------------------------------------- backward
-def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_params=None, training_cache=None):
+def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_params=None,
+                                     training_cache=None):
     """Backward pass: every gradient, from the training cache or by recomputing.
 
     Parameters
@@ -392,8 +407,10 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     >>> dy, dx = np.ones((T, B, H), np.float32), np.zeros((T, B, I), np.float32)
     >>> dW = np.zeros((1, H, I), np.float32)
     >>> delta = bl.LayerParametersLSTM(
-    ...     input_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(dx, bl.DataLayout.SNE)),
-    ...     output_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(dy, bl.DataLayout.SNE)),
+    ...     input_descriptor=bl.LSTMDataDescriptor(
+    ...         bl.NDArrayDescriptor.from_array(dx, bl.DataLayout.SNE)),
+    ...     output_descriptor=bl.LSTMDataDescriptor(
+    ...         bl.NDArrayDescriptor.from_array(dy, bl.DataLayout.SNE)),
     ...     input_gate=bl.LSTMGateDescriptor(iw_desc=(bl.NDArrayDescriptor.from_array(dW), None)))
     >>> bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
     >>> bool(np.abs(dx).max() > 0), bool(np.abs(dW).max() > 0)

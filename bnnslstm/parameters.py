@@ -44,7 +44,8 @@ class Activation:
 
 
 class LSTMDataDescriptor:
-    """Data, hidden state and cell state of an LSTM's input or output (``BNNSLSTMDataDescriptor``)."""
+    """Data, hidden state and cell state of an LSTM's input or output
+    (``BNNSLSTMDataDescriptor``)."""
 
     def __init__(self, data_desc=None, hidden_desc=None, cell_state_desc=None):
         self.data_desc = data_desc
@@ -63,7 +64,8 @@ class LSTMGateDescriptor:
     ``[L-1][D][H][D*H]``.
     """
 
-    def __init__(self, iw_desc=(None, None), hw_desc=None, cw_desc=None, b_desc=None, activation=None):
+    def __init__(self, iw_desc=(None, None), hw_desc=None, cw_desc=None, b_desc=None,
+                 activation=None):
         self.iw_desc = list(iw_desc) if iw_desc is not None else [None, None]
         self.hw_desc = hw_desc
         self.cw_desc = cw_desc
@@ -104,8 +106,10 @@ class LayerParametersLSTM:
         self.dropout = dropout
         self.lstm_flags = lstm_flags
         self.sequence_descriptor = sequence_descriptor
-        self.input_descriptor = LSTMDataDescriptor() if input_descriptor is None else input_descriptor
-        self.output_descriptor = LSTMDataDescriptor() if output_descriptor is None else output_descriptor
+        self.input_descriptor = (LSTMDataDescriptor() if input_descriptor is None
+                                 else input_descriptor)
+        self.output_descriptor = (LSTMDataDescriptor() if output_descriptor is None
+                                  else output_descriptor)
         self.input_gate = LSTMGateDescriptor() if input_gate is None else input_gate
         self.forget_gate = LSTMGateDescriptor() if forget_gate is None else forget_gate
         self.candidate_gate = LSTMGateDescriptor() if candidate_gate is None else candidate_gate

@@ -30,10 +30,12 @@ __all__ = ["mode", "set_mode", "decisions", "forget", "export_wisdom", "import_w
            "arrangement_name"]
 
 MODES = ("measure", "heuristic")
-HEURISTIC = (0, 0, -1)      # S from h read in place, the thread's slice in one call, gemv for batches <= 4
+HEURISTIC = (0, 0, -1)      # S from h read in place, the thread's slice in one call, gemv for
+                            # batches <= 4
 FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection")
 SAMPLES = 8                 # timed steps per candidate before choosing
-BLOCK = 3                   # consecutive steps per candidate (the last one of a block is not counted)
+BLOCK = 3                   # consecutive steps per candidate (the last one of a block is not
+                            # counted)
 MIN_WORK = 1 << 16          # multiply-adds of a step's products below which nothing is timed
 MIN_STEPS = 4               # calls with fewer steps are not timed
 SMALL_MATRIX = 10**6        # M*N*K up to which OpenBLAS's small-matrix kernels take a product
@@ -140,7 +142,8 @@ class _Pass:
             typical = [sorted(values)[len(values) // 4] for values in self.samples]
             best = min(range(len(typical)), key=typical.__getitem__)
             self.chosen = self.arrangements[best]
-            self.tuning_seconds = sum(max(0.0, v - typical[best]) for k, values in enumerate(self.samples)
+            self.tuning_seconds = sum(max(0.0, v - typical[best])
+                                      for k, values in enumerate(self.samples)
                                       if k != best for v in values)
 
     def describe(self):
@@ -260,8 +263,8 @@ def export_wisdom():
                 item["backward"] = entry(problem.backward)
             if item:
                 problems[key] = item
-    return json.dumps({"bnnslstm_wisdom": 1, "blas": _blas_identity(), "problems": problems}, indent=1,
-                      sort_keys=True)
+    return json.dumps({"bnnslstm_wisdom": 1, "blas": _blas_identity(), "problems": problems},
+                      indent=1, sort_keys=True)
 
 
 def import_wisdom(text):
@@ -272,7 +275,8 @@ def import_wisdom(text):
         wisdom = json.loads(text)
     except (TypeError, ValueError) as error:
         raise ValueError(f"wisdom: not JSON ({error})") from None
-    if not isinstance(wisdom, dict) or wisdom.get("bnnslstm_wisdom") != 1 or not isinstance(wisdom.get("problems"), dict):
+    if (not isinstance(wisdom, dict) or wisdom.get("bnnslstm_wisdom") != 1
+            or not isinstance(wisdom.get("problems"), dict)):
         raise ValueError("wisdom: not a bnnslstm wisdom text (version 1)")
     parsed = {}
     for key, item in wisdom["problems"].items():
@@ -282,11 +286,13 @@ def import_wisdom(text):
             if which not in ("forward", "backward"):
                 raise ValueError(f"wisdom: problem {key!r}: unknown pass {which!r}")
             try:
-                arrangement = (FORMS.index(value["form"]), int(value["chunk"]), int(value["by_vectors"]))
+                arrangement = (FORMS.index(value["form"]), int(value["chunk"]),
+                               int(value["by_vectors"]))
             except (KeyError, TypeError, ValueError):
-                raise ValueError(f"wisdom: problem {key!r}, {which}: expected form, chunk, by_vectors, "
-                                 f"got {value!r}") from None
-            if arrangement[1] < 0 or arrangement[2] not in (-1, 0, 1) or (which == "backward" and arrangement[0]):
+                raise ValueError(f"wisdom: problem {key!r}, {which}: expected form, chunk, "
+                                 f"by_vectors, got {value!r}") from None
+            if (arrangement[1] < 0 or arrangement[2] not in (-1, 0, 1)
+                    or (which == "backward" and arrangement[0])):
                 raise ValueError(f"wisdom: problem {key!r}, {which}: not an arrangement: {value!r}")
             parsed.setdefault(key, {})[which] = arrangement
     with _lock:

@@ -158,13 +158,15 @@ class _Pass:
             dropout=dropout, dropout_seed=dropout_seed, lstm_flags=config.flags,
             sequence_descriptor=batch_sizes,
             input_descriptor=LSTMDataDescriptor(
-                NDArrayDescriptor.from_array(_array(x), self.layout), self._state(h0), self._state(c0)),
+                NDArrayDescriptor.from_array(_array(x), self.layout), self._state(h0),
+                self._state(c0)),
             output_descriptor=LSTMDataDescriptor(
                 NDArrayDescriptor.from_array(self.outputs[0], self.layout),
                 self._state(self.outputs[1]), self._state(self.outputs[2])),
         )
         blocks = self._blocks(weights)
-        for field, gate, activation in zip(GATE_FIELDS, gate_descriptors(*blocks), config.gate_activations):
+        for field, gate, activation in zip(GATE_FIELDS, gate_descriptors(*blocks),
+                                           config.gate_activations):
             if activation is not None:
                 gate.activation = activation
             setattr(self.params, field, gate)
@@ -192,10 +194,12 @@ class _Pass:
         bias = None
         if config.bias:
             bias = (torch.stack([b.detach() for b in named["bias_ih"]])
-                    + torch.stack([b.detach() for b in named["bias_hh"]])).reshape(L, D, 4, H).numpy()
+                    + torch.stack([b.detach() for b in named["bias_hh"]])
+                    ).reshape(L, D, 4, H).numpy()
         peep = None
         if config.peephole is not None:
-            peep = _stacked(named["weight_ch"], (L, D, 4, H) + ((H,) if config.peephole == "full" else ()))
+            peep = _stacked(named["weight_ch"],
+                            (L, D, 4, H) + ((H,) if config.peephole == "full" else ()))
         return first, later, hidden, bias, peep
 
     def _by_name(self, tensors):
@@ -205,9 +209,11 @@ class _Pass:
 
     # ------------------------------------------------------------------ calls
     def capacity(self):
-        """The library's cache size for this call (asked once per shape: validation is not free)."""
+        """The library's cache size for this call (asked once per shape: validation is not
+        free)."""
         key = (self.T, self.B, self.dtype, self.params.dropout,
-               None if self.params.sequence_descriptor is None else self.params.sequence_descriptor.tobytes())
+               None if self.params.sequence_descriptor is None
+               else self.params.sequence_descriptor.tobytes())
         capacities = self.config.capacities
         nbytes = capacities.get(key)
         if nbytes is None:
@@ -222,7 +228,8 @@ class _Pass:
         return tuple(torch.from_numpy(array) for array in self.outputs)
 
     def backward(self, cache, dy, dh_n, dc_n, need_x, need_state, need_weights):
-        """Fresh gradient tensors: ``dx, dh0, dc0, [one per parameter]`` (None where not needed)."""
+        """Fresh gradient tensors: ``dx, dh0, dc0, [one per parameter]`` (None where not
+        needed)."""
         config = self.config
         I, H, L, D, B, dtype = config.I, config.H, config.L, config.D, self.B, self.dtype
         dx = torch.empty(self.x_shape, dtype=dtype) if need_x else None
@@ -236,9 +243,11 @@ class _Pass:
                       torch.empty((L, D, 4, H), dtype=dtype) if config.bias else None,
                       None]
             if config.peephole is not None:
-                blocks[4] = torch.empty((L, D, 4, H) + ((H,) if config.peephole == "full" else ()), dtype=dtype)
+                blocks[4] = torch.empty((L, D, 4, H) + ((H,) if config.peephole == "full" else ()),
+                                        dtype=dtype)
         delta = LayerParametersLSTM(
-            input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=self.T, lstm_flags=config.flags,
+            input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=self.T,
+            lstm_flags=config.flags,
             input_descriptor=LSTMDataDescriptor(
                 None if dx is None else NDArrayDescriptor.from_array(dx.numpy(), self.layout),
                 self._state(dh0), self._state(dc0)),
@@ -294,9 +303,11 @@ class _LSTMFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
-        cache = ctx.saved_tensors[3].numpy()  # raises if an input changed in place since the forward
+        # raises if an input changed in place since the forward
+        cache = ctx.saved_tensors[3].numpy()
         need = ctx.needs_input_grad
-        dx, dh0, dc0, weights = ctx.run.backward(cache, dy, dh_n, dc_n, need[1], need[2:4], any(need[4:]))
+        dx, dh0, dc0, weights = ctx.run.backward(cache, dy, dh_n, dc_n, need[1], need[2:4],
+                                                 any(need[4:]))
         if weights is None:
             weights = [None] * (len(need) - 4)
         else:
@@ -340,21 +351,24 @@ class LSTM(nn.Module):
     the same initial weights.
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, device=None, dtype=None, *, peephole=None,
-                 gate_activations=None, hidden_activation=None):
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
+                 peephole=None, gate_activations=None, hidden_activation=None):
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
             if value <= 0:
                 raise ValueError(f"{name} must be greater than zero, got {value}")
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout should be a number in range [0, 1) (the kernels' inverted dropout "
-                             f"needs a kept fraction), got {dropout!r}")
+        if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
+                or not 0 <= dropout < 1):
+            raise ValueError(f"dropout should be a number in range [0, 1) (the kernels' inverted "
+                             f"dropout needs a kept fraction), got {dropout!r}")
         if dropout > 0 and num_layers == 1:
-            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
-                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}")
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
+                          "non-zero dropout expects num_layers greater than 1, but got "
+                          f"dropout={dropout} and num_layers={num_layers}")
         if proj_size != 0:
             raise ValueError(f"proj_size: projections are not supported, got {proj_size}")
         if device is not None and torch.device(device).type != "cpu":
@@ -365,12 +379,13 @@ class LSTM(nn.Module):
         if peephole not in (None, "diagonal", "full"):
             raise ValueError(f"peephole: expected None, 'diagonal' or 'full', got {peephole!r}")
         self.mode = "LSTM"
-        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.input_size, self.hidden_size, self.num_layers = (int(input_size), int(hidden_size),
+                                                              int(num_layers))
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
         self.bidirectional, self.proj_size, self.peephole = bool(bidirectional), 0, peephole
         self._activations = self._check_activations(gate_activations, hidden_activation)
-        self._per_direction = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else []) + (
-            ["weight_ch"] if peephole else [])
+        self._per_direction = (["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+                               + (["weight_ch"] if peephole else []))
         self._pool = _CachePool()
         self._capacities = OrderedDict()
         H, D = self.hidden_size, 2 if bidirectional else 1
@@ -378,11 +393,12 @@ class LSTM(nn.Module):
         for layer in range(self.num_layers):
             for d in range(D):
                 suffix = f"_l{layer}" + ("_reverse" if d else "")
-                shapes = {"weight_ih": (4 * H, self.input_size if layer == 0 else D * H), "weight_hh": (4 * H, H),
-                          "bias_ih": (4 * H,), "bias_hh": (4 * H,),
+                shapes = {"weight_ih": (4 * H, self.input_size if layer == 0 else D * H),
+                          "weight_hh": (4 * H, H), "bias_ih": (4 * H,), "bias_hh": (4 * H,),
                           "weight_ch": (4 * H, H) if peephole == "full" else (4 * H,)}
                 for name in self._per_direction:
-                    self.register_parameter(name + suffix, nn.Parameter(torch.empty(shapes[name], dtype=dtype)))
+                    self.register_parameter(name + suffix,
+                                            nn.Parameter(torch.empty(shapes[name], dtype=dtype)))
                     self._flat_weights_names.append(name + suffix)
         self.reset_parameters()
 
@@ -425,7 +441,8 @@ class LSTM(nn.Module):
         if self.peephole is not None:
             s += f", peephole={self.peephole!r}"
         if self._activations is not None:
-            names = {k: ActivationFunction(a.function).name.lower() for k, a in self._activations.items()}
+            names = {k: ActivationFunction(a.function).name.lower()
+                     for k, a in self._activations.items()}
             s += ", activations=" + "/".join(names[k] for k in GATES + ("hidden",))
         return s
 
@@ -441,15 +458,16 @@ class LSTM(nn.Module):
         weights = self._flat_weights
         dtype = weights[0].dtype
         if dtype not in (torch.float32, torch.float64) or any(w.dtype != dtype for w in weights):
-            raise TypeError(f"parameters: bnnslstm runs in float32 or float64 (all parameters alike), "
-                            f"got {sorted({str(w.dtype) for w in weights})}")
+            raise TypeError(f"parameters: bnnslstm runs in float32 or float64 (all parameters "
+                            f"alike), got {sorted({str(w.dtype) for w in weights})}")
         packed = isinstance(input, PackedSequence)
         if packed:
             data, batch_sizes, sorted_indices, unsorted_indices = input
             T, B = len(batch_sizes), int(batch_sizes[0])
             self._check_tensor(data, 2, "input")
             rows = (torch.arange(B) < batch_sizes[:, None]).reshape(-1).nonzero().squeeze(1)
-            x = data.new_zeros((T * B, self.input_size)).index_copy(0, rows, data).view(T, B, self.input_size)
+            x = (data.new_zeros((T * B, self.input_size)).index_copy(0, rows, data)
+                 .view(T, B, self.input_size))
             batch_first, is_batched = False, True
             sequence = batch_sizes.numpy()
             if hx is not None and sorted_indices is not None:
@@ -465,8 +483,8 @@ class LSTM(nn.Module):
         if x.dtype != dtype:
             raise ValueError(f"input must have the type {dtype}, got type {x.dtype}")
         if x.shape[-1] != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                               f"got {x.shape[-1]}")
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
+                               f"{self.input_size}, got {x.shape[-1]}")
         h0 = c0 = None
         if hx is not None:
             h0, c0 = self._check_state(hx, is_batched, B, dtype)
@@ -479,10 +497,11 @@ class LSTM(nn.Module):
         else:
             y, h_n, c_n = run.forward()
         if packed:
-            output = PackedSequence(y.reshape(T * B, -1).index_select(0, rows), batch_sizes, sorted_indices,
-                                    unsorted_indices)
+            output = PackedSequence(y.reshape(T * B, -1).index_select(0, rows), batch_sizes,
+                                    sorted_indices, unsorted_indices)
             if unsorted_indices is not None:
-                h_n, c_n = h_n.index_select(1, unsorted_indices), c_n.index_select(1, unsorted_indices)
+                h_n, c_n = (h_n.index_select(1, unsorted_indices),
+                            c_n.index_select(1, unsorted_indices))
             return output, (h_n, c_n)
         if not is_batched:
             y, h_n, c_n = y.squeeze(0 if batch_first else 1), h_n.squeeze(1), c_n.squeeze(1)

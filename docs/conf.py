@@ -38,28 +38,31 @@ exclude_patterns = ["_build"]
 nitpicky = False
 
 
-
 def _cache_regions_table(app):
     """The training-cache page's table of regions, drawn from the one table the plan lays the
     cache out by (bnnslstm._cache.REGIONS): a page cannot disagree with the code."""
+    from docutils import nodes
     from docutils.parsers.rst import Directive
     from docutils.statemachine import StringList
-    from docutils import nodes
 
     from bnnslstm._cache import HEADER_BYTES, REGIONS
 
     class CacheRegions(Directive):
         def run(self):
             lines = [".. list-table::", "   :header-rows: 1", "",
-                     "   * - region", "     - logical shape", "     - content", "     - size in bytes",
+                     "   * - region", "     - logical shape", "     - content",
+                     "     - size in bytes",
                      "   * - header", "     -",
-                     "     - magic ``BNNSLSTM``, format version (u32), data type (u32), capacity (u64), "
-                     "SHA-256 fingerprint (32 bytes), one byte of the hash of each parameter group (7 bytes)",
+                     "     - magic ``BNNSLSTM``, format version (u32), data type (u32), "
+                     "capacity (u64), SHA-256 fingerprint (32 bytes), one byte of the hash of "
+                     "each parameter group (7 bytes)",
                      f"     - {HEADER_BYTES}"]
             for name, width, apart, content in REGIONS:
                 w = f"{width}H" if width > 1 else "H"
-                shape, size = (f"[T][B][D][{w}]", f"T*B*D*{w}*e") if apart else ("[T][B][D*H]", "T*B*D*H*e")
-                lines += [f"   * - ``{name}[l]``", f"     - ``{shape}``", f"     - {content}", f"     - ``{size}``"]
+                shape, size = ((f"[T][B][D][{w}]", f"T*B*D*{w}*e") if apart
+                               else ("[T][B][D*H]", "T*B*D*H*e"))
+                lines += [f"   * - ``{name}[l]``", f"     - ``{shape}``", f"     - {content}",
+                          f"     - ``{size}``"]
             node = nodes.section()
             self.state.nested_parse(StringList(lines), self.content_offset, node)
             return node.children
