@@ -16,7 +16,8 @@ def is_integer(value):
 def integer(value, field, low=0, below=None):
     """``value`` as an int if it is an integer with ``low <= value`` (and ``value < below``);
     else BNNSError naming ``field``."""
-    if (type(value) is int or is_integer(value)) and low <= value and (below is None or value < below):
+    if (type(value) is int or is_integer(value)) and low <= value \
+            and (below is None or value < below):
         return int(value)
     kind = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
     if not is_integer(value) or below is None:
