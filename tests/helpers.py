@@ -1,11 +1,15 @@
-"""Build BNNS-style parameter sets from plain numpy arrays (the reference's weights dict)."""
+"""The tests' shared builders: one LSTM problem (:class:`Problem`: random weights, input and
+states, their BNNS parameters and the references' results), the BNNS parameter sets of
+plain numpy arrays in the references' weights dict (:func:`make_params`,
+:func:`make_delta`), and the planner's modes."""
 
 from contextlib import contextmanager
 
 import numpy as np
 
 import bnnslstm as bl
-from reference import GATES
+from reference import GATES, batch_sizes_from_lengths, lstm_forward, random_weights
+from reference_backward import lstm_backward
 
 GATE_FIELDS = dict(zip(GATES, ("input_gate", "forget_gate", "candidate_gate", "output_gate")))
 DATA_TYPES = {np.dtype(np.float32): bl.DataType.FLOAT32, np.dtype(np.float64): bl.DataType.FLOAT64}
@@ -108,6 +112,94 @@ def make_delta(params, weights, *, dy=None, dh_n=None, dc_n=None, layout="SNE", 
             cw_desc=desc(grads["C"][gate], flags=flags),
             b_desc=desc(grads["b"][gate], flags=flags)))
     return delta, grads
+
+
+class Problem:
+    """One LSTM problem: random weights, input and initial states in the references' form,
+    the BNNS parameters of a call on them, and the references' results.
+
+    Everything is drawn from ``self.rng = np.random.default_rng(seed)``, in this order: the
+    weights (``reference.random_weights(rng, I, H, L, D, peephole, bias, dtype)``, uniform in
+    +-0.5), ``x`` [T][B][I] standard normal, then with ``states`` ``h0`` and ``c0``
+    [L][D][B][H]; a test's further draws (dL/dy...) continue from ``self.rng``. ``lengths``
+    (per sample, non-increasing, the first T) give the per-step batch sizes; ``dropout``
+    acts between layers with ``dropout_seed``; ``activations`` maps "input", "forget",
+    "candidate", "output", "hidden" to (function, alpha, beta) (None: the defaults).
+
+    The arrays are attributes a test may change or replace (a finite difference moves one
+    element of ``x``): :meth:`params` and the references read them when called.
+    """
+
+    def __init__(self, *, T=5, B=3, I=4, H=3, L=1, bidirectional=False, peephole=None, bias=True,
+                 dtype=np.float64, states=False, lengths=None, layout="SNE", dropout=0.0,
+                 dropout_seed=7, activations=None, seed=0):
+        self.rng = np.random.default_rng(seed)
+        self.T, self.B, self.I, self.H, self.L = T, B, I, H, L
+        self.bidirectional, self.D = bidirectional, 2 if bidirectional else 1
+        self.dtype, self.layout, self.lengths = np.dtype(dtype), layout, lengths
+        self.batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
+        self.dropout, self.dropout_seed, self.activations = dropout, dropout_seed, activations
+        self.weights = random_weights(self.rng, I, H, L, self.D, peephole=peephole, bias=bias,
+                                      dtype=dtype)
+        self.x = self.rng.standard_normal((T, B, I)).astype(dtype)
+        self.h0 = self.c0 = None
+        if states:
+            self.h0 = self.rng.standard_normal((L, self.D, B, H)).astype(dtype)
+            self.c0 = self.rng.standard_normal((L, self.D, B, H)).astype(dtype)
+
+    def params(self, outputs=True):
+        """The forward's parameters with fresh outputs (NaN): ``(params, out)`` as
+        :func:`make_params` returns them."""
+        return make_params(self.x, self.weights, h0=self.h0, c0=self.c0,
+                           batch_sizes=self.batch_sizes, bidirectional=self.bidirectional,
+                           activations=self.activations, dropout=self.dropout,
+                           seed=self.dropout_seed, layout=self.layout, outputs=outputs)
+
+    def forward(self, cache=True, filter_params=None):
+        """One forward call on fresh outputs, with a training cache of the capacity asked
+        (or none): ``(params, out, cache)``."""
+        params, out = self.params()
+        training_cache = None
+        if cache:
+            training_cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
+        bl.direct_apply_lstm_batch_training_caching(params, filter_params,
+                                                    training_cache=training_cache)
+        return params, out, training_cache
+
+    def backward(self, params, cache, filter_params=None, **delta):
+        """The backward of ``params`` into fresh gradients (:func:`make_delta`'s, given
+        ``dy``, ``dh_n``, ``dc_n``, ``flags``, ``fill``): ``(delta, grads)``."""
+        delta, grads = make_delta(params, self.weights, layout=self.layout, **delta)
+        bl.direct_apply_lstm_batch_backward(params, delta, filter_params, training_cache=cache)
+        return delta, grads
+
+    def y(self, out):
+        """The forward's y as [T][B][D*H] (a view of what it wrote)."""
+        return y_time_major(out, self.layout)
+
+    def dropout_masks(self):
+        """The masks dropout applies to each layer's input (None: none), from the kernels'
+        own bl.dropout_mask."""
+        if self.dropout == 0 or self.L == 1:
+            return None
+        masks = [None]
+        for layer in range(1, self.L):
+            mask = np.empty((self.T, self.B, self.D * self.H), self.dtype)
+            bl.dropout_mask(self.dropout_seed, layer, self.dropout, mask)
+            masks.append(mask.astype(np.float64))
+        return masks
+
+    def reference(self):
+        """reference.lstm_forward on the problem as it is now: ``(y, h_n, c_n, trace)``."""
+        return lstm_forward(self.x, self.weights, self.h0, self.c0, self.batch_sizes,
+                            dropout_masks=self.dropout_masks(), activations=self.activations,
+                            bidirectional=self.bidirectional)
+
+    def reference_backward(self, dy=None, dh_n=None, dc_n=None):
+        """reference_backward.lstm_backward on the problem as it is now."""
+        return lstm_backward(self.x, self.weights, self.h0, self.c0, self.batch_sizes,
+                             dropout_masks=self.dropout_masks(), activations=self.activations,
+                             bidirectional=self.bidirectional, dy=dy, dh_n=dh_n, dc_n=dc_n)
 
 
 @contextmanager

@@ -4,17 +4,14 @@ import numpy as np
 import pytest
 
 import bnnslstm as bl
-from helpers import make_delta, make_params
-from reference import random_weights
+from helpers import Problem
 from test_forward import CUSTOM
 
 
-def params_for(T=4, B=3, I=5, H=6, L=2, bidirectional=True, dropout=0.0, activations=None, dtype=np.float32):
-    rng = np.random.default_rng(0)
-    D = 2 if bidirectional else 1
-    weights = random_weights(rng, I, H, L, D, dtype=dtype)
-    x = np.zeros((T, B, I), dtype)
-    return make_params(x, weights, bidirectional=bidirectional, dropout=dropout, activations=activations)[0]
+def params_for(T=4, B=3, I=5, H=6, L=2, bidirectional=True, dropout=0.0, activations=None,
+               dtype=np.float32):
+    return Problem(T=T, B=B, I=I, H=H, L=L, bidirectional=bidirectional, dropout=dropout,
+                   activations=activations, dtype=dtype).params()[0]
 
 
 @pytest.mark.parametrize("L,bidirectional,dropout,custom,dtype", [
@@ -84,16 +81,11 @@ def test_the_dropout_seed_counts_only_where_dropout_does(L, dropout, refused):
     """The cache's fingerprint holds dropout_seed only when dropout acts (p > 0 and L > 1):
     elsewhere a backward with another seed reads the cache and gives the same gradients
     (review 6: it was refused); where dropout acts, another seed is another mask."""
-    rng = np.random.default_rng(2)
     T, B, I, H = 3, 2, 4, 3
-    weights = random_weights(rng, I, H, L, 1)
-    x = rng.standard_normal((T, B, I))
-    params, _ = make_params(x, weights, dropout=dropout, seed=5)
-    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
-    bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
-    dy = rng.standard_normal((T, B, H))
-    delta, grads = make_delta(params, weights, dy=dy)
-    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    problem = Problem(T=T, B=B, I=I, H=H, L=L, dropout=dropout, dropout_seed=5, seed=2)
+    params, _, cache = problem.forward()
+    dy = problem.rng.standard_normal((T, B, H))
+    delta, grads = problem.backward(params, cache, dy=dy)
     expected = grads["dx"].copy()
     params.dropout_seed = 9
     if refused:

@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 
 import bnnslstm as bl
-from helpers import make_params
-from reference import random_weights
+from helpers import Problem, make_delta
 
 
 def params_for(T=5, B=2, I=3, H=4, L=1, dtype=np.float32, x_dtype=None):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((T, B, I)).astype(x_dtype or dtype)
-    weights = random_weights(rng, I, H, L, 1, dtype=dtype)
-    params, out = make_params(x, weights)
-    return params, out
+    problem = Problem(T=T, B=B, I=I, H=H, L=L, dtype=dtype)
+    if x_dtype is not None:
+        problem.x = problem.x.astype(x_dtype)
+    return problem.params()
 
 
 def test_iw_desc_not_a_pair():
@@ -64,16 +62,10 @@ def test_x_of_another_type_than_the_weights_blames_x():
     (lambda p: setattr(p, "dropout_seed", 7), r"dropout or dropout_seed differ"),
 ])
 def test_cache_of_other_parameters_names_what_differs(change, named):
-    from helpers import make_delta
-
-    rng = np.random.default_rng(0)
     T, B, I, H = 5, 2, 3, 4
-    x = rng.standard_normal((T, B, I))
-    weights = random_weights(rng, I, H, 2, 1)
-    params, _ = make_params(x, weights, dropout=0.5, seed=5)
-    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
-    bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
-    delta, grads = make_delta(params, weights, dy=rng.standard_normal((T, B, H)))
+    problem = Problem(T=T, B=B, I=I, H=H, L=2, dropout=0.5, dropout_seed=5)
+    params, _, cache = problem.forward()
+    delta, grads = make_delta(params, problem.weights, dy=problem.rng.standard_normal((T, B, H)))
     before = grads["dx"].copy()
     change(params)
     with pytest.raises(bl.BNNSError, match=r"^training_cache: the cache was written for other parameters: "

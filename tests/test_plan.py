@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import bnnslstm as bl
-from helpers import DATA_TYPES, GATE_FIELDS, make_delta, make_params, y_time_major
-from reference import lstm_forward, random_weights
+from helpers import DATA_TYPES, GATE_FIELDS, Problem, make_delta, y_time_major
+from reference import lstm_forward
 from reference_backward import lstm_backward
 
 L_ = bl.DataLayout
@@ -14,13 +14,11 @@ TOLERANCE = {np.float32: 3e-6, np.float64: 1e-13}
 
 
 def problem(I=2, H=2, L=1, D=1, T=3, B=2, peephole=None, dtype=np.float32, seed=0):
-    rng = np.random.default_rng(seed)
-    weights = random_weights(rng, I, H, L, D, peephole=peephole, dtype=dtype)
-    x = rng.standard_normal((T, B, I)).astype(dtype)
-    h0 = rng.standard_normal((L, D, B, H)).astype(dtype)
-    c0 = rng.standard_normal((L, D, B, H)).astype(dtype)  # non-zero: the peepholes matter
-    params, out = make_params(x, weights, h0=h0, c0=c0, bidirectional=D == 2)
-    return params, out, weights, x, h0, c0
+    """A problem with initial states (c0 non-zero: the peepholes matter):
+    (params, out, weights, x, h0, c0)."""
+    p = Problem(T=T, B=B, I=I, H=H, L=L, bidirectional=D == 2, peephole=peephole, dtype=dtype,
+                states=True, seed=seed)
+    return (*p.params(), p.weights, p.x, p.h0, p.c0)
 
 
 def reference_y(weights, x, h0, c0, D=1):

@@ -13,9 +13,8 @@ import pytest
 import bnnslstm as bl
 from bnnslstm import _plan, planner
 from bnnslstm.lstm import _team, _threads
-from helpers import make_delta, make_params, planner_mode, y_time_major
-from reference import GATES, batch_sizes_from_lengths, lstm_forward, random_weights
-from reference_backward import lstm_backward
+from helpers import Problem, planner_mode, y_time_major
+from reference import GATES
 
 FORWARD = [(form, chunk, by_vectors) for form in (0, 1, 2, 3) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 BACKWARD = [(0, chunk, by_vectors) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
@@ -46,20 +45,6 @@ def pin(params, n_threads, forward, backward):
     return key, json.dumps({"bnnslstm_wisdom": 1, "problems": {key: item}})
 
 
-def run_problem(bidirectional, x, weights, h0, c0, lengths, n_threads, dy, dtype):
-    """Forward with the training cache and backward; returns (params, outputs, gradients)."""
-    T = x.shape[0]
-    batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
-    params, out = make_params(x.astype(dtype), weights, h0=h0, c0=c0, batch_sizes=batch_sizes,
-                              bidirectional=bidirectional)
-    filter_params = bl.FilterParameters(n_threads=n_threads)
-    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
-    bl.direct_apply_lstm_batch_training_caching(params, filter_params, training_cache=cache)
-    delta, grads = make_delta(params, weights, dy=dy.astype(dtype))
-    bl.direct_apply_lstm_batch_backward(params, delta, filter_params, training_cache=cache)
-    return params, out, grads
-
-
 @pytest.fixture
 def fresh_planner():
     planner.forget()
@@ -72,27 +57,22 @@ def fresh_planner():
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_every_arrangement_matches_the_reference(name, dtype, fresh_planner):
     H, B, bidirectional, peephole, lengths, states, n_threads = PROBLEMS[name]
-    T, I, L, D = 6, 24, 2, 2 if bidirectional else 1
-    rng = np.random.default_rng(5)
-    weights = random_weights(rng, I, H, L, D, peephole=peephole, dtype=dtype)
-    x = rng.standard_normal((T, B, I))
-    h0 = rng.standard_normal((L, D, B, H)).astype(dtype) if states else None
-    c0 = rng.standard_normal((L, D, B, H)).astype(dtype) if states else None
-    dy = rng.standard_normal((T, B, D * H))
-    batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
-    y_ref, h_ref, c_ref, _ = lstm_forward(x.astype(dtype), weights, h0, c0, batch_sizes, bidirectional=bidirectional)
-    g_ref = lstm_backward(x.astype(dtype), weights, h0, c0, batch_sizes, bidirectional=bidirectional,
-                          dy=dy.astype(dtype))
+    T = 6
+    problem = Problem(T=T, B=B, I=24, H=H, L=2, bidirectional=bidirectional, peephole=peephole,
+                      dtype=dtype, states=states, lengths=lengths, seed=5)
+    dy = problem.rng.standard_normal((T, B, problem.D * H)).astype(dtype)
+    y_ref, h_ref, c_ref, _ = problem.reference()
+    g_ref = problem.reference_backward(dy=dy)
     active = np.ones((T, B, 1)) if lengths is None else np.array(
         [[[t < n] for n in lengths] for t in range(T)], float)
+    filter_params = bl.FilterParameters(n_threads=n_threads)
     for k, forward in enumerate(FORWARD):
         backward = BACKWARD[k % len(BACKWARD)]
-        params, _ = make_params(x.astype(dtype), weights, h0=h0, c0=c0, batch_sizes=batch_sizes,
-                                bidirectional=bidirectional)
-        key, wisdom = pin(params, n_threads, forward, backward)
+        key, wisdom = pin(problem.params()[0], n_threads, forward, backward)
         planner.forget()
         planner.import_wisdom(wisdom)
-        params, out, grads = run_problem(bidirectional, x, weights, h0, c0, lengths, n_threads, dy, dtype)
+        params, out, cache = problem.forward(filter_params=filter_params)
+        _, grads = problem.backward(params, cache, filter_params, dy=dy)
         chosen = {d["problem"]: d for d in planner.decisions()}[key]
         assert chosen["forward"] == planner.arrangement_name(forward) and chosen["source"] == "wisdom"
         assert chosen["backward"] == planner.arrangement_name(backward)
@@ -107,6 +87,8 @@ def test_every_arrangement_matches_the_reference(name, dtype, fresh_planner):
         for gate in GATES:
             close(grads["U"][gate], g_ref["dU"][gate], dtype, what)
             close(grads["W"][gate][0], g_ref["dW"][gate][0], dtype, what)
+            close(grads["W"][gate][1][0], g_ref["dW"][gate][1], dtype, what)
+            close(grads["b"][gate], g_ref["db"][gate], dtype, what)
             if peephole:
                 close(grads["C"][gate], g_ref["dC"][gate], dtype, what)
 

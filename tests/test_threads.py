@@ -11,7 +11,7 @@ import pytest
 
 import bnnslstm as bl
 from bnnslstm import _plan
-from helpers import make_delta, make_params, settle
+from helpers import Problem, make_delta, make_params, settle
 from reference import GATES, random_weights
 
 # ----------------------------------------------------------------------------- fork
@@ -23,10 +23,8 @@ _state = {}  # set by the parent before it forks; the children inherit it
 
 
 def _setup():
-    rng = np.random.default_rng(11)
-    _state["weights"] = random_weights(rng, I, H, 1, 1, dtype=np.float32)
-    _state["x"] = rng.standard_normal((T, B, I)).astype(np.float32)
-    _state["dy"] = rng.standard_normal((T, B, H)).astype(np.float32)
+    problem = _state["problem"] = Problem(T=T, B=B, I=I, H=H, dtype=np.float32, seed=11)
+    _state["dy"] = problem.rng.standard_normal((T, B, H)).astype(np.float32)
     _state["layer"] = bl.LSTM(I, H, seed=3)
 
 
@@ -34,17 +32,14 @@ def _work(task):
     """One of the children's tasks (or the parent's, for the expected results); returns its
     outputs and the number of workers of the kernels' pool before and after."""
     before = _plan.kernels.team_pool()
-    weights, x = _state["weights"], _state["x"]
+    problem = _state["problem"]
     if task == "inference":
-        outputs = [_state["layer"].forward(x, training=False)[0].copy()]
+        outputs = [_state["layer"].forward(problem.x, training=False)[0].copy()]
     else:
-        params, out = make_params(x, weights)
-        cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
-        bl.direct_apply_lstm_batch_training_caching(params, TWO, training_cache=cache)
+        params, out, cache = problem.forward(filter_params=TWO)
         outputs = [out["y_store"], out["h_n"], out["c_n"]]
         if task == "backward":
-            delta, grads = make_delta(params, weights, dy=_state["dy"])
-            bl.direct_apply_lstm_batch_backward(params, delta, TWO, training_cache=cache)
+            _, grads = problem.backward(params, cache, TWO, dy=_state["dy"])
             outputs = [grads["dx"], grads["dh0"], grads["dc0"]]
             outputs += [grads[k][g] for k in ("U", "b") for g in GATES] + [grads["W"][g][0] for g in GATES]
     return [np.array(o) for o in outputs], before, _plan.kernels.team_pool()

@@ -4,17 +4,13 @@ import numpy as np
 import pytest
 
 import bnnslstm as bl
-from helpers import make_delta, make_params
-from reference import random_weights
+from helpers import Problem, make_delta
 
 
-def setup(L=2, bidirectional=True, H=3, I=4, T=5, B=2, **kw):
-    rng = np.random.default_rng(0)
-    D = 2 if bidirectional else 1
-    weights = random_weights(rng, I, H, L, D, peephole="diagonal")
-    x = rng.standard_normal((T, B, I))
-    params, out = make_params(x, weights, bidirectional=bidirectional, **kw)
-    return params, out, weights
+def forward_setup():
+    """A 2-layer bidirectional problem with diagonal peepholes: (params, out, weights)."""
+    problem = Problem(T=5, B=2, I=4, H=3, L=2, bidirectional=True, peephole="diagonal")
+    return (*problem.params(), problem.weights)
 
 
 def assert_refused(params, out, match, cache=True):
@@ -41,13 +37,13 @@ def assert_refused(params, out, match, cache=True):
     ("dropout_seed", -1, "dropout_seed"),
 ])
 def test_bad_scalars_name_their_field(field, value, match):
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     setattr(params, field, value)
     assert_refused(params, out, match)
 
 
 def test_scalars_may_be_zero_when_descriptors_give_them():
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     bl.direct_apply_lstm_batch_training_caching(params)
     expected = {k: v.copy() for k, v in out.items()}
     for k in out:
@@ -60,7 +56,7 @@ def test_scalars_may_be_zero_when_descriptors_give_them():
 
 
 def test_a_scalar_no_descriptor_gives_must_be_set():
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     params.input_gate.hw_desc.size = (0, 0, 0, 0)
     params.forget_gate.hw_desc.size = (0, 0, 0, 0)
     params.candidate_gate.hw_desc.size = (0, 0, 0, 0)
@@ -95,7 +91,7 @@ def test_a_scalar_no_descriptor_gives_must_be_set():
     (lambda p: setattr(p.input_gate, "hw_desc", np.zeros(3)), "input_gate.hw_desc: expected an NDArrayDescriptor"),
 ])
 def test_bad_descriptors_name_their_field(corrupt, match):
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     corrupt(params)
     assert_refused(params, out, match)
 
@@ -110,13 +106,13 @@ def test_bad_descriptors_name_their_field(corrupt, match):
      "data_type: expected an integer type"),
 ])
 def test_bad_sequence_descriptors(sequence, match):
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     params.sequence_descriptor = sequence
     assert_refused(params, out, f"sequence_descriptor.*{match}")
 
 
 def test_sequence_descriptor_as_integer_descriptor_works():
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     sizes = np.array([2, 2, 1, 1, 1], np.int64)
     params.sequence_descriptor = bl.NDArrayDescriptor(sizes, bl.DataLayout.VECTOR, (5,), data_type=bl.DataType.INT64)
     bl.direct_apply_lstm_batch_training_caching(params)
@@ -125,21 +121,21 @@ def test_sequence_descriptor_as_integer_descriptor_works():
 
 @pytest.mark.parametrize("function", [bl.ActivationFunction.SOFTMAX, bl.ActivationFunction.GUMBEL, 99])
 def test_non_elementwise_activations_are_refused(function):
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     params.lstm_flags &= ~bl.LayerFlags.DEFAULT_ACTIVATIONS
     params.output_gate.activation = bl.Activation(function)
     assert_refused(params, out, "output_gate.activation.function")
 
 
 def test_default_activations_flag_ignores_gate_activations():
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     params.output_gate.activation = bl.Activation(bl.ActivationFunction.SOFTMAX)
     bl.direct_apply_lstm_batch_training_caching(params)
     assert np.all(np.isfinite(out["y_store"]))
 
 
 def test_cache_too_small_or_read_only():
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     need = bl.compute_lstm_training_cache_capacity(params)
     before = {k: v.copy() for k, v in out.items()}
     with pytest.raises(bl.BNNSError, match=f"training_cache: {need - 1} bytes but these parameters need {need}"):
@@ -151,7 +147,7 @@ def test_cache_too_small_or_read_only():
 
 
 def backward_setup():
-    params, out, weights = setup()
+    params, out, weights = forward_setup()
     cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
     bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
     delta, grads = make_delta(params, weights, dy=np.ones((5, 2, 6)), fill=7.0)
@@ -216,7 +212,7 @@ def test_an_array_made_read_only_after_a_call_is_refused_like_a_fresh_one():
     read-only after a first call, y (forward) and a gradient (backward) are refused with the
     message a fresh descriptor gets, nothing written; writable again, they are accepted
     (review 3: the later calls wrote into the read-only arrays)."""
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     bl.direct_apply_lstm_batch_training_caching(params)
     out["y_store"].flags.writeable = False
     assert_refused(params, out, "output_descriptor.data_desc.data: the buffer is read-only but this descriptor is written")
@@ -285,7 +281,7 @@ def test_descriptors_the_backward_only_reads_may_share_memory():
 def test_forward_outputs_sharing_memory_with_what_it_reads_are_refused(output, read, match):
     """The forward refuses a written descriptor over one it reads, like the backward (an
     output over a weight read at every step would give wrong results)."""
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     h0 = np.zeros((2, 2, 2, 3))
     params.input_descriptor.hidden_desc = bl.NDArrayDescriptor.from_array(h0)
     shared = h0 if read == "h0" else params.forget_gate.hw_desc.data
@@ -317,7 +313,7 @@ def test_a_huge_num_layers_is_refused_by_the_descriptor_that_cannot_hold_it(num_
 def test_a_written_descriptor_reaching_an_element_twice_is_refused(stride):
     """Two outputs written to one element: the result would depend on the order of the
     writes (and on the team's threads), so the call is refused before writing anything."""
-    params, out, _ = setup()
+    params, out, _ = forward_setup()
     y = np.full(200, 7.0)
     params.output_descriptor.data_desc = bl.NDArrayDescriptor(y, bl.DataLayout.SNE, (6, 2, 5), stride,
                                                               data_type=bl.DataType.FLOAT64)
