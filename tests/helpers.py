@@ -1,14 +1,20 @@
 """The tests' shared builders: one LSTM problem (:class:`Problem`: random weights, input and
-states, their BNNS parameters and the references' results), the BNNS parameter sets of
-plain numpy arrays in the references' weights dict (:func:`make_params`,
-:func:`make_delta`), and the planner's modes."""
+states, their BNNS parameters and the references' results; :data:`FEATURES` and
+:func:`random_problem` draw them for hypothesis; :func:`threaded_step` runs one large
+enough for a thread team), the BNNS parameter sets of plain numpy arrays in the references'
+weights dict (:func:`make_params`, :func:`make_delta`), the planner's modes, and a child
+Python (:func:`run_python`)."""
 
+import subprocess
+import sys
 from contextlib import contextmanager
 
 import numpy as np
+from hypothesis import strategies as st
 
 import bnnslstm as bl
-from reference import GATES, batch_sizes_from_lengths, lstm_forward, random_weights
+from reference import (GATES, batch_sizes_from_lengths, lengths_from_batch_sizes, lstm_forward,
+                       random_weights)
 from reference_backward import lstm_backward
 
 GATE_FIELDS = dict(zip(GATES, ("input_gate", "forget_gate", "candidate_gate", "output_gate")))
@@ -137,7 +143,6 @@ class Problem:
         self.T, self.B, self.I, self.H, self.L = T, B, I, H, L
         self.bidirectional, self.D = bidirectional, 2 if bidirectional else 1
         self.dtype, self.layout, self.lengths = np.dtype(dtype), layout, lengths
-        self.batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
         self.dropout, self.dropout_seed, self.activations = dropout, dropout_seed, activations
         self.weights = random_weights(self.rng, I, H, L, self.D, peephole=peephole, bias=bias,
                                       dtype=dtype)
@@ -146,6 +151,11 @@ class Problem:
         if states:
             self.h0 = self.rng.standard_normal((L, self.D, B, H)).astype(dtype)
             self.c0 = self.rng.standard_normal((L, self.D, B, H)).astype(dtype)
+
+    @property
+    def batch_sizes(self):
+        """The per-step batch sizes of ``lengths`` (None: every sample T steps)."""
+        return None if self.lengths is None else batch_sizes_from_lengths(self.lengths, self.T)
 
     def params(self, outputs=True):
         """The forward's parameters with fresh outputs (NaN): ``(params, out)`` as
@@ -200,6 +210,59 @@ class Problem:
         return lstm_backward(self.x, self.weights, self.h0, self.c0, self.batch_sizes,
                              dropout_masks=self.dropout_masks(), activations=self.activations,
                              bidirectional=self.bidirectional, dy=dy, dh_n=dh_n, dc_n=dc_n)
+
+
+#: a problem's features for hypothesis: small sizes, stacks, directions, layouts,
+#: peepholes, biases, dropout, variable lengths, the seed of every draw
+FEATURES = st.fixed_dictionaries({
+    "T": st.integers(1, 5), "B": st.integers(1, 4), "I": st.integers(1, 5),
+    "H": st.integers(1, 4), "L": st.integers(1, 3), "bidirectional": st.booleans(),
+    "layout": st.sampled_from(["SNE", "NSE"]),
+    "peephole": st.sampled_from([None, "diagonal", "full"]), "bias": st.booleans(),
+    "dropout": st.sampled_from([0.0, 0.25]), "variable": st.booleans(),
+    "seed": st.integers(0, 2**32 - 1),
+})
+
+
+def random_problem(f, dtype=np.float64):
+    """The float64 :class:`Problem` of drawn :data:`FEATURES` ``f`` (its dropout seed the
+    features' seed); with ``f["variable"]``, per-sample lengths drawn after the arrays."""
+    problem = Problem(T=f["T"], B=f["B"], I=f["I"], H=f["H"], L=f["L"],
+                      bidirectional=f["bidirectional"], peephole=f["peephole"], bias=f["bias"],
+                      dtype=dtype, layout=f["layout"], dropout=f["dropout"],
+                      dropout_seed=f["seed"], seed=f["seed"])
+    lengths = sorted(problem.rng.integers(1, f["T"] + 1, size=f["B"]).tolist(), reverse=True)
+    lengths[0] = f["T"]
+    if f["variable"]:
+        problem.lengths = lengths
+    return problem
+
+
+def threaded_step(dtype, n_threads, batch_sizes=None):
+    """Forward + backward of a stacked bidirectional LSTM with every kind of peephole and
+    dropout, large enough that the call's thread team really has ``n_threads`` threads;
+    every output and gradient as one flat float64 array."""
+    peephole = {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"}
+    # 4H = 200: GEMM slices of 16 rows with a partial last one
+    problem = Problem(T=6, B=16, I=70, H=50, L=2, bidirectional=True, peephole=peephole,
+                      dtype=dtype, dropout=0.2, dropout_seed=5, seed=7,
+                      lengths=None if batch_sizes is None else lengths_from_batch_sizes(batch_sizes))
+    filter_params = bl.FilterParameters(n_threads=n_threads)
+    params, out, cache = problem.forward(filter_params=filter_params)
+    dy = problem.rng.standard_normal((6, 16, 100)).astype(dtype)
+    _, grads = problem.backward(params, cache, filter_params, dy=dy)
+    parts = [out["y_store"], out["h_n"], out["c_n"], grads["dx"], grads["dh0"], grads["dc0"]]
+    parts += [grads[k][g] for k in ("U", "C", "b") for g in GATES if grads[k][g] is not None]
+    parts += [w for g in GATES for w in grads["W"][g] if w is not None]
+    return np.concatenate([np.ravel(p) for p in parts]).astype(np.float64)
+
+
+def run_python(script, *args, cwd, env=None, timeout=300):
+    """Run ``script`` in a child Python, from ``cwd`` (a directory outside the source tree,
+    so that the child imports the same installed package as the tests, wherever pytest was
+    started)."""
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @contextmanager

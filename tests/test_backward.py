@@ -180,3 +180,22 @@ def test_float32_gradients_match_float64():
     g32 = problem.gradients()
     for (name, _, a), (_, _, b) in zip(tensors(problem, g64), tensors(problem, g32)):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+def test_ieee_specials_stay_in_their_sample(special):
+    """A NaN or infinity in one sample's x: the other samples' dL/dx, dL/dh0 and dL/dc0 are
+    those of the same problem without it (samples are independent), and nothing crashes."""
+    clean = Problem(T=5, B=3, I=3, H=4, seed=1, states=True)
+    problem = Problem(T=5, B=3, I=3, H=4, seed=1, states=True)
+    problem.x[2, 1, 0] = special
+    dy = np.ones((5, 3, 4))
+    grads = []
+    for p in (clean, problem):
+        params, _, cache = p.forward()
+        grads.append(p.backward(params, cache, dy=dy)[1])
+    for name in ("dx", "dh0", "dc0"):
+        others = grads[1][name][..., [0, 2], :]
+        assert np.all(np.isfinite(others)), name
+        np.testing.assert_allclose(others, grads[0][name][..., [0, 2], :], rtol=1e-12,
+                                   atol=1e-14, err_msg=name)

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import bnnslstm as bl
-from helpers import Problem, y_time_major
+from helpers import FEATURES, Problem, random_problem, y_time_major
 from reference import GATES
 
 TOLERANCE = {np.float32: 3e-5, np.float64: 1e-11}
@@ -150,3 +151,29 @@ def test_more_than_256_layers():
     """The cache's region offsets of a deep stack (beyond the plan's on-stack table) go on
     the heap: 300 layers with a cache, against the reference."""
     run_case(T=2, B=1, I=2, H=2, L=300, states=False)
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+def test_ieee_specials_propagate_like_the_reference(special):
+    """A NaN or infinity in one element of x reaches exactly the outputs the reference's
+    reaches (that sample from that step on), the other values unchanged; nothing crashes."""
+    problem = Problem(T=5, B=3, I=3, H=4, seed=1)
+    problem.x[2, 1, 0] = special
+    _, out, _ = problem.forward()
+    y = problem.y(out)
+    ref_y, _, _, _ = problem.reference()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref_y))
+    np.testing.assert_allclose(y[~np.isnan(y)], ref_y[~np.isnan(ref_y)], rtol=1e-12, atol=1e-14)
+    assert np.all(np.isfinite(y[:2])) and np.all(np.isfinite(y[:, [0, 2]]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FEATURES)
+def test_random_valid_parameters_match_the_reference(f):
+    """Drawn sizes, stacks, directions, layouts, peepholes, biases, dropout and lengths:
+    y and h_T equal the reference's."""
+    problem = random_problem(f)
+    _, out, _ = problem.forward(cache=False)
+    y, h_n, _, _ = problem.reference()
+    np.testing.assert_allclose(problem.y(out), y, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(out["h_n"], h_n, rtol=1e-11, atol=1e-12)

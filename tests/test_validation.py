@@ -1,10 +1,14 @@
 """Validation of parameters (SPEC §3): errors name the field, and nothing is written."""
 
+import textwrap
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import bnnslstm as bl
-from helpers import Problem, make_delta
+from helpers import FEATURES, Problem, make_delta, random_problem, run_python
 
 
 def forward_setup():
@@ -319,3 +323,97 @@ def test_a_written_descriptor_reaching_an_element_twice_is_refused(stride):
                                                               data_type=bl.DataType.FLOAT64)
     out["y_buffer"] = y
     assert_refused(params, out, r"output_descriptor.data_desc: its strides reach some element twice")
+
+
+def test_cache_overlapping_an_input_is_refused():
+    """A training cache sharing memory with x is refused by name, nothing written."""
+    params, _ = Problem(T=5, B=3, I=3, H=4, seed=2).params()
+    need = bl.compute_lstm_training_cache_capacity(params)
+    big = np.zeros(need + 5 * 3 * 3 * 8, np.uint8)
+    params.input_descriptor.data_desc = bl.NDArrayDescriptor(big, bl.DataLayout.SNE, (3, 3, 5),
+                                                             data_type=bl.DataType.FLOAT64)
+    before = big.copy()
+    with pytest.raises(bl.BNNSError,
+                       match="training_cache: shares memory with input_descriptor.data_desc"):
+        bl.direct_apply_lstm_batch_training_caching(params, training_cache=memoryview(big))
+    np.testing.assert_array_equal(big, before)
+
+
+# --------------------------------------------------------------------------- random refusals
+CORRUPTIONS = {  # field named in the message -> a change that makes the parameters invalid
+    "hidden_size": lambda p: setattr(p, "hidden_size", p.hidden_size + 1),
+    "seq_len": lambda p: setattr(p, "seq_len", p.seq_len + 2),
+    "dropout": lambda p: setattr(p, "dropout", 1.0),
+    "lstm_flags": lambda p: setattr(p, "lstm_flags", p.lstm_flags | 0x100),
+    "sequence_descriptor": lambda p: setattr(
+        p, "sequence_descriptor", np.arange(p.seq_len, dtype=np.int32) + p.batch_size + 1),
+    "input_descriptor.data_desc": lambda p: setattr(
+        p.input_descriptor.data_desc, "stride", (2**40, 2**40, 2**40)),
+    "input_descriptor.data_desc.data": lambda p: setattr(
+        p.input_descriptor.data_desc, "data", p.input_descriptor.data_desc.data[:-1]),
+    "input_gate.hw_desc": lambda p: setattr(
+        p.input_gate.hw_desc, "size", (99,) + tuple(p.input_gate.hw_desc.size[1:])),
+    "forget_gate.iw_desc[0]": lambda p: setattr(
+        p.forget_gate.iw_desc[0], "data", p.forget_gate.iw_desc[0].data[:-1]),
+    "output_gate.activation": lambda p: (
+        setattr(p, "lstm_flags", p.lstm_flags & ~bl.LayerFlags.DEFAULT_ACTIVATIONS),
+        setattr(p.output_gate, "activation", bl.Activation(bl.ActivationFunction.SOFTMAX))),
+    "candidate_gate.b_desc": lambda p: setattr(p.candidate_gate.b_desc, "data_type",
+                                               bl.DataType.FLOAT32),
+    "output_descriptor.hidden_desc": lambda p: setattr(p.output_descriptor.hidden_desc, "data",
+                                                       np.zeros(4).tobytes()),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FEATURES.map(lambda f: {**f, "bias": True}), st.sampled_from(sorted(CORRUPTIONS)))
+def test_corrupted_parameters_raise_and_write_nothing(f, corruption):
+    """Valid drawn parameters with one field made invalid: refused naming that field,
+    neither the outputs nor the training cache written."""
+    if corruption == "input_descriptor.data_desc":
+        assume(f["T"] * f["B"] * f["I"] > 1)  # with every extent 1, no stride reaches anything
+    params, out = random_problem(f).params()
+    CORRUPTIONS[corruption](params)
+    before = {k: v.copy() for k, v in out.items()}
+    cache = bytearray(b"\xab" * 4096)
+    with pytest.raises(bl.BNNSError) as error:
+        bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
+    assert corruption.removesuffix(".data") in str(error.value)
+    for k, v in out.items():
+        np.testing.assert_array_equal(v, before[k])
+    assert cache == bytearray(b"\xab" * 4096)
+
+
+def test_hostile_descriptors_in_a_subprocess_never_crash(tmp_path):
+    """Descriptors that lie about their sizes, strides and buffers, run where a crash shows:
+    most are refused, none crashes."""
+    script = textwrap.dedent("""
+        import numpy as np, bnnslstm as bl
+        rng = np.random.default_rng(0)
+        refused = 0
+        for trial in range(300):
+            buf = np.zeros(int(rng.integers(0, 64)), np.float32)
+            size = tuple(int(v) for v in rng.choice([0, 1, 2, 3, 7, 2**31, 2**40, 2**63 - 1],
+                                                    size=4))
+            stride = tuple(int(v) for v in rng.choice([0, 1, 2, 5, 2**31, 2**62, 2**64 - 1],
+                                                      size=4))
+            layout = [bl.DataLayout.SNE, bl.DataLayout.NSE, bl.DataLayout.FIRST_MAJOR_4D,
+                      bl.DataLayout.ROW_MAJOR_MATRIX, bl.DataLayout.VECTOR][trial % 5]
+            d = bl.NDArrayDescriptor(buf, layout, size, stride)
+            p = bl.LayerParametersLSTM(input_size=2, hidden_size=2, batch_size=2, num_layers=1,
+                                       seq_len=2, lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS)
+            p.input_descriptor.data_desc = d
+            w = bl.NDArrayDescriptor.from_array(np.zeros((1, 2, 2), np.float32))
+            u = bl.NDArrayDescriptor.from_array(np.zeros((1, 1, 2, 2), np.float32))
+            for g in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+                setattr(p, g, bl.LSTMGateDescriptor((w, None), d if trial % 7 == 0 else u))
+            p.output_descriptor.data_desc = d if trial % 3 == 0 else None
+            try:
+                bl.direct_apply_lstm_batch_training_caching(p)
+            except bl.BNNSError:
+                refused += 1
+        print("refused", refused)
+    """)
+    done = run_python(script, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) > 200
