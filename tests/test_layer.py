@@ -47,6 +47,71 @@ def reference_activations(layer):
     return {name: (int(a.function), a.alpha, a.beta) for name, a in acts.items()}
 
 
+def dropout_masks(layer, T, B):
+    """The masks the layer's next training forward applies to each layer's input (None:
+    none): bl.dropout_mask of the seed it draws from its generator (read on a copy)."""
+    if layer.dropout == 0 or layer.num_layers == 1:
+        return None
+    seed = int(copy.deepcopy(layer._rng).integers(2**63))
+    masks = [None]
+    for l in range(1, layer.num_layers):
+        mask = np.empty((T, B, layer.D * layer.hidden_size), layer.dtype)
+        bl.dropout_mask(seed, l, layer.dropout, mask)
+        masks.append(mask.astype(np.float64))
+    return masks
+
+
+def check_forward_backward(layer, T, B, *, lengths=None, states=True, state_grads=True,
+                           training=True, seed=2):
+    """layer(x) and (in training) layer.backward against the references, on x, h0, c0 and
+    then dL/dy, dL/dh_n, dL/dc_n drawn from ``seed`` (the states and their gradients absent
+    unless ``states`` and ``state_grads``), with per-sample ``lengths``."""
+    dtype, L, D, H = layer.dtype.type, layer.num_layers, layer.D, layer.hidden_size
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, layer.input_size)).astype(dtype)
+    h0 = rng.standard_normal((L * D, B, H)).astype(dtype) if states else None
+    c0 = rng.standard_normal((L * D, B, H)).astype(dtype) if states else None
+    as4 = (lambda a: None if a is None else a.reshape(L, D, B, H))
+    batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
+    masks = dropout_masks(layer, T, B) if training else None
+    first = (lambda a: a.transpose(1, 0, 2)) if layer.batch_first else (lambda a: a)
+    y, (h_n, c_n) = layer(first(x), h0, c0, batch_sizes=batch_sizes, training=training)
+    assert y.dtype == h_n.dtype == c_n.dtype == dtype
+    weights = reference_weights(layer)
+    activations = reference_activations(layer)
+    y_ref, h_ref, c_ref, _ = lstm_forward(x, weights, as4(h0), as4(c0), batch_sizes, masks,
+                                          activations, bidirectional=layer.bidirectional)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(first(y), y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h_n, h_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
+    np.testing.assert_allclose(c_n, c_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
+    if not training:
+        return
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dh_n = rng.standard_normal(h_n.shape).astype(dtype) if state_grads else None
+    dc_n = rng.standard_normal(c_n.shape).astype(dtype) if state_grads else None
+    dx, (dh0, dc0) = layer.backward(dy, dh_n, dc_n)
+    ref = lstm_backward(x, weights, as4(h0), as4(c0), batch_sizes, masks, activations,
+                        bidirectional=layer.bidirectional, dy=first(dy), dh_n=as4(dh_n),
+                        dc_n=as4(dc_n))
+    tol = 10 * tol
+    np.testing.assert_allclose(first(dx), ref["dx"], rtol=tol, atol=tol)
+    np.testing.assert_allclose(dh0, ref["dh0"].reshape(L * D, B, H), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dc0, ref["dc0"].reshape(L * D, B, H), rtol=tol, atol=tol)
+    grads = layer.grads
+    for l in range(L):
+        for d in range(D):
+            s = f"l{l}" + ("_reverse" if d else "")
+
+            parts = [("weight_ih", "dW"), ("weight_hh", "dU")] + [("bias", "db")] * layer.bias
+            parts += [("weight_ch", "dC")] * bool(layer.peephole)
+            for name, part in parts:
+                want = np.concatenate([ref[part][g][l][d] for g in GATES])
+                np.testing.assert_allclose(grads[f"{name}_{s}"], want, rtol=tol, atol=tol,
+                                           err_msg=f"{name}_{s}")
+
+
 CASES = [
     dict(L=1, bidirectional=False, peephole=None, bias=True, batch_first=False),
     dict(L=2, bidirectional=True, peephole="diagonal", bias=True, batch_first=True),
@@ -59,55 +124,40 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 @pytest.mark.parametrize("packed", [False, True])
 def test_forward_backward_match_reference(case, dtype, packed):
-    T, B, I, H = 5, 3, 4, 6
-    L = case["L"]
-    layer = bl.LSTM(I, H, L, bidirectional=case["bidirectional"], peephole=case["peephole"], bias=case["bias"],
+    """Stacks of 1-3 layers, one or two directions, peepholes, no biases, batch-first,
+    per-step batch sizes: y, h_n, c_n and every gradient equal the references'."""
+    layer = bl.LSTM(4, 6, case["L"], bidirectional=case["bidirectional"],
+                    peephole=case["peephole"], bias=case["bias"],
                     batch_first=case["batch_first"], dtype=dtype, seed=1)
-    D = layer.D
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((T, B, I)).astype(dtype)
-    h0 = rng.standard_normal((L * D, B, H)).astype(dtype)
-    c0 = rng.standard_normal((L * D, B, H)).astype(dtype)
-    batch_sizes = batch_sizes_from_lengths([5, 3, 2], T) if packed else None
-    x_in = x.transpose(1, 0, 2) if case["batch_first"] else x
-    y, (h_n, c_n) = layer(x_in, h0, c0, batch_sizes=batch_sizes)
-    assert y.dtype == h_n.dtype == c_n.dtype == dtype
-    weights = reference_weights(layer)
-    y_ref, h_ref, c_ref, _ = lstm_forward(x, weights, h0.reshape(L, D, B, H), c0.reshape(L, D, B, H),
-                                          batch_sizes, bidirectional=case["bidirectional"])
-    tol = TOL[dtype]
-    y_t = y.transpose(1, 0, 2) if case["batch_first"] else y
-    np.testing.assert_allclose(y_t, y_ref, rtol=tol, atol=tol)
-    np.testing.assert_allclose(h_n, h_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
-    np.testing.assert_allclose(c_n, c_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
+    check_forward_backward(layer, 5, 3, lengths=[5, 3, 2] if packed else None)
 
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    dh_n = rng.standard_normal(h_n.shape).astype(dtype)
-    dc_n = rng.standard_normal(c_n.shape).astype(dtype)
-    dx, (dh0, dc0) = layer.backward(dy, dh_n, dc_n)
-    dy_t = dy.transpose(1, 0, 2) if case["batch_first"] else dy
-    ref = lstm_backward(x, weights, h0.reshape(L, D, B, H), c0.reshape(L, D, B, H), batch_sizes,
-                        bidirectional=case["bidirectional"], dy=dy_t, dh_n=dh_n.reshape(L, D, B, H),
-                        dc_n=dc_n.reshape(L, D, B, H))
-    tol = 10 * tol
-    dx_t = dx.transpose(1, 0, 2) if case["batch_first"] else dx
-    np.testing.assert_allclose(dx_t, ref["dx"], rtol=tol, atol=tol)
-    np.testing.assert_allclose(dh0, ref["dh0"].reshape(L * D, B, H), rtol=tol, atol=tol)
-    np.testing.assert_allclose(dc0, ref["dc0"].reshape(L * D, B, H), rtol=tol, atol=tol)
-    grads = layer.grads
-    for l in range(L):
-        for d in range(D):
-            s = f"l{l}" + ("_reverse" if d else "")
-            np.testing.assert_allclose(grads[f"weight_ih_{s}"],
-                                       np.concatenate([ref["dW"][g][l][d] for g in GATES]), rtol=tol, atol=tol)
-            np.testing.assert_allclose(grads[f"weight_hh_{s}"],
-                                       np.concatenate([ref["dU"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
-            if layer.bias:
-                np.testing.assert_allclose(grads[f"bias_{s}"],
-                                           np.concatenate([ref["db"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
-            if layer.peephole:
-                np.testing.assert_allclose(grads[f"weight_ch_{s}"],
-                                           np.concatenate([ref["dC"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("what", ["batch of 1", "no states", "a team's batch", "dropout",
+                                  "dropout, packed, batch-first", "inference"])
+def test_more_calls_match_reference(what, dtype):
+    """A batch of one; no initial states and no state gradients (zeros); a batch large
+    enough for a thread team (H 64, B 16, both directions); dropout between three layers in
+    training (the masks of the seed the layer draws), also with per-step batch sizes and
+    batch-first; an inference call of a layer with dropout (none applied)."""
+    kwargs, call = {}, {}
+    T, B, I, H, L = 4, 3, 5, 6, 2
+    if what == "batch of 1":
+        B = 1
+    elif what == "no states":
+        kwargs, call = dict(bidirectional=True, peephole="full"), dict(states=False,
+                                                                       state_grads=False)
+    elif what == "a team's batch":
+        T, B, I, H, L, kwargs = 3, 16, 8, 64, 1, dict(bidirectional=True)
+    elif what.startswith("dropout"):
+        L, kwargs = 3, dict(dropout=0.4, bidirectional=True, peephole="diagonal")
+        if what != "dropout":
+            kwargs["batch_first"] = True
+            call = dict(lengths=[4, 4, 2])
+    elif what == "inference":
+        kwargs, call = dict(dropout=0.5), dict(training=False)
+    layer = bl.LSTM(I, H, L, dtype=dtype, seed=4, **kwargs)
+    check_forward_backward(layer, T, B, **call)
 
 
 def test_activations_match_reference_and_torch_argument_forms():
