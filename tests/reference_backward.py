@@ -1,4 +1,16 @@
-"""A plain-numpy LSTM backward, written from SPEC §4 and §6 (independent of bnnslstm).
+"""A plain-numpy LSTM backward, written from the equations (independent of bnnslstm).
+
+The gradients of a loss linear in the outputs, sum(y dL/dy) + sum(h_T dL/dh_T) +
+sum(c_T dL/dc_T), with respect to x, h0, c0 and every weight, by the chain rule through
+the equations of :mod:`reference` taken backwards in time: at each step the gradient
+reaching h' (from y and from the next step) gives do and, through act_h', dc'; the
+output gate's peephole adds C_o^T da_o to dc'; then dc' gives df, di, dg and the
+gradient to the previous cell (f * dc' plus the other peepholes' C_k^T da_k); the gate
+gradients da_k = dk * act_k'(a_k) give dx_t = sum W_k^T da_k, dh = sum U_k^T da_k and the
+weights' gradients (outer products with x_t, h, c, summed over steps and samples).
+Padded steps pass the state's gradient through unchanged; dropout masks scale the
+gradient of the layer's input like its value. Parameter gradients are sums, never
+averages.
 
 Back-propagation through time over the trace of :func:`reference.lstm_forward`: float64,
 vectorised over the batch, a Python loop over layers, directions and steps. Checked against

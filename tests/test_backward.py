@@ -1,4 +1,6 @@
-"""Backward pass (SPEC §6) against float64 central finite differences of the forward."""
+"""The backward (direct_apply_lstm_batch_backward) against float64 central finite
+differences of the forward, with and without the training cache, SET and ACCUMULATE
+flags, absent gradients and IEEE specials."""
 
 import numpy as np
 import pytest

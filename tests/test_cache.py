@@ -1,4 +1,6 @@
-"""Training-cache layout (SPEC §5): regions disjoint, aligned, inside the capacity."""
+"""The training cache's layout (bnnslstm/_cache.py, docs/training_cache.rst): regions
+disjoint, aligned and inside the capacity, its header, and the fingerprint that ties it
+to the parameters that wrote it."""
 
 import numpy as np
 import pytest
@@ -79,8 +81,8 @@ def test_a_larger_cache_is_fine_and_writes_stay_inside_the_capacity():
 @pytest.mark.parametrize("L,dropout,refused", [(2, 0.0, False), (1, 0.5, False), (2, 0.5, True)])
 def test_the_dropout_seed_counts_only_where_dropout_does(L, dropout, refused):
     """The cache's fingerprint holds dropout_seed only when dropout acts (p > 0 and L > 1):
-    elsewhere a backward with another seed reads the cache and gives the same gradients
-    (review 6: it was refused); where dropout acts, another seed is another mask."""
+    elsewhere a backward with another seed reads the cache and gives the same gradients;
+    where dropout acts, another seed is another mask, and the cache is refused."""
     T, B, I, H = 3, 2, 4, 3
     problem = Problem(T=T, B=B, I=I, H=H, L=L, dropout=dropout, dropout_seed=5, seed=2)
     params, _, cache = problem.forward()

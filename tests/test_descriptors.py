@@ -1,4 +1,5 @@
-"""NDArray descriptors (SPEC §2): index mapping for every layout, from_array, bounds safety."""
+"""NDArray descriptors (bnnslstm/_descriptor.pyx): the index mapping of every layout
+(docs/layouts.rst), from_array, bounds safety."""
 
 import array
 import itertools
@@ -14,8 +15,9 @@ from bnnslstm.descriptors import _fill_strides
 L = bl.DataLayout
 
 
-def offset_by_spec(layout, size, stride, index):
-    """The SPEC §2 mapping, written out per layout: offset of a logical (C-order) index."""
+def documented_offset(layout, size, stride, index):
+    """The index mapping of docs/layouts.rst, written out per layout: the offset of a
+    logical (C-order) index."""
     s = stride
     if layout in (L.VECTOR, L.LAST_MAJOR_1D, L.FIRST_MAJOR_1D):
         return index[0] * s[0]
@@ -36,7 +38,7 @@ def offset_by_spec(layout, size, stride, index):
     return sum(i * s[len(index) - 1 - k] for k, i in enumerate(index))  # LAST_MAJOR: [i_{n-1}]...[i0]
 
 
-def logical_shape_by_spec(layout, size):
+def documented_shape(layout, size):
     if layout == L.COLUMN_MAJOR_MATRIX or layout.name.startswith("FIRST_MAJOR"):
         return tuple(size)
     return tuple(reversed(size))
@@ -53,7 +55,7 @@ def small_size(layout, rng):
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda l: l.name)
 @pytest.mark.parametrize("strided", [False, True])
-def test_every_element_sits_where_the_spec_says(layout, strided):
+def test_every_element_sits_where_its_layout_says(layout, strided):
     rng = np.random.default_rng(layout.value)
     size = small_size(layout, rng)
     if strided:
@@ -61,13 +63,13 @@ def test_every_element_sits_where_the_spec_says(layout, strided):
     else:  # zero strides: the contiguous default
         stride = (0,) * layout.rank
     filled = _fill_strides(layout, list(size), list(stride))
-    shape = logical_shape_by_spec(layout, size)
-    span = 1 + sum(offset_by_spec(layout, size, filled, tuple(n - 1 for n in shape)) for _ in [0])
+    shape = documented_shape(layout, size)
+    span = 1 + sum(documented_offset(layout, size, filled, tuple(n - 1 for n in shape)) for _ in [0])
     buffer = np.arange(span, dtype=np.float32)
     view = bl.NDArrayDescriptor(buffer, layout, size, stride).to_numpy()
     assert view.shape == shape
     for index in itertools.product(*map(range, shape)):
-        assert view[index] == offset_by_spec(layout, size, filled, index)
+        assert view[index] == documented_offset(layout, size, filled, index)
     if not strided:  # default strides are contiguous: every element of the buffer is used once
         assert sorted(view.ravel().tolist()) == list(range(span))
 
@@ -83,16 +85,16 @@ def test_default_strides_per_layout():
 
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(LAYOUTS[:8] + LAYOUTS[13:16]), st.data())
-def test_random_strides_map_like_the_spec(layout, data):
+def test_random_strides_map_as_documented(layout, data):
     size = tuple(data.draw(st.integers(1, 4)) for _ in range(layout.rank))
     stride = tuple(data.draw(st.integers(0, 9)) for _ in range(layout.rank))
     filled = _fill_strides(layout, list(size), list(stride))
-    shape = logical_shape_by_spec(layout, size)
-    last = offset_by_spec(layout, size, filled, tuple(n - 1 for n in shape))
+    shape = documented_shape(layout, size)
+    last = documented_offset(layout, size, filled, tuple(n - 1 for n in shape))
     flat = np.arange(last + 1 + data.draw(st.integers(0, 3)), dtype=np.float64)
     view = bl.NDArrayDescriptor(flat, layout, size, stride, bl.DataType.FLOAT64).to_numpy()
     index = tuple(data.draw(st.integers(0, n - 1)) for n in shape)
-    assert view[index] == offset_by_spec(layout, size, filled, index)
+    assert view[index] == documented_offset(layout, size, filled, index)
     short = bl.NDArrayDescriptor(flat[:last], layout, size, stride, bl.DataType.FLOAT64)
     with pytest.raises(bl.BNNSError, match=f"reaches element {last} but the buffer holds {last}"):
         short.to_numpy()
@@ -145,7 +147,7 @@ def test_zero_sizes_are_filled_from_the_parameters():
 
 def test_from_array_of_an_empty_array_keeps_its_sizes_with_default_strides():
     """numpy gives an empty array zero strides: they are not a broadcast view's (a size of 0
-    then means "from the scalars", SPEC §2)."""
+    then means "from the scalars")."""
     d = bl.NDArrayDescriptor.from_array(np.zeros((0, 2, 3), np.float32), L.SNE)
     assert (tuple(d.size), tuple(d.stride)) == ((3, 2, 0), (1, 3, 6))
     d = bl.NDArrayDescriptor.from_array(np.zeros((4, 0), np.float32), L.ROW_MAJOR_MATRIX)
@@ -175,7 +177,7 @@ def test_huge_sizes_and_strides_are_refused_without_overflow(size, stride):
 
 def test_a_default_stride_too_large_names_the_field_and_the_exact_stride():
     """(2**31, 2**31, 2**31, 4): the fourth axis's default stride is 2**93, said as such with
-    the field's name (review 5a: "stride: default stride 0", a wrapped product)."""
+    the field's name (exactly: not a product wrapped around 64 bits)."""
     d = bl.NDArrayDescriptor(np.zeros(8, np.int32), L.LAST_MAJOR_4D, (2**31, 2**31, 2**31, 4),
                              data_type=bl.DataType.INT32)
     with pytest.raises(bl.BNNSError, match=rf"^input_gate.hw_desc.stride: default stride {2**93} is too large$"):

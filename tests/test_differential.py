@@ -1,11 +1,11 @@
 """Randomized differential test: bnnslstm against the plain-numpy references, forward and
-backward, with every degree of freedom SPEC allows drawn at once.
+backward, with every degree of freedom the API allows drawn at once.
 
 Only bnnslstm's public API and the numpy references of tests/ (reference.py,
 reference_backward.py, reference_activations.py) are used, so the test stays valid whatever
 the kernels become. Each example draws: sizes 1..7, 1..3 layers, one or two directions,
 float32 or float64; SNE or NSE separately for x, y, dx and dy; for every other tensor a
-layout of SPEC §2 (FIRST_MAJOR or LAST_MAJOR, leading extents of 1 left out, row- or
+layout of docs/layouts.rst (FIRST_MAJOR or LAST_MAJOR, leading extents of 1 left out, row- or
 column-major matrices, vectors), the kind of each peephole and of iw_desc[0] (layer 0 or
 every layer); strided numpy views (from_array, read-only or not) or raw buffers (bytearray,
 memoryview, array.array, bytes, 1-D numpy) with explicit strides in elements, some of them
@@ -85,10 +85,10 @@ MARGIN = 10_000  # near a kink: within this many eps of it (relative to the laye
 LIMIT = 1e3  # larger values in the reference's trace: the example is rejected
 
 
-# --------------------------------------------------------------------------- layouts (SPEC §2)
+# --------------------------------------------------------------------------- layouts
 def axis_orders(layout, rank):
-    """(logical axes in ``size`` order, logical axes in ``stride`` order), read off SPEC §2's
-    index mapping; logical axes are the C-order indices of the layout."""
+    """(logical axes in ``size`` order, logical axes in ``stride`` order), read off the
+    index mapping of docs/layouts.rst; logical axes are the C-order indices of the layout."""
     if rank == 1 or layout == LAYOUT.COLUMN_MAJOR_MATRIX:
         return list(range(rank)), list(range(rank))
     reverse = list(reversed(range(rank)))
@@ -131,8 +131,8 @@ class Choices:
 
 
 def choose_form(choices, shape, ranks=None):
-    """A layout for a tensor of SPEC shape ``shape``: its full rank, or fewer dimensions
-    when the leading extents are 1 (SPEC §2, docs/layouts.rst). ``ranks`` limits the ranks
+    """A layout for a tensor of logical shape ``shape``: its full rank, or fewer dimensions
+    when the leading extents are 1 (docs/layouts.rst). ``ranks`` limits the ranks
     (the kind of a peephole or of iw_desc[0] is its rank)."""
     possible = [len(shape)]
     for drop in range(1, len(shape)):
@@ -172,7 +172,7 @@ def place(choices, name, values, layout, dtype, *, written=False, flags=None, rn
 
     Read views get NaN in every gap; written ones a byte pattern, and NaN (SET) or random
     numbers (ACCUMULATE) inside, which the caller reads back from ``view_before``. ``flags``
-    None: a descriptor that receives no gradient, whose flags must not matter (SPEC §2).
+    None: a descriptor that receives no gradient, whose flags must not matter.
     """
     gradient = flags is not None
     if not gradient:
@@ -254,7 +254,7 @@ def place(choices, name, values, layout, dtype, *, written=False, flags=None, rn
         logical = np.lib.stride_tricks.as_strided(np.frombuffer(buffer, dtype, count=count), shape,
                                                   [s * dtype.itemsize for s in strides])
         desc = bl.NDArrayDescriptor(buffer, layout, tuple(size), tuple(stride), data_type, flags)
-        # a stride equal to SPEC's contiguous default may be given as 0
+        # a stride equal to the contiguous default may be given as 0
         extents = [shape[axis] for axis in stride_axes]
         given = list(stride)
         for k in range(rank):
@@ -293,7 +293,7 @@ def reference_activation(fn, alpha, beta):
 
 
 def sequence_values(draw, rng, batch_sizes, T):
-    """The per-step batch sizes in one of the forms SPEC and the docs accept."""
+    """The per-step batch sizes in one of the forms the docs accept."""
     kind = draw(st.sampled_from(["list", "array", "descriptor"]))
     if kind == "list":
         return list(batch_sizes), None

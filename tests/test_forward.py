@@ -1,4 +1,7 @@
-"""Forward pass (SPEC §4) against the plain-numpy reference in tests/reference.py."""
+"""The forward (direct_apply_lstm_batch_training_caching) against the plain-numpy reference
+of tests/reference.py: stacks, directions, layouts, peepholes, biases, activations,
+per-step batch sizes, dropout, the training cache's contents, IEEE specials and random
+problems."""
 
 import numpy as np
 import pytest

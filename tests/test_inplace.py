@@ -1,5 +1,6 @@
-"""Descriptors read and written in place (SPEC §0, §2): every layout BLAS can address gives
-the reference's results without a per-call copy of the weights."""
+"""Descriptors read and written in place: every layout BLAS can address (row- or
+column-major, padded) gives the reference's results without a per-call copy of the
+weights, and only the one it cannot (no unit stride) is gathered per call."""
 
 import tracemalloc
 

@@ -1,5 +1,7 @@
-"""Reading the parameters (SPEC §2 "Kind before fill", §3): which shape a descriptor is read
-as, pinned on the cases of issue 13."""
+"""Reading the parameters (bnnslstm/_plan.pyx): which logical shape each descriptor is read
+as. The layout's rank decides the kind of a peephole (diagonal or full) and of iw_desc[0]
+(layer 0 or every layer) before its zero sizes are filled from the scalars
+(docs/layouts.rst, "Kind before fill"); the cases where the two orders would differ."""
 
 import numpy as np
 import pytest
@@ -28,9 +30,9 @@ def reference_y(weights, x, h0, c0, D=1):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("buffer_length", [2, 4])
 def test_rank3_peephole_with_zero_sizes_is_diagonal(dtype, buffer_length):
-    """Issue 13, 1: H=2, L=D=1, the forget gate's FIRST_MAJOR_3D (0, 0, 0) peephole is the
-    diagonal [1][1][2] (it was read as the full [[.3, -.2], [5, 5]], or refused on a
-    2-element buffer)."""
+    """H=2, L=D=1: the forget gate's FIRST_MAJOR_3D peephole of sizes (0, 0, 0) is the
+    diagonal [1][1][2] of its first two elements, not the full [[.3, -.2], [5, 5]]: a
+    2-element buffer is enough, and a 4-element one's last two are not read."""
     params, out, weights, x, h0, c0 = problem(dtype=dtype)
     buffer = np.array([0.3, -0.2, 5, 5][:buffer_length], dtype)
     params.forget_gate.cw_desc = bl.NDArrayDescriptor(buffer, L_.FIRST_MAJOR_3D, (0, 0, 0),
@@ -43,8 +45,9 @@ def test_rank3_peephole_with_zero_sizes_is_diagonal(dtype, buffer_length):
 
 @pytest.mark.parametrize("size", [(0, 1, 2, 2), (0, 0, 0, 0), (2, 1, 2, 2)])
 def test_rank4_input_weights_cover_every_layer_with_zero_sizes(size):
-    """Issue 13, 2: L=2, I=D*H=2: iw_desc[0] FIRST_MAJOR_4D of sizes (0, 1, 2, 2) covers
-    both layers (it was refused: "does not match (1, 2, 2)"), forward and backward."""
+    """L=2, I = D*H = 2: a FIRST_MAJOR_4D iw_desc[0] (sizes partly 0, all 0 or written out)
+    holds both layers' input weights, in the forward and as the backward's gradient
+    (written in place, nothing after it)."""
     params, out, weights, x, h0, c0 = problem(L=2, dtype=np.float64)
     every = np.ascontiguousarray(np.stack([weights["W"]["input"][0], weights["W"]["input"][1]]))
     params.input_gate.iw_desc = (bl.NDArrayDescriptor(every.ravel(), L_.FIRST_MAJOR_4D, size,
@@ -80,9 +83,10 @@ def test_rank4_input_weights_that_cannot_cover_every_layer_are_refused():
 @pytest.mark.parametrize("delta_layout", [L_.ROW_MAJOR_MATRIX, L_.FIRST_MAJOR_4D, L_.LAST_MAJOR_4D],
                          ids=lambda layout: layout.name)
 def test_one_by_one_full_peephole_stays_full(layout, delta_layout):
-    """Issue 13, 4: H=L=D=1, a 1x1 ROW_MAJOR_MATRIX peephole is full, and its gradient as
-    FIRST_MAJOR_4D (1, 1, 1, 1) is accepted (it was refused: "the forward's gate has a
-    diagonal peephole"). A full 1x1 peephole computes what a diagonal one does."""
+    """H=L=D=1: a 1x1 peephole of any matrix or rank-4 layout is full, and its gradient in
+    any layout of the full kind (ROW_MAJOR_MATRIX, FIRST_MAJOR_4D or LAST_MAJOR_4D of
+    extents 1) is accepted and written. A full 1x1 peephole computes what a diagonal one
+    does."""
     params, out, weights, x, h0, c0 = problem(I=1, H=1, dtype=np.float64, peephole={"output": "full"})
     value = weights["C"]["output"]  # [1][1][1][1]
     params.output_gate.cw_desc = bl.NDArrayDescriptor(value.ravel(), layout, (1,) * layout.rank,

@@ -255,9 +255,10 @@ def test_raw_calls_sharing_weight_descriptors_return_the_lone_calls_results(busy
 
 
 def test_a_call_from_another_thread_returns_the_main_threads_results():
-    """BLAS is limited to one thread from whichever thread calls (threadpoolctl alone lets
-    only the first thread that limits OpenBLAS change it: calls from other threads then ran
-    on multi-threaded BLAS and rounded differently, even one at a time)."""
+    """BLAS is limited to one thread from whichever thread calls, so a call from another
+    thread gives the main thread's bits (threadpoolctl alone lets only the first thread that
+    limits OpenBLAS change it: calls from other threads would run on multi-threaded BLAS and
+    round differently, even one at a time)."""
     lstm = bl.LSTM(16, 64, num_layers=2, bidirectional=True, seed=0)
     rng = np.random.default_rng(4)
     xs = [rng.standard_normal((t, b, 16)).astype(np.float32) for t, b in _shapes(rng, 12)]

@@ -1,4 +1,7 @@
-"""Validation of parameters (SPEC §3): errors name the field, and nothing is written."""
+"""Validation of the parameters (bnnslstm/_plan.pyx, bnnslstm/lstm.py): every error names
+the field at fault and says what was expected, and a refused call writes nothing (no
+output, gradient or training cache), whether the parameters were built wrong, corrupted at
+random or lie about their buffers."""
 
 import textwrap
 
@@ -214,8 +217,7 @@ def test_the_layer_refuses_an_empty_sequence_by_name(shape):
 def test_an_array_made_read_only_after_a_call_is_refused_like_a_fresh_one():
     """The descriptor's export is taken once, but writability is the array's now: made
     read-only after a first call, y (forward) and a gradient (backward) are refused with the
-    message a fresh descriptor gets, nothing written; writable again, they are accepted
-    (review 3: the later calls wrote into the read-only arrays)."""
+    message a fresh descriptor gets, nothing written; writable again, they are accepted."""
     params, out, _ = forward_setup()
     bl.direct_apply_lstm_batch_training_caching(params)
     out["y_store"].flags.writeable = False
@@ -253,8 +255,9 @@ def _shared(array, shape=None):
 ])
 @pytest.mark.parametrize("cached", [True, False])
 def test_backward_gradients_sharing_memory_with_what_it_reads_are_refused(corrupt, match, cached):
-    """A gradient written over x, a weight, dL/dy...: refused naming both fields, nothing
-    written (review 4: dx over x, dh0 over h0 were accepted and gave wrong gradients)."""
+    """A gradient written over what the backward reads (x, a weight, dL/dy...), which
+    would give wrong gradients: refused naming both fields, nothing written, with the
+    training cache or without."""
     params, delta, grads, cache = backward_setup()
     corrupt(params, delta)
     assert_backward_refused(params, delta, grads, cache if cached else None, match)
@@ -298,7 +301,7 @@ def test_forward_outputs_sharing_memory_with_what_it_reads_are_refused(output, r
 def test_a_huge_num_layers_is_refused_by_the_descriptor_that_cannot_hold_it(num_layers):
     """Zero-size gate descriptors on a 64-element buffer: whatever num_layers says, the
     descriptor that cannot hold that many layers is named, before the call's per-layer
-    tables are allocated (review 5b: a bare MemoryError for 2**31 - 1)."""
+    tables are allocated (no MemoryError, whatever the count)."""
     params = bl.LayerParametersLSTM(input_size=2, hidden_size=2, batch_size=1, num_layers=num_layers, seq_len=2,
                                     lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS)
     params.input_descriptor.data_desc = bl.NDArrayDescriptor.from_array(np.ones((2, 1, 2), np.float32),
