@@ -13,8 +13,13 @@ import numpy as np
 from hypothesis import strategies as st
 
 import bnnslstm as bl
-from reference import (GATES, batch_sizes_from_lengths, lengths_from_batch_sizes, lstm_forward,
-                       random_weights)
+from reference import (
+    GATES,
+    batch_sizes_from_lengths,
+    lengths_from_batch_sizes,
+    lstm_forward,
+    random_weights,
+)
 from reference_backward import lstm_backward
 
 GATE_FIELDS = dict(zip(GATES, ("input_gate", "forget_gate", "candidate_gate", "output_gate")))
@@ -83,9 +88,9 @@ def y_time_major(out, layout):
     return y if layout == "SNE" else y.transpose(1, 0, 2)
 
 
-def make_delta(params, weights, *, dy=None, dh_n=None, dc_n=None, layout="SNE", flags=bl.NDArrayFlags.BACKPROP_SET,
-               fill=0.0):
-    """Delta parameters with fresh gradient arrays (filled with ``fill``); returns (delta, grads)."""
+def make_delta(params, weights, *, dy=None, dh_n=None, dc_n=None, layout="SNE",
+               flags=bl.NDArrayFlags.BACKPROP_SET, fill=0.0):
+    """Delta parameters with fresh gradient arrays (filled with ``fill``): (delta, grads)."""
     x = params.input_descriptor.data_desc.to_numpy()
     if layout == "NSE":
         x = x.transpose(1, 0, 2)
@@ -95,10 +100,12 @@ def make_delta(params, weights, *, dy=None, dh_n=None, dc_n=None, layout="SNE", 
     grads = {"dx": np.full((T, B, I), fill, dtype), "dh0": np.full((L, D, B, H), fill, dtype),
              "dc0": np.full((L, D, B, H), fill, dtype), "W": {}, "U": {}, "C": {}, "b": {}}
     dx_store, dx_desc = sequence(grads["dx"], layout)
-    grads["dx"] = dx_store if layout == "SNE" else dx_store.transpose(1, 0, 2)  # a view of what is written
+    # a view of what is written
+    grads["dx"] = dx_store if layout == "SNE" else dx_store.transpose(1, 0, 2)
     dx_desc.flags = flags
     delta = bl.LayerParametersLSTM(
-        input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=T, lstm_flags=params.lstm_flags)
+        input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
+        lstm_flags=params.lstm_flags)
     delta.input_descriptor = bl.LSTMDataDescriptor(dx_desc, desc(grads["dh0"], flags=flags),
                                                    desc(grads["dc0"], flags=flags))
     dy_desc = None if dy is None else sequence(np.ascontiguousarray(dy), layout)[1]
@@ -244,9 +251,9 @@ def threaded_step(dtype, n_threads, batch_sizes=None):
     every output and gradient as one flat float64 array."""
     peephole = {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"}
     # 4H = 200: GEMM slices of 16 rows with a partial last one
+    lengths = None if batch_sizes is None else lengths_from_batch_sizes(batch_sizes)
     problem = Problem(T=6, B=16, I=70, H=50, L=2, bidirectional=True, peephole=peephole,
-                      dtype=dtype, dropout=0.2, dropout_seed=5, seed=7,
-                      lengths=None if batch_sizes is None else lengths_from_batch_sizes(batch_sizes))
+                      dtype=dtype, dropout=0.2, dropout_seed=5, seed=7, lengths=lengths)
     filter_params = bl.FilterParameters(n_threads=n_threads)
     params, out, cache = problem.forward(filter_params=filter_params)
     dy = problem.rng.standard_normal((6, 16, 100)).astype(dtype)

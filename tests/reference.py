@@ -116,13 +116,15 @@ def lstm_forward(x, weights, h0=None, c0=None, batch_sizes=None, dropout_masks=N
                 f = _act(activations, "forget", pre["forget"])
                 g_ = _act(activations, "candidate", pre["candidate"])
                 c_new = f * c + i * g_
-                pre["output"] = pre["output"] + _peephole(C["output"], c_new)  # peeks at the new cell
+                # the output gate peeks at the new cell
+                pre["output"] = pre["output"] + _peephole(C["output"], c_new)
                 o = _act(activations, "output", pre["output"])
                 h_new = o * _act(activations, "hidden", c_new)
                 keep = active[:, None]
                 h = np.where(keep, h_new, h)
                 c = np.where(keep, c_new, c)
-                rec["gates_pre"][t] = np.where(keep[:, None], np.stack([pre[g] for g in GATES], axis=1), 0)
+                rec["gates_pre"][t] = np.where(keep[:, None],
+                                               np.stack([pre[g] for g in GATES], axis=1), 0)
                 rec["gates"][t] = np.where(keep[:, None], np.stack([i, f, g_, o], axis=1), 0)
                 rec["c"][t] = np.where(keep, c_new, 0)
                 rec["h"][t] = np.where(keep, h_new, 0)

@@ -83,15 +83,17 @@ def test_gradients_stacked_bidirectional(L, bidirectional, layout):
     check_against_finite_differences(LossProblem(L=L, bidirectional=bidirectional, layout=layout))
 
 
-@pytest.mark.parametrize("peephole", ["diagonal", "full",
-                                      {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"},
-                                      {"input": "diagonal", "forget": None, "candidate": "full", "output": "diagonal"}])
+@pytest.mark.parametrize("peephole", [
+    "diagonal", "full",
+    {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"},
+    {"input": "diagonal", "forget": None, "candidate": "full", "output": "diagonal"}])
 def test_gradients_peepholes(peephole):
     check_against_finite_differences(LossProblem(L=2, bidirectional=True, peephole=peephole))
 
 
 def test_gradients_custom_activations():
-    check_against_finite_differences(LossProblem(L=2, bidirectional=True, activations=CUSTOM, peephole="diagonal"))
+    check_against_finite_differences(LossProblem(L=2, bidirectional=True, activations=CUSTOM,
+                                                 peephole="diagonal"))
 
 
 @pytest.mark.parametrize("fn,alpha,beta", [
@@ -99,18 +101,22 @@ def test_gradients_custom_activations():
     (bl.ActivationFunction.SILU, 0, 0), (bl.ActivationFunction.GELU, 0, 0),
     (bl.ActivationFunction.ERF, 0, 0), (bl.ActivationFunction.LOG_SIGMOID, 0, 0),
     (bl.ActivationFunction.SELU, 0, 0), (bl.ActivationFunction.CELU, 1.3, 0),
-    (bl.ActivationFunction.TANH_SHRINK, 0, 0), (bl.ActivationFunction.GELU_APPROXIMATION_SIGMOID, 0, 0),
-    (bl.ActivationFunction.GELU_APPROXIMATION, 0.7978845608, 0.044715), (bl.ActivationFunction.LINEAR_WITH_BIAS, 0.5, 0.1),
+    (bl.ActivationFunction.TANH_SHRINK, 0, 0),
+    (bl.ActivationFunction.GELU_APPROXIMATION_SIGMOID, 0, 0),
+    (bl.ActivationFunction.GELU_APPROXIMATION, 0.7978845608, 0.044715),
+    (bl.ActivationFunction.LINEAR_WITH_BIAS, 0.5, 0.1),
 ])
 def test_gradients_each_smooth_activation_in_every_gate(fn, alpha, beta):
     activations = {g: (int(fn), alpha, beta) for g in GATES + ("hidden",)}
-    check_against_finite_differences(LossProblem(L=1, H=2, activations=activations, peephole="diagonal"), samples=3)
+    check_against_finite_differences(LossProblem(L=1, H=2, activations=activations,
+                                                 peephole="diagonal"), samples=3)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_gradients_variable_batch(bidirectional):
     check_against_finite_differences(
-        LossProblem(T=5, B=4, L=2, bidirectional=bidirectional, lengths=[5, 3, 3, 1], peephole="full"))
+        LossProblem(T=5, B=4, L=2, bidirectional=bidirectional, lengths=[5, 3, 3, 1],
+                    peephole="full"))
 
 
 def test_gradients_dropout():
@@ -122,8 +128,9 @@ def test_gradients_without_initial_states():
 
 
 @pytest.mark.parametrize("features", [
-    dict(L=2, bidirectional=True),
-    dict(L=3, bidirectional=True, dropout=0.3, peephole="full", lengths=[4, 4, 2], activations=CUSTOM),
+    {"L": 2, "bidirectional": True},
+    {"L": 3, "bidirectional": True, "dropout": 0.3, "peephole": "full", "lengths": [4, 4, 2],
+     "activations": CUSTOM},
 ])
 def test_same_gradients_with_and_without_cache(features):
     problem = LossProblem(**features)
@@ -138,7 +145,8 @@ def test_accumulate_adds_and_set_overwrites():
     fresh = problem.gradients()
     accumulated = problem.gradients(flags=bl.NDArrayFlags.BACKPROP_ACCUMULATE, fill=2.0)
     overwritten = problem.gradients(flags=bl.NDArrayFlags.BACKPROP_SET, fill=2.0)
-    for (name, _, g), (_, _, a), (_, _, s) in zip(*(tensors(problem, x) for x in (fresh, accumulated, overwritten))):
+    runs = (tensors(problem, x) for x in (fresh, accumulated, overwritten))
+    for (name, _, g), (_, _, a), (_, _, s) in zip(*runs):
         np.testing.assert_allclose(a, g + 2.0, rtol=1e-13, atol=1e-13, err_msg=name)
         np.testing.assert_array_equal(s, g, err_msg=name)
 
@@ -157,12 +165,14 @@ def test_none_written_descriptors_are_skipped():
     problem = LossProblem(L=1)
     full = problem.gradients()
     params, _ = problem.params()
-    delta, grads = make_delta(params, problem.weights, dy=problem.ry, dh_n=problem.rh, dc_n=problem.rc)
+    delta, grads = make_delta(params, problem.weights, dy=problem.ry, dh_n=problem.rh,
+                              dc_n=problem.rc)
     delta.input_descriptor.data_desc = None
     delta.input_gate.hw_desc = None
     delta.output_gate.iw_desc = [None, None]
     bl.direct_apply_lstm_batch_backward(params, delta)
-    assert np.all(grads["dx"] == 0) and np.all(grads["U"]["input"] == 0) and np.all(grads["W"]["output"][0] == 0)
+    assert np.all(grads["dx"] == 0) and np.all(grads["U"]["input"] == 0)
+    assert np.all(grads["W"]["output"][0] == 0)
     np.testing.assert_array_equal(grads["U"]["forget"], full["U"]["forget"])
     np.testing.assert_array_equal(grads["dh0"], full["dh0"])
 
@@ -173,12 +183,16 @@ def test_float32_gradients_match_float64():
     problem.x = problem.x.astype(np.float32)
     problem.h0 = problem.h0.astype(np.float32)
     problem.c0 = problem.c0.astype(np.float32)
-    problem.ry, problem.rh, problem.rc = (a.astype(np.float32) for a in (problem.ry, problem.rh, problem.rc))
+    problem.ry, problem.rh, problem.rc = (a.astype(np.float32)
+                                          for a in (problem.ry, problem.rh, problem.rc))
     w = problem.weights
     for part in ("W", "U", "C", "b"):
         for gate in GATES:
             v = w[part][gate]
-            w[part][gate] = None if v is None else ([a.astype(np.float32) for a in v] if isinstance(v, list) else v.astype(np.float32))
+            if isinstance(v, list):
+                w[part][gate] = [a.astype(np.float32) for a in v]
+            elif v is not None:
+                w[part][gate] = v.astype(np.float32)
     g32 = problem.gradients()
     for (name, _, a), (_, _, b) in zip(tensors(problem, g64), tensors(problem, g32)):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4, err_msg=name)

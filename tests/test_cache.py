@@ -17,12 +17,13 @@ def params_for(T=4, B=3, I=5, H=6, L=2, bidirectional=True, dropout=0.0, activat
 
 
 @pytest.mark.parametrize("L,bidirectional,dropout,custom,dtype", [
-    (1, False, 0.0, False, np.float32), (2, True, 0.0, False, np.float32), (3, True, 0.3, True, np.float64),
+    (1, False, 0.0, False, np.float32), (2, True, 0.0, False, np.float32),
+    (3, True, 0.3, True, np.float64),
     (2, False, 0.5, False, np.float64), (1, True, 0.0, True, np.float32),
 ])
 def test_regions_are_disjoint_aligned_and_inside(L, bidirectional, dropout, custom, dtype):
-    params = params_for(L=L, bidirectional=bidirectional, dropout=dropout, activations=CUSTOM if custom else None,
-                        dtype=dtype)
+    params = params_for(L=L, bidirectional=bidirectional, dropout=dropout,
+                        activations=CUSTOM if custom else None, dtype=dtype)
     regions = bl.training_cache_layout(params)
     capacity = bl.compute_lstm_training_cache_capacity(params)
     T, B, H, D = 4, 3, 6, 2 if bidirectional else 1
@@ -36,7 +37,7 @@ def test_regions_are_disjoint_aligned_and_inside(L, bidirectional, dropout, cust
     assert previous_end == capacity
     names = [(r.name, r.layer) for r in regions]
     for layer in range(L):
-        assert ("gates", layer) in names and ("cells", layer) in names and ("output", layer) in names
+        assert {("gates", layer), ("cells", layer), ("output", layer)} <= set(names)
         assert (("preact", layer) in names) == custom
         assert (("mask", layer) in names) == (layer > 0 and dropout > 0)
     shapes = {(r.name, r.layer): r.shape for r in regions}
@@ -48,7 +49,10 @@ def test_regions_are_disjoint_aligned_and_inside(L, bidirectional, dropout, cust
 def test_capacity_formula():
     params = params_for(T=7, B=5, H=8, L=1, bidirectional=False)
     # header + gates (4H) + cells + act_h_c + output (H each), float32, each aligned to 64
-    align = lambda n: -(-n // 64) * 64
+
+    def align(n):
+        return -(-n // 64) * 64
+
     sizes = [7 * 5 * 4 * 8 * 4] + [7 * 5 * 8 * 4] * 3
     offset = 64
     for size in sizes[:-1]:
@@ -63,7 +67,8 @@ def test_header_after_forward_and_values_in_regions():
     assert bytes(cache[:8]) == b"BNNSLSTM"
     regions = {(r.name, r.layer): r for r in bl.training_cache_layout(params)}
     gates = regions["gates", 0]
-    values = np.frombuffer(cache, np.float32, int(np.prod(gates.shape)), gates.offset).reshape(gates.shape)
+    values = np.frombuffer(cache, np.float32, int(np.prod(gates.shape)), gates.offset)
+    values = values.reshape(gates.shape)
     assert np.all((values > 0) & (values < 1) | (np.abs(values) < 1))  # sigmoid / tanh outputs
     out = regions["output", 1]
     y = np.frombuffer(cache, np.float32, int(np.prod(out.shape)), out.offset).reshape(out.shape)
@@ -91,7 +96,8 @@ def test_the_dropout_seed_counts_only_where_dropout_does(L, dropout, refused):
     expected = grads["dx"].copy()
     params.dropout_seed = 9
     if refused:
-        with pytest.raises(bl.BNNSError, match="training_cache: the cache was written for other parameters"):
+        with pytest.raises(bl.BNNSError,
+                           match="training_cache: the cache was written for other parameters"):
             bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
         np.testing.assert_array_equal(grads["dx"], expected)  # nothing written
     else:

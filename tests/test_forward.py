@@ -3,6 +3,8 @@ of tests/reference.py: stacks, directions, layouts, peepholes, biases, activatio
 per-step batch sizes, dropout, the training cache's contents, IEEE specials and random
 problems."""
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -41,15 +43,17 @@ def test_stacks_and_directions(dtype, layout, L, bidirectional):
     run_case(L=L, bidirectional=bidirectional, dtype=dtype, layout=layout)
 
 
-@pytest.mark.parametrize("peephole", ["diagonal", "full",
-                                      {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"},
-                                      {"input": None, "forget": None, "candidate": "diagonal", "output": "diagonal"}])
+@pytest.mark.parametrize("peephole", [
+    "diagonal", "full",
+    {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"},
+    {"input": None, "forget": None, "candidate": "diagonal", "output": "diagonal"}])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_peepholes(peephole, bidirectional):
     run_case(L=2, bidirectional=bidirectional, peephole=peephole)
 
 
-@pytest.mark.parametrize("bias", [False, {"input": True, "forget": False, "candidate": True, "output": False}])
+@pytest.mark.parametrize("bias", [
+    False, {"input": True, "forget": False, "candidate": True, "output": False}])
 def test_optional_biases(bias):
     run_case(L=2, bias=bias)
 
@@ -133,15 +137,17 @@ def test_optional_outputs_are_not_written():
 def test_cache_regions_hold_what_the_reference_traced():
     _, params, _, cache, trace = run_case(T=4, B=3, L=2, bidirectional=True, activations=CUSTOM,
                                          lengths=[4, 2, 1], peephole="diagonal")
-    views = {(r.name, r.layer): np.frombuffer(cache, np.float64, int(np.prod(r.shape)), r.offset).reshape(r.shape)
+    views = {(r.name, r.layer): np.frombuffer(cache, np.float64, int(np.prod(r.shape)),
+                                              r.offset).reshape(r.shape)
              for r in bl.training_cache_layout(params)}
+    close = functools.partial(np.testing.assert_allclose, atol=1e-12)
     for layer in range(2):
         for d in range(2):
             tr = trace[layer, d]
-            np.testing.assert_allclose(views["gates", layer][:, :, d].reshape(4, 3, 4, -1), tr["gates"], atol=1e-12)
-            np.testing.assert_allclose(views["preact", layer][:, :, d].reshape(4, 3, 4, -1), tr["gates_pre"], atol=1e-12)
-            np.testing.assert_allclose(views["cells", layer][:, :, d], tr["c"], atol=1e-12)
-            np.testing.assert_allclose(views["output", layer][..., d * 3:(d + 1) * 3], tr["h"], atol=1e-12)
+            close(views["gates", layer][:, :, d].reshape(4, 3, 4, -1), tr["gates"])
+            close(views["preact", layer][:, :, d].reshape(4, 3, 4, -1), tr["gates_pre"])
+            close(views["cells", layer][:, :, d], tr["c"])
+            close(views["output", layer][..., d * 3:(d + 1) * 3], tr["h"])
 
 
 def test_single_call_is_deterministic():

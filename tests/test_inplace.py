@@ -27,11 +27,13 @@ def matrix(array, how):
     if how == "padded":
         store = np.full((rows, cols + 3), np.nan, array.dtype)
         store[:, :cols] = array
-        return bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (cols, rows), (1, cols + 3), _type(array))
+        return bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (cols, rows), (1, cols + 3),
+                                    _type(array))
     if how == "spread":  # every other element of every other row: BLAS cannot read it
         store = np.full((2 * rows, 2 * cols), np.nan, array.dtype)
         store[::2, ::2] = array
-        return bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (cols, rows), (2, 4 * cols), _type(array))
+        return bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (cols, rows), (2, 4 * cols),
+                                    _type(array))
     raise ValueError(how)
 
 
@@ -56,7 +58,7 @@ def test_weights_in_every_matrix_layout_match_the_reference(how, x_layout):
     params, out = problem.params()
     with_weight_layouts(params, problem.weights, how)
     bl.direct_apply_lstm_batch_training_caching(params)
-    y, h_n, c_n, _ = problem.reference()
+    y, h_n, _c_n, _ = problem.reference()
     np.testing.assert_allclose(problem.y(out), y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out["h_n"], h_n, rtol=1e-12, atol=1e-12)
 
@@ -66,7 +68,8 @@ def strided_sequence(array_tbx, pad):
     T, B, X = array_tbx.shape
     store = np.full((T, B + 1, X + pad), np.nan, array_tbx.dtype)
     store[:, :B, :X] = array_tbx
-    return store, bl.NDArrayDescriptor(store, L_.SNE, (X, B, T), (1, X + pad, (B + 1) * (X + pad)), _type(array_tbx))
+    strides = (1, X + pad, (B + 1) * (X + pad))
+    return store, bl.NDArrayDescriptor(store, L_.SNE, (X, B, T), strides, _type(array_tbx))
 
 
 @pytest.mark.parametrize("pad", [0, 2])
@@ -79,7 +82,8 @@ def test_strided_inputs_and_outputs_in_place(pad):
     _, params.input_descriptor.data_desc = strided_sequence(problem.x, pad)
     y_store, y_desc = strided_sequence(np.zeros((T, B, 2 * H)), pad)
     states = np.full((2, 2, B, H + pad), np.nan)  # [L][D][B][H] with padded rows
-    h_n = bl.NDArrayDescriptor(states, L_.FIRST_MAJOR_4D, (2, 2, B, H), (1, H + pad, B * (H + pad), 2 * B * (H + pad)),
+    strides = (1, H + pad, B * (H + pad), 2 * B * (H + pad))
+    h_n = bl.NDArrayDescriptor(states, L_.FIRST_MAJOR_4D, (2, 2, B, H), strides,
                                bl.DataType.FLOAT64)
     params.output_descriptor = bl.LSTMDataDescriptor(y_desc, h_n, None)
     bl.direct_apply_lstm_batch_training_caching(params)
@@ -91,7 +95,8 @@ def test_strided_inputs_and_outputs_in_place(pad):
 
 
 @pytest.mark.parametrize("how", ["column", "padded", "spread"])
-@pytest.mark.parametrize("flags", [bl.NDArrayFlags.BACKPROP_SET, bl.NDArrayFlags.BACKPROP_ACCUMULATE])
+@pytest.mark.parametrize("flags", [bl.NDArrayFlags.BACKPROP_SET,
+                                   bl.NDArrayFlags.BACKPROP_ACCUMULATE])
 def test_gradients_written_in_place_in_every_matrix_layout(how, flags):
     """dW and dU written straight into column-major, padded or BLAS-unaddressable
     descriptors equal the gradients written into contiguous ones (set or accumulated)."""
@@ -112,8 +117,10 @@ def test_gradients_written_in_place_in_every_matrix_layout(how, flags):
     bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
     for gate, field in zip(GATES, FIELDS):
         g = getattr(delta, field)
-        np.testing.assert_allclose(g.iw_desc[0].to_numpy(), grads["W"][gate][0][0], rtol=1e-12, atol=1e-13)
-        np.testing.assert_allclose(g.hw_desc.to_numpy(), grads["U"][gate][0, 0], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(g.iw_desc[0].to_numpy(), grads["W"][gate][0][0], rtol=1e-12,
+                                   atol=1e-13)
+        np.testing.assert_allclose(g.hw_desc.to_numpy(), grads["U"][gate][0, 0], rtol=1e-12,
+                                   atol=1e-13)
         if how != "row":  # nothing written between the elements
             store = g.hw_desc.data
             assert np.isnan(store).sum() == store.size - H * H
@@ -126,7 +133,8 @@ def test_a_call_copies_no_weights():
     problem = Problem(T=T, B=B, I=I, H=H, dtype=np.float32, seed=7)
     weights = problem.weights
     params, _ = problem.params()
-    for k, (gate, field) in enumerate(zip(GATES, FIELDS)):  # every gate its own array, layouts mixed
+    # every gate its own array, layouts mixed
+    for k, (gate, field) in enumerate(zip(GATES, FIELDS)):
         g = getattr(params, field)
         g.iw_desc = (matrix(weights["W"][gate][0][0], ("column", "padded")[k % 2]), None)
         g.hw_desc = matrix(weights["U"][gate][0, 0], ("padded", "column")[k % 2])

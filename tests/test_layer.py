@@ -71,7 +71,10 @@ def check_forward_backward(layer, T, B, *, lengths=None, states=True, state_grad
     x = rng.standard_normal((T, B, layer.input_size)).astype(dtype)
     h0 = rng.standard_normal((L * D, B, H)).astype(dtype) if states else None
     c0 = rng.standard_normal((L * D, B, H)).astype(dtype) if states else None
-    as4 = (lambda a: None if a is None else a.reshape(L, D, B, H))
+
+    def as4(a):  # [L*D][B][H] as the references' [L][D][B][H]
+        return None if a is None else a.reshape(L, D, B, H)
+
     batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
     masks = dropout_masks(layer, T, B) if training else None
     first = (lambda a: a.transpose(1, 0, 2)) if layer.batch_first else (lambda a: a)
@@ -113,10 +116,10 @@ def check_forward_backward(layer, T, B, *, lengths=None, states=True, state_grad
 
 
 CASES = [
-    dict(L=1, bidirectional=False, peephole=None, bias=True, batch_first=False),
-    dict(L=2, bidirectional=True, peephole="diagonal", bias=True, batch_first=True),
-    dict(L=2, bidirectional=False, peephole="full", bias=False, batch_first=False),
-    dict(L=3, bidirectional=True, peephole=None, bias=True, batch_first=False),
+    {"L": 1, "bidirectional": False, "peephole": None, "bias": True, "batch_first": False},
+    {"L": 2, "bidirectional": True, "peephole": "diagonal", "bias": True, "batch_first": True},
+    {"L": 2, "bidirectional": False, "peephole": "full", "bias": False, "batch_first": False},
+    {"L": 3, "bidirectional": True, "peephole": None, "bias": True, "batch_first": False},
 ]
 
 
@@ -145,17 +148,17 @@ def test_more_calls_match_reference(what, dtype):
     if what == "batch of 1":
         B = 1
     elif what == "no states":
-        kwargs, call = dict(bidirectional=True, peephole="full"), dict(states=False,
-                                                                       state_grads=False)
+        kwargs = {"bidirectional": True, "peephole": "full"}
+        call = {"states": False, "state_grads": False}
     elif what == "a team's batch":
-        T, B, I, H, L, kwargs = 3, 16, 8, 64, 1, dict(bidirectional=True)
+        T, B, I, H, L, kwargs = 3, 16, 8, 64, 1, {"bidirectional": True}
     elif what.startswith("dropout"):
-        L, kwargs = 3, dict(dropout=0.4, bidirectional=True, peephole="diagonal")
+        L, kwargs = 3, {"dropout": 0.4, "bidirectional": True, "peephole": "diagonal"}
         if what != "dropout":
             kwargs["batch_first"] = True
-            call = dict(lengths=[4, 4, 2])
+            call = {"lengths": [4, 4, 2]}
     elif what == "inference":
-        kwargs, call = dict(dropout=0.5), dict(training=False)
+        kwargs, call = {"dropout": 0.5}, {"training": False}
     layer = bl.LSTM(I, H, L, dtype=dtype, seed=4, **kwargs)
     check_forward_backward(layer, T, B, **call)
 
@@ -165,15 +168,16 @@ def test_activations_match_reference_and_torch_argument_forms():
                         "output": bl.Activation(bl.ActivationFunction.SCALED_TANH, 0.5, 1.5)}
     layer = bl.LSTM(3, 4, 2, bidirectional=True, dtype=np.float64, seed=0,
                     gate_activations=gate_activations, hidden_activation="relu6")
-    assert layer.gate_activations["forget"].function == bl.ActivationFunction.SIGMOID  # the default kept
+    # the default kept
+    assert layer.gate_activations["forget"].function == bl.ActivationFunction.SIGMOID
     assert layer.gate_activations["input"].function == bl.ActivationFunction.SILU
     assert "activations=silu/sigmoid/softsign/scaled_tanh/relu6" in repr(layer)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 2, 3))
-    y, (h_n, c_n) = layer(x)
+    y, _ = layer(x)
     acts = reference_activations(layer)
     weights = reference_weights(layer)
-    y_ref, h_ref, _, _ = lstm_forward(x, weights, activations=acts, bidirectional=True)
+    y_ref, _, _, _ = lstm_forward(x, weights, activations=acts, bidirectional=True)
     np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-11)
     # and not what the default activations give
     y_default, _, _, _ = lstm_forward(x, weights, bidirectional=True)
@@ -185,12 +189,14 @@ def test_activations_match_reference_and_torch_argument_forms():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(gate_activations={"cell": "tanh"}), r"gate_activations: unknown gates \['cell'\]"),
-    (dict(gate_activations={"input": "softmax"}), r"gate_activations\['input'\].function: SOFTMAX is not elementwise"),
-    (dict(hidden_activation="nope"), r"hidden_activation: 'nope' is not an ActivationFunction name"),
-    (dict(hidden_activation=3.5), r"hidden_activation: expected an Activation, an ActivationFunction or its name"),
-    (dict(gate_activations=["tanh"]), r"gate_activations: expected a dict"),
-    (dict(dropout=1.0), r"dropout: expected a number in \[0, 1\)"),
+    ({"gate_activations": {"cell": "tanh"}}, r"gate_activations: unknown gates \['cell'\]"),
+    ({"gate_activations": {"input": "softmax"}},
+     r"gate_activations\['input'\].function: SOFTMAX is not elementwise"),
+    ({"hidden_activation": "nope"}, r"hidden_activation: 'nope' is not an ActivationFunction name"),
+    ({"hidden_activation": 3.5},
+     r"hidden_activation: expected an Activation, an ActivationFunction or its name"),
+    ({"gate_activations": ["tanh"]}, r"gate_activations: expected a dict"),
+    ({"dropout": 1.0}, r"dropout: expected a number in \[0, 1\)"),
 ])
 def test_constructor_refusals(kwargs, message):
     with pytest.raises(bl.BNNSError, match=message):
@@ -201,8 +207,9 @@ def test_constructor_refusals(kwargs, message):
 def test_input_type_rule():
     layer32 = bl.LSTM(2, 3, seed=0)
     x = np.random.default_rng(0).standard_normal((4, 2, 2))
-    for bad, name in ((x, "float64"), (x.astype(np.int64), "int64"), (x.astype(np.complex64), "complex64")):
-        with pytest.raises(bl.BNNSError, match=rf"^x: dtype {name} but the layer is float32.*astype\(np.float32\)"):
+    for bad in (x, x.astype(np.int64), x.astype(np.complex64)):
+        match = rf"^x: dtype {bad.dtype} but the layer is float32.*astype\(np.float32\)"
+        with pytest.raises(bl.BNNSError, match=match):
             layer32(bad)
     y16, _ = layer32(x.astype(np.float16))  # float16 converts exactly
     y32, _ = layer32(x.astype(np.float16).astype(np.float32))
@@ -262,9 +269,9 @@ def assert_same_layer(a, b):
     np.testing.assert_array_equal(ya, yb)
 
 
-KEEP_CASES = [dict(), dict(peephole="full", bias=False, batch_first=True, dtype=np.float64),
-              dict(peephole="diagonal", dropout=0.25, gate_activations={"forget": "softsign"},
-                   hidden_activation=bl.Activation(bl.ActivationFunction.SCALED_TANH, 0.75, 1.25))]
+KEEP_CASES = [{}, {"peephole": "full", "bias": False, "batch_first": True, "dtype": np.float64},
+              {"peephole": "diagonal", "dropout": 0.25, "gate_activations": {"forget": "softsign"},
+               "hidden_activation": bl.Activation(bl.ActivationFunction.SCALED_TANH, 0.75, 1.25)}]
 
 
 def state_keys(L=2, D=2, bias=True, peephole=None):
@@ -272,8 +279,9 @@ def state_keys(L=2, D=2, bias=True, peephole=None):
     for l in range(L):
         for d in range(D):
             s = f"l{l}" + ("_reverse" if d else "")
-            keys += [f"weight_ih_{s}", f"weight_hh_{s}"] + ([f"bias_ih_{s}", f"bias_hh_{s}"] if bias else []) + (
-                [f"weight_ch_{s}"] if peephole else [])
+            keys += [f"weight_ih_{s}", f"weight_hh_{s}"]
+            keys += [f"bias_ih_{s}", f"bias_hh_{s}"] if bias else []
+            keys += [f"weight_ch_{s}"] if peephole else []
     return keys
 
 
@@ -288,10 +296,13 @@ def test_state_dict_keys_and_values():
     state["weight_hh_l0"][...] = 0  # a copy
     assert np.all(params["weight_hh_l0"] != 0)
     acts = trained_layer(gate_activations={"output": "relu6"}).state_dict()
-    np.testing.assert_array_equal(acts["activation_output"], [int(bl.ActivationFunction.RELU6), np.nan, np.nan])
-    np.testing.assert_array_equal(acts["activation_forget"], [int(bl.ActivationFunction.SIGMOID), np.nan, np.nan])
+    np.testing.assert_array_equal(acts["activation_output"],
+                                  [int(bl.ActivationFunction.RELU6), np.nan, np.nan])
+    np.testing.assert_array_equal(acts["activation_forget"],
+                                  [int(bl.ActivationFunction.SIGMOID), np.nan, np.nan])
     assert sorted(k for k in acts if k.startswith("activation_")) == [
-        "activation_candidate", "activation_forget", "activation_hidden", "activation_input", "activation_output"]
+        "activation_candidate", "activation_forget", "activation_hidden", "activation_input",
+        "activation_output"]
 
 
 @pytest.mark.parametrize("kwargs", KEEP_CASES)
@@ -338,8 +349,9 @@ def test_load_state_dict_not_strict():
     other = bl.LSTM(3, 4, 2, bidirectional=True, seed=1)
     partial = {"weight_hh_l0": other.state_dict()["weight_hh_l0"], "something_else": np.zeros(1)}
     layer.load_state_dict(partial, strict=False)
-    np.testing.assert_array_equal(layer.parameters()["weight_hh_l0"], other.parameters()["weight_hh_l0"])
-    assert not np.array_equal(layer.parameters()["weight_hh_l1"], other.parameters()["weight_hh_l1"])
+    mine, others = layer.parameters(), other.parameters()
+    np.testing.assert_array_equal(mine["weight_hh_l0"], others["weight_hh_l0"])
+    assert not np.array_equal(mine["weight_hh_l1"], others["weight_hh_l1"])
     with pytest.raises(bl.BNNSError, match="weight_hh_l0: expected shape"):
         layer.load_state_dict({"weight_hh_l0": np.zeros(3)}, strict=False)
 
@@ -347,8 +359,9 @@ def test_load_state_dict_not_strict():
 def test_load_state_dict_refuses_other_activations():
     a = trained_layer(gate_activations={"output": "relu6"})
     b = trained_layer(gate_activations={"output": "softsign"})
-    with pytest.raises(bl.BNNSError, match=r"activation_output: the state's RELU6\(alpha=nan, beta=nan\) "
-                                           r"differs from this layer's SOFTSIGN"):
+    match = (r"activation_output: the state's RELU6\(alpha=nan, beta=nan\) "
+             r"differs from this layer's SOFTSIGN")
+    with pytest.raises(bl.BNNSError, match=match):
         b.load_state_dict(a.state_dict())
     with pytest.raises(bl.BNNSError, match="unexpected key 'activation_input'"):
         trained_layer().load_state_dict(a.state_dict())
@@ -363,7 +376,8 @@ def test_pickle_and_deepcopy(kwargs):
         assert_same_layer(a, b)
         b.parameters()["weight_hh_l0"][...] = 0  # independent
         assert np.all(a.parameters()["weight_hh_l0"] != 0)
-        assert b.gate_activations is None or b.gate_activations["forget"] is not a.gate_activations["forget"]
+        assert (b.gate_activations is None
+                or b.gate_activations["forget"] is not a.gate_activations["forget"])
 
 
 def test_copy_keeps_the_random_state_and_not_the_training_forward():
@@ -417,12 +431,14 @@ def test_load_refusals(tmp_path):
     data = saved_bytes()
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(bl.BNNSError, match=r"truncated.npz: cannot read it as a saved bnnslstm.LSTM"):
+    with pytest.raises(bl.BNNSError,
+                       match=r"truncated.npz: cannot read it as a saved bnnslstm.LSTM"):
         bl.LSTM.load(truncated)
 
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, a=np.arange(3))
-    with pytest.raises(bl.BNNSError, match=r"foreign.npz: not a file written by bnnslstm.LSTM.save .*\['a'\]"):
+    with pytest.raises(bl.BNNSError,
+                       match=r"foreign.npz: not a file written by bnnslstm.LSTM.save .*\['a'\]"):
         bl.LSTM.load(foreign)
 
     single = tmp_path / "single.npy"
@@ -457,7 +473,8 @@ def test_load_refusals(tmp_path):
         config = json.loads(str(entries["config"][()]))
         config["hidden_size"] = -4
         entries["config"] = np.array(json.dumps(config))
-    with pytest.raises(bl.BNNSError, match=r"config.hidden_size: expected a positive integer, got -4"):
+    with pytest.raises(bl.BNNSError,
+                       match=r"config.hidden_size: expected a positive integer, got -4"):
         bl.LSTM.load(rewritten(tmp_path, bad_config))
 
     def unknown_config(entries):

@@ -82,7 +82,6 @@ print("survived")
 """
 
 
-
 def test_buffers_replaced_while_the_kernels_run_stay_alive(tmp_path):
     """Another thread replacing a descriptor's data while a call runs without the GIL: the
     call keeps the buffer export it resolved, so the kernels never touch freed memory (the

@@ -16,7 +16,15 @@ import pytest
 
 import bnnslstm as bl
 from bnnslstm import _plan
-from helpers import Problem, make_delta, make_params, planner_mode, run_python, settle, threaded_step
+from helpers import (
+    Problem,
+    make_delta,
+    make_params,
+    planner_mode,
+    run_python,
+    settle,
+    threaded_step,
+)
 from reference import GATES, random_weights
 
 # ----------------------------------------------------------------------------- fork
@@ -46,7 +54,8 @@ def _work(task):
         if task == "backward":
             _, grads = problem.backward(params, cache, TWO, dy=_state["dy"])
             outputs = [grads["dx"], grads["dh0"], grads["dc0"]]
-            outputs += [grads[k][g] for k in ("U", "b") for g in GATES] + [grads["W"][g][0] for g in GATES]
+            outputs += [grads[k][g] for k in ("U", "b") for g in GATES]
+            outputs += [grads["W"][g][0] for g in GATES]
     return [np.array(o) for o in outputs], before, _plan.kernels.team_pool()
 
 
@@ -90,7 +99,8 @@ def test_n_threads_is_honoured_and_changes_nothing():
     problem = Problem(T=20, B=16, I=32, H=48, dtype=np.float32)
     results = []
     for n in (1, 2, 0):
-        params, out, _ = problem.forward(cache=False, filter_params=bl.FilterParameters(n_threads=n))
+        params, out, _ = problem.forward(cache=False,
+                                         filter_params=bl.FilterParameters(n_threads=n))
         results.append(out["y_store"].copy())
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=1e-5, atol=1e-6)
@@ -142,7 +152,7 @@ def test_a_team_whose_threads_cannot_be_created_runs_on_one_thread(tmp_path):
         _plan.kernels.team_pool(refuse_threads=False)
         _plan.kernels.blas_time(enable=True, reset=True)
         two = run(2)
-        assert len(_plan.kernels.blas_time(enable=False, reset=True)) == 2, "two threads called BLAS"
+        assert len(_plan.kernels.blas_time(enable=False, reset=True)) == 2, "two called BLAS"
         assert _plan.kernels.team_pool() == 1
         np.testing.assert_allclose(two, refused, rtol=1e-4, atol=2e-5)
         print("ok")
@@ -203,7 +213,8 @@ def test_a_layer_returns_the_lone_calls_results_while_7_other_threads_call_it(bu
     alone = [lstm.forward(x, training=False)[0].copy() for x in xs]
 
     def work(i):
-        return [(j, lstm.forward(xs[j], training=False)[0].copy()) for j in ((7 * i + k) % 40 for k in range(30))]
+        return [(j, lstm.forward(xs[j], training=False)[0].copy())
+                for j in ((7 * i + k) % 40 for k in range(30))]
 
     start = threading.Barrier(8)
     with ThreadPoolExecutor(8) as pool:
@@ -236,7 +247,8 @@ def test_raw_calls_sharing_weight_descriptors_return_the_lone_calls_results(busy
         delta, grads = make_delta(params, weights, dy=dy)
         bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
         parts = [out["y_store"], out["h_n"], out["c_n"], grads["dx"], grads["dh0"], grads["dc0"]]
-        parts += [grads[k][g] for k in ("U", "b") for g in GATES] + [w for g in GATES for w in grads["W"][g]]
+        parts += [grads[k][g] for k in ("U", "b") for g in GATES]
+        parts += [w for g in GATES for w in grads["W"][g]]
         return np.concatenate([np.ravel(p) for p in parts])
 
     settle([lambda case=case: call(case) for case in cases])
@@ -336,9 +348,11 @@ def test_the_limit_applies_to_the_blas_the_kernels_call():
     root = os.path.dirname(os.path.abspath(scipy.__file__))
     scipys = SimpleNamespace(filepath=os.path.join(root + ".libs", "libscipy_openblas.so"))
     bundled = SimpleNamespace(filepath=os.path.join(root, ".dylibs", "libopenblas.dylib"))
-    numpys = SimpleNamespace(filepath=os.path.join(os.path.dirname(root), "numpy.libs", "libscipy_openblas64_.so"))
+    numpys = SimpleNamespace(filepath=os.path.join(os.path.dirname(root), "numpy.libs",
+                                                   "libscipy_openblas64_.so"))
     system = SimpleNamespace(filepath="/usr/lib/libopenblas.so.0")
-    neighbour = SimpleNamespace(filepath=root + "_extra" + os.sep + "libopenblas.so")  # scipy_extra/: not scipy's
+    # scipy_extra/: not scipy's
+    neighbour = SimpleNamespace(filepath=root + "_extra" + os.sep + "libopenblas.so")
     assert _kernels_blas([numpys, scipys]) == [scipys]
     assert _kernels_blas([bundled, numpys]) == [bundled]
     assert _kernels_blas([system, numpys, neighbour]) == [system, numpys, neighbour]

@@ -63,7 +63,7 @@ def test_scalars_may_be_zero_when_descriptors_give_them():
 
 
 def test_a_scalar_no_descriptor_gives_must_be_set():
-    params, out, _ = forward_setup()
+    params, _, _ = forward_setup()
     params.input_gate.hw_desc.size = (0, 0, 0, 0)
     params.forget_gate.hw_desc.size = (0, 0, 0, 0)
     params.candidate_gate.hw_desc.size = (0, 0, 0, 0)
@@ -76,7 +76,8 @@ def test_a_scalar_no_descriptor_gives_must_be_set():
 
 
 @pytest.mark.parametrize("corrupt,match", [
-    (lambda p: setattr(p.input_descriptor, "data_desc", None), "input_descriptor.data_desc: required"),
+    (lambda p: setattr(p.input_descriptor, "data_desc", None),
+     "input_descriptor.data_desc: required"),
     (lambda p: setattr(p.input_descriptor.data_desc, "layout", bl.DataLayout.ROW_MAJOR_MATRIX),
      "input_descriptor.data_desc.layout: expected SNE or NSE"),
     (lambda p: setattr(p.output_descriptor.data_desc, "data", np.zeros((5, 2, 5))),
@@ -86,7 +87,8 @@ def test_a_scalar_no_descriptor_gives_must_be_set():
      r"forget_gate.iw_desc\[1\]: required when num_layers > 1"),
     (lambda p: setattr(p.candidate_gate.iw_desc[0], "data_type", bl.DataType.FLOAT32),
      "candidate_gate.iw_desc\\[0\\].data_type: FLOAT32 but the call's type is FLOAT64"),
-    (lambda p: setattr(p.output_gate.b_desc, "size", (3, 2, 2)), "output_gate.b_desc: logical shape"),
+    (lambda p: setattr(p.output_gate.b_desc, "size", (3, 2, 2)),
+     "output_gate.b_desc: logical shape"),
     (lambda p: setattr(p.output_gate.cw_desc, "size", (7, 2, 2)), "output_gate.cw_desc"),
     (lambda p: setattr(p.input_descriptor.data_desc, "data_type", bl.DataType.INT32),
      "input_descriptor.data_desc.data_type: expected FLOAT32 or FLOAT64"),
@@ -95,7 +97,8 @@ def test_a_scalar_no_descriptor_gives_must_be_set():
     (lambda p: setattr(p.output_descriptor, "cell_state_desc", p.output_descriptor.hidden_desc),
      "output_descriptor.cell_state_desc: shares memory with output_descriptor.hidden_desc"),
     (lambda p: setattr(p, "input_gate", None), "input_gate: expected an LSTMGateDescriptor"),
-    (lambda p: setattr(p.input_gate, "hw_desc", np.zeros(3)), "input_gate.hw_desc: expected an NDArrayDescriptor"),
+    (lambda p: setattr(p.input_gate, "hw_desc", np.zeros(3)),
+     "input_gate.hw_desc: expected an NDArrayDescriptor"),
 ])
 def test_bad_descriptors_name_their_field(corrupt, match):
     params, out, _ = forward_setup()
@@ -121,12 +124,14 @@ def test_bad_sequence_descriptors(sequence, match):
 def test_sequence_descriptor_as_integer_descriptor_works():
     params, out, _ = forward_setup()
     sizes = np.array([2, 2, 1, 1, 1], np.int64)
-    params.sequence_descriptor = bl.NDArrayDescriptor(sizes, bl.DataLayout.VECTOR, (5,), data_type=bl.DataType.INT64)
+    params.sequence_descriptor = bl.NDArrayDescriptor(sizes, bl.DataLayout.VECTOR, (5,),
+                                                      data_type=bl.DataType.INT64)
     bl.direct_apply_lstm_batch_training_caching(params)
     assert np.all(out["y_store"][2:, 1] == 0)
 
 
-@pytest.mark.parametrize("function", [bl.ActivationFunction.SOFTMAX, bl.ActivationFunction.GUMBEL, 99])
+@pytest.mark.parametrize("function", [bl.ActivationFunction.SOFTMAX, bl.ActivationFunction.GUMBEL,
+                                      99])
 def test_non_elementwise_activations_are_refused(function):
     params, out, _ = forward_setup()
     params.lstm_flags &= ~bl.LayerFlags.DEFAULT_ACTIVATIONS
@@ -145,7 +150,8 @@ def test_cache_too_small_or_read_only():
     params, out, _ = forward_setup()
     need = bl.compute_lstm_training_cache_capacity(params)
     before = {k: v.copy() for k, v in out.items()}
-    with pytest.raises(bl.BNNSError, match=f"training_cache: {need - 1} bytes but these parameters need {need}"):
+    match = f"training_cache: {need - 1} bytes but these parameters need {need}"
+    with pytest.raises(bl.BNNSError, match=match):
         bl.direct_apply_lstm_batch_training_caching(params, training_cache=bytearray(need - 1))
     with pytest.raises(bl.BNNSError, match="training_cache: the buffer is read-only"):
         bl.direct_apply_lstm_batch_training_caching(params, training_cache=bytes(need))
@@ -154,7 +160,7 @@ def test_cache_too_small_or_read_only():
 
 
 def backward_setup():
-    params, out, weights = forward_setup()
+    params, _, weights = forward_setup()
     cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
     bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
     delta, grads = make_delta(params, weights, dy=np.ones((5, 2, 6)), fill=7.0)
@@ -181,14 +187,18 @@ def _arrays(grads):
 
 
 @pytest.mark.parametrize("corrupt,match", [
-    (lambda p, d: setattr(d, "hidden_size", 4), "layer_delta_params.hidden_size: 4 but the forward's hidden_size is 3"),
-    (lambda p, d: setattr(d, "lstm_flags", bl.LayerFlags.DEFAULT_ACTIVATIONS), "layer_delta_params.lstm_flags"),
-    (lambda p, d: setattr(d.input_gate.hw_desc, "flags", 7), r"input_gate.hw_desc.flags: expected BACKPROP_SET"),
+    (lambda p, d: setattr(d, "hidden_size", 4),
+     "layer_delta_params.hidden_size: 4 but the forward's hidden_size is 3"),
+    (lambda p, d: setattr(d, "lstm_flags", bl.LayerFlags.DEFAULT_ACTIVATIONS),
+     "layer_delta_params.lstm_flags"),
+    (lambda p, d: setattr(d.input_gate.hw_desc, "flags", 7),
+     r"input_gate.hw_desc.flags: expected BACKPROP_SET"),
     (lambda p, d: setattr(d.input_descriptor, "hidden_desc", d.input_descriptor.cell_state_desc),
      "shares memory"),
     (lambda p, d: setattr(d.forget_gate, "b_desc", d.forget_gate.hw_desc), "forget_gate.b_desc"),
     (lambda p, d: setattr(p, "dropout", 0.5), "training_cache: .* bytes but these parameters need"),
-    (lambda p, d: setattr(p, "sequence_descriptor", [2, 2, 2, 2, 1]), "written for other parameters"),
+    (lambda p, d: setattr(p, "sequence_descriptor", [2, 2, 2, 2, 1]),
+     "written for other parameters"),
 ])
 def test_backward_refusals_write_nothing(corrupt, match):
     params, delta, grads, cache = backward_setup()
@@ -198,14 +208,17 @@ def test_backward_refusals_write_nothing(corrupt, match):
 
 def test_backward_refuses_a_cache_no_forward_wrote():
     params, delta, grads, cache = backward_setup()
-    assert_backward_refused(params, delta, grads, bytearray(len(cache)), "no forward pass has written this cache")
+    assert_backward_refused(params, delta, grads, bytearray(len(cache)),
+                            "no forward pass has written this cache")
 
 
 def test_backward_refuses_a_peephole_gradient_the_forward_lacks():
     params, delta, grads, cache = backward_setup()
-    params.output_gate.cw_desc = None  # forward without the output peephole, cache rewritten to match
+    # a forward without the output peephole, the cache rewritten to match
+    params.output_gate.cw_desc = None
     bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
-    assert_backward_refused(params, delta, grads, cache, "output_gate.cw_desc: the forward's gate has no peephole")
+    assert_backward_refused(params, delta, grads, cache,
+                            "output_gate.cw_desc: the forward's gate has no peephole")
 
 
 @pytest.mark.parametrize("shape", [(0, 2, 3), (2, 0, 3)], ids=["no steps", "no samples"])
@@ -221,14 +234,16 @@ def test_an_array_made_read_only_after_a_call_is_refused_like_a_fresh_one():
     params, out, _ = forward_setup()
     bl.direct_apply_lstm_batch_training_caching(params)
     out["y_store"].flags.writeable = False
-    assert_refused(params, out, "output_descriptor.data_desc.data: the buffer is read-only but this descriptor is written")
+    assert_refused(params, out, "output_descriptor.data_desc.data: the buffer is read-only but "
+                                "this descriptor is written")
     out["y_store"].flags.writeable = True
     bl.direct_apply_lstm_batch_training_caching(params)
 
     params, delta, grads, cache = backward_setup()
     bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
     grads["U"]["forget"].flags.writeable = False
-    assert_backward_refused(params, delta, grads, cache, "layer_delta_params.forget_gate.hw_desc.data: the buffer "
+    assert_backward_refused(params, delta, grads, cache,
+                            "layer_delta_params.forget_gate.hw_desc.data: the buffer "
                             "is read-only but this descriptor is written")
     grads["U"]["forget"].flags.writeable = True
     bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
@@ -242,16 +257,19 @@ def _shared(array, shape=None):
 
 @pytest.mark.parametrize("corrupt,match", [
     (lambda p, d: setattr(d.input_descriptor, "data_desc", p.input_descriptor.data_desc),
-     "layer_delta_params.input_descriptor.data_desc: shares memory with input_descriptor.data_desc, "
-     "which the backward reads"),
+     ("layer_delta_params.input_descriptor.data_desc: shares memory with "
+      "input_descriptor.data_desc, which the backward reads")),
     (lambda p, d: setattr(d.forget_gate, "hw_desc", p.forget_gate.hw_desc),
-     "layer_delta_params.forget_gate.hw_desc: shares memory with forget_gate.hw_desc, which the backward reads"),
-    (lambda p, d: setattr(d.input_descriptor, "hidden_desc", _shared(p.output_gate.iw_desc[1].data, (2, 2, 2, 3))),
-     "layer_delta_params.input_descriptor.hidden_desc: shares memory with output_gate.iw_desc, "
-     "which the backward reads"),
-    (lambda p, d: setattr(d.candidate_gate, "b_desc", _shared(d.output_descriptor.data_desc.data, (2, 2, 3))),
-     "layer_delta_params.candidate_gate.b_desc: shares memory with layer_delta_params.output_descriptor.data_desc, "
-     "which the backward reads"),
+     ("layer_delta_params.forget_gate.hw_desc: shares memory with forget_gate.hw_desc, "
+      "which the backward reads")),
+    (lambda p, d: setattr(d.input_descriptor, "hidden_desc",
+                          _shared(p.output_gate.iw_desc[1].data, (2, 2, 2, 3))),
+     ("layer_delta_params.input_descriptor.hidden_desc: shares memory with output_gate.iw_desc, "
+      "which the backward reads")),
+    (lambda p, d: setattr(d.candidate_gate, "b_desc",
+                          _shared(d.output_descriptor.data_desc.data, (2, 2, 3))),
+     ("layer_delta_params.candidate_gate.b_desc: shares memory with "
+      "layer_delta_params.output_descriptor.data_desc, which the backward reads")),
 ])
 @pytest.mark.parametrize("cached", [True, False])
 def test_backward_gradients_sharing_memory_with_what_it_reads_are_refused(corrupt, match, cached):
@@ -270,7 +288,8 @@ def test_descriptors_the_backward_only_reads_may_share_memory():
     delta.output_descriptor.hidden_desc = bl.NDArrayDescriptor.from_array(state.copy())
     delta.output_descriptor.cell_state_desc = bl.NDArrayDescriptor.from_array(state.copy())
     bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
-    expected = {"dx": grads["dx"].copy(), "dh0": grads["dh0"].copy(), "dU": grads["U"]["forget"].copy()}
+    expected = {"dx": grads["dx"].copy(), "dh0": grads["dh0"].copy(),
+                "dU": grads["U"]["forget"].copy()}
     delta.output_descriptor.hidden_desc = delta.output_descriptor.cell_state_desc = \
         bl.NDArrayDescriptor.from_array(state)
     bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
@@ -280,10 +299,10 @@ def test_descriptors_the_backward_only_reads_may_share_memory():
 
 
 @pytest.mark.parametrize("output,read,match", [
-    ("hidden_desc", "h0", "output_descriptor.hidden_desc: shares memory with input_descriptor.hidden_desc, "
-                          "which the forward reads"),
-    ("cell_state_desc", "U", "output_descriptor.cell_state_desc: shares memory with forget_gate.hw_desc, "
-                             "which the forward reads"),
+    ("hidden_desc", "h0", ("output_descriptor.hidden_desc: shares memory with "
+                           "input_descriptor.hidden_desc, which the forward reads")),
+    ("cell_state_desc", "U", ("output_descriptor.cell_state_desc: shares memory with "
+                              "forget_gate.hw_desc, which the forward reads")),
 ])
 def test_forward_outputs_sharing_memory_with_what_it_reads_are_refused(output, read, match):
     """The forward refuses a written descriptor over one it reads, like the backward (an
@@ -302,30 +321,38 @@ def test_a_huge_num_layers_is_refused_by_the_descriptor_that_cannot_hold_it(num_
     """Zero-size gate descriptors on a 64-element buffer: whatever num_layers says, the
     descriptor that cannot hold that many layers is named, before the call's per-layer
     tables are allocated (no MemoryError, whatever the count)."""
-    params = bl.LayerParametersLSTM(input_size=2, hidden_size=2, batch_size=1, num_layers=num_layers, seq_len=2,
+    params = bl.LayerParametersLSTM(input_size=2, hidden_size=2, batch_size=1,
+                                    num_layers=num_layers, seq_len=2,
                                     lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS)
-    params.input_descriptor.data_desc = bl.NDArrayDescriptor.from_array(np.ones((2, 1, 2), np.float32),
-                                                                        bl.DataLayout.SNE)
+    params.input_descriptor.data_desc = bl.NDArrayDescriptor.from_array(
+        np.ones((2, 1, 2), np.float32), bl.DataLayout.SNE)
+
+    def zero_sizes():
+        return bl.NDArrayDescriptor(np.zeros(64, np.float32), bl.DataLayout.FIRST_MAJOR_4D,
+                                    (0, 0, 0, 0))
+
     for name in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
-        setattr(params, name, bl.LSTMGateDescriptor(
-            iw_desc=(bl.NDArrayDescriptor(np.zeros(64, np.float32), bl.DataLayout.FIRST_MAJOR_4D, (0, 0, 0, 0)), None),
-            hw_desc=bl.NDArrayDescriptor(np.zeros(64, np.float32), bl.DataLayout.FIRST_MAJOR_4D, (0, 0, 0, 0))))
+        setattr(params, name, bl.LSTMGateDescriptor(iw_desc=(zero_sizes(), None),
+                                                    hw_desc=zero_sizes()))
     match = rf"input_gate.iw_desc\[0\]: size \({num_layers}, 1, 2, 2\) .* but the buffer holds 64"
-    for function in (bl.compute_lstm_training_cache_capacity, bl.direct_apply_lstm_batch_training_caching):
+    for function in (bl.compute_lstm_training_cache_capacity,
+                     bl.direct_apply_lstm_batch_training_caching):
         with pytest.raises(bl.BNNSError, match=match):
             function(params)
 
 
-@pytest.mark.parametrize("stride", [(1, 1, 12), (2, 6, 12)], ids=["units on samples", "units interleaved with samples"])
+@pytest.mark.parametrize("stride", [(1, 1, 12), (2, 6, 12)],
+                         ids=["units on samples", "units interleaved with samples"])
 def test_a_written_descriptor_reaching_an_element_twice_is_refused(stride):
     """Two outputs written to one element: the result would depend on the order of the
     writes (and on the team's threads), so the call is refused before writing anything."""
     params, out, _ = forward_setup()
     y = np.full(200, 7.0)
-    params.output_descriptor.data_desc = bl.NDArrayDescriptor(y, bl.DataLayout.SNE, (6, 2, 5), stride,
-                                                              data_type=bl.DataType.FLOAT64)
+    params.output_descriptor.data_desc = bl.NDArrayDescriptor(
+        y, bl.DataLayout.SNE, (6, 2, 5), stride, data_type=bl.DataType.FLOAT64)
     out["y_buffer"] = y
-    assert_refused(params, out, r"output_descriptor.data_desc: its strides reach some element twice")
+    assert_refused(params, out,
+                   r"output_descriptor.data_desc: its strides reach some element twice")
 
 
 def test_cache_overlapping_an_input_is_refused():
