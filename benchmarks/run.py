@@ -38,6 +38,9 @@ import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call,
 import bnnslstm as bl
 from bnnslstm import _plan
 
+# the FLOP model, in benchmarks/flops.py (this script's neighbour): tests/test_blas.py checks it
+from flops import gemm_flops, lstm_flops
+
 # the planner (bnnslstm.planner) chooses each step's arrangement of BLAS calls; builds
 # without it run a fixed arrangement, and the planner line under each shape shows "-"
 planner = importlib.import_module("bnnslstm.planner") if importlib.util.find_spec("bnnslstm.planner") else None
@@ -57,31 +60,6 @@ SHAPES = [  # name, T, B, I, H, layers, bidirectional, variable lengths, inferen
     ("batch-8 T50 H512", 50, 8, 512, 512, 1, False, False, True),
     ("var-len T100 B32 H256", 100, 32, 256, 256, 1, False, True, False),
 ]
-
-
-def lstm_flops(T, B, I, H, L, D, lengths=None):
-    """Multiply-adds x 2 of the forward GEMMs (elementwise work not counted)."""
-    steps = T * B if lengths is None else int(np.sum(lengths))
-    total = 0
-    for layer in range(L):
-        X = I if layer == 0 else D * H
-        total += D * steps * 2 * 4 * H * (X + H)
-    return total
-
-
-def gemm_flops(T, B, I, H, L, D, lengths=None, training=False):
-    """GEMM FLOPs the kernels hand to BLAS: the projection and recurrent products (none for
-    a sample's first step: its initial state is absent, i.e. zero), and in training the
-    backward's dX, dW, dU and per-step dL/dh products."""
-    rows = T * B if lengths is None else int(np.sum(lengths))
-    total = 0
-    for layer in range(L):
-        X = I if layer == 0 else D * H
-        projection = 2 * rows * D * 4 * H * X
-        total += projection + 2 * (rows - B) * D * 4 * H * H
-        if training:
-            total += 2 * projection + 2 * 2 * rows * D * 4 * H * H
-    return total
 
 
 def blas_share(fn):

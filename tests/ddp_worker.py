@@ -25,7 +25,8 @@ class Model(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.lstm = bt.LSTM(I, H, 2, batch_first=True, bidirectional=True, peephole="diagonal", dtype=torch.float64)
+        self.lstm = bt.LSTM(I, H, 2, batch_first=True, bidirectional=True, peephole="diagonal",
+                            dtype=torch.float64)
         self.head = torch.nn.Linear(2 * H, 1, dtype=torch.float64)
 
     def forward(self, x, lengths):
@@ -48,7 +49,8 @@ def train(model, share=slice(None)):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.5)
     for x, lengths, target in batches():
         optimizer.zero_grad()
-        F.mse_loss(model(x[share], lengths[share]), target[share]).backward()  # mean over this share
+        # the mean over this share
+        F.mse_loss(model(x[share], lengths[share]), target[share]).backward()
         optimizer.step()
 
 
@@ -65,7 +67,8 @@ def main(argv):
 
     rank, world, port, out = int(argv[0]), int(argv[1]), int(argv[2]), argv[3]
     assert world == WORLD
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
     try:
         train(DistributedDataParallel(model), slice(rank * SHARE, (rank + 1) * SHARE))
         torch.save(model.state_dict(), out)

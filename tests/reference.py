@@ -1,4 +1,17 @@
-"""A plain-numpy LSTM forward, written from SPEC §4's equations (independent of bnnslstm).
+"""A plain-numpy LSTM forward, written from the equations (independent of bnnslstm).
+
+For layer l, direction d and step t, with the layer's input x_t and the previous step's
+state h, c (h0, c0 at the first, zeros when absent), each gate k of i, f, g, o has the
+pre-activation a_k = W_k x_t + U_k h + C_k c + b_k, where the peephole C_k is a matrix
+(C c) or a diagonal (C * c) or absent, and the bias b_k may be absent; then
+i, f, g = act_i(a_i), act_f(a_f), act_g(a_g), the new cell c' = f * c + i * g, the
+output gate peeks at the new cell (a_o uses C_o c'), o = act_o(a_o) and h' = o * act_h(c')
+(sigmoid for i, f, o and tanh for g and act_h unless other elementwise functions are
+given). Direction 0 runs t = 0..T-1, direction 1 t = T-1..0; y[t] holds both directions'
+h after reading x[t]; layer l > 0 reads layer l-1's y, times its dropout mask. With
+per-step batch sizes, sample b advances only for its first len_b steps (its reverse
+direction starts at len_b - 1), its y is 0 after them and its final state is the one
+after its own last step.
 
 Vectorised over the batch, a Python loop over time: slow and obvious on purpose. The
 library's forward is tested against it, and its own sanity against hand computations and
@@ -64,7 +77,7 @@ def _peephole(C, c):
 
 def lstm_forward(x, weights, h0=None, c0=None, batch_sizes=None, dropout_masks=None,
                  activations=None, bidirectional=False):
-    """Run the LSTM of SPEC §4 on time-major ``x`` [T][B][I].
+    """Run the LSTM of the equations above on time-major ``x`` [T][B][I].
 
     Returns ``y`` [T][B][D*H], ``h_T`` and ``c_T`` [L][D][B][H], and ``trace``:
     ``trace[l, d]`` holds ``gates_pre`` and ``gates`` [T][B][4][H] (i, f, g, o), ``c`` and
@@ -103,13 +116,15 @@ def lstm_forward(x, weights, h0=None, c0=None, batch_sizes=None, dropout_masks=N
                 f = _act(activations, "forget", pre["forget"])
                 g_ = _act(activations, "candidate", pre["candidate"])
                 c_new = f * c + i * g_
-                pre["output"] = pre["output"] + _peephole(C["output"], c_new)  # peeks at the new cell
+                # the output gate peeks at the new cell
+                pre["output"] = pre["output"] + _peephole(C["output"], c_new)
                 o = _act(activations, "output", pre["output"])
                 h_new = o * _act(activations, "hidden", c_new)
                 keep = active[:, None]
                 h = np.where(keep, h_new, h)
                 c = np.where(keep, c_new, c)
-                rec["gates_pre"][t] = np.where(keep[:, None], np.stack([pre[g] for g in GATES], axis=1), 0)
+                rec["gates_pre"][t] = np.where(keep[:, None],
+                                               np.stack([pre[g] for g in GATES], axis=1), 0)
                 rec["gates"][t] = np.where(keep[:, None], np.stack([i, f, g_, o], axis=1), 0)
                 rec["c"][t] = np.where(keep, c_new, 0)
                 rec["h"][t] = np.where(keep, h_new, 0)

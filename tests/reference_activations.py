@@ -30,17 +30,19 @@ FUNCTIONS = {
     16: lambda x, a, b: a * np.logaddexp(0, b * x),                    # SOFTPLUS
     17: lambda x, a, b: x / (1 + np.abs(x)),                           # SOFTSIGN
     18: lambda x, a, b: np.where(x < 0, a * np.expm1(np.minimum(x, 0)), x),  # ELU
-    19: lambda x, a, b: np.minimum(np.where(x < 0, a * x, x), b),      # CLAMPED_LEAKY_RECTIFIED_LINEAR
+    # CLAMPED_LEAKY_RECTIFIED_LINEAR
+    19: lambda x, a, b: np.minimum(np.where(x < 0, a * x, x), b),
     20: lambda x, a, b: a * x + b,                                     # LINEAR_WITH_BIAS
     22: lambda x, a, b: -np.logaddexp(0, -x),                          # LOG_SIGMOID
     23: lambda x, a, b: 1.0507009873554804934 * np.where(               # SELU
         x < 0, 1.6732632423543772848 * np.expm1(np.minimum(x, 0)), x),
-    24: lambda x, a, b: np.maximum(x, 0) + np.minimum(0, a * np.expm1(np.minimum(x, 0) / a)),  # CELU
+    24: lambda x, a, b: np.maximum(x, 0) + np.minimum(                 # CELU
+        0, a * np.expm1(np.minimum(x, 0) / a)),
     25: lambda x, a, b: np.where(np.abs(x) <= a, 0, x),                # HARD_SHRINK
     26: lambda x, a, b: np.where(x > a, x - a, np.where(x < -a, x + a, 0)),  # SOFT_SHRINK
     27: lambda x, a, b: x - np.tanh(x),                                # TANH_SHRINK
     28: lambda x, a, b: np.where(x > a, x, b),                         # THRESHOLD
-    30: lambda x, a, b: x * np.clip(x + 3, 0, 6) / 6,                  # HARD_SWISH (Apple's, no parameter)
+    30: lambda x, a, b: x * np.clip(x + 3, 0, 6) / 6,                  # HARD_SWISH (Apple's)
     31: lambda x, a, b: x * _sigmoid(x),                               # SILU
     32: lambda x, a, b: np.clip(x, 0, 6),                               # RELU6
     33: lambda x, a, b: erf(x),                                        # ERF
@@ -99,7 +101,8 @@ DERIVATIVES = {  # f'(x); at a kink, the documented side (comparisons written to
     31: lambda x, a, b: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
     32: lambda x, a, b: np.where((x > 0) & (x < 6), 1.0, 0.0),
     33: lambda x, a, b: 2 / math.sqrt(math.pi) * np.exp(-x * x),
-    34: lambda x, a, b: 0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi),
+    34: lambda x, a, b: (0.5 * (1 + erf(x / math.sqrt(2)))
+                         + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)),
     35: lambda x, a, b: _sigmoid(1.702 * x) * (1 + 1.702 * x * (1 - _sigmoid(1.702 * x))),
 }
 
@@ -108,7 +111,8 @@ KINKS = {
     1: lambda a, b: [0.0], 2: lambda a, b: [0.0], 6: lambda a, b: [0.0], 8: lambda a, b: [a, b],
     15: lambda a, b: [-b / a, (1 - b) / a] if a else [], 18: lambda a, b: [0.0],
     19: lambda a, b: [0.0, b] if b >= 0 else [0.0, b / a] if a else [0.0],
-    23: lambda a, b: [0.0], 25: lambda a, b: [-a, a], 26: lambda a, b: [-a, a], 28: lambda a, b: [a],
+    23: lambda a, b: [0.0], 25: lambda a, b: [-a, a], 26: lambda a, b: [-a, a],
+    28: lambda a, b: [a],
     30: lambda a, b: [-3.0, 3.0], 32: lambda a, b: [0.0, 6.0],
 }
 

@@ -1,4 +1,16 @@
-"""A plain-numpy LSTM backward, written from SPEC §4 and §6 (independent of bnnslstm).
+"""A plain-numpy LSTM backward, written from the equations (independent of bnnslstm).
+
+The gradients of a loss linear in the outputs, sum(y dL/dy) + sum(h_T dL/dh_T) +
+sum(c_T dL/dc_T), with respect to x, h0, c0 and every weight, by the chain rule through
+the equations of :mod:`reference` taken backwards in time: at each step the gradient
+reaching h' (from y and from the next step) gives do and, through act_h', dc'; the
+output gate's peephole adds C_o^T da_o to dc'; then dc' gives df, di, dg and the
+gradient to the previous cell (f * dc' plus the other peepholes' C_k^T da_k); the gate
+gradients da_k = dk * act_k'(a_k) give dx_t = sum W_k^T da_k, dh = sum U_k^T da_k and the
+weights' gradients (outer products with x_t, h, c, summed over steps and samples).
+Padded steps pass the state's gradient through unchanged; dropout masks scale the
+gradient of the layer's input like its value. Parameter gradients are sums, never
+averages.
 
 Back-propagation through time over the trace of :func:`reference.lstm_forward`: float64,
 vectorised over the batch, a Python loop over layers, directions and steps. Checked against
@@ -33,6 +45,11 @@ def _peephole_grad(C, da, c):
     return da.T @ c if C.ndim == 2 else np.sum(da * c, axis=0)
 
 
+def _zeros_like(a):
+    """float64 zeros of ``a``'s shape (None for None)."""
+    return None if a is None else np.zeros(np.shape(a))
+
+
 def lstm_backward(x, weights, h0=None, c0=None, batch_sizes=None, dropout_masks=None,
                   activations=None, bidirectional=False, dy=None, dh_n=None, dc_n=None):
     """Every gradient of ``sum(y * dy) + sum(h_T * dh_n) + sum(c_T * dc_n)``.
@@ -46,7 +63,8 @@ def lstm_backward(x, weights, h0=None, c0=None, batch_sizes=None, dropout_masks=
     x = np.asarray(x, dtype=np.float64)
     T, B, _ = x.shape
     L, D, H = weights["U"]["input"].shape[:3]
-    _, _, _, trace = lstm_forward(x, weights, h0, c0, batch_sizes, dropout_masks, activations, bidirectional)
+    _, _, _, trace = lstm_forward(x, weights, h0, c0, batch_sizes, dropout_masks, activations,
+                                  bidirectional)
     lengths = [T] * B if batch_sizes is None else lengths_from_batch_sizes(batch_sizes)
     active = np.array([[t < n for n in lengths] for t in range(T)])  # [T][B]
     zeros_state = np.zeros((L, D, B, H))
@@ -56,9 +74,10 @@ def lstm_backward(x, weights, h0=None, c0=None, batch_sizes=None, dropout_masks=
     d_out = np.where(active[:, :, None], d_out, 0.0)  # padded outputs are constants
 
     grads = {"dh0": np.zeros((L, D, B, H)), "dc0": np.zeros((L, D, B, H)),
-             "dW": {g: [None] * L for g in GATES}, "dU": {g: np.zeros(np.shape(weights["U"][g])) for g in GATES},
-             "dC": {g: None if weights["C"][g] is None else np.zeros(np.shape(weights["C"][g])) for g in GATES},
-             "db": {g: None if weights["b"][g] is None else np.zeros(np.shape(weights["b"][g])) for g in GATES}}
+             "dW": {g: [None] * L for g in GATES},
+             "dU": {g: np.zeros(np.shape(weights["U"][g])) for g in GATES},
+             "dC": {g: _zeros_like(weights["C"][g]) for g in GATES},
+             "db": {g: _zeros_like(weights["b"][g]) for g in GATES}}
     for l in reversed(range(L)):
         layer_input = trace["layer_input", l]
         d_input = np.zeros_like(layer_input)
@@ -68,8 +87,8 @@ def lstm_backward(x, weights, h0=None, c0=None, batch_sizes=None, dropout_masks=
             rec = trace[l, d]
             W = {g: np.asarray(weights["W"][g][l][d], dtype=np.float64) for g in GATES}
             U = {g: np.asarray(weights["U"][g][l, d], dtype=np.float64) for g in GATES}
-            C = {g: None if weights["C"][g] is None else np.asarray(weights["C"][g][l, d], dtype=np.float64)
-                 for g in GATES}
+            C = {g: None if weights["C"][g] is None else
+                 np.asarray(weights["C"][g][l, d], dtype=np.float64) for g in GATES}
             h_init = np.zeros((B, H)) if h0 is None else np.asarray(h0[l, d], dtype=np.float64)
             c_init = np.zeros((B, H)) if c0 is None else np.asarray(c0[l, d], dtype=np.float64)
             order = list(range(T)) if d == 0 else list(range(T - 1, -1, -1))
@@ -90,14 +109,19 @@ def lstm_backward(x, weights, h0=None, c0=None, batch_sizes=None, dropout_masks=
                 c_new = rec["c"][t]
                 dh_total = dh + d_out[t][:, d * H:(d + 1) * H]
                 act_c = _value(activations, "hidden", c_new)
-                da = {"output": dh_total * act_c * _derivative(activations, "output", pre["output"])}
+                da = {"output": dh_total * act_c
+                      * _derivative(activations, "output", pre["output"])}
                 dc_total = dc + dh_total * o * _derivative(activations, "hidden", c_new)
                 dc_total = dc_total + _peephole_back(C["output"], da["output"])
                 da["input"] = dc_total * g_ * _derivative(activations, "input", pre["input"])
-                da["forget"] = dc_total * c_prev[t] * _derivative(activations, "forget", pre["forget"])
-                da["candidate"] = dc_total * i * _derivative(activations, "candidate", pre["candidate"])
-                da = {k: np.where(keep, v, 0.0) for k, v in da.items()}  # padded rows: no step taken
-                dc_step = dc_total * f + sum(_peephole_back(C[k], da[k]) for k in ("input", "forget", "candidate"))
+                da["forget"] = (dc_total * c_prev[t]
+                                * _derivative(activations, "forget", pre["forget"]))
+                da["candidate"] = (dc_total * i
+                                   * _derivative(activations, "candidate", pre["candidate"]))
+                # padded rows: no step taken
+                da = {k: np.where(keep, v, 0.0) for k, v in da.items()}
+                dc_step = dc_total * f + sum(_peephole_back(C[k], da[k])
+                                             for k in ("input", "forget", "candidate"))
                 dh_step = sum(da[k] @ U[k] for k in GATES)
                 d_input[t][:, :] += sum(da[k] @ W[k] for k in GATES)
                 for k in GATES:

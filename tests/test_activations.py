@@ -12,17 +12,20 @@ from reference_activations import FUNCTIONS, numpy_activation
 
 F = bl.ActivationFunction
 PARAMS = {  # typical alpha, beta per function (NaN where unused)
-    F.LEAKY_RECTIFIED_LINEAR: (0.1, math.nan), F.SCALED_TANH: (1.7159, 0.6667), F.LINEAR: (0.5, math.nan),
-    F.CLAMP: (-1.0, 1.0), F.GELU_APPROXIMATION: (math.sqrt(2 / math.pi), 0.044715),
+    F.LEAKY_RECTIFIED_LINEAR: (0.1, math.nan), F.SCALED_TANH: (1.7159, 0.6667),
+    F.LINEAR: (0.5, math.nan), F.CLAMP: (-1.0, 1.0),
+    F.GELU_APPROXIMATION: (math.sqrt(2 / math.pi), 0.044715),
     F.HARD_SIGMOID: (0.2, 0.5), F.SOFTPLUS: (1.0, 1.5), F.ELU: (1.0, math.nan),
-    F.CLAMPED_LEAKY_RECTIFIED_LINEAR: (0.1, 2.0), F.LINEAR_WITH_BIAS: (0.5, 0.25), F.CELU: (1.3, math.nan),
-    F.HARD_SHRINK: (0.5, math.nan), F.SOFT_SHRINK: (0.5, math.nan), F.THRESHOLD: (0.3, -1.0),
+    F.CLAMPED_LEAKY_RECTIFIED_LINEAR: (0.1, 2.0), F.LINEAR_WITH_BIAS: (0.5, 0.25),
+    F.CELU: (1.3, math.nan), F.HARD_SHRINK: (0.5, math.nan), F.SOFT_SHRINK: (0.5, math.nan),
+    F.THRESHOLD: (0.3, -1.0),
 }
 ELEMENTWISE = sorted(PARAMETERS_USED)
 KINKS = {  # points where a derivative is not defined: keep finite differences away from them
     F.RECTIFIED_LINEAR: [0], F.LEAKY_RECTIFIED_LINEAR: [0], F.ABS: [0], F.CLAMP: [-1, 1],
-    F.HARD_SIGMOID: [-2.5, 2.5], F.CLAMPED_LEAKY_RECTIFIED_LINEAR: [0, 2], F.HARD_SHRINK: [-0.5, 0.5],
-    F.SOFT_SHRINK: [-0.5, 0.5], F.THRESHOLD: [0.3], F.HARD_SWISH: [-3, 3], F.RELU6: [0, 6],
+    F.HARD_SIGMOID: [-2.5, 2.5], F.CLAMPED_LEAKY_RECTIFIED_LINEAR: [0, 2],
+    F.HARD_SHRINK: [-0.5, 0.5], F.SOFT_SHRINK: [-0.5, 0.5], F.THRESHOLD: [0.3],
+    F.HARD_SWISH: [-3, 3], F.RELU6: [0, 6],
     F.ELU: [0], F.CELU: [0], F.SELU: [0],
 }
 
@@ -61,40 +64,49 @@ def test_derivatives_match_finite_differences(fn):
     act = activation(fn)
     x = sample_points(fn)
     h = 1e-6
-    numeric = (numpy_activation(fn, x + h, act.alpha, act.beta) - numpy_activation(fn, x - h, act.alpha, act.beta)) / (2 * h)
+    numeric = (numpy_activation(fn, x + h, act.alpha, act.beta)
+               - numpy_activation(fn, x - h, act.alpha, act.beta)) / (2 * h)
     got = bl.apply_activation(x, act, derivative=True)
     np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-7)
 
 
-KINK_SIDES = [  # (fn, alpha, beta, x, f'(x)): the table "Derivatives at kinks" in docs/activations.rst
+# (fn, alpha, beta, x, f'(x)): the table "Derivatives at kinks" in docs/activations.rst
+KINK_SIDES = [
     (F.RECTIFIED_LINEAR, None, None, 0.0, 0.0), (F.LEAKY_RECTIFIED_LINEAR, 0.1, None, 0.0, 1.0),
     (F.ABS, None, None, 0.0, 0.0), (F.CLAMP, -1.0, 1.0, -1.0, 1.0), (F.CLAMP, -1.0, 1.0, 1.0, 1.0),
-    (F.HARD_SIGMOID, 0.2, 0.5, -2.5, 0.2), (F.HARD_SIGMOID, 0.2, 0.5, 2.5, 0.2), (F.ELU, 0.5, None, 0.0, 1.0),
-    (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.1, 2.0, 0.0, 1.0), (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.1, 2.0, 2.0, 0.0),
-    (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.5, -1.0, -2.0, 0.0), (F.SELU, None, None, 0.0, 1.0507009873554805),
-    (F.CELU, 0.5, None, 0.0, 1.0), (F.HARD_SHRINK, 0.5, None, 0.5, 0.0), (F.HARD_SHRINK, 0.5, None, -0.5, 0.0),
-    (F.SOFT_SHRINK, 0.5, None, 0.5, 0.0), (F.SOFT_SHRINK, 0.5, None, -0.5, 0.0), (F.THRESHOLD, 0.3, -1.0, 0.3, 0.0),
-    (F.HARD_SWISH, None, None, -3.0, 0.0), (F.HARD_SWISH, None, None, 3.0, 1.0),
-    (F.RELU6, None, None, 0.0, 0.0), (F.RELU6, None, None, 6.0, 0.0),
+    (F.HARD_SIGMOID, 0.2, 0.5, -2.5, 0.2), (F.HARD_SIGMOID, 0.2, 0.5, 2.5, 0.2),
+    (F.ELU, 0.5, None, 0.0, 1.0), (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.1, 2.0, 0.0, 1.0),
+    (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.1, 2.0, 2.0, 0.0),
+    (F.CLAMPED_LEAKY_RECTIFIED_LINEAR, 0.5, -1.0, -2.0, 0.0),
+    (F.SELU, None, None, 0.0, 1.0507009873554805), (F.CELU, 0.5, None, 0.0, 1.0),
+    (F.HARD_SHRINK, 0.5, None, 0.5, 0.0), (F.HARD_SHRINK, 0.5, None, -0.5, 0.0),
+    (F.SOFT_SHRINK, 0.5, None, 0.5, 0.0), (F.SOFT_SHRINK, 0.5, None, -0.5, 0.0),
+    (F.THRESHOLD, 0.3, -1.0, 0.3, 0.0), (F.HARD_SWISH, None, None, -3.0, 0.0),
+    (F.HARD_SWISH, None, None, 3.0, 1.0), (F.RELU6, None, None, 0.0, 0.0),
+    (F.RELU6, None, None, 6.0, 0.0),
 ]
 
 
 @pytest.mark.parametrize("fn,alpha,beta,x,want", KINK_SIDES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_derivative_at_kinks_takes_the_documented_side(fn, alpha, beta, x, want, dtype):
-    act = bl.Activation(fn, math.nan if alpha is None else alpha, math.nan if beta is None else beta)
+    act = bl.Activation(fn, math.nan if alpha is None else alpha,
+                        math.nan if beta is None else beta)
     got = bl.apply_activation(np.array([x], dtype), act, derivative=True)[0]
     assert got == pytest.approx(want, rel=1e-7 if dtype == np.float32 else 1e-15)
 
 
 def test_hard_swish_is_apples_and_reads_no_parameter():
     """BNNS: HardSwish(x) = x ReLU6(x + 3) / 6; alpha and beta are never read."""
-    exact = [-1 / 3, 7 / 24, 5 / 3]  # the issue's values: [-1/3, 0.2916667, 1.6666667]
+    exact = [-1 / 3, 7 / 24, 5 / 3]  # to 7 decimals: [-0.3333333, 0.2916667, 1.6666667]
     for act in (bl.Activation(F.HARD_SWISH, 0.6, -0.74), bl.Activation(F.HARD_SWISH)):
         np.testing.assert_allclose(bl.apply_activation([-2, 0.5, 2], act), exact, rtol=1e-15)
-        np.testing.assert_allclose(bl.apply_activation([-2, 0.5, 2], act), [-1 / 3, 0.2916667, 1.6666667], rtol=2e-7)
-        np.testing.assert_allclose(bl.apply_activation(np.array([-2, 0.5, 2], np.float32), act), exact, rtol=1e-7)
-    assert check_activation(bl.Activation(F.HARD_SWISH, 0.6, -0.74)) == (int(F.HARD_SWISH), 0.0, 0.0)
+        np.testing.assert_allclose(bl.apply_activation([-2, 0.5, 2], act),
+                                   [-1 / 3, 0.2916667, 1.6666667], rtol=2e-7)
+        np.testing.assert_allclose(bl.apply_activation(np.array([-2, 0.5, 2], np.float32), act),
+                                   exact, rtol=1e-7)
+    assert check_activation(bl.Activation(F.HARD_SWISH, 0.6, -0.74)) == (
+        int(F.HARD_SWISH), 0.0, 0.0)
     x = np.array([-5.0, -3.0, -1.5, 0.0, 1.5, 3.0, 5.0])
     np.testing.assert_allclose(bl.apply_activation(x, bl.Activation(F.HARD_SWISH)),
                                [0, 0, -0.375, 0, 1.125, 3, 5], rtol=1e-15, atol=1e-15)
@@ -109,7 +121,8 @@ def test_sigmoid_and_softplus_do_not_overflow():
     soft = bl.apply_activation(x, bl.Activation(F.SOFTPLUS, 1.0, 1.0))
     np.testing.assert_allclose(soft, [0, np.log1p(np.exp(-80)), np.log(2), 80, 1000], rtol=1e-15)
     logsig = bl.apply_activation(x, bl.Activation(F.LOG_SIGMOID))
-    np.testing.assert_allclose(logsig, [-1000, -80, -np.log(2), -np.log1p(np.exp(-80)), 0], rtol=1e-15)
+    np.testing.assert_allclose(logsig, [-1000, -80, -np.log(2), -np.log1p(np.exp(-80)), 0],
+                               rtol=1e-15)
 
 
 @pytest.mark.parametrize("fn", sorted(bl.enums.NON_ELEMENTWISE), ids=lambda f: f.name)
@@ -118,7 +131,8 @@ def test_non_elementwise_functions_are_refused(fn):
         bl.apply_activation([1.0], bl.Activation(fn, 1.0, 1.0))
 
 
-@pytest.mark.parametrize("function,match", [(99, "99 is not an ActivationFunction"), ("tanh", "is not an ActivationFunction"),
+@pytest.mark.parametrize("function,match", [(99, "99 is not an ActivationFunction"),
+                                            ("tanh", "is not an ActivationFunction"),
                                             (True, "is not an ActivationFunction")])
 def test_unknown_functions_are_refused(function, match):
     with pytest.raises(bl.BNNSError, match=match):
@@ -127,8 +141,10 @@ def test_unknown_functions_are_refused(function, match):
 
 def test_parameters_must_be_finite_only_where_used():
     assert check_activation(bl.Activation(F.TANH), "g") == (int(F.TANH), 0.0, 0.0)
-    assert check_activation(bl.Activation(F.SCALED_TANH, 2.0, 0.5), "g") == (int(F.SCALED_TANH), 2.0, 0.5)
-    with pytest.raises(bl.BNNSError, match=r"input_gate.activation.beta: SCALED_TANH needs a finite beta, got nan"):
+    assert check_activation(bl.Activation(F.SCALED_TANH, 2.0, 0.5), "g") == (
+        int(F.SCALED_TANH), 2.0, 0.5)
+    match = r"input_gate.activation.beta: SCALED_TANH needs a finite beta, got nan"
+    with pytest.raises(bl.BNNSError, match=match):
         check_activation(bl.Activation(F.SCALED_TANH, 2.0), "input_gate.activation")
     with pytest.raises(bl.BNNSError, match=r"hidden_activation.alpha: CELU divides by alpha"):
         check_activation(bl.Activation(F.CELU, 0.0), "hidden_activation")

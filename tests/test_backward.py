@@ -1,57 +1,41 @@
-"""Backward pass (SPEC §6) against float64 central finite differences of the forward."""
+"""The backward (direct_apply_lstm_batch_backward) against float64 central finite
+differences of the forward, with and without the training cache, SET and ACCUMULATE
+flags, absent gradients and IEEE specials."""
 
 import numpy as np
 import pytest
 
 import bnnslstm as bl
-from helpers import make_delta, make_params, y_time_major
-from reference import GATES, batch_sizes_from_lengths, lstm_forward, random_weights
+from helpers import Problem, make_delta
+from reference import GATES
 from test_forward import CUSTOM
 
 EPS = 1e-6
 
 
-class Problem:
-    """A float64 LSTM problem with a random linear loss on y, h_T and c_T."""
+class LossProblem(Problem):
+    """A float64 problem (states drawn by default) with a random linear loss on y, h_T and
+    c_T: sum(y ry) + sum(h_T rh) + sum(c_T rc), its dL/dy, dL/dh_T, dL/dc_T drawn after
+    the problem's arrays."""
 
-    def __init__(self, *, T=4, B=3, I=3, H=3, L=2, bidirectional=False, peephole=None, bias=True,
-                 activations=None, lengths=None, dropout=0.0, layout="SNE", states=True, seed=0):
-        rng = np.random.default_rng(seed)
-        self.D = 2 if bidirectional else 1
-        self.kw = dict(bidirectional=bidirectional, activations=activations, dropout=dropout, seed=11,
-                       layout=layout,
-                       batch_sizes=None if lengths is None else batch_sizes_from_lengths(lengths, T))
-        self.weights = random_weights(rng, I, H, L, self.D, peephole=peephole, bias=bias)
-        self.x = rng.standard_normal((T, B, I))
-        self.h0 = rng.standard_normal((L, self.D, B, H)) if states else None
-        self.c0 = rng.standard_normal((L, self.D, B, H)) if states else None
-        self.ry = rng.standard_normal((T, B, self.D * H))
-        if lengths is not None:  # dy at padded positions must be ignored: make it large
-            for b, n in enumerate(lengths):
+    def __init__(self, *, T=4, B=3, I=3, H=3, L=2, states=True, **features):
+        super().__init__(T=T, B=B, I=I, H=H, L=L, states=states, dropout_seed=11, **features)
+        self.ry = self.rng.standard_normal((T, B, self.D * H))
+        if self.lengths is not None:  # dy at padded positions must be ignored: make it large
+            for b, n in enumerate(self.lengths):
                 self.ry[n:, b] = 1e3
-        self.rh = rng.standard_normal((L, self.D, B, H))
-        self.rc = rng.standard_normal((L, self.D, B, H))
-        self.layout = layout
-
-    def params(self):
-        return make_params(self.x, self.weights, h0=self.h0, c0=self.c0, **self.kw)
+        self.rh = self.rng.standard_normal((L, self.D, B, H))
+        self.rc = self.rng.standard_normal((L, self.D, B, H))
 
     def loss(self):
-        params, out = self.params()
-        bl.direct_apply_lstm_batch_training_caching(params)
-        y = y_time_major(out, self.layout)
-        return float(np.sum(y * self.ry) + np.sum(out["h_n"] * self.rh) + np.sum(out["c_n"] * self.rc))
+        _, out, _ = self.forward(cache=False)
+        return float(np.sum(self.y(out) * self.ry) + np.sum(out["h_n"] * self.rh)
+                     + np.sum(out["c_n"] * self.rc))
 
     def gradients(self, cache=True, flags=bl.NDArrayFlags.BACKPROP_SET, fill=0.0):
-        params, _ = self.params()
-        training_cache = None
-        if cache:
-            training_cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
-            bl.direct_apply_lstm_batch_training_caching(params, training_cache=training_cache)
-        delta, grads = make_delta(params, self.weights, dy=self.ry, dh_n=self.rh, dc_n=self.rc,
-                                  layout=self.layout, flags=flags, fill=fill)
-        bl.direct_apply_lstm_batch_backward(params, delta, training_cache=training_cache)
-        return grads
+        params, _, training_cache = self.forward(cache=cache)
+        return self.backward(params, training_cache, dy=self.ry, dh_n=self.rh, dc_n=self.rc,
+                             flags=flags, fill=fill)[1]
 
     def numeric(self, array, index):
         old = array[index]
@@ -96,18 +80,20 @@ def check_against_finite_differences(problem, samples=6, seed=1):
 @pytest.mark.parametrize("L,bidirectional", [(1, False), (1, True), (2, False), (2, True)])
 @pytest.mark.parametrize("layout", ["SNE", "NSE"])
 def test_gradients_stacked_bidirectional(L, bidirectional, layout):
-    check_against_finite_differences(Problem(L=L, bidirectional=bidirectional, layout=layout))
+    check_against_finite_differences(LossProblem(L=L, bidirectional=bidirectional, layout=layout))
 
 
-@pytest.mark.parametrize("peephole", ["diagonal", "full",
-                                      {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"},
-                                      {"input": "diagonal", "forget": None, "candidate": "full", "output": "diagonal"}])
+@pytest.mark.parametrize("peephole", [
+    "diagonal", "full",
+    {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"},
+    {"input": "diagonal", "forget": None, "candidate": "full", "output": "diagonal"}])
 def test_gradients_peepholes(peephole):
-    check_against_finite_differences(Problem(L=2, bidirectional=True, peephole=peephole))
+    check_against_finite_differences(LossProblem(L=2, bidirectional=True, peephole=peephole))
 
 
 def test_gradients_custom_activations():
-    check_against_finite_differences(Problem(L=2, bidirectional=True, activations=CUSTOM, peephole="diagonal"))
+    check_against_finite_differences(LossProblem(L=2, bidirectional=True, activations=CUSTOM,
+                                                 peephole="diagonal"))
 
 
 @pytest.mark.parametrize("fn,alpha,beta", [
@@ -115,34 +101,39 @@ def test_gradients_custom_activations():
     (bl.ActivationFunction.SILU, 0, 0), (bl.ActivationFunction.GELU, 0, 0),
     (bl.ActivationFunction.ERF, 0, 0), (bl.ActivationFunction.LOG_SIGMOID, 0, 0),
     (bl.ActivationFunction.SELU, 0, 0), (bl.ActivationFunction.CELU, 1.3, 0),
-    (bl.ActivationFunction.TANH_SHRINK, 0, 0), (bl.ActivationFunction.GELU_APPROXIMATION_SIGMOID, 0, 0),
-    (bl.ActivationFunction.GELU_APPROXIMATION, 0.7978845608, 0.044715), (bl.ActivationFunction.LINEAR_WITH_BIAS, 0.5, 0.1),
+    (bl.ActivationFunction.TANH_SHRINK, 0, 0),
+    (bl.ActivationFunction.GELU_APPROXIMATION_SIGMOID, 0, 0),
+    (bl.ActivationFunction.GELU_APPROXIMATION, 0.7978845608, 0.044715),
+    (bl.ActivationFunction.LINEAR_WITH_BIAS, 0.5, 0.1),
 ])
 def test_gradients_each_smooth_activation_in_every_gate(fn, alpha, beta):
     activations = {g: (int(fn), alpha, beta) for g in GATES + ("hidden",)}
-    check_against_finite_differences(Problem(L=1, H=2, activations=activations, peephole="diagonal"), samples=3)
+    check_against_finite_differences(LossProblem(L=1, H=2, activations=activations,
+                                                 peephole="diagonal"), samples=3)
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_gradients_variable_batch(bidirectional):
     check_against_finite_differences(
-        Problem(T=5, B=4, L=2, bidirectional=bidirectional, lengths=[5, 3, 3, 1], peephole="full"))
+        LossProblem(T=5, B=4, L=2, bidirectional=bidirectional, lengths=[5, 3, 3, 1],
+                    peephole="full"))
 
 
 def test_gradients_dropout():
-    check_against_finite_differences(Problem(L=3, bidirectional=True, dropout=0.4))
+    check_against_finite_differences(LossProblem(L=3, bidirectional=True, dropout=0.4))
 
 
 def test_gradients_without_initial_states():
-    check_against_finite_differences(Problem(L=2, bidirectional=True, states=False))
+    check_against_finite_differences(LossProblem(L=2, bidirectional=True, states=False))
 
 
 @pytest.mark.parametrize("features", [
-    dict(L=2, bidirectional=True),
-    dict(L=3, bidirectional=True, dropout=0.3, peephole="full", lengths=[4, 4, 2], activations=CUSTOM),
+    {"L": 2, "bidirectional": True},
+    {"L": 3, "bidirectional": True, "dropout": 0.3, "peephole": "full", "lengths": [4, 4, 2],
+     "activations": CUSTOM},
 ])
 def test_same_gradients_with_and_without_cache(features):
-    problem = Problem(**features)
+    problem = LossProblem(**features)
     with_cache = problem.gradients(cache=True)
     without = problem.gradients(cache=False)
     for (name, _, a), (_, _, b) in zip(tensors(problem, with_cache), tensors(problem, without)):
@@ -150,17 +141,18 @@ def test_same_gradients_with_and_without_cache(features):
 
 
 def test_accumulate_adds_and_set_overwrites():
-    problem = Problem(L=2, bidirectional=True, peephole="diagonal")
+    problem = LossProblem(L=2, bidirectional=True, peephole="diagonal")
     fresh = problem.gradients()
     accumulated = problem.gradients(flags=bl.NDArrayFlags.BACKPROP_ACCUMULATE, fill=2.0)
     overwritten = problem.gradients(flags=bl.NDArrayFlags.BACKPROP_SET, fill=2.0)
-    for (name, _, g), (_, _, a), (_, _, s) in zip(*(tensors(problem, x) for x in (fresh, accumulated, overwritten))):
+    runs = (tensors(problem, x) for x in (fresh, accumulated, overwritten))
+    for (name, _, g), (_, _, a), (_, _, s) in zip(*runs):
         np.testing.assert_allclose(a, g + 2.0, rtol=1e-13, atol=1e-13, err_msg=name)
         np.testing.assert_array_equal(s, g, err_msg=name)
 
 
 def test_backward_does_not_write_layer_params():
-    problem = Problem(L=2, bidirectional=True, dropout=0.2)
+    problem = LossProblem(L=2, bidirectional=True, dropout=0.2)
     params, out = problem.params()
     before = out["y_store"].copy(), out["h_n"].copy()
     delta, _ = make_delta(params, problem.weights, dy=problem.ry)
@@ -170,31 +162,56 @@ def test_backward_does_not_write_layer_params():
 
 
 def test_none_written_descriptors_are_skipped():
-    problem = Problem(L=1)
+    problem = LossProblem(L=1)
     full = problem.gradients()
     params, _ = problem.params()
-    delta, grads = make_delta(params, problem.weights, dy=problem.ry, dh_n=problem.rh, dc_n=problem.rc)
+    delta, grads = make_delta(params, problem.weights, dy=problem.ry, dh_n=problem.rh,
+                              dc_n=problem.rc)
     delta.input_descriptor.data_desc = None
     delta.input_gate.hw_desc = None
     delta.output_gate.iw_desc = [None, None]
     bl.direct_apply_lstm_batch_backward(params, delta)
-    assert np.all(grads["dx"] == 0) and np.all(grads["U"]["input"] == 0) and np.all(grads["W"]["output"][0] == 0)
+    assert np.all(grads["dx"] == 0) and np.all(grads["U"]["input"] == 0)
+    assert np.all(grads["W"]["output"][0] == 0)
     np.testing.assert_array_equal(grads["U"]["forget"], full["U"]["forget"])
     np.testing.assert_array_equal(grads["dh0"], full["dh0"])
 
 
 def test_float32_gradients_match_float64():
-    problem = Problem(L=2, bidirectional=True, peephole="full")
+    problem = LossProblem(L=2, bidirectional=True, peephole="full")
     g64 = problem.gradients()
     problem.x = problem.x.astype(np.float32)
     problem.h0 = problem.h0.astype(np.float32)
     problem.c0 = problem.c0.astype(np.float32)
-    problem.ry, problem.rh, problem.rc = (a.astype(np.float32) for a in (problem.ry, problem.rh, problem.rc))
+    problem.ry, problem.rh, problem.rc = (a.astype(np.float32)
+                                          for a in (problem.ry, problem.rh, problem.rc))
     w = problem.weights
     for part in ("W", "U", "C", "b"):
         for gate in GATES:
             v = w[part][gate]
-            w[part][gate] = None if v is None else ([a.astype(np.float32) for a in v] if isinstance(v, list) else v.astype(np.float32))
+            if isinstance(v, list):
+                w[part][gate] = [a.astype(np.float32) for a in v]
+            elif v is not None:
+                w[part][gate] = v.astype(np.float32)
     g32 = problem.gradients()
     for (name, _, a), (_, _, b) in zip(tensors(problem, g64), tensors(problem, g32)):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+def test_ieee_specials_stay_in_their_sample(special):
+    """A NaN or infinity in one sample's x: the other samples' dL/dx, dL/dh0 and dL/dc0 are
+    those of the same problem without it (samples are independent), and nothing crashes."""
+    clean = Problem(T=5, B=3, I=3, H=4, seed=1, states=True)
+    problem = Problem(T=5, B=3, I=3, H=4, seed=1, states=True)
+    problem.x[2, 1, 0] = special
+    dy = np.ones((5, 3, 4))
+    grads = []
+    for p in (clean, problem):
+        params, _, cache = p.forward()
+        grads.append(p.backward(params, cache, dy=dy)[1])
+    for name in ("dx", "dh0", "dc0"):
+        others = grads[1][name][..., [0, 2], :]
+        assert np.all(np.isfinite(others)), name
+        np.testing.assert_allclose(others, grads[0][name][..., [0, 2], :], rtol=1e-12,
+                                   atol=1e-14, err_msg=name)

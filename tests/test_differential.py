@@ -1,11 +1,11 @@
 """Randomized differential test: bnnslstm against the plain-numpy references, forward and
-backward, with every degree of freedom SPEC allows drawn at once.
+backward, with every degree of freedom the API allows drawn at once.
 
 Only bnnslstm's public API and the numpy references of tests/ (reference.py,
 reference_backward.py, reference_activations.py) are used, so the test stays valid whatever
 the kernels become. Each example draws: sizes 1..7, 1..3 layers, one or two directions,
 float32 or float64; SNE or NSE separately for x, y, dx and dy; for every other tensor a
-layout of SPEC §2 (FIRST_MAJOR or LAST_MAJOR, leading extents of 1 left out, row- or
+layout of docs/layouts.rst (FIRST_MAJOR or LAST_MAJOR, leading extents of 1 left out, row- or
 column-major matrices, vectors), the kind of each peephole and of iw_desc[0] (layer 0 or
 every layer); strided numpy views (from_array, read-only or not) or raw buffers (bytearray,
 memoryview, array.array, bytes, 1-D numpy) with explicit strides in elements, some of them
@@ -63,32 +63,39 @@ PARAMETERS = {  # alpha, beta ranges per function that reads them (None: not rea
     F.LINEAR: ((-1.5, 1.5), None), F.CLAMP: ((-2.0, -0.1), (0.1, 2.0)),
     F.GELU_APPROXIMATION: ((0.5, 1.0), (0.0, 0.1)), F.HARD_SIGMOID: ((0.1, 0.5), (0.3, 0.7)),
     F.SOFTPLUS: ((0.5, 1.5), (0.5, 2.0)), F.ELU: ((0.2, 1.5), None),
-    F.CLAMPED_LEAKY_RECTIFIED_LINEAR: ((0.0, 0.5), (0.5, 3.0)), F.LINEAR_WITH_BIAS: ((-1.5, 1.5), (-1.0, 1.0)),
-    F.CELU: ((0.3, 2.0), None), F.HARD_SHRINK: ((0.0, 1.0), None), F.SOFT_SHRINK: ((0.0, 1.0), None),
-    F.THRESHOLD: ((-1.0, 1.0), (-1.0, 1.0)),
+    F.CLAMPED_LEAKY_RECTIFIED_LINEAR: ((0.0, 0.5), (0.5, 3.0)),
+    F.LINEAR_WITH_BIAS: ((-1.5, 1.5), (-1.0, 1.0)),
+    F.CELU: ((0.3, 2.0), None), F.HARD_SHRINK: ((0.0, 1.0), None),
+    F.SOFT_SHRINK: ((0.0, 1.0), None), F.THRESHOLD: ((-1.0, 1.0), (-1.0, 1.0)),
 }
 # n_threads: mostly 1. On a busy machine (load 4 on 2 cores) the kernels' team (then OpenMP) and
 # OpenBLAS's threads made tiny calls 20-50x slower (libgomp's threads spin), which would make
 # the test's time depend on the machine's load; the other values keep their code paths (the
 # two directions on two threads) covered. Calls this small run on one thread anyway
 # (bnnslstm.lstm._TEAM_MIN_WORK): the team's splits are drawn by the forced-team test below.
-THREADS = st.sampled_from([bl.FilterParameters(1), bl.FilterParameters(1), None, bl.FilterParameters(0),
-                           bl.FilterParameters(2), bl.FilterParameters(1)])
+THREADS = st.sampled_from([bl.FilterParameters(1), bl.FilterParameters(1), None,
+                           bl.FilterParameters(0), bl.FilterParameters(2), bl.FilterParameters(1)])
 SIZES = st.sampled_from([1, 1, 2, 3, 4, 5, 6, 7])  # 1 twice: the edge cases live there
 # forced teams: 2-4 threads (more than the cores, too) on sizes around the splits' grains
 # (products in slices of 16 rows of D*4H, elementwise passes in shares of 8 units)
-TEAM_THREADS = st.sampled_from([bl.FilterParameters(2), bl.FilterParameters(3), bl.FilterParameters(4)])
+TEAM_THREADS = st.sampled_from([bl.FilterParameters(2), bl.FilterParameters(3),
+                                bl.FilterParameters(4)])
 TEAM_SIZES = st.sampled_from([1, 2, 3, 5, 8, 9, 13, 17])
 TEAM_EXAMPLES = 150
+#: the hypothesis settings of every test here but the number of examples: the same examples
+#: on every run (no database), each failure printed with its blob to reproduce it
+SETTINGS = {"deadline": None, "derandomize": True, "database": None, "print_blob": True,
+            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                      HealthCheck.data_too_large]}
 JUNK = [math.nan, math.inf, -7.5, 1e30]  # alpha/beta of a function that must not read them
 MARGIN = 10_000  # near a kink: within this many eps of it (relative to the layer's values)
 LIMIT = 1e3  # larger values in the reference's trace: the example is rejected
 
 
-# --------------------------------------------------------------------------- layouts (SPEC §2)
+# --------------------------------------------------------------------------- layouts
 def axis_orders(layout, rank):
-    """(logical axes in ``size`` order, logical axes in ``stride`` order), read off SPEC §2's
-    index mapping; logical axes are the C-order indices of the layout."""
+    """(logical axes in ``size`` order, logical axes in ``stride`` order), read off the
+    index mapping of docs/layouts.rst; logical axes are the C-order indices of the layout."""
     if rank == 1 or layout == LAYOUT.COLUMN_MAJOR_MATRIX:
         return list(range(rank)), list(range(rank))
     reverse = list(reversed(range(rank)))
@@ -121,18 +128,22 @@ class Choices:
         return False if self.random is None else bool(self.random.random() < p)
 
     def pick(self, options):
-        return options[0] if self.random is None else options[int(self.random.integers(len(options)))]
+        if self.random is None:
+            return options[0]
+        return options[int(self.random.integers(len(options)))]
 
     def integer(self, low, high):
         return low if self.random is None else int(self.random.integers(low, high + 1))
 
     def permutation(self, n):
-        return list(range(n)) if self.random is None else [int(k) for k in self.random.permutation(n)]
+        if self.random is None:
+            return list(range(n))
+        return [int(k) for k in self.random.permutation(n)]
 
 
 def choose_form(choices, shape, ranks=None):
-    """A layout for a tensor of SPEC shape ``shape``: its full rank, or fewer dimensions
-    when the leading extents are 1 (SPEC §2, docs/layouts.rst). ``ranks`` limits the ranks
+    """A layout for a tensor of logical shape ``shape``: its full rank, or fewer dimensions
+    when the leading extents are 1 (docs/layouts.rst). ``ranks`` limits the ranks
     (the kind of a peephole or of iw_desc[0] is its rank)."""
     possible = [len(shape)]
     for drop in range(1, len(shape)):
@@ -164,7 +175,8 @@ class Placed:
 
     def assert_outside_unchanged(self):
         changed = np.flatnonzero((self.raw != self.before) & ~self.inside)
-        assert changed.size == 0, f"{self.name}: bytes {changed[:8].tolist()} outside the view were written"
+        assert changed.size == 0, \
+            f"{self.name}: bytes {changed[:8].tolist()} outside the view were written"
 
 
 def place(choices, name, values, layout, dtype, *, written=False, flags=None, rng=None):
@@ -172,7 +184,7 @@ def place(choices, name, values, layout, dtype, *, written=False, flags=None, rn
 
     Read views get NaN in every gap; written ones a byte pattern, and NaN (SET) or random
     numbers (ACCUMULATE) inside, which the caller reads back from ``view_before``. ``flags``
-    None: a descriptor that receives no gradient, whose flags must not matter (SPEC §2).
+    None: a descriptor that receives no gradient, whose flags must not matter.
     """
     gradient = flags is not None
     if not gradient:
@@ -212,7 +224,8 @@ def place(choices, name, values, layout, dtype, *, written=False, flags=None, rn
     typed[:] = gap
     if written:
         storage[:] = b"\xab" * len(storage)
-    view = np.lib.stride_tricks.as_strided(typed[offset:], shape, [s * dtype.itemsize for s in strides])
+    byte_strides = [s * dtype.itemsize for s in strides]
+    view = np.lib.stride_tricks.as_strided(typed[offset:], shape, byte_strides)
     if not written:
         view[...] = values
     elif gradient and flags == ACCUMULATE:
@@ -228,7 +241,7 @@ def place(choices, name, values, layout, dtype, *, written=False, flags=None, rn
     if kind.startswith("numpy"):
         base = np.frombuffer(storage, dtype, count=count).copy()
         raw = base.view(np.uint8)
-        logical = np.lib.stride_tricks.as_strided(base[offset:], shape, [s * dtype.itemsize for s in strides])
+        logical = np.lib.stride_tricks.as_strided(base[offset:], shape, byte_strides)
         if kind == "numpy-read-only":
             logical = logical.view()
             logical.flags.writeable = False
@@ -254,7 +267,7 @@ def place(choices, name, values, layout, dtype, *, written=False, flags=None, rn
         logical = np.lib.stride_tricks.as_strided(np.frombuffer(buffer, dtype, count=count), shape,
                                                   [s * dtype.itemsize for s in strides])
         desc = bl.NDArrayDescriptor(buffer, layout, tuple(size), tuple(stride), data_type, flags)
-        # a stride equal to SPEC's contiguous default may be given as 0
+        # a stride equal to the contiguous default may be given as 0
         extents = [shape[axis] for axis in stride_axes]
         given = list(stride)
         for k in range(rank):
@@ -293,7 +306,7 @@ def reference_activation(fn, alpha, beta):
 
 
 def sequence_values(draw, rng, batch_sizes, T):
-    """The per-step batch sizes in one of the forms SPEC and the docs accept."""
+    """The per-step batch sizes in one of the forms the docs accept."""
     kind = draw(st.sampled_from(["list", "array", "descriptor"]))
     if kind == "list":
         return list(batch_sizes), None
@@ -305,7 +318,8 @@ def sequence_values(draw, rng, batch_sizes, T):
         holder[::step] = values
         return holder[::step], None
     choices = Choices(draw, "sequence_descriptor")
-    placed = place(choices, "sequence_descriptor", values, choices.pick(layouts_of_rank(1)), dtype, rng=rng)
+    placed = place(choices, "sequence_descriptor", values, choices.pick(layouts_of_rank(1)), dtype,
+                   rng=rng)
     return placed.desc, placed
 
 
@@ -323,7 +337,8 @@ def check_close(name, got, want, dtype, jiggled):
     if np.any(bad):
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise AssertionError(f"{name}{list(index)}: got {got[index]!r}, want {want[index]!r} "
-                             f"({int(bad.sum())} of {bad.size} differ; tolerance {bound[index]:.3g})")
+                             f"({int(bad.sum())} of {bad.size} differ; "
+                             f"tolerance {bound[index]:.3g})")
 
 
 def near_kinks(trace, activations, lengths, L, D, dtype):
@@ -345,15 +360,13 @@ def near_kinks(trace, activations, lengths, L, D, dtype):
     return False
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@settings(max_examples=EXAMPLES, **SETTINGS)
 @given(st.data())
 def test_forward_and_backward_agree_with_the_reference(data):
     check_example(data, SIZES, THREADS)
 
 
-@settings(max_examples=TEAM_EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@settings(max_examples=TEAM_EXAMPLES, **SETTINGS)
 @given(st.data())
 def test_every_split_of_a_forced_team_agrees_with_the_reference(data):
     """The same examples with a thread team on every call, however small (its GEMM slices
@@ -372,20 +385,21 @@ def test_every_split_of_a_forced_team_agrees_with_the_reference(data):
 ARRANGEMENT_EXAMPLES = 150
 
 
-@settings(max_examples=ARRANGEMENT_EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@settings(max_examples=ARRANGEMENT_EXAMPLES, **SETTINGS)
 @given(st.data())
 def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
     """The same examples with the step products in BLAS arrangements drawn per step (the
     planner's candidates, mixed within a call as while it tunes: a step whose successor
     reads the batch-fastest state copy writes it), row and column chunks down to one, and
     the steps timed or not."""
-    import bnnslstm.planner as planner
+    from bnnslstm import planner
 
-    forms = st.tuples(st.sampled_from([0, 1, 2, 3]), st.sampled_from([0, 1, 3, 16]), st.sampled_from([-1, 0, 1]))
-    backs = st.tuples(st.just(0), st.sampled_from([0, 1, 3, 16]), st.sampled_from([-1, 0, 1]))
-    arrangements = {False: data.draw(st.lists(forms, min_size=1, max_size=8), label="forward arrangements"),
-                    True: data.draw(st.lists(backs, min_size=1, max_size=8), label="backward arrangements")}
+    chunks, by_vectors = st.sampled_from([0, 1, 3, 16]), st.sampled_from([-1, 0, 1])
+    forms = st.tuples(st.sampled_from([0, 1, 2, 3]), chunks, by_vectors)
+    backs = st.tuples(st.just(0), chunks, by_vectors)
+    arrangements = {
+        False: data.draw(st.lists(forms, min_size=1, max_size=8), label="forward arrangements"),
+        True: data.draw(st.lists(backs, min_size=1, max_size=8), label="backward arrangements")}
     timed = data.draw(st.booleans(), label="steps timed")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="schedule seed"))
 
@@ -414,7 +428,9 @@ def check_example(data, sizes, threads):
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     rng = np.random.default_rng(seed)
     scale = draw(st.sampled_from([0.3, 0.6]), label="weight scale")
-    cast = lambda a: np.asarray(a).astype(dtype).astype(np.float64)  # the values the call sees
+
+    def cast(a):  # the values the call sees
+        return np.asarray(a).astype(dtype).astype(np.float64)
 
     def uniform(*shape):
         return cast(rng.uniform(-scale, scale, shape))
@@ -427,9 +443,11 @@ def check_example(data, sizes, threads):
     bias = {g: draw(st.booleans()) for g in GATES}
     weights = {"W": {g: [uniform(D, H, I if l == 0 else D * H) for l in range(L)] for g in GATES},
                "U": {g: uniform(L, D, H, H) for g in GATES},
-               "C": {g: {None: None, "diagonal": (L, D, H), "full": (L, D, H, H)}[peephole[g]] for g in GATES},
+               "C": {g: {None: None, "diagonal": (L, D, H), "full": (L, D, H, H)}[peephole[g]]
+                     for g in GATES},
                "b": {g: uniform(L, D, H) if bias[g] else None for g in GATES}}
-    weights["C"] = {g: None if shape is None else uniform(*shape) for g, shape in weights["C"].items()}
+    weights["C"] = {g: None if shape is None else uniform(*shape)
+                    for g, shape in weights["C"].items()}
     x = cast(rng.standard_normal((T, B, I)))
     h0 = cast(rng.standard_normal((L, D, B, H))) if draw(st.booleans(), label="h0") else None
     c0 = cast(rng.standard_normal((L, D, B, H))) if draw(st.booleans(), label="c0") else None
@@ -449,7 +467,8 @@ def check_example(data, sizes, threads):
             bl.dropout_mask(dropout_seed, layer, dropout, mask)
             masks.append(mask.astype(np.float64))
     with np.errstate(over="ignore", invalid="ignore"):  # blown-up examples are rejected below
-        y_ref, h_ref, c_ref, trace = lstm_forward(x, weights, h0, c0, batch_sizes, masks, activations, D == 2)
+        y_ref, h_ref, c_ref, trace = lstm_forward(x, weights, h0, c0, batch_sizes, masks,
+                                                  activations, D == 2)
     # the same problem with every input moved by eps(dtype): the example's conditioning
     jiggle_rng = np.random.default_rng([seed, 1])
 
@@ -458,12 +477,15 @@ def check_example(data, sizes, threads):
             return a if a is None else [jiggle(v) for v in a]
         return a * (1 + np.finfo(dtype).eps * jiggle_rng.uniform(-1, 1, np.shape(a)))
 
-    jiggled = dict(x=jiggle(x), h0=jiggle(h0), c0=jiggle(c0),
-                   weights={part: {g: jiggle(v) for g, v in values.items()} for part, values in weights.items()})
+    jiggled = {"x": jiggle(x), "h0": jiggle(h0), "c0": jiggle(c0),
+               "weights": {part: {g: jiggle(v) for g, v in values.items()}
+                           for part, values in weights.items()}}
     with np.errstate(over="ignore", invalid="ignore"):
-        y_jig, h_jig, c_jig, _ = lstm_forward(jiggled["x"], jiggled["weights"], jiggled["h0"], jiggled["c0"],
-                                              batch_sizes, masks, activations, D == 2)
-    magnitude = max(np.max(np.abs(trace[l, d][part])) for l in range(L) for d in range(D) for part in ("c", "h"))
+        y_jig, h_jig, c_jig, _ = lstm_forward(jiggled["x"], jiggled["weights"], jiggled["h0"],
+                                              jiggled["c0"], batch_sizes, masks, activations,
+                                              D == 2)
+    magnitude = max(np.max(np.abs(trace[l, d][part]))
+                    for l in range(L) for d in range(D) for part in ("c", "h"))
     event(f"{dtype.name}")
     if not np.isfinite(magnitude) or magnitude > LIMIT:
         event("rejected: values beyond the tolerance's reach")
@@ -479,7 +501,8 @@ def check_example(data, sizes, threads):
         choices = Choices(draw, field)
         if layout is None:
             layout, shape = choose_form(choices, values.shape, ranks)
-        placed[field] = p = place(choices, field, np.reshape(values, shape), layout, dtype, written=written, rng=rng)
+        placed[field] = p = place(choices, field, np.reshape(values, shape), layout, dtype,
+                                  written=written, rng=rng)
         p.names = dict(zip(range(len(shape)), shape_names[len(shape_names) - len(shape):]))
         return p.desc
 
@@ -488,10 +511,11 @@ def check_example(data, sizes, threads):
         logical = values_tbx if layout == LAYOUT.SNE else values_tbx.transpose(1, 0, 2)
         names = ("T", "B", None) if layout == LAYOUT.SNE else ("B", "T", None)
         names = names[:2] + (("I",) if field.endswith("input_descriptor.data_desc") else (None,))
-        return put(field, logical, names, written=written, layout=layout, shape=logical.shape), layout
+        desc = put(field, logical, names, written=written, layout=layout, shape=logical.shape)
+        return desc, layout
 
     state = ("L", "D", "B", "H")
-    x_desc, x_layout = sequence("input_descriptor.data_desc", x)
+    x_desc, _x_layout = sequence("input_descriptor.data_desc", x)
     inputs = bl.LSTMDataDescriptor(
         x_desc,
         None if h0 is None else put("input_descriptor.hidden_desc", h0, state),
@@ -499,10 +523,12 @@ def check_example(data, sizes, threads):
     outputs = bl.LSTMDataDescriptor()
     y_layout = None
     if draw(st.booleans(), label="y"):
-        outputs.data_desc, y_layout = sequence("output_descriptor.data_desc", np.zeros((T, B, D * H)), written=True)
+        outputs.data_desc, y_layout = sequence("output_descriptor.data_desc",
+                                               np.zeros((T, B, D * H)), written=True)
     for field, wanted in (("hidden_desc", "h_n"), ("cell_state_desc", "c_n")):
         if draw(st.booleans(), label=wanted):
-            setattr(outputs, field, put(f"output_descriptor.{field}", np.zeros((L, D, B, H)), state, written=True))
+            setattr(outputs, field, put(f"output_descriptor.{field}", np.zeros((L, D, B, H)), state,
+                                        written=True))
 
     def put_stacked(key, arrays, axis):
         """The four gates side by side in one array, gate axis ``axis`` (as bnnslstm.LSTM
@@ -515,12 +541,14 @@ def check_example(data, sizes, threads):
         view[...] = stacked
         inside = np.zeros(base.nbytes, bool)
         inside[offset * dtype.itemsize:(offset + stacked.size) * dtype.itemsize] = True
-        placed[f"stacked {key}"] = p = Placed(f"stacked {key}", None, base.view(np.uint8), view, inside)
+        placed[f"stacked {key}"] = p = Placed(f"stacked {key}", None, base.view(np.uint8), view,
+                                              inside)
         p.names, p.gives = {}, {}
         descs = []
         for k in range(4):
             gate_view = view[(slice(None),) * axis + (k,)]
-            layout = choices.pick([LAYOUT[f"FIRST_MAJOR_{gate_view.ndim}D"], LAYOUT[f"LAST_MAJOR_{gate_view.ndim}D"]])
+            layout = choices.pick([LAYOUT[f"FIRST_MAJOR_{gate_view.ndim}D"],
+                                   LAYOUT[f"LAST_MAJOR_{gate_view.ndim}D"]])
             desc = bl.NDArrayDescriptor.from_array(gate_view, layout)
             desc.size = tuple(0 if choices.boolean(0.25) else n for n in desc.size)
             descs.append(desc)
@@ -531,7 +559,8 @@ def check_example(data, sizes, threads):
         stacked["hw_desc"] = put_stacked("hw_desc", [weights["U"][g] for g in GATES], 2)
         stacked["iw_desc[0]"] = put_stacked("iw_desc[0]", [weights["W"][g][0] for g in GATES], 1)
         if L > 1:
-            stacked["iw_desc[1]"] = put_stacked("iw_desc[1]", [np.stack(weights["W"][g][1:]) for g in GATES], 2)
+            stacked["iw_desc[1]"] = put_stacked("iw_desc[1]",
+                                                [np.stack(weights["W"][g][1:]) for g in GATES], 2)
         if all(bias.values()):
             stacked["b_desc"] = put_stacked("b_desc", [weights["b"][g] for g in GATES], 2)
         if len(set(peephole.values())) == 1 and peephole["input"] is not None:
@@ -549,35 +578,43 @@ def check_example(data, sizes, threads):
             rest = draw(st.sampled_from([None, first]))
         else:
             first = put(f"{field}.iw_desc[0]", W[0], ("D", "H", "I"), ranks=[1, 2, 3])
-            rest = put(f"{field}.iw_desc[1]", np.stack(W[1:]), ("L-1", "D", "H", None)) if L > 1 else \
-                draw(st.sampled_from([None, first]))
+            if L > 1:
+                rest = put(f"{field}.iw_desc[1]", np.stack(W[1:]), ("L-1", "D", "H", None))
+            else:
+                rest = draw(st.sampled_from([None, first]))
         C = weights["C"][g]
         cw = None if C is None else stacked["cw_desc"][k] if "cw_desc" in stacked else \
             put(f"{field}.cw_desc", C, state[:2] + ("H", "H")[:C.ndim - 2],
                 ranks=[1, 3] if peephole[g] == "diagonal" else [2, 4])
         b = None if bias[g] is False else stacked["b_desc"][k] if "b_desc" in stacked else \
             put(f"{field}.b_desc", weights["b"][g], ("L", "D", "H"))
-        hw = stacked["hw_desc"][k] if "hw_desc" in stacked else put(f"{field}.hw_desc", weights["U"][g], state[:2] + ("H", "H"))
+        hw = stacked["hw_desc"][k] if "hw_desc" in stacked else \
+            put(f"{field}.hw_desc", weights["U"][g], state[:2] + ("H", "H"))
         function, alpha, beta = drawn[g]
         if default:  # ignored: even a function the LSTM refuses
             function = draw(st.sampled_from([function, int(F.SOFTMAX), int(F.GUMBEL)]))
-        gate_descs[field] = bl.LSTMGateDescriptor(iw_desc=(first, rest), hw_desc=hw, cw_desc=cw, b_desc=b,
+        gate_descs[field] = bl.LSTMGateDescriptor(iw_desc=(first, rest), hw_desc=hw, cw_desc=cw,
+                                                  b_desc=b,
                                                   activation=bl.Activation(function, alpha, beta))
-    sequence_descriptor, sequence_placed = (None, None) if (lengths == [T] * B and draw(st.booleans())) else \
-        sequence_values(draw, rng, batch_sizes, T)
+    if lengths == [T] * B and draw(st.booleans()):
+        sequence_descriptor, sequence_placed = None, None
+    else:
+        sequence_descriptor, sequence_placed = sequence_values(draw, rng, batch_sizes, T)
     if sequence_placed is not None:
         placed["sequence_descriptor"] = sequence_placed
-    flags = (bl.LayerFlags.BIDIRECTIONAL if D == 2 else 0) | (bl.LayerFlags.DEFAULT_ACTIVATIONS if default else 0)
+    flags = ((bl.LayerFlags.BIDIRECTIONAL if D == 2 else 0)
+             | (bl.LayerFlags.DEFAULT_ACTIVATIONS if default else 0))
     integer = draw(st.sampled_from([int, np.int64, np.uint32]), label="type of the scalars")
-    scalars = {name: integer(value) for name, value in
-               dict(input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=T).items()}
+    sizes = {"input_size": I, "hidden_size": H, "batch_size": B, "num_layers": L, "seq_len": T}
+    scalars = {name: integer(value) for name, value in sizes.items()}
     # a scalar may be 0 when x, a state or a gate's hw_desc states it
     stated = set()
     for field, p in placed.items():
-        if field == "input_descriptor.data_desc" or field.endswith("hidden_desc") or \
-                field.endswith("cell_state_desc") or field.endswith("hw_desc"):
+        if field == "input_descriptor.data_desc" or field.endswith(
+                ("hidden_desc", "cell_state_desc", "hw_desc")):
             stated |= {p.names[axis] for axis in p.gives if p.names.get(axis)}
-    symbols = dict(input_size="I", hidden_size="H", batch_size="B", num_layers="L", seq_len="T")
+    symbols = {"input_size": "I", "hidden_size": "H", "batch_size": "B", "num_layers": "L",
+               "seq_len": "T"}
     for name, symbol in symbols.items():
         if symbol in stated and draw(st.integers(0, 2)) == 0:
             scalars[name] = integer(0)
@@ -586,8 +623,9 @@ def check_example(data, sizes, threads):
         sequence_descriptor=sequence_descriptor, input_descriptor=inputs, output_descriptor=outputs,
         hidden_activation=bl.Activation(*drawn["hidden"]) if not default else
         bl.Activation(draw(st.sampled_from([drawn["hidden"][0], int(F.SOFTMAX)]))), **gate_descs)
-    note(f"dtype={dtype.name} T={T} B={B} I={I} H={H} L={L} D={D} lengths={lengths} dropout={dropout} "
-         f"activations={activations} peephole={peephole} bias={bias} scalars={scalars}")
+    note(f"dtype={dtype.name} T={T} B={B} I={I} H={H} L={L} D={D} lengths={lengths} "
+         f"dropout={dropout} activations={activations} peephole={peephole} bias={bias} "
+         f"scalars={scalars}")
     note("descriptors: " + "; ".join(f"{f}: {p.desc!r}" for f, p in placed.items()))
 
     # ---- forward
@@ -600,17 +638,21 @@ def check_example(data, sizes, threads):
         forward_cache = {"bytearray": storage, "memoryview": memoryview(storage),
                          "numpy": np.frombuffer(storage, np.uint8)}[forward_cache]
         cache_raw = np.frombuffer(storage, np.uint8)
-    bl.direct_apply_lstm_batch_training_caching(params, draw(threads, label="forward filter_params"),
+    forward_filter = draw(threads, label="forward filter_params")
+    bl.direct_apply_lstm_batch_training_caching(params, forward_filter,
                                                 training_cache=forward_cache)
     if forward_cache is not None:
         assert np.all(cache_raw[capacity:] == 0xCD), "training_cache: written beyond its capacity"
 
-    written_forward = {"output_descriptor.data_desc": (y_ref, y_jig), "output_descriptor.hidden_desc": (h_ref, h_jig),
+    written_forward = {"output_descriptor.data_desc": (y_ref, y_jig),
+                       "output_descriptor.hidden_desc": (h_ref, h_jig),
                        "output_descriptor.cell_state_desc": (c_ref, c_jig)}
     for field, p in placed.items():
         if field in written_forward:
             want, moved = written_forward[field]
-            got = p.view if not (field.endswith("data_desc") and y_layout == LAYOUT.NSE) else p.view.transpose(1, 0, 2)
+            got = p.view
+            if field.endswith("data_desc") and y_layout == LAYOUT.NSE:
+                got = p.view.transpose(1, 0, 2)
             check_close(field, np.reshape(got, want.shape), want, dtype, moved)
             p.assert_outside_unchanged()
         else:
@@ -624,9 +666,11 @@ def check_example(data, sizes, threads):
             dy[n:, b] = 1e3  # padded positions: must be ignored
     dh_n = cast(rng.standard_normal((L, D, B, H))) if draw(st.booleans(), label="dh_n") else None
     dc_n = cast(rng.standard_normal((L, D, B, H))) if draw(st.booleans(), label="dc_n") else None
-    grads = lstm_backward(x, weights, h0, c0, batch_sizes, masks, activations, D == 2, dy, dh_n, dc_n)
-    grads_jig = lstm_backward(jiggled["x"], jiggled["weights"], jiggled["h0"], jiggled["c0"], batch_sizes, masks,
-                              activations, D == 2, jiggle(dy), jiggle(dh_n), jiggle(dc_n))
+    grads = lstm_backward(x, weights, h0, c0, batch_sizes, masks, activations, D == 2, dy, dh_n,
+                          dc_n)
+    grads_jig = lstm_backward(jiggled["x"], jiggled["weights"], jiggled["h0"], jiggled["c0"],
+                              batch_sizes, masks, activations, D == 2, jiggle(dy), jiggle(dh_n),
+                              jiggle(dc_n))
 
     delta_placed = {}  # written field -> (Placed, the function that picks its gradient)
     forward_placed = placed
@@ -639,7 +683,8 @@ def check_example(data, sizes, threads):
         choices = Choices(draw, field)
         if layout is None:
             layout, shape = choose_form(choices, want.shape, ranks)
-        p = place(choices, field, np.zeros(shape), layout, dtype, written=True, flags=flags_k, rng=rng)
+        p = place(choices, field, np.zeros(shape), layout, dtype, written=True, flags=flags_k,
+                  rng=rng)
         delta_placed[field] = (p, select)
         return p.desc
 
@@ -647,37 +692,43 @@ def check_example(data, sizes, threads):
         return draw(st.booleans(), label=label)
 
     delta = bl.LayerParametersLSTM(
-        **{name: draw(st.sampled_from([0, value])) for name, value in
-           dict(input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=T).items()},
+        **{name: draw(st.sampled_from([0, value])) for name, value in sizes.items()},
         lstm_flags=flags)
     dx_layout = None
     if maybe("dx"):
         dx_layout = draw(st.sampled_from([LAYOUT.SNE, LAYOUT.NSE]))
-        select = (lambda g: g["dx"]) if dx_layout == LAYOUT.SNE else (lambda g: g["dx"].transpose(1, 0, 2))
-        delta.input_descriptor.data_desc = gradient("input_descriptor.data_desc", select, layout=dx_layout,
-                                                    shape=select(grads).shape)
+
+        def select(g, sne=dx_layout == LAYOUT.SNE):
+            return g["dx"] if sne else g["dx"].transpose(1, 0, 2)
+
+        delta.input_descriptor.data_desc = gradient("input_descriptor.data_desc", select,
+                                                    layout=dx_layout, shape=select(grads).shape)
     if maybe("dh0"):
-        delta.input_descriptor.hidden_desc = gradient("input_descriptor.hidden_desc", lambda g: g["dh0"])
+        delta.input_descriptor.hidden_desc = gradient("input_descriptor.hidden_desc",
+                                                      lambda g: g["dh0"])
     if maybe("dc0"):
-        delta.input_descriptor.cell_state_desc = gradient("input_descriptor.cell_state_desc", lambda g: g["dc0"])
+        delta.input_descriptor.cell_state_desc = gradient("input_descriptor.cell_state_desc",
+                                                          lambda g: g["dc0"])
     if dy is not None:
         layout = draw(st.sampled_from([LAYOUT.SNE, LAYOUT.NSE]), label="dy layout")
         logical = dy if layout == LAYOUT.SNE else dy.transpose(1, 0, 2)
-        placed["dy"] = place(Choices(draw, "dy"), "output_descriptor.data_desc", logical, layout, dtype, rng=rng)
+        placed["dy"] = place(Choices(draw, "dy"), "output_descriptor.data_desc", logical, layout,
+                             dtype, rng=rng)
         delta.output_descriptor.data_desc = placed["dy"].desc
     for field, value in (("hidden_desc", dh_n), ("cell_state_desc", dc_n)):
         if value is not None:
             choices = Choices(draw, field)
             layout, shape = choose_form(choices, value.shape)
-            placed[field] = place(choices, f"output_descriptor.{field}", value.reshape(shape), layout, dtype, rng=rng)
+            placed[field] = place(choices, f"output_descriptor.{field}", value.reshape(shape),
+                                  layout, dtype, rng=rng)
             setattr(delta.output_descriptor, field, placed[field].desc)
     for g in GATES:
         field = "layer_delta_params." + GATE_FIELDS[g]
         gate = bl.LSTMGateDescriptor()
         form = draw(st.sampled_from(["every layer", "per part"] if covering else ["per part"]))
         if form == "every layer":
-            first = gradient(f"{field}.iw_desc[0]", lambda d, g=g: np.stack(d["dW"][g]), ranks=[4]) \
-                if maybe("dW") else None
+            first = gradient(f"{field}.iw_desc[0]", lambda d, g=g: np.stack(d["dW"][g]),
+                             ranks=[4]) if maybe("dW") else None
             gate.iw_desc = [first, draw(st.sampled_from([None, first]))]
         else:
             first = gradient(f"{field}.iw_desc[0]", lambda d, g=g: d["dW"][g][0], ranks=[1, 2, 3]) \
@@ -694,9 +745,12 @@ def check_example(data, sizes, threads):
             gate.b_desc = gradient(f"{field}.b_desc", lambda d, g=g: d["db"][g])
         setattr(delta, GATE_FIELDS[g], gate)
 
-    backward_cache = forward_cache if forward_cache is not None and maybe("backward with the cache") else None
+    backward_cache = None
+    if forward_cache is not None and maybe("backward with the cache"):
+        backward_cache = forward_cache
     note("delta: " + "; ".join(f"{f}: {p.desc!r}" for f, (p, _) in delta_placed.items()))
-    bl.direct_apply_lstm_batch_backward(params, delta, draw(threads, label="backward filter_params"),
+    backward_filter = draw(threads, label="backward filter_params")
+    bl.direct_apply_lstm_batch_backward(params, delta, backward_filter,
                                         training_cache=backward_cache)
 
     for field, (p, select) in delta_placed.items():

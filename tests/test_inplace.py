@@ -1,5 +1,6 @@
-"""Descriptors read and written in place (SPEC §0, §2): every layout BLAS can address gives
-the reference's results without a per-call copy of the weights."""
+"""Descriptors read and written in place: every layout BLAS can address (row- or
+column-major, padded) gives the reference's results without a per-call copy of the
+weights, and only the one it cannot (no unit stride) is gathered per call."""
 
 import tracemalloc
 
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 
 import bnnslstm as bl
-from helpers import make_delta, make_params, y_time_major
-from reference import GATES, lstm_forward, random_weights
+from helpers import Problem, make_delta
+from reference import GATES
 
 L_ = bl.DataLayout
 FIELDS = ("input_gate", "forget_gate", "candidate_gate", "output_gate")
@@ -26,11 +27,13 @@ def matrix(array, how):
     if how == "padded":
         store = np.full((rows, cols + 3), np.nan, array.dtype)
         store[:, :cols] = array
-        return bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (cols, rows), (1, cols + 3), _type(array))
+        return bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (cols, rows), (1, cols + 3),
+                                    _type(array))
     if how == "spread":  # every other element of every other row: BLAS cannot read it
         store = np.full((2 * rows, 2 * cols), np.nan, array.dtype)
         store[::2, ::2] = array
-        return bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (cols, rows), (2, 4 * cols), _type(array))
+        return bl.NDArrayDescriptor(store, L_.ROW_MAJOR_MATRIX, (cols, rows), (2, 4 * cols),
+                                    _type(array))
     raise ValueError(how)
 
 
@@ -49,16 +52,14 @@ def with_weight_layouts(params, weights, how):
 @pytest.mark.parametrize("how", ["row", "column", "padded", "spread"])
 @pytest.mark.parametrize("x_layout", ["SNE", "NSE"])
 def test_weights_in_every_matrix_layout_match_the_reference(how, x_layout):
-    rng = np.random.default_rng(4)
-    T, B, I, H = 5, 3, 6, 4
-    weights = random_weights(rng, I, H, 1, 1, peephole="diagonal")
-    x = rng.standard_normal((T, B, I))
-    h0 = rng.standard_normal((1, 1, B, H))
-    params, out = make_params(x, weights, h0=h0, layout=x_layout)
-    with_weight_layouts(params, weights, how)
+    problem = Problem(T=5, B=3, I=6, H=4, peephole="diagonal", layout=x_layout, states=True,
+                      seed=4)
+    problem.c0 = None
+    params, out = problem.params()
+    with_weight_layouts(params, problem.weights, how)
     bl.direct_apply_lstm_batch_training_caching(params)
-    y, h_n, c_n, _ = lstm_forward(x, weights, h0=h0)
-    np.testing.assert_allclose(y_time_major(out, x_layout), y, rtol=1e-12, atol=1e-12)
+    y, h_n, _c_n, _ = problem.reference()
+    np.testing.assert_allclose(problem.y(out), y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out["h_n"], h_n, rtol=1e-12, atol=1e-12)
 
 
@@ -67,26 +68,26 @@ def strided_sequence(array_tbx, pad):
     T, B, X = array_tbx.shape
     store = np.full((T, B + 1, X + pad), np.nan, array_tbx.dtype)
     store[:, :B, :X] = array_tbx
-    return store, bl.NDArrayDescriptor(store, L_.SNE, (X, B, T), (1, X + pad, (B + 1) * (X + pad)), _type(array_tbx))
+    strides = (1, X + pad, (B + 1) * (X + pad))
+    return store, bl.NDArrayDescriptor(store, L_.SNE, (X, B, T), strides, _type(array_tbx))
 
 
 @pytest.mark.parametrize("pad", [0, 2])
 def test_strided_inputs_and_outputs_in_place(pad):
     """x, y and the states with padded rows and steps: x is read and y, h_T, c_T are
     written at their strides (and nothing between their elements is touched)."""
-    rng = np.random.default_rng(5)
-    T, B, I, H = 4, 3, 5, 3
-    weights = random_weights(rng, I, H, 2, 2)
-    x = rng.standard_normal((T, B, I))
-    params, _ = make_params(x, weights, bidirectional=True, outputs=False)
-    _, params.input_descriptor.data_desc = strided_sequence(x, pad)
+    T, B, H = 4, 3, 3
+    problem = Problem(T=T, B=B, I=5, H=H, L=2, bidirectional=True, seed=5)
+    params, _ = problem.params(outputs=False)
+    _, params.input_descriptor.data_desc = strided_sequence(problem.x, pad)
     y_store, y_desc = strided_sequence(np.zeros((T, B, 2 * H)), pad)
     states = np.full((2, 2, B, H + pad), np.nan)  # [L][D][B][H] with padded rows
-    h_n = bl.NDArrayDescriptor(states, L_.FIRST_MAJOR_4D, (2, 2, B, H), (1, H + pad, B * (H + pad), 2 * B * (H + pad)),
+    strides = (1, H + pad, B * (H + pad), 2 * B * (H + pad))
+    h_n = bl.NDArrayDescriptor(states, L_.FIRST_MAJOR_4D, (2, 2, B, H), strides,
                                bl.DataType.FLOAT64)
     params.output_descriptor = bl.LSTMDataDescriptor(y_desc, h_n, None)
     bl.direct_apply_lstm_batch_training_caching(params)
-    y, h_ref, _, _ = lstm_forward(x, weights, bidirectional=True)
+    y, h_ref, _, _ = problem.reference()
     np.testing.assert_allclose(y_store[:, :B, :2 * H], y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(states[..., :H], h_ref, rtol=1e-12, atol=1e-12)
     assert np.all(np.isnan(y_store[:, B])) and np.all(np.isnan(y_store[:, :, 2 * H:]))
@@ -94,20 +95,16 @@ def test_strided_inputs_and_outputs_in_place(pad):
 
 
 @pytest.mark.parametrize("how", ["column", "padded", "spread"])
-@pytest.mark.parametrize("flags", [bl.NDArrayFlags.BACKPROP_SET, bl.NDArrayFlags.BACKPROP_ACCUMULATE])
+@pytest.mark.parametrize("flags", [bl.NDArrayFlags.BACKPROP_SET,
+                                   bl.NDArrayFlags.BACKPROP_ACCUMULATE])
 def test_gradients_written_in_place_in_every_matrix_layout(how, flags):
     """dW and dU written straight into column-major, padded or BLAS-unaddressable
     descriptors equal the gradients written into contiguous ones (set or accumulated)."""
-    rng = np.random.default_rng(6)
     T, B, I, H = 5, 3, 4, 3
-    weights = random_weights(rng, I, H, 1, 1)
-    x = rng.standard_normal((T, B, I))
-    params, _ = make_params(x, weights)
-    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
-    bl.direct_apply_lstm_batch_training_caching(params, training_cache=cache)
-    dy = rng.standard_normal((T, B, H))
-    delta, grads = make_delta(params, weights, dy=dy, flags=flags, fill=0.5)
-    bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
+    problem = Problem(T=T, B=B, I=I, H=H, seed=6)
+    params, _, cache = problem.forward()
+    dy = problem.rng.standard_normal((T, B, H))
+    delta, grads = problem.backward(params, cache, dy=dy, flags=flags, fill=0.5)
     for gate, field in zip(GATES, FIELDS):
         start_w = np.full((H, I), 0.5)
         start_u = np.full((H, H), 0.5)
@@ -120,8 +117,10 @@ def test_gradients_written_in_place_in_every_matrix_layout(how, flags):
     bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
     for gate, field in zip(GATES, FIELDS):
         g = getattr(delta, field)
-        np.testing.assert_allclose(g.iw_desc[0].to_numpy(), grads["W"][gate][0][0], rtol=1e-12, atol=1e-13)
-        np.testing.assert_allclose(g.hw_desc.to_numpy(), grads["U"][gate][0, 0], rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(g.iw_desc[0].to_numpy(), grads["W"][gate][0][0], rtol=1e-12,
+                                   atol=1e-13)
+        np.testing.assert_allclose(g.hw_desc.to_numpy(), grads["U"][gate][0, 0], rtol=1e-12,
+                                   atol=1e-13)
         if how != "row":  # nothing written between the elements
             store = g.hw_desc.data
             assert np.isnan(store).sum() == store.size - H * H
@@ -130,18 +129,18 @@ def test_gradients_written_in_place_in_every_matrix_layout(how, flags):
 def test_a_call_copies_no_weights():
     """Large column-major, padded and gate-separated weights: a warm forward + backward
     allocates (tracemalloc) less than 10 % of the weights' bytes."""
-    rng = np.random.default_rng(7)
     T, B, I, H = 4, 2, 256, 256
-    weights = random_weights(rng, I, H, 1, 1, dtype=np.float32)
-    x = rng.standard_normal((T, B, I)).astype(np.float32)
-    params, _ = make_params(x, weights)
-    for k, (gate, field) in enumerate(zip(GATES, FIELDS)):  # every gate its own array, layouts mixed
+    problem = Problem(T=T, B=B, I=I, H=H, dtype=np.float32, seed=7)
+    weights = problem.weights
+    params, _ = problem.params()
+    # every gate its own array, layouts mixed
+    for k, (gate, field) in enumerate(zip(GATES, FIELDS)):
         g = getattr(params, field)
         g.iw_desc = (matrix(weights["W"][gate][0][0], ("column", "padded")[k % 2]), None)
         g.hw_desc = matrix(weights["U"][gate][0, 0], ("padded", "column")[k % 2])
     weight_bytes = sum(2 * H * I * 4 for _ in GATES)
     cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
-    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    dy = problem.rng.standard_normal((T, B, H)).astype(np.float32)
     delta, _ = make_delta(params, weights, dy=dy)
 
     def call():
@@ -161,11 +160,10 @@ def test_a_call_copies_no_weights():
 def test_spread_weights_are_the_only_ones_copied():
     """The one layout BLAS cannot address (no unit stride either way) is gathered per call:
     the same tracemalloc measure sees the copy, so the test above would notice copies."""
-    rng = np.random.default_rng(8)
-    T, B, I, H = 2, 1, 128, 128
-    weights = random_weights(rng, I, H, 1, 1, dtype=np.float32)
-    params, _ = make_params(rng.standard_normal((T, B, I)).astype(np.float32), weights)
-    with_weight_layouts(params, weights, "spread")
+    I = H = 128
+    problem = Problem(T=2, B=1, I=I, H=H, dtype=np.float32, seed=8)
+    params, _ = problem.params()
+    with_weight_layouts(params, problem.weights, "spread")
     bl.direct_apply_lstm_batch_training_caching(params)
     tracemalloc.start()
     try:

@@ -47,11 +47,79 @@ def reference_activations(layer):
     return {name: (int(a.function), a.alpha, a.beta) for name, a in acts.items()}
 
 
+def dropout_masks(layer, T, B):
+    """The masks the layer's next training forward applies to each layer's input (None:
+    none): bl.dropout_mask of the seed it draws from its generator (read on a copy)."""
+    if layer.dropout == 0 or layer.num_layers == 1:
+        return None
+    seed = int(copy.deepcopy(layer._rng).integers(2**63))
+    masks = [None]
+    for l in range(1, layer.num_layers):
+        mask = np.empty((T, B, layer.D * layer.hidden_size), layer.dtype)
+        bl.dropout_mask(seed, l, layer.dropout, mask)
+        masks.append(mask.astype(np.float64))
+    return masks
+
+
+def check_forward_backward(layer, T, B, *, lengths=None, states=True, state_grads=True,
+                           training=True, seed=2):
+    """layer(x) and (in training) layer.backward against the references, on x, h0, c0 and
+    then dL/dy, dL/dh_n, dL/dc_n drawn from ``seed`` (the states and their gradients absent
+    unless ``states`` and ``state_grads``), with per-sample ``lengths``."""
+    dtype, L, D, H = layer.dtype.type, layer.num_layers, layer.D, layer.hidden_size
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, layer.input_size)).astype(dtype)
+    h0 = rng.standard_normal((L * D, B, H)).astype(dtype) if states else None
+    c0 = rng.standard_normal((L * D, B, H)).astype(dtype) if states else None
+
+    def as4(a):  # [L*D][B][H] as the references' [L][D][B][H]
+        return None if a is None else a.reshape(L, D, B, H)
+
+    batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
+    masks = dropout_masks(layer, T, B) if training else None
+    first = (lambda a: a.transpose(1, 0, 2)) if layer.batch_first else (lambda a: a)
+    y, (h_n, c_n) = layer(first(x), h0, c0, batch_sizes=batch_sizes, training=training)
+    assert y.dtype == h_n.dtype == c_n.dtype == dtype
+    weights = reference_weights(layer)
+    activations = reference_activations(layer)
+    y_ref, h_ref, c_ref, _ = lstm_forward(x, weights, as4(h0), as4(c0), batch_sizes, masks,
+                                          activations, bidirectional=layer.bidirectional)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(first(y), y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h_n, h_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
+    np.testing.assert_allclose(c_n, c_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
+    if not training:
+        return
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dh_n = rng.standard_normal(h_n.shape).astype(dtype) if state_grads else None
+    dc_n = rng.standard_normal(c_n.shape).astype(dtype) if state_grads else None
+    dx, (dh0, dc0) = layer.backward(dy, dh_n, dc_n)
+    ref = lstm_backward(x, weights, as4(h0), as4(c0), batch_sizes, masks, activations,
+                        bidirectional=layer.bidirectional, dy=first(dy), dh_n=as4(dh_n),
+                        dc_n=as4(dc_n))
+    tol = 10 * tol
+    np.testing.assert_allclose(first(dx), ref["dx"], rtol=tol, atol=tol)
+    np.testing.assert_allclose(dh0, ref["dh0"].reshape(L * D, B, H), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dc0, ref["dc0"].reshape(L * D, B, H), rtol=tol, atol=tol)
+    grads = layer.grads
+    for l in range(L):
+        for d in range(D):
+            s = f"l{l}" + ("_reverse" if d else "")
+
+            parts = [("weight_ih", "dW"), ("weight_hh", "dU")] + [("bias", "db")] * layer.bias
+            parts += [("weight_ch", "dC")] * bool(layer.peephole)
+            for name, part in parts:
+                want = np.concatenate([ref[part][g][l][d] for g in GATES])
+                np.testing.assert_allclose(grads[f"{name}_{s}"], want, rtol=tol, atol=tol,
+                                           err_msg=f"{name}_{s}")
+
+
 CASES = [
-    dict(L=1, bidirectional=False, peephole=None, bias=True, batch_first=False),
-    dict(L=2, bidirectional=True, peephole="diagonal", bias=True, batch_first=True),
-    dict(L=2, bidirectional=False, peephole="full", bias=False, batch_first=False),
-    dict(L=3, bidirectional=True, peephole=None, bias=True, batch_first=False),
+    {"L": 1, "bidirectional": False, "peephole": None, "bias": True, "batch_first": False},
+    {"L": 2, "bidirectional": True, "peephole": "diagonal", "bias": True, "batch_first": True},
+    {"L": 2, "bidirectional": False, "peephole": "full", "bias": False, "batch_first": False},
+    {"L": 3, "bidirectional": True, "peephole": None, "bias": True, "batch_first": False},
 ]
 
 
@@ -59,55 +127,40 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 @pytest.mark.parametrize("packed", [False, True])
 def test_forward_backward_match_reference(case, dtype, packed):
-    T, B, I, H = 5, 3, 4, 6
-    L = case["L"]
-    layer = bl.LSTM(I, H, L, bidirectional=case["bidirectional"], peephole=case["peephole"], bias=case["bias"],
+    """Stacks of 1-3 layers, one or two directions, peepholes, no biases, batch-first,
+    per-step batch sizes: y, h_n, c_n and every gradient equal the references'."""
+    layer = bl.LSTM(4, 6, case["L"], bidirectional=case["bidirectional"],
+                    peephole=case["peephole"], bias=case["bias"],
                     batch_first=case["batch_first"], dtype=dtype, seed=1)
-    D = layer.D
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((T, B, I)).astype(dtype)
-    h0 = rng.standard_normal((L * D, B, H)).astype(dtype)
-    c0 = rng.standard_normal((L * D, B, H)).astype(dtype)
-    batch_sizes = batch_sizes_from_lengths([5, 3, 2], T) if packed else None
-    x_in = x.transpose(1, 0, 2) if case["batch_first"] else x
-    y, (h_n, c_n) = layer(x_in, h0, c0, batch_sizes=batch_sizes)
-    assert y.dtype == h_n.dtype == c_n.dtype == dtype
-    weights = reference_weights(layer)
-    y_ref, h_ref, c_ref, _ = lstm_forward(x, weights, h0.reshape(L, D, B, H), c0.reshape(L, D, B, H),
-                                          batch_sizes, bidirectional=case["bidirectional"])
-    tol = TOL[dtype]
-    y_t = y.transpose(1, 0, 2) if case["batch_first"] else y
-    np.testing.assert_allclose(y_t, y_ref, rtol=tol, atol=tol)
-    np.testing.assert_allclose(h_n, h_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
-    np.testing.assert_allclose(c_n, c_ref.reshape(L * D, B, H), rtol=tol, atol=tol)
+    check_forward_backward(layer, 5, 3, lengths=[5, 3, 2] if packed else None)
 
-    dy = rng.standard_normal(y.shape).astype(dtype)
-    dh_n = rng.standard_normal(h_n.shape).astype(dtype)
-    dc_n = rng.standard_normal(c_n.shape).astype(dtype)
-    dx, (dh0, dc0) = layer.backward(dy, dh_n, dc_n)
-    dy_t = dy.transpose(1, 0, 2) if case["batch_first"] else dy
-    ref = lstm_backward(x, weights, h0.reshape(L, D, B, H), c0.reshape(L, D, B, H), batch_sizes,
-                        bidirectional=case["bidirectional"], dy=dy_t, dh_n=dh_n.reshape(L, D, B, H),
-                        dc_n=dc_n.reshape(L, D, B, H))
-    tol = 10 * tol
-    dx_t = dx.transpose(1, 0, 2) if case["batch_first"] else dx
-    np.testing.assert_allclose(dx_t, ref["dx"], rtol=tol, atol=tol)
-    np.testing.assert_allclose(dh0, ref["dh0"].reshape(L * D, B, H), rtol=tol, atol=tol)
-    np.testing.assert_allclose(dc0, ref["dc0"].reshape(L * D, B, H), rtol=tol, atol=tol)
-    grads = layer.grads
-    for l in range(L):
-        for d in range(D):
-            s = f"l{l}" + ("_reverse" if d else "")
-            np.testing.assert_allclose(grads[f"weight_ih_{s}"],
-                                       np.concatenate([ref["dW"][g][l][d] for g in GATES]), rtol=tol, atol=tol)
-            np.testing.assert_allclose(grads[f"weight_hh_{s}"],
-                                       np.concatenate([ref["dU"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
-            if layer.bias:
-                np.testing.assert_allclose(grads[f"bias_{s}"],
-                                           np.concatenate([ref["db"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
-            if layer.peephole:
-                np.testing.assert_allclose(grads[f"weight_ch_{s}"],
-                                           np.concatenate([ref["dC"][g][l, d] for g in GATES]), rtol=tol, atol=tol)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("what", ["batch of 1", "no states", "a team's batch", "dropout",
+                                  "dropout, packed, batch-first", "inference"])
+def test_more_calls_match_reference(what, dtype):
+    """A batch of one; no initial states and no state gradients (zeros); a batch large
+    enough for a thread team (H 64, B 16, both directions); dropout between three layers in
+    training (the masks of the seed the layer draws), also with per-step batch sizes and
+    batch-first; an inference call of a layer with dropout (none applied)."""
+    kwargs, call = {}, {}
+    T, B, I, H, L = 4, 3, 5, 6, 2
+    if what == "batch of 1":
+        B = 1
+    elif what == "no states":
+        kwargs = {"bidirectional": True, "peephole": "full"}
+        call = {"states": False, "state_grads": False}
+    elif what == "a team's batch":
+        T, B, I, H, L, kwargs = 3, 16, 8, 64, 1, {"bidirectional": True}
+    elif what.startswith("dropout"):
+        L, kwargs = 3, {"dropout": 0.4, "bidirectional": True, "peephole": "diagonal"}
+        if what != "dropout":
+            kwargs["batch_first"] = True
+            call = {"lengths": [4, 4, 2]}
+    elif what == "inference":
+        kwargs, call = {"dropout": 0.5}, {"training": False}
+    layer = bl.LSTM(I, H, L, dtype=dtype, seed=4, **kwargs)
+    check_forward_backward(layer, T, B, **call)
 
 
 def test_activations_match_reference_and_torch_argument_forms():
@@ -115,15 +168,16 @@ def test_activations_match_reference_and_torch_argument_forms():
                         "output": bl.Activation(bl.ActivationFunction.SCALED_TANH, 0.5, 1.5)}
     layer = bl.LSTM(3, 4, 2, bidirectional=True, dtype=np.float64, seed=0,
                     gate_activations=gate_activations, hidden_activation="relu6")
-    assert layer.gate_activations["forget"].function == bl.ActivationFunction.SIGMOID  # the default kept
+    # the default kept
+    assert layer.gate_activations["forget"].function == bl.ActivationFunction.SIGMOID
     assert layer.gate_activations["input"].function == bl.ActivationFunction.SILU
     assert "activations=silu/sigmoid/softsign/scaled_tanh/relu6" in repr(layer)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 2, 3))
-    y, (h_n, c_n) = layer(x)
+    y, _ = layer(x)
     acts = reference_activations(layer)
     weights = reference_weights(layer)
-    y_ref, h_ref, _, _ = lstm_forward(x, weights, activations=acts, bidirectional=True)
+    y_ref, _, _, _ = lstm_forward(x, weights, activations=acts, bidirectional=True)
     np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-11)
     # and not what the default activations give
     y_default, _, _, _ = lstm_forward(x, weights, bidirectional=True)
@@ -135,12 +189,14 @@ def test_activations_match_reference_and_torch_argument_forms():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(gate_activations={"cell": "tanh"}), r"gate_activations: unknown gates \['cell'\]"),
-    (dict(gate_activations={"input": "softmax"}), r"gate_activations\['input'\].function: SOFTMAX is not elementwise"),
-    (dict(hidden_activation="nope"), r"hidden_activation: 'nope' is not an ActivationFunction name"),
-    (dict(hidden_activation=3.5), r"hidden_activation: expected an Activation, an ActivationFunction or its name"),
-    (dict(gate_activations=["tanh"]), r"gate_activations: expected a dict"),
-    (dict(dropout=1.0), r"dropout: expected a number in \[0, 1\)"),
+    ({"gate_activations": {"cell": "tanh"}}, r"gate_activations: unknown gates \['cell'\]"),
+    ({"gate_activations": {"input": "softmax"}},
+     r"gate_activations\['input'\].function: SOFTMAX is not elementwise"),
+    ({"hidden_activation": "nope"}, r"hidden_activation: 'nope' is not an ActivationFunction name"),
+    ({"hidden_activation": 3.5},
+     r"hidden_activation: expected an Activation, an ActivationFunction or its name"),
+    ({"gate_activations": ["tanh"]}, r"gate_activations: expected a dict"),
+    ({"dropout": 1.0}, r"dropout: expected a number in \[0, 1\)"),
 ])
 def test_constructor_refusals(kwargs, message):
     with pytest.raises(bl.BNNSError, match=message):
@@ -151,8 +207,9 @@ def test_constructor_refusals(kwargs, message):
 def test_input_type_rule():
     layer32 = bl.LSTM(2, 3, seed=0)
     x = np.random.default_rng(0).standard_normal((4, 2, 2))
-    for bad, name in ((x, "float64"), (x.astype(np.int64), "int64"), (x.astype(np.complex64), "complex64")):
-        with pytest.raises(bl.BNNSError, match=rf"^x: dtype {name} but the layer is float32.*astype\(np.float32\)"):
+    for bad in (x, x.astype(np.int64), x.astype(np.complex64)):
+        match = rf"^x: dtype {bad.dtype} but the layer is float32.*astype\(np.float32\)"
+        with pytest.raises(bl.BNNSError, match=match):
             layer32(bad)
     y16, _ = layer32(x.astype(np.float16))  # float16 converts exactly
     y32, _ = layer32(x.astype(np.float16).astype(np.float32))
@@ -212,9 +269,9 @@ def assert_same_layer(a, b):
     np.testing.assert_array_equal(ya, yb)
 
 
-KEEP_CASES = [dict(), dict(peephole="full", bias=False, batch_first=True, dtype=np.float64),
-              dict(peephole="diagonal", dropout=0.25, gate_activations={"forget": "softsign"},
-                   hidden_activation=bl.Activation(bl.ActivationFunction.SCALED_TANH, 0.75, 1.25))]
+KEEP_CASES = [{}, {"peephole": "full", "bias": False, "batch_first": True, "dtype": np.float64},
+              {"peephole": "diagonal", "dropout": 0.25, "gate_activations": {"forget": "softsign"},
+               "hidden_activation": bl.Activation(bl.ActivationFunction.SCALED_TANH, 0.75, 1.25)}]
 
 
 def state_keys(L=2, D=2, bias=True, peephole=None):
@@ -222,8 +279,9 @@ def state_keys(L=2, D=2, bias=True, peephole=None):
     for l in range(L):
         for d in range(D):
             s = f"l{l}" + ("_reverse" if d else "")
-            keys += [f"weight_ih_{s}", f"weight_hh_{s}"] + ([f"bias_ih_{s}", f"bias_hh_{s}"] if bias else []) + (
-                [f"weight_ch_{s}"] if peephole else [])
+            keys += [f"weight_ih_{s}", f"weight_hh_{s}"]
+            keys += [f"bias_ih_{s}", f"bias_hh_{s}"] if bias else []
+            keys += [f"weight_ch_{s}"] if peephole else []
     return keys
 
 
@@ -238,10 +296,13 @@ def test_state_dict_keys_and_values():
     state["weight_hh_l0"][...] = 0  # a copy
     assert np.all(params["weight_hh_l0"] != 0)
     acts = trained_layer(gate_activations={"output": "relu6"}).state_dict()
-    np.testing.assert_array_equal(acts["activation_output"], [int(bl.ActivationFunction.RELU6), np.nan, np.nan])
-    np.testing.assert_array_equal(acts["activation_forget"], [int(bl.ActivationFunction.SIGMOID), np.nan, np.nan])
+    np.testing.assert_array_equal(acts["activation_output"],
+                                  [int(bl.ActivationFunction.RELU6), np.nan, np.nan])
+    np.testing.assert_array_equal(acts["activation_forget"],
+                                  [int(bl.ActivationFunction.SIGMOID), np.nan, np.nan])
     assert sorted(k for k in acts if k.startswith("activation_")) == [
-        "activation_candidate", "activation_forget", "activation_hidden", "activation_input", "activation_output"]
+        "activation_candidate", "activation_forget", "activation_hidden", "activation_input",
+        "activation_output"]
 
 
 @pytest.mark.parametrize("kwargs", KEEP_CASES)
@@ -288,8 +349,9 @@ def test_load_state_dict_not_strict():
     other = bl.LSTM(3, 4, 2, bidirectional=True, seed=1)
     partial = {"weight_hh_l0": other.state_dict()["weight_hh_l0"], "something_else": np.zeros(1)}
     layer.load_state_dict(partial, strict=False)
-    np.testing.assert_array_equal(layer.parameters()["weight_hh_l0"], other.parameters()["weight_hh_l0"])
-    assert not np.array_equal(layer.parameters()["weight_hh_l1"], other.parameters()["weight_hh_l1"])
+    mine, others = layer.parameters(), other.parameters()
+    np.testing.assert_array_equal(mine["weight_hh_l0"], others["weight_hh_l0"])
+    assert not np.array_equal(mine["weight_hh_l1"], others["weight_hh_l1"])
     with pytest.raises(bl.BNNSError, match="weight_hh_l0: expected shape"):
         layer.load_state_dict({"weight_hh_l0": np.zeros(3)}, strict=False)
 
@@ -297,8 +359,9 @@ def test_load_state_dict_not_strict():
 def test_load_state_dict_refuses_other_activations():
     a = trained_layer(gate_activations={"output": "relu6"})
     b = trained_layer(gate_activations={"output": "softsign"})
-    with pytest.raises(bl.BNNSError, match=r"activation_output: the state's RELU6\(alpha=nan, beta=nan\) "
-                                           r"differs from this layer's SOFTSIGN"):
+    match = (r"activation_output: the state's RELU6\(alpha=nan, beta=nan\) "
+             r"differs from this layer's SOFTSIGN")
+    with pytest.raises(bl.BNNSError, match=match):
         b.load_state_dict(a.state_dict())
     with pytest.raises(bl.BNNSError, match="unexpected key 'activation_input'"):
         trained_layer().load_state_dict(a.state_dict())
@@ -313,7 +376,8 @@ def test_pickle_and_deepcopy(kwargs):
         assert_same_layer(a, b)
         b.parameters()["weight_hh_l0"][...] = 0  # independent
         assert np.all(a.parameters()["weight_hh_l0"] != 0)
-        assert b.gate_activations is None or b.gate_activations["forget"] is not a.gate_activations["forget"]
+        assert (b.gate_activations is None
+                or b.gate_activations["forget"] is not a.gate_activations["forget"])
 
 
 def test_copy_keeps_the_random_state_and_not_the_training_forward():
@@ -367,12 +431,14 @@ def test_load_refusals(tmp_path):
     data = saved_bytes()
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(bl.BNNSError, match=r"truncated.npz: cannot read it as a saved bnnslstm.LSTM"):
+    with pytest.raises(bl.BNNSError,
+                       match=r"truncated.npz: cannot read it as a saved bnnslstm.LSTM"):
         bl.LSTM.load(truncated)
 
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, a=np.arange(3))
-    with pytest.raises(bl.BNNSError, match=r"foreign.npz: not a file written by bnnslstm.LSTM.save .*\['a'\]"):
+    with pytest.raises(bl.BNNSError,
+                       match=r"foreign.npz: not a file written by bnnslstm.LSTM.save .*\['a'\]"):
         bl.LSTM.load(foreign)
 
     single = tmp_path / "single.npy"
@@ -407,7 +473,8 @@ def test_load_refusals(tmp_path):
         config = json.loads(str(entries["config"][()]))
         config["hidden_size"] = -4
         entries["config"] = np.array(json.dumps(config))
-    with pytest.raises(bl.BNNSError, match=r"config.hidden_size: expected a positive integer, got -4"):
+    with pytest.raises(bl.BNNSError,
+                       match=r"config.hidden_size: expected a positive integer, got -4"):
         bl.LSTM.load(rewritten(tmp_path, bad_config))
 
     def unknown_config(entries):

@@ -11,10 +11,12 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from onnx import helper  # noqa: E402
+
 import bnnslstm as bl  # noqa: E402
 import bnnslstm.onnx as bo  # noqa: E402
-from bnnslstm import Activation, ActivationFunction as F, BNNSError  # noqa: E402
-from onnx import helper  # noqa: E402
+from bnnslstm import Activation, BNNSError  # noqa: E402
+from bnnslstm import ActivationFunction as F  # noqa: E402
 
 I, H, T, B = 3, 4, 5, 3
 TOL = 2e-6
@@ -40,7 +42,8 @@ def diagonal_without_candidate(lstm):
 
 
 def test_import_bnnslstm_does_not_import_onnx():
-    code = "import sys, bnnslstm; assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules"
+    code = ("import sys, bnnslstm; "
+            "assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -52,8 +55,10 @@ def test_import_bnnslstm_does_not_import_onnx():
     (3, True, False, "diagonal", True, True),
     (3, False, False, None, False, False),
 ])
-def test_export_matches_onnxruntime(tmp_path, L, bidirectional, batch_first, peephole, states, lengths):
-    lstm = bl.LSTM(I, H, L, bidirectional=bidirectional, batch_first=batch_first, peephole=peephole, seed=L)
+def test_export_matches_onnxruntime(tmp_path, L, bidirectional, batch_first, peephole, states,
+                                    lengths):
+    lstm = bl.LSTM(I, H, L, bidirectional=bidirectional, batch_first=batch_first, peephole=peephole,
+                   seed=L)
     if peephole:
         diagonal_without_candidate(lstm)
     D = 2 if bidirectional else 1
@@ -78,8 +83,8 @@ def test_export_matches_onnxruntime(tmp_path, L, bidirectional, batch_first, pee
     np.testing.assert_allclose(oc, c_n, atol=TOL)
     # and back: load gives the same layer
     back = bo.load(path)
-    assert (back.num_layers, back.bidirectional, back.batch_first, back.peephole) == (L, bidirectional,
-                                                                                      batch_first, peephole)
+    assert (back.num_layers, back.bidirectional, back.batch_first, back.peephole) == (
+        L, bidirectional, batch_first, peephole)
     for name, array in lstm.parameters().items():
         np.testing.assert_allclose(back.parameters()[name], array, atol=1e-7)
 
@@ -92,16 +97,20 @@ def test_opsets(opset):
     np.testing.assert_allclose(run(model, input=x)[0], lstm.forward(x, training=False)[0], atol=TOL)
 
 
+def _gates(ifo, candidate):
+    """The input, forget and output gates' activation ``ifo``, the candidate's ``candidate``."""
+    return {"input": ifo, "forget": ifo, "output": ifo, "candidate": candidate}
+
+
 ACTIVATION_SETS = [
-    ({"input": Activation(F.HARD_SIGMOID, alpha=0.25, beta=0.4), "forget": Activation(F.HARD_SIGMOID, alpha=0.25, beta=0.4),
-      "output": Activation(F.HARD_SIGMOID, alpha=0.25, beta=0.4), "candidate": Activation(F.SCALED_TANH, alpha=1.2, beta=0.7)},
-     Activation(F.SOFTSIGN)),
-    ({g: Activation(F.SIGMOID) for g in ("input", "forget", "output")} | {"candidate": Activation(F.LEAKY_RECTIFIED_LINEAR, alpha=0.1)},
+    (_gates(Activation(F.HARD_SIGMOID, alpha=0.25, beta=0.4),
+            Activation(F.SCALED_TANH, alpha=1.2, beta=0.7)), Activation(F.SOFTSIGN)),
+    (_gates(Activation(F.SIGMOID), Activation(F.LEAKY_RECTIFIED_LINEAR, alpha=0.1)),
      Activation(F.ELU, alpha=0.8)),
-    ({g: Activation(F.SIGMOID) for g in ("input", "forget", "output")}
-     | {"candidate": Activation(F.THRESHOLD, alpha=0.1, beta=0.0)}, Activation(F.SOFTPLUS, alpha=1.0, beta=1.0)),
-    ({g: Activation(F.LINEAR_WITH_BIAS, alpha=0.2, beta=0.5) for g in ("input", "forget", "output")}
-     | {"candidate": Activation(F.RECTIFIED_LINEAR)}, Activation(F.IDENTITY)),
+    (_gates(Activation(F.SIGMOID), Activation(F.THRESHOLD, alpha=0.1, beta=0.0)),
+     Activation(F.SOFTPLUS, alpha=1.0, beta=1.0)),
+    (_gates(Activation(F.LINEAR_WITH_BIAS, alpha=0.2, beta=0.5), Activation(F.RECTIFIED_LINEAR)),
+     Activation(F.IDENTITY)),
 ]
 
 
@@ -111,15 +120,17 @@ def test_activations_through_torch_module(gates, hidden):
     import bnnslstm.torch as bt
 
     torch.manual_seed(0)
-    module = bt.LSTM(I, H, 2, bidirectional=True, gate_activations=gates, hidden_activation=hidden).eval()
+    module = bt.LSTM(I, H, 2, bidirectional=True, gate_activations=gates,
+                     hidden_activation=hidden).eval()
     model = bo.export(module, None, initial_states=True)
     x, h0, c0 = inputs(2, 2, False)
     with torch.no_grad():
-        y, (h_n, c_n) = module(torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0)))
-    oy, oh, oc = run(model, input=x, h0=h0, c0=c0)
+        y, (_, c_n) = module(torch.from_numpy(x), (torch.from_numpy(h0), torch.from_numpy(c0)))
+    oy, _, oc = run(model, input=x, h0=h0, c0=c0)
     np.testing.assert_allclose(oy, y.numpy(), atol=1e-5)
     np.testing.assert_allclose(oc, c_n.numpy(), atol=1e-5)
-    if "gate_activations" in bl.LSTM.__init__.__code__.co_varnames:  # the numpy layer takes activations
+    # the numpy layer takes activations
+    if "gate_activations" in bl.LSTM.__init__.__code__.co_varnames:
         back = bo.load(model)
         y2, _ = back.forward(x, h0, c0, training=False)
         np.testing.assert_allclose(y2, y.numpy(), atol=1e-5)
@@ -159,7 +170,8 @@ def test_load_torch_onnx_export(tmp_path, dynamo, L, bidirectional, batch_first)
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), dynamo=dynamo, verbose=False)
     lstm = bo.load(path)
-    assert (lstm.num_layers, lstm.bidirectional, lstm.batch_first) == (L, bidirectional, batch_first)
+    assert (lstm.num_layers, lstm.bidirectional, lstm.batch_first) == (
+        L, bidirectional, batch_first)
     with torch.no_grad():
         y, (h_n, c_n) = module(*args)
     y2, (h2, c2) = lstm.forward(x, h0, c0, training=False)
@@ -189,9 +201,11 @@ def test_export_refusals_torch_module():
     with pytest.raises(BNNSError, match="GELU is not among"):
         bo.export(bt.LSTM(I, H, hidden_activation="gelu").eval(), None)
     with pytest.raises(BNNSError, match="SOFTPLUS with alpha"):
-        bo.export(bt.LSTM(I, H, hidden_activation=Activation(F.SOFTPLUS, alpha=2.0, beta=1.0)).eval(), None)
+        bo.export(bt.LSTM(I, H, hidden_activation=Activation(F.SOFTPLUS, alpha=2.0, beta=1.0))
+                  .eval(), None)
     with pytest.raises(BNNSError, match="THRESHOLD with beta"):
-        bo.export(bt.LSTM(I, H, hidden_activation=Activation(F.THRESHOLD, alpha=0.0, beta=1.0)).eval(), None)
+        bo.export(bt.LSTM(I, H, hidden_activation=Activation(F.THRESHOLD, alpha=0.0, beta=1.0))
+                  .eval(), None)
     with pytest.raises(BNNSError, match="dropout.*training mode"):
         bo.export(bt.LSTM(I, H, 2, dropout=0.5), None)
     bo.export(bt.LSTM(I, H, 2, dropout=0.5).eval(), None)  # inference has no dropout
@@ -206,7 +220,8 @@ def lstm_model(extra_attributes=None, w_from_input=False, after=None):
     for name, value in (extra_attributes or {}).items():
         node.attribute.append(helper.make_attribute(name, value))
     if w_from_input:
-        graph.input.append(helper.make_tensor_value_info("W_free", onnx.TensorProto.FLOAT, [1, 4 * H, I]))
+        graph.input.append(helper.make_tensor_value_info("W_free", onnx.TensorProto.FLOAT,
+                                                         [1, 4 * H, I]))
         node.input[1] = "W_free"
     if after:
         out = next(n for n in graph.node if n.output[0] == "output")
@@ -257,7 +272,7 @@ def test_load_refuses_other_glue_and_mixed_layers():
 
 
 def test_load_activations_need_the_layers_arguments():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     import bnnslstm.torch as bt
 
     model = bo.export(bt.LSTM(I, H, hidden_activation="softsign").eval(), None)

@@ -13,11 +13,11 @@ import pytest
 import bnnslstm as bl
 from bnnslstm import _plan, planner
 from bnnslstm.lstm import _team, _threads
-from helpers import make_delta, make_params, planner_mode, y_time_major
-from reference import GATES, batch_sizes_from_lengths, lstm_forward, random_weights
-from reference_backward import lstm_backward
+from helpers import Problem, planner_mode, y_time_major
+from reference import GATES
 
-FORWARD = [(form, chunk, by_vectors) for form in (0, 1, 2, 3) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
+FORWARD = [(form, chunk, by_vectors)
+           for form in (0, 1, 2, 3) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 BACKWARD = [(0, chunk, by_vectors) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 TOLERANCE = {np.float32: 5e-5, np.float64: 1e-11}   # of the largest value compared
 
@@ -27,11 +27,13 @@ def close(actual, desired, dtype, what):
     scale = max(1.0, float(np.max(np.abs(desired))))
     np.testing.assert_allclose(actual, desired, rtol=0, atol=TOLERANCE[dtype] * scale, err_msg=what)
 
+
 # (H, B, bidirectional, peephole, lengths, states, n_threads): each large enough for the
 # planner (a step's products of at least planner.MIN_WORK multiply-adds)
 PROBLEMS = {
     "stacked, states": (32, 16, False, None, None, True, 1),
-    "bidirectional, variable batch, diagonal peepholes": (32, 16, True, "diagonal", [6, 6, 5, 5, 4, 3, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1], False, 1),
+    "bidirectional, variable batch, diagonal peepholes": (
+        32, 16, True, "diagonal", [6, 6, 5, 5, 4, 3, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1], False, 1),
     "batch of 3, full peepholes": (128, 3, False, "full", None, True, 1),
     "team of two, variable batch": (64, 16, True, None, [6] * 9 + [4] * 4 + [2] * 3, True, 2),
 }
@@ -41,23 +43,13 @@ def pin(params, n_threads, forward, backward):
     """Wisdom that gives this call's problem the two arrangements."""
     plan = _plan.make_plan(params)
     key = plan.problem(_team(plan, _threads(bl.FilterParameters(n_threads=n_threads))))
-    item = {"forward": dict(zip(("form", "chunk", "by_vectors"), (planner.FORMS[forward[0]],) + forward[1:])),
-            "backward": dict(zip(("form", "chunk", "by_vectors"), (planner.FORMS[backward[0]],) + backward[1:]))}
+
+    def named(arrangement):
+        form, chunk, by_vectors = arrangement
+        return {"form": planner.FORMS[form], "chunk": chunk, "by_vectors": by_vectors}
+
+    item = {"forward": named(forward), "backward": named(backward)}
     return key, json.dumps({"bnnslstm_wisdom": 1, "problems": {key: item}})
-
-
-def run_problem(bidirectional, x, weights, h0, c0, lengths, n_threads, dy, dtype):
-    """Forward with the training cache and backward; returns (params, outputs, gradients)."""
-    T = x.shape[0]
-    batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
-    params, out = make_params(x.astype(dtype), weights, h0=h0, c0=c0, batch_sizes=batch_sizes,
-                              bidirectional=bidirectional)
-    filter_params = bl.FilterParameters(n_threads=n_threads)
-    cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
-    bl.direct_apply_lstm_batch_training_caching(params, filter_params, training_cache=cache)
-    delta, grads = make_delta(params, weights, dy=dy.astype(dtype))
-    bl.direct_apply_lstm_batch_backward(params, delta, filter_params, training_cache=cache)
-    return params, out, grads
 
 
 @pytest.fixture
@@ -72,31 +64,28 @@ def fresh_planner():
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_every_arrangement_matches_the_reference(name, dtype, fresh_planner):
     H, B, bidirectional, peephole, lengths, states, n_threads = PROBLEMS[name]
-    T, I, L, D = 6, 24, 2, 2 if bidirectional else 1
-    rng = np.random.default_rng(5)
-    weights = random_weights(rng, I, H, L, D, peephole=peephole, dtype=dtype)
-    x = rng.standard_normal((T, B, I))
-    h0 = rng.standard_normal((L, D, B, H)).astype(dtype) if states else None
-    c0 = rng.standard_normal((L, D, B, H)).astype(dtype) if states else None
-    dy = rng.standard_normal((T, B, D * H))
-    batch_sizes = None if lengths is None else batch_sizes_from_lengths(lengths, T)
-    y_ref, h_ref, c_ref, _ = lstm_forward(x.astype(dtype), weights, h0, c0, batch_sizes, bidirectional=bidirectional)
-    g_ref = lstm_backward(x.astype(dtype), weights, h0, c0, batch_sizes, bidirectional=bidirectional,
-                          dy=dy.astype(dtype))
+    T = 6
+    problem = Problem(T=T, B=B, I=24, H=H, L=2, bidirectional=bidirectional, peephole=peephole,
+                      dtype=dtype, states=states, lengths=lengths, seed=5)
+    dy = problem.rng.standard_normal((T, B, problem.D * H)).astype(dtype)
+    y_ref, h_ref, c_ref, _ = problem.reference()
+    g_ref = problem.reference_backward(dy=dy)
     active = np.ones((T, B, 1)) if lengths is None else np.array(
         [[[t < n] for n in lengths] for t in range(T)], float)
+    filter_params = bl.FilterParameters(n_threads=n_threads)
     for k, forward in enumerate(FORWARD):
         backward = BACKWARD[k % len(BACKWARD)]
-        params, _ = make_params(x.astype(dtype), weights, h0=h0, c0=c0, batch_sizes=batch_sizes,
-                                bidirectional=bidirectional)
-        key, wisdom = pin(params, n_threads, forward, backward)
+        key, wisdom = pin(problem.params()[0], n_threads, forward, backward)
         planner.forget()
         planner.import_wisdom(wisdom)
-        params, out, grads = run_problem(bidirectional, x, weights, h0, c0, lengths, n_threads, dy, dtype)
+        params, out, cache = problem.forward(filter_params=filter_params)
+        _, grads = problem.backward(params, cache, filter_params, dy=dy)
         chosen = {d["problem"]: d for d in planner.decisions()}[key]
-        assert chosen["forward"] == planner.arrangement_name(forward) and chosen["source"] == "wisdom"
+        assert chosen["source"] == "wisdom"
+        assert chosen["forward"] == planner.arrangement_name(forward)
         assert chosen["backward"] == planner.arrangement_name(backward)
-        what = f"forward {planner.arrangement_name(forward)}, backward {planner.arrangement_name(backward)}"
+        what = (f"forward {planner.arrangement_name(forward)}, "
+                f"backward {planner.arrangement_name(backward)}")
         close(y_time_major(out, "SNE") * active, y_ref, dtype, what)
         close(out["h_n"], h_ref, dtype, what)
         close(out["c_n"], c_ref, dtype, what)
@@ -107,6 +96,8 @@ def test_every_arrangement_matches_the_reference(name, dtype, fresh_planner):
         for gate in GATES:
             close(grads["U"][gate], g_ref["dU"][gate], dtype, what)
             close(grads["W"][gate][0], g_ref["dW"][gate][0], dtype, what)
+            close(grads["W"][gate][1][0], g_ref["dW"][gate][1], dtype, what)
+            close(grads["b"][gate], g_ref["db"][gate], dtype, what)
             if peephole:
                 close(grads["C"][gate], g_ref["dC"][gate], dtype, what)
 
@@ -158,26 +149,31 @@ def test_wisdom_round_trip(fresh_planner):
     tuned = train(layer, x, dy)
     text = planner.export_wisdom()
     wisdom = json.loads(text)
-    assert wisdom["bnnslstm_wisdom"] == 1 and set(wisdom["problems"]) == {d["problem"] for d in before}
+    assert wisdom["bnnslstm_wisdom"] == 1
+    assert set(wisdom["problems"]) == {d["problem"] for d in before}
     planner.forget()
     assert planner.decisions() == []
     assert planner.import_wisdom(text) == 1
-    np.testing.assert_array_equal(train(layer, x, dy), tuned)  # the same arrangements, nothing timed
+    # the same arrangements, nothing timed
+    np.testing.assert_array_equal(train(layer, x, dy), tuned)
     [after] = planner.decisions()
     assert after["source"] == "wisdom" and after["calls"] == 0 and after["tuning_seconds"] == 0
     assert (after["forward"], after["backward"]) == (before[0]["forward"], before[0]["backward"])
     assert json.loads(planner.export_wisdom())["problems"] == wisdom["problems"]
 
 
+ONE_PROBLEM = '{"bnnslstm_wisdom": 1, "problems": {"k": %s}}'  # wisdom for one problem, "k"
+
+
 @pytest.mark.parametrize("text, message", [
     ("not json", "not JSON"),
     ('{"problems": {}}', "not a bnnslstm wisdom text"),
     ('{"bnnslstm_wisdom": 1, "problems": {"k": {"sideways": {}}}}', "unknown pass 'sideways'"),
-    ('{"bnnslstm_wisdom": 1, "problems": {"k": {"forward": {"form": "diagonal", "chunk": 0, "by_vectors": 0}}}}',
+    (ONE_PROBLEM % '{"forward": {"form": "diagonal", "chunk": 0, "by_vectors": 0}}',
      "expected form, chunk, by_vectors"),
-    ('{"bnnslstm_wisdom": 1, "problems": {"k": {"backward": {"form": "state-copy", "chunk": 0, "by_vectors": 0}}}}',
+    (ONE_PROBLEM % '{"backward": {"form": "state-copy", "chunk": 0, "by_vectors": 0}}',
      "not an arrangement"),
-    ('{"bnnslstm_wisdom": 1, "problems": {"k": {"forward": {"form": "scratch", "chunk": -4, "by_vectors": 0}}}}',
+    (ONE_PROBLEM % '{"forward": {"form": "scratch", "chunk": -4, "by_vectors": 0}}',
      "not an arrangement"),
 ])
 def test_bad_wisdom_is_refused_and_changes_nothing(text, message, fresh_planner):
@@ -213,15 +209,16 @@ _HASH = textwrap.dedent("""
 
 def test_heuristic_mode_is_bit_identical_across_processes(tmp_path):
     env = dict(os.environ, BNNSLSTM_PLANNER="heuristic")
-    runs = [subprocess.run([sys.executable, "-c", _HASH], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=120) for _ in range(2)]
+    runs = [subprocess.run([sys.executable, "-c", _HASH], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+            for _ in range(2)]
     for run in runs:
         assert run.returncode == 0, run.stderr[-2000:]
     first, second = (run.stdout.split(" ", 1) for run in runs)
     assert first == second and first[1].strip() == "[]"
     env["BNNSLSTM_PLANNER"] = "fastest"
     refused = subprocess.run([sys.executable, "-c", "import bnnslstm"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, check=False)
     assert refused.returncode != 0 and "BNNSLSTM_PLANNER: expected one of" in refused.stderr
 
 

@@ -14,7 +14,8 @@ def sigmoid(v):
 
 def test_single_step_by_hand():
     w = {"W": {}, "U": {}, "C": {}, "b": {}}
-    values = {"input": (0.5, -0.3, 0.1), "forget": (0.2, 0.4, -0.2), "candidate": (-0.7, 0.6, 0.3), "output": (0.9, -0.1, 0.05)}
+    values = {"input": (0.5, -0.3, 0.1), "forget": (0.2, 0.4, -0.2),
+              "candidate": (-0.7, 0.6, 0.3), "output": (0.9, -0.1, 0.05)}
     for gate, (wx, uh, b) in values.items():
         w["W"][gate] = [np.array([[[wx]]])]
         w["U"][gate] = np.array([[[[uh]]]])
@@ -36,8 +37,11 @@ def test_reverse_direction_is_forward_on_reversed_time():
     w2 = random_weights(rng, 3, 4, 1, 2)
     x = rng.standard_normal((5, 2, 3))
     y, h_T, _, _ = lstm_forward(x, w2, bidirectional=True)
-    backward_only = {k: {g: (None if v is None else ([a[1:2] for a in v] if isinstance(v, list) else v[:, 1:2]))
-                         for g, v in part.items()} for k, part in w2.items()}
+
+    def direction_1(v):
+        return None if v is None else [a[1:2] for a in v] if isinstance(v, list) else v[:, 1:2]
+
+    backward_only = {k: {g: direction_1(v) for g, v in part.items()} for k, part in w2.items()}
     y_rev, h_rev, _, _ = lstm_forward(x[::-1], backward_only)
     np.testing.assert_allclose(y[:, :, 4:], y_rev[::-1], rtol=1e-14)
     np.testing.assert_allclose(h_T[0, 1], h_rev[0, 0], rtol=1e-14)
@@ -52,9 +56,11 @@ def test_packed_batch_equals_each_sample_alone(bidirectional):
     x = rng.standard_normal((5, 3, 3))
     h0 = rng.standard_normal((2, D, 3, 2))
     c0 = rng.standard_normal((2, D, 3, 2))
-    y, h_T, c_T, _ = lstm_forward(x, w, h0, c0, batch_sizes_from_lengths(lengths, 5), bidirectional=bidirectional)
+    y, h_T, c_T, _ = lstm_forward(x, w, h0, c0, batch_sizes_from_lengths(lengths, 5),
+                                  bidirectional=bidirectional)
     for b, n in enumerate(lengths):
-        yb, hb, cb, _ = lstm_forward(x[:n, b:b + 1], w, h0[:, :, b:b + 1], c0[:, :, b:b + 1], bidirectional=bidirectional)
+        yb, hb, cb, _ = lstm_forward(x[:n, b:b + 1], w, h0[:, :, b:b + 1], c0[:, :, b:b + 1],
+                                     bidirectional=bidirectional)
         np.testing.assert_allclose(y[:n, b], yb[:, 0], rtol=1e-13)
         assert np.all(y[n:, b] == 0)
         np.testing.assert_allclose(h_T[:, :, b], hb[:, :, 0], rtol=1e-13)
@@ -79,17 +85,20 @@ def test_reference_matches_torch():
     m = torch.nn.LSTM(3, 4, 2, bidirectional=True).double()
     sd = {k: v.detach().numpy() for k, v in m.state_dict().items()}
     w = {"W": {}, "U": {}, "C": {g: None for g in GATES}, "b": {}}
+
+    def both(name, l, k):  # gate k's rows of layer l's tensor, both directions
+        return np.stack([sd[f"{name}_l{l}{s}"][k * 4:(k + 1) * 4] for s in ("", "_reverse")])
+
     for k, gate in enumerate(GATES):
-        rows = slice(k * 4, (k + 1) * 4)
-        w["W"][gate] = [np.stack([sd[f"weight_ih_l{l}{s}"][rows] for s in ("", "_reverse")]) for l in range(2)]
-        w["U"][gate] = np.stack([np.stack([sd[f"weight_hh_l{l}{s}"][rows] for s in ("", "_reverse")]) for l in range(2)])
-        w["b"][gate] = np.stack([np.stack([sd[f"bias_ih_l{l}{s}"][rows] + sd[f"bias_hh_l{l}{s}"][rows]
-                                           for s in ("", "_reverse")]) for l in range(2)])
+        w["W"][gate] = [both("weight_ih", l, k) for l in range(2)]
+        w["U"][gate] = np.stack([both("weight_hh", l, k) for l in range(2)])
+        w["b"][gate] = np.stack([both("bias_ih", l, k) + both("bias_hh", l, k) for l in range(2)])
     rng = np.random.default_rng(3)
     x = rng.standard_normal((6, 2, 3))
     h0 = rng.standard_normal((2, 2, 2, 4))
     c0 = rng.standard_normal((2, 2, 2, 4))
-    y_ref, (h_ref, c_ref) = m(torch.tensor(x), (torch.tensor(h0.reshape(4, 2, 4)), torch.tensor(c0.reshape(4, 2, 4))))
+    y_ref, (h_ref, c_ref) = m(torch.tensor(x), (torch.tensor(h0.reshape(4, 2, 4)),
+                                                torch.tensor(c0.reshape(4, 2, 4))))
     y, h_T, c_T, _ = lstm_forward(x, w, h0, c0, bidirectional=True)
     np.testing.assert_allclose(y, y_ref.detach().numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(h_T.reshape(4, 2, 4), h_ref.detach().numpy(), rtol=1e-12, atol=1e-14)

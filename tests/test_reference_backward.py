@@ -28,8 +28,10 @@ def test_derivatives_match_finite_differences(fn):
     x = np.linspace(-7, 7, 401)
     for kink in kinks(fn, alpha, beta):
         x = x[np.abs(x - kink) > 1e-3]
-    numeric = (numpy_activation(fn, x + EPS, alpha, beta) - numpy_activation(fn, x - EPS, alpha, beta)) / (2 * EPS)
-    np.testing.assert_allclose(numpy_activation_derivative(fn, x, alpha, beta), numeric, rtol=1e-6, atol=1e-7)
+    numeric = (numpy_activation(fn, x + EPS, alpha, beta)
+               - numpy_activation(fn, x - EPS, alpha, beta)) / (2 * EPS)
+    np.testing.assert_allclose(numpy_activation_derivative(fn, x, alpha, beta), numeric,
+                               rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("fn,alpha,beta,x,want", KINK_SIDES)
@@ -50,10 +52,10 @@ class Case:
         self.x = rng.standard_normal((T, B, I))
         self.h0 = rng.standard_normal((L, D, B, H)) if states else None
         self.c0 = rng.standard_normal((L, D, B, H)) if states else None
-        self.kw = dict(batch_sizes=None if lengths is None else batch_sizes_from_lengths(lengths, T),
-                       activations=activations, bidirectional=bidirectional,
-                       dropout_masks=None if not dropout else
-                       [None] + [rng.choice([0.0, 1.6], size=(T, B, D * H)) for _ in range(1, L)])
+        self.kw = {"batch_sizes": None if lengths is None else batch_sizes_from_lengths(lengths, T),
+                       "activations": activations, "bidirectional": bidirectional,
+                       "dropout_masks": None if not dropout else
+                       [None] + [rng.choice([0.0, 1.6], size=(T, B, D * H)) for _ in range(1, L)]}
         self.dy = rng.standard_normal((T, B, D * H))
         if lengths is not None:  # dy at padded positions must be ignored
             for b, n in enumerate(lengths):
@@ -81,8 +83,8 @@ class Case:
 
 
 def check(case, samples=5):
-    grads = lstm_backward(case.x, case.weights, case.h0, case.c0, dy=case.dy, dh_n=case.dh_n, dc_n=case.dc_n,
-                          **case.kw)
+    grads = lstm_backward(case.x, case.weights, case.h0, case.c0, dy=case.dy, dh_n=case.dh_n,
+                          dc_n=case.dc_n, **case.kw)
     rng = np.random.default_rng(1)
     for name, array, analytic in case.tensors(grads):
         assert analytic.shape == array.shape, name
@@ -94,7 +96,8 @@ def check(case, samples=5):
             array[index] = old - EPS
             down = case.loss()
             array[index] = old
-            assert analytic[index] == pytest.approx((up - down) / (2 * EPS), rel=1e-6, abs=1e-7), (name, index)
+            numeric = (up - down) / (2 * EPS)
+            assert analytic[index] == pytest.approx(numeric, rel=1e-6, abs=1e-7), (name, index)
 
 
 @pytest.mark.parametrize("L,bidirectional", [(1, False), (2, True), (3, False)])
@@ -102,8 +105,9 @@ def test_stacked_and_bidirectional(L, bidirectional):
     check(Case(L=L, bidirectional=bidirectional))
 
 
-@pytest.mark.parametrize("peephole", ["diagonal", "full",
-                                      {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"}])
+@pytest.mark.parametrize("peephole", [
+    "diagonal", "full",
+    {"input": "full", "forget": "diagonal", "candidate": None, "output": "full"}])
 def test_peepholes_and_custom_activations(peephole):
     check(Case(L=2, bidirectional=True, peephole=peephole, activations=SMOOTH,
                bias={"input": True, "forget": False, "candidate": True, "output": False}))
@@ -111,8 +115,8 @@ def test_peepholes_and_custom_activations(peephole):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_per_step_batch_sizes_dropout_and_no_initial_states(bidirectional):
-    check(Case(T=5, B=4, L=3, bidirectional=bidirectional, peephole="full", lengths=[5, 3, 3, 1], dropout=True,
-               states=False))
+    check(Case(T=5, B=4, L=3, bidirectional=bidirectional, peephole="full", lengths=[5, 3, 3, 1],
+               dropout=True, states=False))
 
 
 def test_no_output_gradient_gives_zeros():

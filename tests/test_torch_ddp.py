@@ -36,10 +36,12 @@ def run_all(commands, cwd):
     env = dict(os.environ, OMP_NUM_THREADS="1",
                GLOO_SOCKET_IFNAME="lo0" if sys.platform == "darwin" else "lo")  # only 127.0.0.1
     processes = [subprocess.Popen([sys.executable, str(WORKER), *map(str, c)], cwd=cwd, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in commands]
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for c in commands]
     deadline = time.monotonic() + TIME_LIMIT
     try:
-        outputs = [p.communicate(timeout=max(deadline - time.monotonic(), 0.1))[0] for p in processes]
+        outputs = [p.communicate(timeout=max(deadline - time.monotonic(), 0.1))[0]
+                   for p in processes]
     except subprocess.TimeoutExpired:
         for p in processes:
             p.kill()
@@ -60,8 +62,10 @@ def test_ddp_on_two_processes_equals_one_process_on_the_whole_batch(tmp_path):
     rank0, rank1, single = (torch.load(path) for path in outs)
     torch.manual_seed(1)
     initial = ddp_worker.Model().state_dict()  # the workers' starting point
-    assert list(rank0) == list(single) == list(initial) and any(k.startswith("lstm.weight_ch") for k in rank0)
+    assert list(rank0) == list(single) == list(initial)
+    assert any(k.startswith("lstm.weight_ch") for k in rank0)
     for name in single:
-        torch.testing.assert_close(rank1[name], rank0[name], rtol=0, atol=0, msg=name)  # DDP keeps ranks equal
+        # DDP keeps the ranks equal, and equal to one process on the whole batch
+        torch.testing.assert_close(rank1[name], rank0[name], rtol=0, atol=0, msg=name)
         torch.testing.assert_close(rank0[name], single[name], rtol=1e-9, atol=1e-11, msg=name)
-        assert (single[name] - initial[name]).abs().max() > 1e-3, name  # every parameter was trained
+        assert (single[name] - initial[name]).abs().max() > 1e-3, name  # every one was trained

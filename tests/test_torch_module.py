@@ -1,4 +1,5 @@
-"""bnnslstm.torch.LSTM against torch.nn.LSTM and torch.autograd.gradcheck (skipped without PyTorch)."""
+"""bnnslstm.torch.LSTM against torch.nn.LSTM and torch.autograd.gradcheck (skipped without
+PyTorch)."""
 
 import copy
 import gc
@@ -11,20 +12,24 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
 import bnnslstm as bl  # noqa: E402
 import bnnslstm.torch as bt  # noqa: E402
-from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
 # the kernels and oneDNN sum in different orders: float32 agrees to a few ulps of the
 # largest intermediate, float64 to rounding
-TOLERANCE = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-9, atol=1e-11)}
+TOLERANCE = {torch.float32: {"rtol": 2e-4, "atol": 2e-5},
+             torch.float64: {"rtol": 1e-9, "atol": 1e-11}}
 
 
 def twins(I, H, L, bidirectional, batch_first=False, bias=True, dtype=torch.float64):
     """A torch.nn.LSTM and a bnnslstm.torch.LSTM with the same weights (loaded from torch's)."""
     torch.manual_seed(0)
-    reference = torch.nn.LSTM(I, H, L, bias=bias, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype)
-    module = bt.LSTM(I, H, L, bias=bias, batch_first=batch_first, bidirectional=bidirectional, dtype=dtype)
+    kwargs = {"bias": bias, "batch_first": batch_first, "bidirectional": bidirectional,
+              "dtype": dtype}
+    reference = torch.nn.LSTM(I, H, L, **kwargs)
+    module = bt.LSTM(I, H, L, **kwargs)
     module.load_state_dict(reference.state_dict())
     return reference, module
 
@@ -33,8 +38,7 @@ def run(module, input, x, hx, weights):
     """Outputs and the gradients of a fixed random linear functional of every output."""
     output, (h_n, c_n) = module(input, hx)
     y = output.data if isinstance(output, torch.nn.utils.rnn.PackedSequence) else output
-    loss = (y * weights[0][:y.numel()].view_as(y)).sum() + (h_n * weights[1][:h_n.numel()].view_as(h_n)).sum() \
-        + (c_n * weights[2][:c_n.numel()].view_as(c_n)).sum()
+    loss = sum((out * w[:out.numel()].view_as(out)).sum() for out, w in zip((y, h_n, c_n), weights))
     leaves = [x] + list(hx or ())
     grads = torch.autograd.grad(loss, leaves + list(module.parameters()))
     return [y, h_n, c_n] + list(grads)
@@ -55,9 +59,11 @@ def make_input(kind, T, B, I, dtype, batch_first, generator):
 
 
 CASES = [  # (num_layers, bidirectional, batch_first, input kind, hx given)
-    (1, False, False, "tensor", False), (1, False, False, "tensor", True), (2, False, False, "tensor", True),
-    (1, True, False, "tensor", True), (3, True, False, "tensor", False), (2, True, True, "tensor", True),
-    (1, False, True, "tensor", False), (2, False, False, "packed", True), (2, True, False, "packed", False),
+    (1, False, False, "tensor", False), (1, False, False, "tensor", True),
+    (2, False, False, "tensor", True), (1, True, False, "tensor", True),
+    (3, True, False, "tensor", False), (2, True, True, "tensor", True),
+    (1, False, True, "tensor", False), (2, False, False, "packed", True),
+    (2, True, False, "packed", False),
     (2, True, False, "packed-unsorted", True), (1, False, True, "packed-unsorted", True),
     (2, True, False, "unbatched", True), (1, False, True, "unbatched", False),
 ]
@@ -65,7 +71,8 @@ CASES = [  # (num_layers, bidirectional, batch_first, input kind, hx given)
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("L,bidirectional,batch_first,kind,with_hx", CASES)
-def test_outputs_and_every_gradient_equal_torch(L, bidirectional, batch_first, kind, with_hx, dtype):
+def test_outputs_and_every_gradient_equal_torch(L, bidirectional, batch_first, kind, with_hx,
+                                                dtype):
     T, B, I, H = 7, 4, 5, 6
     D = 2 if bidirectional else 1
     reference, module = twins(I, H, L, bidirectional, batch_first, dtype=dtype)
@@ -76,14 +83,16 @@ def test_outputs_and_every_gradient_equal_torch(L, bidirectional, batch_first, k
         state_shape = (L * D, H) if kind == "unbatched" else (L * D, B, H)
         hx = None
         if with_hx:
-            hx = tuple(torch.randn(state_shape, dtype=dtype, generator=generator).requires_grad_(True)
-                       for _ in range(2))
+            hx = tuple(torch.randn(state_shape, dtype=dtype, generator=generator)
+                       .requires_grad_(True) for _ in range(2))
         weights = [torch.randn(T * B * D * H, dtype=dtype, generator=generator) for _ in range(3)]
         results.append(run(m, input, x, hx, weights))
-    names = ["output", "h_n", "c_n", "dx"] + (["dh0", "dc0"] if with_hx else []) + [n for n, _ in reference.named_parameters()]
+    names = ["output", "h_n", "c_n", "dx"] + (["dh0", "dc0"] if with_hx else [])
+    names += [n for n, _ in reference.named_parameters()]
     assert len(results[0]) == len(results[1]) == len(names)
     for name, expected, got in zip(names, *results):
-        torch.testing.assert_close(got, expected, **TOLERANCE[dtype], msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(got, expected, **TOLERANCE[dtype],
+                                   msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("kind", ["tensor", "packed-unsorted"])
@@ -124,7 +133,8 @@ def test_state_dict_round_trips_both_ways():
         torch.testing.assert_close(back(x)[0], expected, rtol=0, atol=0)
     peep = bt.LSTM(3, 4, 2, bidirectional=True, peephole="diagonal")
     missing = peep.load_state_dict(reference.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ["weight_ch_l0", "weight_ch_l0_reverse", "weight_ch_l1", "weight_ch_l1_reverse"]
+    assert sorted(missing) == ["weight_ch_l0", "weight_ch_l0_reverse", "weight_ch_l1",
+                               "weight_ch_l1_reverse"]
 
 
 def test_peephole_parameters_are_named_and_shaped_like_the_numpy_layer():
@@ -141,7 +151,8 @@ def gradcheck_function(module, names, packed=False, seed=None):
         if seed is not None:
             torch.manual_seed(seed)  # the same dropout masks on every evaluation
         input = pack_padded_sequence(x, [2, 4, 3], enforce_sorted=False) if packed else x
-        output, (h_n, c_n) = torch.func.functional_call(module, dict(zip(names, params)), (input, (h0, c0)))
+        output, (h_n, c_n) = torch.func.functional_call(module, dict(zip(names, params)),
+                                                        (input, (h0, c0)))
         return (output.data if packed else output), h_n, c_n
     return f
 
@@ -150,12 +161,14 @@ def gradcheck_function(module, names, packed=False, seed=None):
 def test_gradcheck_with_peepholes_and_custom_activations(peephole, packed):
     F = bl.ActivationFunction
     module = bt.LSTM(3, 2, 2, bidirectional=True, peephole=peephole, dtype=torch.float64,
-                     gate_activations={"input": bl.Activation(F.SCALED_TANH, 0.5, 1.5), "forget": "softsign",
-                                       "candidate": F.ERF, "output": bl.Activation(F.SOFTPLUS, 0.8, 1.2)},
+                     gate_activations={"input": bl.Activation(F.SCALED_TANH, 0.5, 1.5),
+                                       "forget": "softsign", "candidate": F.ERF,
+                                       "output": bl.Activation(F.SOFTPLUS, 0.8, 1.2)},
                      hidden_activation=bl.Activation(F.SCALED_TANH, 1.2, 0.7))
     generator = torch.Generator().manual_seed(4)
     x = torch.randn(4, 3, 3, dtype=torch.float64, generator=generator, requires_grad=True)
-    h0, c0 = (torch.randn(4, 3, 2, dtype=torch.float64, generator=generator, requires_grad=True) for _ in range(2))
+    h0, c0 = (torch.randn(4, 3, 2, dtype=torch.float64, generator=generator, requires_grad=True)
+              for _ in range(2))
     names = [n for n, _ in module.named_parameters()]
     params = [p.detach().clone().requires_grad_(True) for p in module.parameters()]
     assert torch.autograd.gradcheck(gradcheck_function(module, names, packed), (x, h0, c0, *params))
@@ -165,18 +178,22 @@ def test_gradcheck_with_dropout_in_training():
     module = bt.LSTM(3, 2, 3, dropout=0.4, peephole="diagonal", dtype=torch.float64)
     generator = torch.Generator().manual_seed(5)
     x = torch.randn(3, 2, 3, dtype=torch.float64, generator=generator, requires_grad=True)
-    h0, c0 = (torch.randn(3, 2, 2, dtype=torch.float64, generator=generator, requires_grad=True) for _ in range(2))
+    h0, c0 = (torch.randn(3, 2, 2, dtype=torch.float64, generator=generator, requires_grad=True)
+              for _ in range(2))
     names = [n for n, _ in module.named_parameters()]
     params = [p.detach().clone().requires_grad_(True) for p in module.parameters()]
-    assert torch.autograd.gradcheck(gradcheck_function(module, names, seed=11), (x, h0, c0, *params))
+    assert torch.autograd.gradcheck(gradcheck_function(module, names, seed=11),
+                                    (x, h0, c0, *params))
 
 
 def test_custom_activations_equal_the_numpy_layer_built_on_the_same_functions():
-    """The default activations given explicitly reproduce torch (the non-default path of the kernels)."""
+    """The default activations given explicitly reproduce torch (the non-default path of the
+    kernels)."""
     F = bl.ActivationFunction
     reference, _ = twins(3, 4, 2, True)
     module = bt.LSTM(3, 4, 2, bidirectional=True, dtype=torch.float64,
-                     gate_activations={"input": F.SIGMOID, "candidate": "tanh"}, hidden_activation=F.TANH)
+                     gate_activations={"input": F.SIGMOID, "candidate": "tanh"},
+                     hidden_activation=F.TANH)
     module.load_state_dict(reference.state_dict())
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     with torch.no_grad():
@@ -241,7 +258,8 @@ def test_dropout_follows_train_and_eval():
         third = module(x)[0]
         torch.manual_seed(8)
         fourth = module(x)[0]
-    assert not torch.equal(first, expected) and not torch.equal(first, second)  # a fresh mask per forward
+    # a fresh mask per forward
+    assert not torch.equal(first, expected) and not torch.equal(first, second)
     torch.testing.assert_close(third, fourth, rtol=0, atol=0)  # drawn from torch's generator
 
 
@@ -316,11 +334,14 @@ def test_errors_name_the_problem():
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
         bt.LSTM(3, 4, dropout=0.2)
     module = bt.LSTM(3, 4, 2)
-    with pytest.raises(ValueError, match="input must have the type torch.float32, got type torch.float64"):
+    with pytest.raises(ValueError,
+                       match="input must have the type torch.float32, got type torch.float64"):
         module(torch.randn(5, 2, 3, dtype=torch.float64))
-    with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size. Expected 3, got 4"):
+    with pytest.raises(RuntimeError,
+                       match="input.size\\(-1\\) must be equal to input_size. Expected 3, got 4"):
         module(torch.randn(5, 2, 4))
-    with pytest.raises(RuntimeError, match=r"Expected hidden\[0\] size \(2, 2, 4\), got \[1, 2, 4\]"):
+    with pytest.raises(RuntimeError,
+                       match=r"Expected hidden\[0\] size \(2, 2, 4\), got \[1, 2, 4\]"):
         module(torch.randn(5, 2, 3), (torch.zeros(1, 2, 4), torch.zeros(2, 2, 4)))
     with pytest.raises(RuntimeError, match="hx and cx should also be 3-D"):
         module(torch.randn(5, 2, 3), (torch.zeros(2, 4), torch.zeros(2, 4)))
@@ -331,7 +352,8 @@ def test_errors_name_the_problem():
 
 
 def test_copy_pickle_and_repr():
-    module = bt.LSTM(3, 4, 2, bidirectional=True, peephole="full", gate_activations={"input": "softsign"})
+    module = bt.LSTM(3, 4, 2, bidirectional=True, peephole="full",
+                     gate_activations={"input": "softsign"})
     x = torch.randn(5, 2, 3)
     module(x)[0].sum().backward()  # leaves a training cache in the pool
     for clone in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
@@ -352,8 +374,10 @@ def test_float64_module_after_conversion():
 
 
 def test_import_bnnslstm_does_not_import_torch(tmp_path):
-    script = "import sys, bnnslstm; assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    script = ("import sys, bnnslstm; assert 'torch' not in sys.modules, 'torch imported'; "
+              "print('ok')")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
