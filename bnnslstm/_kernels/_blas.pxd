@@ -144,7 +144,9 @@ cdef inline void gemm_as(int by_vectors, floating alpha, Mat a, Mat b, floating 
             a = transposed(b)
             b = swap
             c = transposed(c)
-        ldc = <blas_int>c.cs
+        # C column-major now; with one column its column stride is arbitrary (0 for an
+        # extent of 1), but BLAS wants ldc >= max(1, rows) all the same
+        ldc = <blas_int>(c.cs if c.cols > 1 else (c.rows if c.rows > 1 else 1))
         operand(a, &ta, &lda)
         operand(b, &tb, &ldb)
         m, n, k = <blas_int>c.rows, <blas_int>c.cols, <blas_int>a.cols
