@@ -16,28 +16,28 @@ cdef bint overlap(Tensor a, object b, Py_ssize_t lo, Py_ssize_t hi) except -1:
         return True
 
 
-cdef bint reaches_twice(const Strided *v) noexcept:
+cdef bint reaches_twice(Tensor v):
     """Whether a view may reach one element by two indices: unless, with its axes sorted by
     stride, each stride steps past everything the smaller ones reach. Sufficient, and true
     of every documented layout with default or padded strides and of every view numpy's
     slicing makes; an exotic interleaving such as extents (2, 3) at strides (3, 2) is
     refused although its elements are distinct."""
-    cdef Py_ssize_t order[8]
+    cdef Py_ssize_t order[4]
     cdef Py_ssize_t reach = 0, key
     cdef int k, j, m = 0
-    for k in range(v.nd):
-        if v.n[k] > 1:
+    for k in range(4):
+        if v.extent(k) > 1:
             j = m
-            while j > 0 and v.s[order[j - 1]] > v.s[k]:
+            while j > 0 and v.step(order[j - 1]) > v.step(k):
                 order[j] = order[j - 1]
                 j -= 1
             order[j] = k
             m += 1
     for j in range(m):
         key = order[j]
-        if v.s[key] <= reach:
+        if v.step(key) <= reach:
             return True
-        reach += (v.n[key] - 1) * v.s[key]
+        reach += (v.extent(key) - 1) * v.step(key)
     return False
 
 
@@ -50,10 +50,11 @@ cdef int check_writes(list writes, list reads, object cache, str reader) except 
     cdef Tensor w, t
     for i in range(len(writes)):
         w = writes[i]
-        if reaches_twice(&w.s):
+        if reaches_twice(w):
+            view = w.numpy()
             raise BNNSError(f"{w.field}: its strides reach some element twice "
-                            f"(size {w.numpy().shape}, strides "
-                            f"{tuple(w.s.s[k] for k in range(w.s.nd))} in elements); "
+                            f"(size {view.shape}, strides "
+                            f"{tuple(step // w.itemsize for step in view.strides)} in elements); "
                             "a written descriptor must reach each element once")
         for j in range(i):
             t = writes[j]

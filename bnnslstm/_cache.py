@@ -10,6 +10,7 @@ each at a multiple of 64 bytes. The direction is an axis of each region so that 
 serves both directions.
 """
 
+import functools
 import hashlib
 import struct
 from dataclasses import dataclass
@@ -49,43 +50,51 @@ def regions(plan):
             for name, layer, offset, shape in plan.cache_layout()]
 
 
-def _groups(plan):
-    """The fingerprint's fields in groups a user sets apart, each named as the message names
-    it."""
+def _key(plan):
+    """Every parameter the cache's layout or values depend on, as one hashable tuple:
+    ``plan.dropout`` is the dropout that acts (0 when L == 1), and the seed counts only where
+    it does (without dropout the masks, and so the cache, do not depend on it)."""
     seed = plan.dropout_seed if plan.dropout > 0 else 0
+    return (plan.data_type, plan.I, plan.H, plan.B, plan.L, plan.T, plan.D,
+            plan.default_activations, seed, plan.dropout, plan.activations, plan.peepholes,
+            plan.biases, plan.batch_sizes)
+
+
+def _groups(key):
+    """The key's fields packed in groups a user sets apart, each named as the message names
+    it."""
+    data_type, I, H, B, L, T, D, default, seed, dropout, activations, peepholes, biases, sizes = key
     return [
-        ("data_type", struct.pack("<q", plan.data_type)),
+        ("data_type", struct.pack("<q", data_type)),
         ("the sizes (input_size, hidden_size, batch_size, num_layers, seq_len or BIDIRECTIONAL)",
-         struct.pack("<6q", plan.I, plan.H, plan.B, plan.L, plan.T, plan.D)),
+         struct.pack("<6q", I, H, B, L, T, D)),
         ("the activations (DEFAULT_ACTIVATIONS, a gate's activation or hidden_activation)",
-         struct.pack("<q", plan.default_activations)
-         + b"".join(struct.pack("<idd", *activation) for activation in plan.activations)),
-        ("dropout or dropout_seed", struct.pack("<Qd", seed, plan.dropout)),
-        ("which gates have a peephole (cw_desc)", bytes(plan.peepholes)),
-        ("which gates have a bias (b_desc)", bytes(plan.biases)),
-        ("sequence_descriptor (the batch sizes)", struct.pack(f"<{plan.T}i", *plan.batch_sizes)),
+         struct.pack("<q", default)
+         + b"".join(struct.pack("<idd", *activation) for activation in activations)),
+        ("dropout or dropout_seed", struct.pack("<Qd", seed, dropout)),
+        ("which gates have a peephole (cw_desc)", bytes(peepholes)),
+        ("which gates have a bias (b_desc)", bytes(biases)),
+        ("sequence_descriptor (the batch sizes)", struct.pack(f"<{T}i", *sizes)),
     ]
 
 
-def _group_bytes(plan):
-    """One byte of each group's hash, kept in the header's spare bytes: a byte that differs
-    proves that its group differs, so the message can name it."""
-    return bytes(hashlib.sha256(fields).digest()[0] for _, fields in _groups(plan))
+@functools.lru_cache(maxsize=64)
+def _digests(key):
+    """(SHA-256 of every field, one byte of each group's hash): the header's fingerprint and
+    its spare bytes. A byte that differs proves that its group differs, so the message can
+    name it. Kept for the last 64 keys: a training loop asks for the same ones every step."""
+    fields = struct.pack("<8qQd", *key[:10])
+    fields += b"".join(struct.pack("<idd", *activation) for activation in key[10])
+    fields += bytes(key[11]) + bytes(key[12])
+    fields += struct.pack(f"<{key[5]}i", *key[13])
+    groups = bytes(hashlib.sha256(packed).digest()[0] for _, packed in _groups(key))
+    return hashlib.sha256(fields).digest(), groups
 
 
 def fingerprint(plan):
     """SHA-256 of every scalar, flag, shape and activation that changes the cache's layout or
-    values.
-
-    ``plan.dropout`` is the dropout that acts (0 when L == 1), and the seed counts only
-    where it does: without dropout the masks, and so the cache, do not depend on it."""
-    seed = plan.dropout_seed if plan.dropout > 0 else 0
-    fields = struct.pack("<8qQd", plan.data_type, plan.I, plan.H, plan.B, plan.L, plan.T, plan.D,
-                         plan.default_activations, seed, plan.dropout)
-    fields += b"".join(struct.pack("<idd", *activation) for activation in plan.activations)
-    fields += bytes(plan.peepholes) + bytes(plan.biases)
-    fields += struct.pack(f"<{plan.T}i", *plan.batch_sizes)
-    return hashlib.sha256(fields).digest()
+    values (see _key)."""
+    return _digests(_key(plan))[0]
 
 
 def check_buffer(cache, plan, need, field="training_cache"):
@@ -106,11 +115,10 @@ def check_buffer(cache, plan, need, field="training_cache"):
 
 
 def write_header(buffer, plan):
+    digest, groups = _digests(_key(plan))
     buffer[:HEADER_BYTES] = 0
     buffer[:_HEADER.size] = np.frombuffer(
-        _HEADER.pack(MAGIC, VERSION, plan.data_type, plan.capacity, fingerprint(plan)),
-        dtype=np.uint8)
-    groups = _group_bytes(plan)
+        _HEADER.pack(MAGIC, VERSION, plan.data_type, plan.capacity, digest), dtype=np.uint8)
     buffer[_HEADER.size:_HEADER.size + len(groups)] = np.frombuffer(groups, dtype=np.uint8)
 
 
@@ -122,9 +130,10 @@ def check_header(buffer, plan, field="training_cache"):
     if version != VERSION:
         raise BNNSError(f"{field}: cache format version {version}, this library reads {VERSION}")
     if data_type != plan.data_type or size != plan.capacity or digest != fingerprint(plan):
-        mine = _group_bytes(plan)
+        key = _key(plan)
+        mine = _digests(key)[1]
         theirs = buffer[_HEADER.size:_HEADER.size + len(mine)].tobytes()
-        names = [name for (name, _), a, b in zip(_groups(plan), mine, theirs) if a != b]
+        names = [name for (name, _), a, b in zip(_groups(key), mine, theirs) if a != b]
         if data_type != plan.data_type and "data_type" not in names:
             names.insert(0, "data_type")
         detail = f": {'; '.join(names)} differ from the forward's" if names else ""

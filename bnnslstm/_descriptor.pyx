@@ -3,11 +3,11 @@
 A descriptor holds its buffer through the buffer protocol (no copy): a memoryview of it,
 taken on first use and kept, so the exporter cannot be resized under it (and a garbage
 collection of a cycle through the descriptor releases the export like any memoryview).
-:meth:`resolve` turns it, against the logical C-order shape a field expects, into a
-:c:type:`Strided` view: the address, shape and element strides the kernels read in place,
-after checking the element type, the writability and that every reachable offset (64-bit
-overflow included) lies inside the buffer. :meth:`NDArrayDescriptor.to_numpy` wraps the
-same view for Python.
+:meth:`resolve` turns it, against the logical C-order shape a field expects, into a numpy
+view of that index space over the buffer (its element strides the descriptor's), after
+checking the element type, the writability and that every reachable offset (64-bit overflow
+included) lies inside the buffer; the plan makes it the typed memoryview the kernels are
+pointed at. :meth:`NDArrayDescriptor.to_numpy` returns the same view.
 """
 
 from cpython.buffer cimport (PyBUF_STRIDES, PyBUF_WRITABLE, Py_buffer, PyBuffer_IsContiguous,
@@ -35,6 +35,7 @@ _NUMPY_TYPES = {
 _DATA_TYPES = {dtype: data_type for data_type, dtype in _NUMPY_TYPES.items()}
 # data type value -> (numpy kind, itemsize), for the per-call type check without enum look-ups
 cdef dict _KINDS = {int(t): (d.kind, d.itemsize) for t, d in _NUMPY_TYPES.items()}
+cdef dict _DTYPES = {int(t): d for t, d in _NUMPY_TYPES.items()}
 _RAW_FORMATS = frozenset({"B", "b", "c"})
 # the formats numpy, array.array and memoryview export for the DataTypes, parsed once
 _FORMATS = {}
@@ -238,7 +239,7 @@ cdef class NDArrayDescriptor:
 
     @data.setter
     def data(self, value):
-        self._view = None
+        self._view = self._bytes = self._last = self._match = None  # nothing holds the old data
         self._resolved = False
         self._match_shape = None
         self._data = value
@@ -324,7 +325,8 @@ cdef class NDArrayDescriptor:
         if not PyBuffer_IsContiguous(buffer, b'C'):
             raise BNNSError(f"{field}.data: the buffer is not contiguous "
                             "(use NDArrayDescriptor.from_array)")
-        self._view = view
+        # an empty buffer holds no element: resolve refuses it before reading _bytes
+        self._view, self._bytes = view, view.cast("B") if buffer.len > 0 else b""
         format = (buffer.format if buffer.format != NULL else b"B").decode()
         self._raw = format.lstrip("@=<>!") in _RAW_FORMATS
         self._kind, self._itemsize = "", 0
@@ -365,9 +367,10 @@ cdef class NDArrayDescriptor:
                             f"{DataType(data_type).name}")
         return buffer.len // itemsize
 
-    cdef int resolve(self, const Py_ssize_t *fill, int nfill, str field, int data_type,
-                     bint writable, Strided *out) except -1:
-        """Check the descriptor against a buffer of ``data_type`` and resolve it.
+    cdef object resolve(self, const Py_ssize_t *fill, int nfill, str field, int data_type,
+                        bint writable):
+        """Check the descriptor against a buffer of ``data_type`` and resolve it: a numpy view
+        of the logical C-order index space (read-only where the buffer is).
 
         Zero sizes are taken from ``fill`` (a C-order shape aligned right on the logical
         one). Raises BNNSError naming ``field`` for a bad layout, size or stride, a buffer
@@ -378,8 +381,10 @@ cdef class NDArrayDescriptor:
         cdef int stride_index[8]
         cdef Py_ssize_t size[8]
         cdef Py_ssize_t stride[8]
+        cdef Py_ssize_t n[8]
+        cdef Py_ssize_t s[8]
         cdef int rank, j, offset
-        cdef Py_ssize_t last = 0, step
+        cdef Py_ssize_t last = 0, step, length, itemsize
         cdef bint overflow = False
         if (self._resolved and self._view is not None
                 and self.layout is self._key_layout and self.size is self._key_size
@@ -387,74 +392,72 @@ cdef class NDArrayDescriptor:
                 and nfill == self._key_nfill and same(fill, self._key_fill, nfill)):
             if writable:
                 self.check_writable(field)
-            out[0] = self._last
-            return 0
+            return self._last
         rank = axis_maps(self.layout, size_index, stride_index)
         if rank < 0:
             raise BNNSError(f"{field}.layout: {self.layout!r} is not a DataLayout")
         entries(self.size, rank, "size", field, size)
         offset = nfill - rank
-        out.nd = rank
         for j in range(rank):
-            out.n[j] = size[size_index[j]]
-            if out.n[j] == 0 and 0 <= j + offset < nfill:
-                out.n[j] = fill[j + offset]
-                size[size_index[j]] = out.n[j]
+            n[j] = size[size_index[j]]
+            if n[j] == 0 and 0 <= j + offset < nfill:
+                n[j] = fill[j + offset]
+                size[size_index[j]] = n[j]
         for j in range(rank):
-            if out.n[j] == 0:
+            if n[j] == 0:
                 raise BNNSError(f"{field}.size: size {tuple(self.size)} has a zero extent "
                                 "that nothing fills")
         if data_type not in _KINDS:
             raise BNNSError(f"data_type: {data_type!r} is not a DataType")
         self._acquire(field)
-        cdef Py_buffer *buffer = PyMemoryView_GET_BUFFER(self._view)
         if writable:
             self.check_writable(field)
-        out.length = self._elements(data_type, field)
-        out.p = <char*>buffer.buf
+        length = self._elements(data_type, field)
         entries(self.stride, rank, "stride", field, stride)
         fill_defaults(size_index, stride_index, rank, size, stride, field)
         for j in range(rank):
             step = stride[stride_index[j]]
-            out.s[j] = step if out.n[j] > 1 else 0
-            if out.n[j] > 1:
-                if step > (MAX_OFFSET - last) // (out.n[j] - 1):
+            s[j] = step if n[j] > 1 else 0
+            if n[j] > 1:
+                if step > (MAX_OFFSET - last) // (n[j] - 1):
                     overflow = True
                 else:
-                    last += (out.n[j] - 1) * step
-        if overflow or last >= out.length:
-            reached = sum((out.n[j] - 1) * stride[stride_index[j]] for j in range(rank))
+                    last += (n[j] - 1) * step
+        if overflow or last >= length:
+            reached = sum((n[j] - 1) * stride[stride_index[j]] for j in range(rank))
             raise BNNSError(
                 f"{field}: size {tuple(size[k] for k in range(rank))} with stride "
                 f"{tuple(stride[k] for k in range(rank))} reaches element {reached} "
-                f"but the buffer holds {out.length}")
-        out.last = last
+                f"but the buffer holds {length}")
+        dtype = _DTYPES[data_type]
+        itemsize = dtype.itemsize
+        view = np.ndarray(tuple(n[j] for j in range(rank)), dtype, self._bytes, 0,
+                          tuple(s[j] * itemsize for j in range(rank)))
         if type(self.size) is tuple and type(self.stride) is tuple:
             self._resolved = True
             self._key_layout, self._key_size, self._key_stride = self.layout, self.size, self.stride
             self._key_type, self._key_nfill = self.data_type, nfill
             for j in range(nfill):
                 self._key_fill[j] = fill[j]
-            self._last = out[0]
+            self._last = view
         else:  # a list can change in place: nothing cached, and no older entry may be hit
             self._resolved = False
             self._match_shape = None
-        return 0
+        return view
 
-    cdef bint recall(self, tuple shape, int call_type, Strided *out):
-        """The view remembered for ``shape`` and ``call_type``, if nothing it was made from
-        has changed since (True, written to out)."""
+    cdef object recall(self, tuple shape, int call_type):
+        """The plan's tensor remembered for ``shape`` and ``call_type``, if nothing it was
+        made from has changed since (else None)."""
         if (self._resolved and self._view is not None and self._match_shape is not None
                 and self.layout is self._key_layout and self.size is self._key_size
                 and self.stride is self._key_stride and self.data_type is self._key_type
                 and call_type == self._match_type and shape == self._match_shape):
-            out[0] = self._match
-            return True
-        return False
+            return self._match
+        return None
 
-    cdef void remember(self, tuple shape, int call_type, const Strided *view):
+    cdef void remember(self, tuple shape, int call_type, object tensor):
         if self._resolved:  # only while the resolution it rests on is cached
-            self._match_shape, self._match_type, self._match = shape, call_type, view[0]
+            self._match_shape, self._match_type, self._match = shape, call_type, tensor
 
     # ------------------------------------------------------------------ Python views
     def logical_shape(self, default_shape=None):
@@ -476,19 +479,14 @@ cdef class NDArrayDescriptor:
         reachable element would lie outside the buffer, the buffer's element type is not
         ``data_type``, or ``writable`` is asked of a read-only buffer.
         """
-        cdef Strided view
         cdef Py_ssize_t fill[8]
         cdef int nfill = 0, j
-        dtype = numpy_dtype(self.data_type)
+        numpy_dtype(self.data_type)  # BNNSError for a value that is no DataType
         if shape is not None:
             nfill = min(len(shape), 8)
             for j in range(nfill):
                 fill[j] = shape[len(shape) - nfill + j]
-        self.resolve(fill, nfill, field, int(self.data_type), writable, &view)
-        itemsize = dtype.itemsize
-        array = np.ndarray(tuple(view.n[j] for j in range(view.nd)), dtype,
-                           memoryview(self._data).cast("B"), 0,
-                           tuple(view.s[j] * itemsize for j in range(view.nd)))
+        array = self.resolve(fill, nfill, field, int(self.data_type), writable).view()
         if not writable:
             array.flags.writeable = False
         return array

@@ -54,8 +54,15 @@ cdef list layer_weights(Plan plan, object gate, str name, bint delta):
     cdef Py_ssize_t I = plan.In, H = plan.H
     cdef Tensor every, later
     cdef dict fields = _GATE_FIELDS[name]
-    first, rest = ((list(gate.iw_desc) + [None, None])[:2] if gate.iw_desc is not None
-                   else (None, None))
+    pair = gate.iw_desc
+    if pair is None:
+        first = rest = None
+    elif isinstance(pair, (tuple, list)) and len(pair) == 2:
+        first, rest = pair
+    else:
+        given = type(pair).__name__ if not isinstance(pair, (tuple, list)) else f"{len(pair)} items"
+        raise BNNSError(f"{name}.iw_desc: expected a pair (layer 0's input weights, layers "
+                        f"1...L-1's or None), got {given}; e.g. iw_desc=(desc, None) for one layer")
     if first is None:
         if delta:
             later = (plan.tensor(rest, (L - 1, D, H, D * H), fields["iw_desc[1]"], True)

@@ -14,16 +14,12 @@ then :meth:`Plan.bind` points the call at its cache regions and scratch (_worksp
 (:func:`use_kernels`) without the GIL.
 """
 
-from cpython.buffer cimport Py_buffer
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from libc.string cimport memset
 
-from ._descriptor cimport NDArrayDescriptor, Strided, layout_rank, logical_shape
+from ._descriptor cimport NDArrayDescriptor, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, mat
 from ._kernels._call cimport Call, Direction, Gate, Layer, Seq, Vec
-
-cdef extern from "Python.h":
-    Py_buffer *PyMemoryView_GET_BUFFER(object view)
 
 import numpy as np
 
@@ -109,10 +105,11 @@ cdef class Plan:
         d = <NDArrayDescriptor>desc
         t = Tensor.__new__(Tensor)
         t.desc, t.field, t.itemsize = desc, field, self.c.itemsize
-        if d.recall(shape, self.data_type, &t.s):  # matched before, and nothing changed since
+        known = d.recall(shape, self.data_type)
+        if known is not None:  # matched before, and nothing changed since
             if writable:
                 d.check_writable(field)
-            self.hold(t, d)
+            t.same_view(<Tensor>known)
             (self.writes if writable else self.reads).append(t)
             return t
         if d.data_type != self.data_type:
@@ -135,35 +132,13 @@ cdef class Plan:
                             f"does not match {shape}{read_as}")
         for k in range(rank):
             fill[k] = given[k]
-        d.resolve(fill, rank, field, self.data_type, writable, &t.s)
+        view = d.resolve(fill, rank, field, self.data_type, writable)
         # the expected rank: leading axes of extent 1 dropped or added (stride 0)
-        for k in range(r):
-            if k < c0:
-                given[k], fill[k] = 1, 0
-            else:
-                given[k], fill[k] = t.s.n[g0 + k - c0], t.s.s[g0 + k - c0]
-        t.s.nd = r
-        for k in range(r):
-            t.s.n[k], t.s.s[k] = given[k], fill[k]
-        d.remember(shape, self.data_type, &t.s)
-        self.hold(t, d)
+        t.rank = r
+        t.take(view[(0,) * g0] if g0 else view)
+        d.remember(shape, self.data_type, t)
         (self.writes if writable else self.reads).append(t)
         return t
-
-    cdef int hold(self, Tensor t, NDArrayDescriptor d) except -1:
-        """Keep the buffer export t points into for as long as the plan lives: the kernels
-        run without the GIL, and another thread may set ``d.data`` meanwhile, which drops
-        the descriptor's own export (the array could be freed under them)."""
-        cdef object export = d._view
-        cdef Py_buffer *buffer
-        if export is not None:
-            buffer = PyMemoryView_GET_BUFFER(export)
-            if <char*>buffer.buf == t.s.p and (t.s.last + 1) * t.itemsize <= buffer.len:
-                t.export = export
-                self.keep.append(export)
-                return 0
-        # the data was replaced between the resolution and here (another thread)
-        raise BNNSError(f"{t.field}.data: replaced while the call was being checked")
 
     cdef Tensor sequence(self, object desc, Py_ssize_t width, str field, bint writable=False):
         """A ``[T][B][width]`` view of an SNE or NSE descriptor (None when absent)."""
@@ -173,8 +148,7 @@ cdef class Plan:
         if sequence_layout(desc, field) == SNE:
             return self.tensor(desc, (self.T, self.B, width), field, writable)
         t = self.tensor(desc, (self.B, self.T, width), field, writable)
-        t.s.n[0], t.s.n[1] = t.s.n[1], t.s.n[0]
-        t.s.s[0], t.s.s[1] = t.s.s[1], t.s.s[0]
+        t.swapped = True
         return t
 
     cdef Mat weight(self, Tensor t, Py_ssize_t i0, Py_ssize_t i1):
@@ -184,7 +158,7 @@ cdef class Plan:
         if addressable(m):
             return m
         view = t.numpy()
-        copy = np.ascontiguousarray(view[i0, i1] if t.s.nd == 4 else view[i1])
+        copy = np.ascontiguousarray(view[i0, i1] if t.rank == 4 else view[i1])
         self.keep.append(copy)
         return mat(<char*><size_t>copy.__array_interface__["data"][0], m.rows, m.cols, m.cols, 1)
 
@@ -194,7 +168,8 @@ cdef class Plan:
             s.p = NULL
             s.st = s.sb = s.se = 0
         else:
-            s.p, s.st, s.sb, s.se = t.s.p, t.s.s[0], t.s.s[1], t.s.s[2]
+            s.p, s.se = t.at(0, 0, 0), t.step(3)
+            s.st, s.sb = (t.step(2), t.step(1)) if t.swapped else (t.step(1), t.step(2))
         return s
 
     cdef Mat rows(self, Seq s, Py_ssize_t width):

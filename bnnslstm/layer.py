@@ -152,6 +152,8 @@ class LSTM:
         self.dropout = fraction(dropout, "dropout")
         self.bias, self.peephole = bool(bias), peephole
         self._activations = layer_activations(gate_activations, hidden_activation)
+        self._flags = int((LayerFlags.BIDIRECTIONAL if self.bidirectional else 0)
+                          | (LayerFlags.DEFAULT_ACTIVATIONS if self._activations is None else 0))
         self.D = 2 if self.bidirectional else 1
         shape = (self.input_size, self.hidden_size, self.num_layers, self.D, self.bias, peephole,
                  self.dtype)
@@ -335,8 +337,7 @@ class LSTM:
         key = ("forward", x.shape, h0 is None, c0 is None)
         descriptors = self._take_descriptors(key, [x, y], [h0, c0, h_n, c_n])
         x_desc, y_desc, h0_desc, c0_desc, hn_desc, cn_desc = descriptors
-        flags = (LayerFlags.BIDIRECTIONAL if self.bidirectional else 0) | (
-            LayerFlags.DEFAULT_ACTIVATIONS if self._activations is None else 0)
+        flags = self._flags
         params = LayerParametersLSTM(
             input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
             dropout=self.dropout if training else 0.0, lstm_flags=flags,

@@ -34,24 +34,11 @@ def _type_name(data_type):
         return str(data_type)
 
 
-def _precheck(layer_params, delta=None):
-    """Checks whose failure the plan would report less helpfully: an ``iw_desc`` that is
-    not a pair, torch-style lengths given as ``sequence_descriptor``, and an input whose
-    type differs from the weights' (the plan takes the call's type from ``x`` and would
-    blame the first weight)."""
-    for owner, name in ((layer_params, "layer_params"), (delta, "layer_delta_params")):
-        if owner is None:
-            continue
-        for field in GATE_FIELDS:
-            gate = getattr(owner, field, None)
-            iw = getattr(gate, "iw_desc", None)
-            if iw is not None and not (isinstance(iw, (tuple, list)) and len(iw) == 2):
-                given = (type(iw).__name__ if not isinstance(iw, (tuple, list))
-                         else f"{len(iw)} items")
-                prefix = "" if owner is layer_params else f"{name}."
-                raise BNNSError(f"{prefix}{field}.iw_desc: expected a pair (layer 0's input "
-                                f"weights, layers 1...L-1's or None), got {given}; e.g. "
-                                f"iw_desc=(desc, None) for one layer")
+def _explain(layer_params):
+    """Raise, for a call the plan refused, a more helpful message where there is one: for
+    torch-style lengths given as ``sequence_descriptor``, and for an input whose type differs
+    from the weights' (the plan takes the call's type from ``x`` and blames the first
+    weight). Only refused calls come here: a call that passes pays nothing for it."""
     sizes = getattr(layer_params, "sequence_descriptor", None)
     if sizes is not None and not isinstance(sizes, NDArrayDescriptor):
         values = np.asarray(sizes)
@@ -79,6 +66,19 @@ def _precheck(layer_params, delta=None):
         raise BNNSError(f"input_descriptor.data_desc.data_type: {_type_name(x_type)} but the "
                         f"weights ({field} and the other gates) are {_type_name(weight_type)}; "
                         f"every descriptor of a call has one type")
+
+
+def _plan_of(layer_params, delta=None, need_outputs=True):
+    """The checked plan of a call (with ``delta``, of a backward call); BNNSError naming the
+    field at fault otherwise."""
+    try:
+        plan = make_plan(layer_params, need_outputs=need_outputs)
+        if delta is not None:
+            plan.delta(delta)
+        return plan
+    except BNNSError:
+        _explain(layer_params)
+        raise
 
 
 def compute_lstm_training_cache_capacity(layer_params):
@@ -124,8 +124,7 @@ def compute_lstm_training_cache_capacity(layer_params):
     >>> bl.compute_lstm_training_cache_capacity(params)
     352
     """
-    _precheck(layer_params)
-    return make_plan(layer_params, need_outputs=False).capacity
+    return _plan_of(layer_params, need_outputs=False).capacity
 
 
 def training_cache_layout(layer_params):
@@ -157,8 +156,7 @@ def training_cache_layout(layer_params):
     [('gates', 64, (2, 1, 1, 16)), ('cells', 192, (2, 1, 1, 4)),
      ('act_h_c', 256, (2, 1, 1, 4)), ('output', 320, (2, 1, 4))]
     """
-    _precheck(layer_params)
-    return _cache.regions(make_plan(layer_params, need_outputs=False))
+    return _cache.regions(_plan_of(layer_params, need_outputs=False))
 
 
 # ---------------------------------------------------------------------------- threads
@@ -354,8 +352,7 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     >>> y.shape, bool(np.abs(y).max() > 0)
     ((2, 1, 4), True)
     """
-    _precheck(layer_params)
-    plan = make_plan(layer_params)
+    plan = _plan_of(layer_params)
     threads = _threads(filter_params)
     capacity = plan.capacity
     cache = None if training_cache is None else _cache.check_buffer(training_cache, plan, capacity)
@@ -416,9 +413,9 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     >>> bool(np.abs(dx).max() > 0), bool(np.abs(dW).max() > 0)
     (True, True)
     """
-    _precheck(layer_params, layer_delta_params)
-    plan = make_plan(layer_params, need_outputs=False)
-    plan.delta(layer_delta_params)
+    if layer_delta_params is None:
+        raise BNNSError("layer_delta_params: expected LayerParametersLSTM")
+    plan = _plan_of(layer_params, layer_delta_params, need_outputs=False)
     threads = _threads(filter_params)
     capacity = plan.capacity
     if training_cache is None:
