@@ -136,7 +136,7 @@ cdef class Plan:
         # the expected rank: leading axes of extent 1 dropped or added (stride 0)
         t.rank = r
         t.take(view[(0,) * g0] if g0 else view)
-        d.remember(shape, self.data_type, t)
+        d.remember(shape, self.data_type, t.bare())
         (self.writes if writable else self.reads).append(t)
         return t
 

@@ -29,6 +29,14 @@ cdef class Tensor:
             self.f64 = view
         return 0
 
+    cdef Tensor bare(self):
+        """The same view without the descriptor and field: what a descriptor remembers (a
+        reference back to the descriptor would make a cycle that only the collector frees)."""
+        cdef Tensor t = Tensor.__new__(Tensor)
+        t.itemsize = self.itemsize
+        t.same_view(self)
+        return t
+
     cdef int same_view(self, Tensor other) except -1:
         self.rank, self.array = other.rank, other.array
         if self.itemsize == 4:
