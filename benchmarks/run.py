@@ -13,9 +13,10 @@ chose for its time steps and how long the tuning took. Then the cost of a trivia
 of streaming (one call per step, carrying the state). Times are medians of repeats in one
 process, the libraries one after the other.
 
-The header names the CPU, the BLAS library scipy's cython_blas calls (threadpoolctl: its
-version, the CPU architecture whose kernels it runs, threading layer and threads) and the
-planner's mode, and warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: those change
+The header names the CPU and prints bnnslstm.show_config() (how the package was built,
+the BLAS library scipy's cython_blas calls with its version, the CPU architecture whose
+kernels it runs, threading layer and threads, the thread pool, the elementwise kernel
+build and the planner's mode), and warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: those change
 which kernels OpenBLAS runs and how it blocks them, so run natively with
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py
@@ -232,12 +233,6 @@ def kernels_blas():
     return (called[0].info() if len(called) == 1 else None), [lib.info() for lib in controllers]
 
 
-def describe_blas(lib):
-    return (f"{lib.get('internal_api', '?')} {lib.get('version', '?')}, architecture "
-            f"{lib.get('architecture', '?')}, threading {lib.get('threading_layer', '?')}, "
-            f"{lib.get('num_threads', '?')} threads ({lib.get('filepath', '?')})")
-
-
 def print_header(peers):
     """What ran: CPU, libraries, the BLAS the kernels call, the planner's mode; and a
     warning when the environment pins OpenBLAS's kernels."""
@@ -246,14 +241,8 @@ def print_header(peers):
 
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"CPU: {cpu_model()}, {_cores()} cores for this process")
-    print(f"bnnslstm {bl.__version__}, kernels: {_plan.kernels.__name__.rsplit('.', 1)[-1]} "
-          f"(builds this CPU runs: {', '.join(_plan.available_kernels())})")
-    print(f"planner: {planner.mode() if planner is not None else '-'}")
-    lib, loaded = kernels_blas()
-    print(f"BLAS (scipy {scipy.__version__}): " + (describe_blas(lib) if lib is not None else "not identified"))
-    if lib is None:
-        for other in loaded:
-            print(f"  loaded: {describe_blas(other)}")
+    bl.show_config()  # the build, the BLAS the kernels call, the thread pool, the kernel build, the planner
+    lib, _ = kernels_blas()
     pinned = {name: os.environ[name] for name in PINNING if name in os.environ}
     if pinned:
         arch = lib.get("architecture", "?") if lib is not None else "?"

@@ -32,6 +32,7 @@ from .parameters import (
     LSTMDataDescriptor,
     LSTMGateDescriptor,
 )
+from ._config import show_config
 from ._kernels._dropout import dropout_mask
 from ._version import __version__
 
@@ -54,6 +55,7 @@ __all__ = [
     "direct_apply_lstm_batch_backward",
     "direct_apply_lstm_batch_training_caching",
     "dropout_mask",
+    "show_config",
     "size_and_stride",
     "training_cache_layout",
 ]

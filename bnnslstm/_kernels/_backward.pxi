@@ -236,9 +236,6 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
     cdef int d, k
     cdef Mat dG = mat(c.scratch_dG, rows, DG, DG, 1)
     cdef Mat inp, dX, prev, cells
-    cdef Vec none
-    none.p = NULL
-    none.s = 0
     # dL/d(input) = dG W: the caller's dx for layer 0 when BLAS can write it in place
     share(rows, c.team, tid, GRAIN, &q0, &q1)
     if l > 0 or c.dx.p != NULL:

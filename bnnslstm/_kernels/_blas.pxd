@@ -13,6 +13,9 @@ cimport scipy.linalg.cython_blas as blas
 # scipy.linalg.cython_blas takes C int (LP64 BLAS); ILP64 builds would export blas_int
 ctypedef int blas_int
 
+cdef extern from "<limits.h>":
+    const int INT_MAX       # the largest blas_int: every size, ld and increment handed over fits it
+
 cdef extern from "_team.h" nogil:
     double team_clock()
     int team_thread()
@@ -50,15 +53,25 @@ cdef inline Mat transposed(Mat m) noexcept nogil:
 
 cdef inline bint operand(Mat m, char *trans, blas_int *ld) noexcept nogil:
     """How column-major BLAS reads m: 'N' (columns contiguous) or 'T' (rows contiguous),
-    and the leading dimension; False if m has neither layout (the caller gathers it)."""
+    and the leading dimension; False if m has neither layout, or if its shape or leading
+    dimension does not fit blas_int (a legal padded layout over a buffer past 8 GiB): the
+    caller gathers it. A stride of an axis longer than 1 is either 1 or the leading
+    dimension, so gemv's increments taken from an addressable Mat fit too."""
+    cdef Py_ssize_t lead
+    if m.rows > INT_MAX or m.cols > INT_MAX:
+        return False
     if (m.rs == 1 or m.rows == 1) and (m.cols == 1 or m.cs >= m.rows):
-        trans[0] = b'N'
-        ld[0] = <blas_int>(m.cs if m.cols > 1 and m.cs > 0 else (m.rows if m.rows > 1 else 1))
-        return True
+        lead = m.cs if m.cols > 1 and m.cs > 0 else (m.rows if m.rows > 1 else 1)
+        if lead <= INT_MAX:
+            trans[0] = b'N'
+            ld[0] = <blas_int>lead
+            return True
     if (m.cs == 1 or m.cols == 1) and (m.rows == 1 or m.rs >= m.cols):
-        trans[0] = b'T'
-        ld[0] = <blas_int>(m.rs if m.rows > 1 and m.rs > 0 else (m.cols if m.cols > 1 else 1))
-        return True
+        lead = m.rs if m.rows > 1 and m.rs > 0 else (m.cols if m.cols > 1 else 1)
+        if lead <= INT_MAX:
+            trans[0] = b'T'
+            ld[0] = <blas_int>lead
+            return True
     return False
 
 
