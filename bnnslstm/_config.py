@@ -76,14 +76,15 @@ def _threading():
 
 
 def _kernels():
-    from . import _plan
+    from . import _kernels, _plan
 
-    features = _plan._cpu_features()
-    wanted = sorted({name for needs in _plan.KERNEL_FEATURES.values() for name in needs})
-    in_use = {module: name for name, module in _plan.KERNEL_BUILDS.items()}.get(_plan.kernels.__name__)
+    features = _kernels.cpu_features()
+    wanted = sorted({name for needs in _kernels.KERNEL_FEATURES.values() for name in needs})
+    in_use = {module: name for name, module in _kernels.KERNEL_BUILDS.items()}.get(
+        _plan.kernels.__name__)
     return {
         "in_use": in_use,
-        "runnable_here": _plan.available_kernels(),
+        "runnable_here": _kernels.available_builds(),
         "compiled": list(_build().KERNEL_BUILDS),
         "cpu_features": {name: bool(features.get(name)) for name in wanted},
     }

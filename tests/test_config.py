@@ -8,7 +8,7 @@ import pytest
 import scipy
 
 import bnnslstm as bl
-from bnnslstm import _plan, lstm
+from bnnslstm import _kernels, _plan, lstm
 
 SECTIONS = ["bnnslstm", "python", "compiler", "build", "blas", "threading", "kernels", "planner"]
 
@@ -71,7 +71,7 @@ def test_kernels_in_use_follow_use_kernels():
     assert kernels["in_use"] == kernels["runnable_here"][-1]   # the best this CPU runs, chosen at import
     assert set(kernels["runnable_here"]) <= set(kernels["compiled"])
     assert kernels["compiled"][0] == "portable"
-    needed = {name for build in kernels["runnable_here"] for name in _plan.KERNEL_FEATURES[build]}
+    needed = {name for build in kernels["runnable_here"] for name in _kernels.KERNEL_FEATURES[build]}
     assert all(kernels["cpu_features"][name] for name in needed)
     try:
         _plan.use_kernels("portable")
