@@ -3,8 +3,9 @@ of the call (``Call``, _kernels/_call.pxd) built from it.
 
 :func:`make_plan` reads a :class:`~bnnslstm.parameters.LayerParametersLSTM`, reads the sizes
 (I, H, B, L, T, D) from its fields and descriptors (_scalars.pxi), resolves every descriptor
-against the logical shape the layer gives it (bounds, element type, writability) and
-records where the kernels read it: in place wherever BLAS can address it (a leading
+against the logical shape the layer gives it (bounds, element type, writability) as a typed
+memoryview over the caller's buffer (a Tensor, _tensor.pxi), and records where the kernels
+read it: the slices of that view, in place wherever BLAS can address them (a leading
 dimension, a transpose flag, per-gate pointers), a contiguous copy only where it cannot (no
 unit stride in either direction; docs/layouts.rst). Each gate's descriptors are resolved in
 _gates.pxi. :meth:`Plan.delta` does the same for the backward's gradient descriptors.

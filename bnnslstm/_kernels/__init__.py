@@ -9,7 +9,8 @@ which differ only in the instruction sets the compiler may use for the elementwi
 Every matrix product is a call of scipy's BLAS through the one wrapper of ``_blas.pxd``,
 serial inside a call; a call's thread team is the pool of ``_team.h`` (pthreads or Win32
 threads). ``_activations`` and ``_dropout`` hold the activation functions and the dropout
-masks, also exposed to Python for the references and tests.
+masks, also exposed to Python for the references and tests; ``_blas_check`` exposes
+the BLAS wrapper itself to tests/test_blas.py (nothing else imports it).
 
 This module chooses the build: :func:`available_builds` lists those this installation has
 and this CPU runs, :func:`load_build` imports one.
