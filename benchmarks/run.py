@@ -16,8 +16,8 @@ process, the libraries one after the other.
 The header names the CPU and prints bnnslstm.show_config() (how the package was built,
 the BLAS library scipy's cython_blas calls with its version, the CPU architecture whose
 kernels it runs, threading layer and threads, the thread pool, the elementwise kernel
-build and the planner's mode), and warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: those change
-which kernels OpenBLAS runs and how it blocks them, so run natively with
+build and the planner's mode), and warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set:
+those change which kernels OpenBLAS runs and how it blocks them, so run natively with
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py
 """
@@ -36,15 +36,16 @@ import scipy
 import scipy.linalg.blas as scipy_blas
 import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call, before threadpool_info)
 
-import bnnslstm as bl
-from bnnslstm import _plan
-
 # the FLOP model, in benchmarks/flops.py (this script's neighbour): tests/test_blas.py checks it
 from flops import gemm_flops, lstm_flops
 
+import bnnslstm as bl
+from bnnslstm import _plan
+
 # the planner (bnnslstm.planner) chooses each step's arrangement of BLAS calls; builds
 # without it run a fixed arrangement, and the planner line under each shape shows "-"
-planner = importlib.import_module("bnnslstm.planner") if importlib.util.find_spec("bnnslstm.planner") else None
+planner = (importlib.import_module("bnnslstm.planner")
+           if importlib.util.find_spec("bnnslstm.planner") else None)
 WARM_UP_CALLS = 10  # warm-up rounds at most per shape: enough for the planner to finish tuning
 PINNING = {  # environment variables that override OpenBLAS's own choice of kernels for this CPU
     "OPENBLAS_CORETYPE": "pins the kernels to one CPU architecture",
@@ -162,7 +163,8 @@ def bench_torch(T, B, I, H, L, bidir, lengths, repeats, inference_only):
 
     def run(inp):
         out, _ = module(inp)
-        return out if lengths is None else torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)[0]
+        return (out if lengths is None
+                else torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)[0])
 
     def make_input():
         if lengths is None:
@@ -178,7 +180,8 @@ def bench_torch(T, B, I, H, L, bidir, lengths, repeats, inference_only):
     def train():
         module.zero_grad()
         xi = x.clone().requires_grad_(True)
-        inp = xi if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(xi, torch.as_tensor(lengths))
+        inp = (xi if lengths is None
+               else torch.nn.utils.rnn.pack_padded_sequence(xi, torch.as_tensor(lengths)))
         (run(inp) * dy).sum().backward()
 
     return {"fwd": forward} if inference_only else {"fwd": forward, "train": train}
@@ -241,7 +244,8 @@ def print_header(peers):
 
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"CPU: {cpu_model()}, {_cores()} cores for this process")
-    bl.show_config()  # the build, the BLAS the kernels call, the thread pool, the kernel build, the planner
+    # the build, the BLAS the kernels call, the thread pool, the kernel build, the planner
+    bl.show_config()
     lib, _ = kernels_blas()
     pinned = {name: os.environ[name] for name in PINNING if name in os.environ}
     if pinned:
@@ -283,18 +287,22 @@ def planner_lines(tuned=True):
         return ["  planner: -"]
     found = planner.decisions()
     if not found:
-        return [f"  planner: no tuning ({'heuristic mode' if planner.mode() == 'heuristic' else 'steps too small to tune'})"]
+        why = "heuristic mode" if planner.mode() == "heuristic" else "steps too small to tune"
+        return [f"  planner: no tuning ({why})"]
 
     def choice(d):
-        return (f"forward {d['forward']}" + ("" if d["backward"] == "-" else f"; backward {d['backward']}") +
+        return (f"forward {d['forward']}" +
+                ("" if d["backward"] == "-" else f"; backward {d['backward']}") +
                 f"; {d['calls']} calls [{d['problem']}]")
 
     total = 1e3 * sum(d["tuning_seconds"] for d in found)
-    lines = [f"  planner: tuning {total:.1f} ms" + (f"; {choice(found[0])}" if len(found) == 1 else "")]
+    lines = [f"  planner: tuning {total:.1f} ms" +
+             (f"; {choice(found[0])}" if len(found) == 1 else "")]
     if len(found) > 1:
         lines += [f"    {1e3 * d['tuning_seconds']:.1f} ms; {choice(d)}" for d in found]
     if not tuned:
-        lines.append(f"  WARNING: still tuning after {WARM_UP_CALLS} warm-up rounds: the timed repeats include tuning")
+        lines.append(f"  WARNING: still tuning after {WARM_UP_CALLS} warm-up rounds: "
+                     "the timed repeats include tuning")
     return lines
 
 
@@ -310,8 +318,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
-    parser.add_argument("--plot", metavar="PNG", help="also draw the GFLOP/s side by side (needs matplotlib)")
-    parser.add_argument("--only", metavar="TEXT", help="only the shapes whose name contains TEXT (e.g. batch-)")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="also draw the GFLOP/s side by side (needs matplotlib)")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="only the shapes whose name contains TEXT (e.g. batch-)")
     args = parser.parse_args(argv)
     peers = [("torch", bench_torch)] if available("torch") else []
     if available("thinc"):
@@ -338,10 +348,12 @@ def main(argv=None):
             planner.forget()  # this shape's own tuning, in the warm-up below
         our_calls = bench_bnnslstm(T, B, I, H, L, bidir, lengths, args.repeats, inference_only)
         tuned = warm_up([fn for kind, fn in our_calls.items() if kind != "cache"])
-        peer_calls = {peer: fn(T, B, I, H, L, bidir, lengths, args.repeats, inference_only) for peer, fn in peers}
+        peer_calls = {peer: fn(T, B, I, H, L, bidir, lengths, args.repeats, inference_only)
+                      for peer, fn in peers}
         ours, others = {"cache": our_calls.pop("cache", None)}, {peer: {} for peer in peer_calls}
         for kind in our_calls:
-            times = interleaved({"bnnslstm": our_calls[kind], **{peer: calls[kind] for peer, calls in peer_calls.items()}},
+            times = interleaved({"bnnslstm": our_calls[kind],
+                                 **{peer: calls[kind] for peer, calls in peer_calls.items()}},
                                 args.repeats)
             ours[kind] = times["bnnslstm"]
             ours[kind + " share"] = blas_share(our_calls[kind])
@@ -356,14 +368,16 @@ def main(argv=None):
                 peer_gf = factor * flops / others[peer][kind] / 1e9
                 cells.append(f"{peer_gf:>11.1f} {ours_gf / peer_gf:>6.2f}")
             cache = ours.get("cache") if kind == "train" else None
-            cache_cells = (f"{cache / 1e6:>9.1f} {cache / cache_minimum(T, B, H, L, D, lengths):>9.2f}"
+            cache_cells = (f"{cache / 1e6:>9.1f} "
+                           f"{cache / cache_minimum(T, B, H, L, D, lengths):>9.2f}"
                            if cache else f"{'':>9} {'':>9}")
             rows.append((f"{name} {kind}", ours_gf,
                          {peer: factor * flops / others[peer][kind] / 1e9 for peer, _ in peers}))
             share, counted = ours[kind + " share"]
             coverage = counted / gemm_flops(T, B, I, H, L, D, lengths, training=kind == "train")
             print(f"{name:<24} {kind:<6} {ours_gf:>13.1f} " + " ".join(cells) +
-                  f" {100 * ours_gf / gemm:>7.0f}% {100 * share:>8.0f}% {100 * coverage:>8.1f}% " + cache_cells)
+                  f" {100 * ours_gf / gemm:>7.0f}% {100 * share:>8.0f}% "
+                  f"{100 * coverage:>8.1f}% " + cache_cells)
         print("\n".join(planner_lines(tuned)))
         if variable:  # the same total work without variable lengths, for the padded-speed ratio
             padded = bench_bnnslstm(T, B, I, H, L, bidir, None, args.repeats, True)["fwd"]
@@ -382,7 +396,8 @@ def main(argv=None):
 def per_call(functions, calls=200, repeats=5):
     """Median microseconds of one call of each of ``functions`` (batches of ``calls`` calls,
     the libraries in turn)."""
-    times = interleaved({name: (lambda fn=fn: [fn() for _ in range(calls)]) for name, fn in functions.items()},
+    times = interleaved({name: (lambda fn=fn: [fn() for _ in range(calls)])
+                         for name, fn in functions.items()},
                         repeats)
     return {name: 1e6 * t / calls for name, t in times.items()}
 
@@ -390,7 +405,8 @@ def per_call(functions, calls=200, repeats=5):
 def small_calls(repeats, with_torch):
     """Where the per-call cost decides: a trivial call (T1 B1 I8 H8), and streaming: 200
     single-step calls of an H=256 layer carrying h and c from one call to the next."""
-    print(f"\n{'call':<44} {'bnnslstm us':>11}" + (f" {'torch us':>9} {'ratio':>6}" if with_torch else ""))
+    print(f"\n{'call':<44} {'bnnslstm us':>11}" +
+          (f" {'torch us':>9} {'ratio':>6}" if with_torch else ""))
     rng = np.random.default_rng(0)
     tiny = bl.LSTM(8, 8, seed=0)
     x = rng.standard_normal((1, 1, 8)).astype(np.float32)
@@ -403,7 +419,8 @@ def small_calls(repeats, with_torch):
             _, (h, c) = streaming.forward(step, h, c, training=False)
 
     rows = {"trivial T1 B1 I8 H8 inference": {"bnnslstm": lambda: tiny.forward(x, training=False)},
-            "trivial T1 B1 I8 H8 training forward": {"bnnslstm": lambda: tiny.forward(x, training=True)},
+            "trivial T1 B1 I8 H8 training forward":
+                {"bnnslstm": lambda: tiny.forward(x, training=True)},
             "streaming 200 steps B1 H256 (whole stream)": {"bnnslstm": stream}}
     if with_torch:
         import torch

@@ -1,4 +1,5 @@
-"""bnnslstm.torch.LSTM: its overhead over the library called directly, and its speed against torch.nn.LSTM.
+"""bnnslstm.torch.LSTM: its overhead over the library called directly, and its speed
+against torch.nn.LSTM.
 
     python benchmarks/torch_bridge.py [--repeats N] [--pause SECONDS] [--quick]
 
@@ -79,6 +80,19 @@ def module_runs(module, x, dy, packed=None):
     return forward, train
 
 
+def layer_runs(layer, x, dy):
+    """(inference, training) closures for the numpy layer bnnslstm.LSTM."""
+
+    def forward():
+        layer.forward(x, training=False)
+
+    def train():
+        layer.forward(x, training=True)
+        layer.backward(dy)
+
+    return forward, train
+
+
 def overhead_table(args):
     print("bnnslstm.torch.LSTM against bnnslstm.LSTM (the library called directly)")
     header = f"{'shape':<24} {'pass':<6} {'library ms':>11} {'bridge ms':>10} {'ratio':>6}"
@@ -93,24 +107,19 @@ def overhead_table(args):
         for key, array in layer.parameters().items():  # the same weights
             if key.startswith("bias_"):
                 suffix = key[len("bias_"):]
-                array[...] = (getattr(module, f"bias_ih_{suffix}") + getattr(module, f"bias_hh_{suffix}")).detach()
+                array[...] = (getattr(module, f"bias_ih_{suffix}") +
+                              getattr(module, f"bias_hh_{suffix}")).detach()
             else:
                 array[...] = getattr(module, key).detach()
         x = torch.randn(T, B, I)
         dy = torch.randn(T, B, D * H)
-        x_np, dy_np = x.numpy(), dy.numpy()
-
-        def layer_forward():
-            layer.forward(x_np, training=False)
-
-        def layer_train():
-            layer.forward(x_np, training=True)
-            layer.backward(dy_np)
-
+        layer_forward, layer_train = layer_runs(layer, x.numpy(), dy.numpy())
         bridge_forward, bridge_train = module_runs(module, x, dy)
-        for kind, ours, theirs in (("fwd", layer_forward, bridge_forward), ("train", layer_train, bridge_train)):
+        for kind, ours, theirs in (("fwd", layer_forward, bridge_forward),
+                                   ("train", layer_train, bridge_train)):
             library, bridge = interleaved([ours, theirs], args.repeats, args.pause)
-            print(f"{name:<24} {kind:<6} {1e3 * library:>11.2f} {1e3 * bridge:>10.2f} {bridge / library:>6.2f}")
+            print(f"{name:<24} {kind:<6} {1e3 * library:>11.2f} {1e3 * bridge:>10.2f} "
+                  f"{bridge / library:>6.2f}")
     print()
 
 
@@ -136,14 +145,17 @@ def speed_table(args):
         runs = [module_runs(m, x, dy, packed) for m in (reference, module)]
         for k, kind in enumerate(("fwd", "train")):
             theirs, ours = interleaved([runs[0][k], runs[1][k]], args.repeats, args.pause)
-            print(f"{name:<30} {kind:<6} {1e3 * theirs:>9.2f} {1e3 * ours:>12.2f} {theirs / ours:>6.2f}")
+            print(f"{name:<30} {kind:<6} {1e3 * theirs:>9.2f} {1e3 * ours:>12.2f} "
+                  f"{theirs / ours:>6.2f}")
     print()
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    summary = " ".join(__doc__.split("\n\n")[0].split())  # the docstring's first paragraph
+    parser = argparse.ArgumentParser(description=summary)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--pause", type=float, default=0.1, help="seconds of rest before each timed call")
+    parser.add_argument("--pause", type=float, default=0.1,
+                        help="seconds of rest before each timed call")
     parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "

@@ -13,11 +13,16 @@ except ImportError as error:  # pragma: no cover - only when run from an unbuilt
         "(pip install --no-build-isolation -e .)"
     ) from error
 
+# ``planner`` (the module) and ``__version__`` are public too, outside __all__ (which keeps
+# ``from bnnslstm import *`` to the API's classes and functions): the ``x as x`` form says so
+from . import planner as planner
+from ._config import show_config
+from ._kernels._dropout import dropout_mask
+from ._version import __version__ as __version__
 from .activations import apply_activation
 from .descriptors import NDArrayDescriptor, size_and_stride
 from .enums import ActivationFunction, DataLayout, DataType, LayerFlags, NDArrayFlags
 from .errors import BNNSError
-from . import planner
 from .layer import LSTM
 from .lstm import (
     compute_lstm_training_cache_capacity,
@@ -32,9 +37,6 @@ from .parameters import (
     LSTMDataDescriptor,
     LSTMGateDescriptor,
 )
-from ._config import show_config
-from ._kernels._dropout import dropout_mask
-from ._version import __version__
 
 __all__ = [
     "Activation",

@@ -1,4 +1,5 @@
-"""``bnnslstm demo`` (or ``python -m bnnslstm demo``): train a character-level LSTM with this library alone.
+"""``bnnslstm demo`` (or ``python -m bnnslstm demo``): train a character-level LSTM with this
+library alone.
 
 The task is next-character prediction on the first four chapters of Lewis Carroll's
 *Alice's Adventures in Wonderland* (1865, public domain; ``alice.txt`` beside this file
@@ -77,7 +78,8 @@ class CharModel:
         dlogits = probs
         dlogits[np.arange(T)[:, None], np.arange(B)[None, :], targets] -= 1
         dlogits /= T * B
-        head_grads = {"weight": np.einsum("tbv,tbh->vh", dlogits, y), "bias": dlogits.sum(axis=(0, 1))}
+        head_grads = {"weight": np.einsum("tbv,tbh->vh", dlogits, y),
+                      "bias": dlogits.sum(axis=(0, 1))}
         self.lstm.backward(dlogits @ self.head["weight"])
         return loss, head_grads
 
@@ -100,7 +102,8 @@ class CharModel:
 def cross_entropy(model, eye, data, length):
     """Mean next-character loss over ``data`` cut into sequences of ``length`` (forward only)."""
     count = (len(data) - 1) // length
-    windows = np.stack([data[k * length:k * length + length + 1] for k in range(count)], axis=1)  # [T+1][B]
+    windows = np.stack([data[k * length:k * length + length + 1] for k in range(count)],
+                       axis=1)  # [T+1][B]
     y, _ = model.lstm.forward(eye[windows[:-1]], training=False)
     logits = model.logits(y)
     logits -= logits.max(axis=-1, keepdims=True)
@@ -129,9 +132,10 @@ def demo(epochs=20, hidden=256, seq_len=64, batch=32, batches=10, seed=0, out=sy
     print(f"bnnslstm demo: next-character prediction on 'Alice's Adventures in Wonderland', "
           f"LSTM hidden={hidden}, T={seq_len}, B={batch}", file=out)
     print(f"training text: chapters I-III, {len(train)} characters; held out: chapter IV, "
-          f"{len(held_out)} characters; {len(vocab)} symbols (chance: loss {np.log(len(vocab)):.2f})", file=out)
-    print(f"each epoch: {batches} steps on {batches * batch * seq_len} characters drawn from the training "
-          "text; losses in nats per character", file=out)
+          f"{len(held_out)} characters; {len(vocab)} symbols "
+          f"(chance: loss {np.log(len(vocab)):.2f})", file=out)
+    print(f"each epoch: {batches} steps on {batches * batch * seq_len} characters drawn from the "
+          "training text; losses in nats per character", file=out)
     began = time.perf_counter()
     train_losses, held_out_losses = [], []
     for epoch in range(1, epochs + 1):
@@ -148,7 +152,8 @@ def demo(epochs=20, hidden=256, seq_len=64, batch=32, batches=10, seed=0, out=sy
         held_out_losses.append(cross_entropy(model, eye, held_out, 4 * seq_len))
         bar = "#" * int(20 * epoch / epochs)
         print(f"epoch {epoch:3d}/{epochs} [{bar:<20}] training loss {train_losses[-1]:.3f}  "
-              f"held-out loss {held_out_losses[-1]:.3f}  ({time.perf_counter() - began:.1f} s)", file=out)
+              f"held-out loss {held_out_losses[-1]:.3f}  "
+              f"({time.perf_counter() - began:.1f} s)", file=out)
     sample = model.sample("Alice ", 200, np.random.default_rng(seed))
     print("\nthe trained LSTM continues 'Alice ':\n", file=out)
     print(sample, file=out)
@@ -156,16 +161,20 @@ def demo(epochs=20, hidden=256, seq_len=64, batch=32, batches=10, seed=0, out=sy
 
 
 def main(argv=None):
-    description = __doc__.splitlines()[0].replace("``", "")  # the docstring's reST markup, not for a terminal
+    # the docstring's first paragraph on one line, without its reST markup (not for a terminal)
+    description = " ".join(__doc__.split("\n\n")[0].split()).replace("``", "")
     parser = argparse.ArgumentParser(prog="bnnslstm", description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("demo", help="train a character-level LSTM and generate text",
-                         description="Train a character-level LSTM (bnnslstm.LSTM, numpy only) on Alice's "
-                                     "Adventures in Wonderland, print the losses and generate text.",
+                         description="Train a character-level LSTM (bnnslstm.LSTM, numpy only) "
+                                     "on Alice's Adventures in Wonderland, print the losses and "
+                                     "generate text.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    run.add_argument("--epochs", type=int, default=20, help="training epochs, each 10 batches of 32 sequences of 64 characters")
+    run.add_argument("--epochs", type=int, default=20,
+                     help="training epochs, each 10 batches of 32 sequences of 64 characters")
     run.add_argument("--hidden", type=int, default=256, help="hidden size of the LSTM")
-    run.add_argument("--seed", type=int, default=0, help="seed of the weights, the batches and the sampling")
+    run.add_argument("--seed", type=int, default=0,
+                     help="seed of the weights, the batches and the sampling")
     args = parser.parse_args(argv)
     demo(epochs=args.epochs, hidden=args.hidden, seed=args.seed)
     return 0

@@ -9,8 +9,9 @@ __all__ = ["show_config"]
 
 # environment variables that change what the BLAS runs (OpenBLAS's kernels and cache
 # blocking, its threads outside the calls) or how the planner chooses
-_BLAS_ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                     "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BNNSLSTM_PLANNER")
+_BLAS_ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                     "BNNSLSTM_PLANNER")
 
 
 def _blas():
@@ -38,7 +39,8 @@ def _blas():
         pass
     called = _kernels_blas(controllers) if controllers else []
     if str(built_with.get("name", "")).lower() in ("accelerate", "veclib"):
-        called = []  # Accelerate, which threadpoolctl does not see: whatever it lists is another BLAS
+        # Accelerate, which threadpoolctl does not see: whatever it lists is another BLAS
+        called = []
     libraries = []
     for lib in called + [lib for lib in controllers if lib not in called]:
         info = lib.info()
@@ -54,11 +56,13 @@ def _blas():
     return {
         "scipy": scipy.__version__,
         "scipy_built_with": built_with,
-        "integer": "32-bit (scipy.linalg.cython_blas: every size, leading dimension and increment fits a C int)",
+        "integer": "32-bit (scipy.linalg.cython_blas: every size, leading dimension and "
+                   "increment fits a C int)",
         "threads_inside_calls": 1,
         "found_by": found,
         "libraries": libraries,
-        "environment": {name: os.environ[name] for name in _BLAS_ENVIRONMENT if name in os.environ},
+        "environment": {name: os.environ[name] for name in _BLAS_ENVIRONMENT
+                        if name in os.environ},
     }
 
 
@@ -66,12 +70,14 @@ def _threading():
     from . import lstm
 
     return {
-        "model": "the kernels' own thread pool (" + ("Win32 threads" if os.name == "nt" else "pthreads") + ")",
+        "model": "the kernels' own thread pool (" +
+                 ("Win32 threads" if os.name == "nt" else "pthreads") + ")",
         "openmp": False,
         "cores": lstm._CORES,
         "team_max": lstm._TEAM_MAX,
         "team_min_work": lstm._TEAM_MIN_WORK,
-        "team_rule": "a call's team: min(n_threads or cores, team_max, D*4*H*H*B // team_min_work), at least 1",
+        "team_rule": "a call's team: min(n_threads or cores, team_max, "
+                     "D*4*H*H*B // team_min_work), at least 1",
     }
 
 
@@ -111,7 +117,8 @@ def _config():
 
     build = _build()
     return {
-        "bnnslstm": {"version": __version__, "location": os.path.dirname(os.path.abspath(__file__))},
+        "bnnslstm": {"version": __version__,
+                     "location": os.path.dirname(os.path.abspath(__file__))},
         "python": _python(),
         "compiler": dict(build.COMPILER),
         "build": dict(build.BUILD),

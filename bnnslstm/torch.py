@@ -94,7 +94,7 @@ class LSTM(nn.Module):
         if dropout > 0 and num_layers == 1:
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
                           "non-zero dropout expects num_layers greater than 1, but got "
-                          f"dropout={dropout} and num_layers={num_layers}")
+                          f"dropout={dropout} and num_layers={num_layers}", stacklevel=2)
         if proj_size != 0:
             raise ValueError(f"proj_size: projections are not supported, got {proj_size}")
         if device is not None and torch.device(device).type != "cpu":

@@ -1,4 +1,5 @@
-"""Draw docs/_static/layouts.png: where each logical index of a small descriptor lands in memory.
+"""Draw docs/_static/layouts.png: where each logical index of a small descriptor lands in
+memory.
 
 Run by hand (needs matplotlib) after changing the layout rules; the PNG is committed so the
 docs build does not need matplotlib.
@@ -18,12 +19,15 @@ import bnnslstm as bl  # noqa: E402
 EXAMPLES = [  # title, layout, size, stride, index names
     ("VECTOR size (4,)", bl.DataLayout.VECTOR, (4,), (), "i"),
     ("ROW_MAJOR_MATRIX size (cols 3, rows 2)", bl.DataLayout.ROW_MAJOR_MATRIX, (3, 2), (), "rc"),
-    ("COLUMN_MAJOR_MATRIX size (rows 2, cols 3)", bl.DataLayout.COLUMN_MAJOR_MATRIX, (2, 3), (), "rc"),
-    ("ROW_MAJOR_MATRIX padded: stride (1, 4)", bl.DataLayout.ROW_MAJOR_MATRIX, (3, 2), (1, 4), "rc"),
+    ("COLUMN_MAJOR_MATRIX size (rows 2, cols 3)", bl.DataLayout.COLUMN_MAJOR_MATRIX,
+     (2, 3), (), "rc"),
+    ("ROW_MAJOR_MATRIX padded: stride (1, 4)", bl.DataLayout.ROW_MAJOR_MATRIX,
+     (3, 2), (1, 4), "rc"),
     ("SNE size (E 2, N 2, S 2): [s][n][e]", bl.DataLayout.SNE, (2, 2, 2), (), "sne"),
     ("NSE size (E 2, S 2, N 2): [n][s][e]", bl.DataLayout.NSE, (2, 2, 2), (), "nse"),
     ("FIRST_MAJOR_3D size (2, 2, 2): C order", bl.DataLayout.FIRST_MAJOR_3D, (2, 2, 2), (), "abc"),
-    ("LAST_MAJOR_3D size (2, 2, 2): first index fastest", bl.DataLayout.LAST_MAJOR_3D, (2, 2, 2), (), "cba"),
+    ("LAST_MAJOR_3D size (2, 2, 2): first index fastest", bl.DataLayout.LAST_MAJOR_3D,
+     (2, 2, 2), (), "cba"),
     ("SNE every other sample: stride (1, 4, 8)", bl.DataLayout.SNE, (2, 2, 2), (1, 4, 8), "sne"),
 ]
 
@@ -48,7 +52,8 @@ def main():
             ax.text(offset + 0.5, 0.5, label, ha="center", va="center", fontsize=11)
         for offset in range(width):
             ax.add_patch(plt.Rectangle((offset, 0), 1, 1, fill=False, lw=0.5))
-            ax.text(offset + 0.5, -0.35, str(offset), ha="center", va="center", fontsize=10, color="grey")
+            ax.text(offset + 0.5, -0.35, str(offset), ha="center", va="center", fontsize=10,
+                    color="grey")
         ax.set_xlim(0, max(max(offsets(*e[1:4]).values()) for e in EXAMPLES) + 1)
         ax.set_ylim(-0.7, 1.05)
         ax.set_title(title, fontsize=12, loc="left")

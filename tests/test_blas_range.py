@@ -133,13 +133,15 @@ def run(arrays):
 
     def data(prefix):
         return bl.LSTMDataDescriptor(desc(prefix + ".data_desc", bl.DataLayout.SNE),
-                                     desc(prefix + ".hidden_desc"), desc(prefix + ".cell_state_desc"))
+                                     desc(prefix + ".hidden_desc"),
+                                     desc(prefix + ".cell_state_desc"))
 
     def gates(owner, prefix):
         for field in FIELDS.values():
             name = prefix + field
             setattr(owner, field, bl.LSTMGateDescriptor(
-                iw_desc=(desc(name + ".iw_desc[0]"), desc(name + ".iw_desc[1]")), hw_desc=desc(name + ".hw_desc"),
+                iw_desc=(desc(name + ".iw_desc[0]"), desc(name + ".iw_desc[1]")),
+                hw_desc=desc(name + ".hw_desc"),
                 cw_desc=desc(name + ".cw_desc"), b_desc=desc(name + ".b_desc")))
 
     sizes = dict(input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
@@ -147,7 +149,8 @@ def run(arrays):
     params = bl.LayerParametersLSTM(**sizes, input_descriptor=data("input_descriptor"),
                                     output_descriptor=data("output_descriptor"))
     gates(params, "")
-    delta = bl.LayerParametersLSTM(**sizes, input_descriptor=data("layer_delta_params.input_descriptor"),
+    delta = bl.LayerParametersLSTM(**sizes,
+                                   input_descriptor=data("layer_delta_params.input_descriptor"),
                                    output_descriptor=data("layer_delta_params.output_descriptor"))
     gates(delta, "layer_delta_params.")
     cache = bytearray(bl.compute_lstm_training_cache_capacity(params))
@@ -172,14 +175,17 @@ def check_same(got, want, dtype):
     tolerance = 8 * np.finfo(dtype).eps
     for name in WRITTEN:
         assert not np.isnan(got[name]).any(), f"{name}: not every element written"
-        np.testing.assert_allclose(got[name], want[name], rtol=tolerance, atol=tolerance, err_msg=name)
+        np.testing.assert_allclose(got[name], want[name], rtol=tolerance, atol=tolerance,
+                                   err_msg=name)
 
 
-CASES = [name for name in compact_arrays(SIZES["gemv"]) if "descriptor." in name]   # data and states
+# data and states
+CASES = [name for name in compact_arrays(SIZES["gemv"]) if "descriptor." in name]
 # each kind of weight on one gate and its gradient on another: every gate's matrices are
 # read (and written) by the same code, one gate at a time
-CASES += ["input_gate.iw_desc[0]", "forget_gate.iw_desc[1]", "candidate_gate.hw_desc", "output_gate.cw_desc",
-          "input_gate.b_desc", "layer_delta_params.output_gate.iw_desc[0]",
+CASES += ["input_gate.iw_desc[0]", "forget_gate.iw_desc[1]", "candidate_gate.hw_desc",
+          "output_gate.cw_desc", "input_gate.b_desc",
+          "layer_delta_params.output_gate.iw_desc[0]",
           "layer_delta_params.candidate_gate.iw_desc[1]", "layer_delta_params.forget_gate.hw_desc",
           "layer_delta_params.input_gate.cw_desc", "layer_delta_params.output_gate.b_desc"]
 
@@ -198,7 +204,8 @@ def test_a_stride_past_blas_int_gives_the_compact_result(size, name, sparse, cap
 
 @pytest.mark.parametrize("stride", [2**31 - 1, 2**31])
 @pytest.mark.parametrize("name", ["candidate_gate.hw_desc", "input_descriptor.data_desc",
-                                  "input_descriptor.hidden_desc", "layer_delta_params.forget_gate.hw_desc",
+                                  "input_descriptor.hidden_desc",
+                                  "layer_delta_params.forget_gate.hw_desc",
                                   "layer_delta_params.input_descriptor.data_desc"])
 def test_the_boundary(name, stride, sparse, capfd):
     """The largest leading dimension BLAS takes (read or written in place) and the first
@@ -217,7 +224,8 @@ def test_float64(sparse, capfd):
     want = run(compact_arrays(SIZES["gemm"], np.float64))
     arrays = compact_arrays(SIZES["gemm"], np.float64)   # the same values, written ones NaN again
     capfd.readouterr()
-    for name in ("input_gate.hw_desc", "input_descriptor.data_desc", "layer_delta_params.output_gate.hw_desc",
+    for name in ("input_gate.hw_desc", "input_descriptor.data_desc",
+                 "layer_delta_params.output_gate.hw_desc",
                  "layer_delta_params.input_descriptor.data_desc"):
         place(sparse, arrays, name, STRIDE)
     got = run(arrays)
@@ -248,14 +256,17 @@ def test_sizes_past_blas_int_are_refused_before_anything_is_written(sparse):
     params = bl.LayerParametersLSTM(
         input_size=I, hidden_size=H, batch_size=batch, num_layers=1, seq_len=1,
         lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS,
-        input_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(x, bl.DataLayout.SNE)),
-        output_descriptor=bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(y, bl.DataLayout.SNE)))
+        input_descriptor=bl.LSTMDataDescriptor(
+            bl.NDArrayDescriptor.from_array(x, bl.DataLayout.SNE)),
+        output_descriptor=bl.LSTMDataDescriptor(
+            bl.NDArrayDescriptor.from_array(y, bl.DataLayout.SNE)))
     w = random_weights(np.random.default_rng(0), I, H, 1, 1, dtype=np.float32)
     for gate, field in FIELDS.items():
         setattr(params, field, bl.LSTMGateDescriptor(
             iw_desc=(bl.NDArrayDescriptor.from_array(w["W"][gate][0]), None),
             hw_desc=bl.NDArrayDescriptor.from_array(w["U"][gate])))
-    message = rf"^seq_len \* batch_size \* width: 1\*{batch}\*{I} is too large for BLAS's 32-bit sizes"
+    message = (rf"^seq_len \* batch_size \* width: 1\*{batch}\*{I} is too large for BLAS's "
+               "32-bit sizes")
     with pytest.raises(bl.BNNSError, match=message):
         bl.direct_apply_lstm_batch_training_caching(params)
     with pytest.raises(bl.BNNSError, match=message):

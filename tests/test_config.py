@@ -26,11 +26,14 @@ def test_sections_and_package(config):
 
 def test_build_recorded_at_compile_time(config):
     compiler, build = config["compiler"], config["build"]
-    assert compiler["name"] in ("gcc", "clang", "msvc", "clang-cl", "intel", "intel-llvm", "intel-cl", "intel-llvm-cl")
+    assert compiler["name"] in ("gcc", "clang", "msvc", "clang-cl", "intel", "intel-llvm",
+                                "intel-cl", "intel-llvm-cl")
     assert re.fullmatch(r"\d+(\.\d+)+.*", compiler["version"]), compiler
     assert "-Wno-maybe-uninitialized" not in compiler["c_args"] or compiler["name"] == "gcc"
-    assert build["buildtype"] in ("release", "debugoptimized", "debug", "plain", "minsize", "custom")
-    assert re.fullmatch(r"3\.\d+.*", build["cython"]) and re.fullmatch(r"\d+\.\d+.*", build["meson"])
+    assert build["buildtype"] in ("release", "debugoptimized", "debug", "plain", "minsize",
+                                  "custom")
+    assert (re.fullmatch(r"3\.\d+.*", build["cython"]) and
+            re.fullmatch(r"\d+\.\d+.*", build["meson"]))
     assert isinstance(build["bounds_checks"], bool)
     assert build["python"] == "{}.{}".format(*__import__("sys").version_info[:2])
 
@@ -46,21 +49,24 @@ def test_blas_is_the_one_the_calls_limit(config):
 
     limited = lstm._kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
     if str(blas["scipy_built_with"].get("name")).lower() == "accelerate":
-        assert called == []  # threadpoolctl does not see Accelerate: what it lists is not what scipy calls
+        # threadpoolctl does not see Accelerate: what it lists is not what scipy calls
+        assert called == []
     else:
-        assert sorted(lib["filepath"] for lib in called) == sorted(lib.info()["filepath"] for lib in limited)
+        assert (sorted(lib["filepath"] for lib in called) ==
+                sorted(lib.info()["filepath"] for lib in limited))
     for lib in called:
         assert lib["library"] and lib["version"]
     assert called or blas["scipy_built_with"], "neither threadpoolctl nor scipy names a BLAS"
     assert blas["environment"] == {name: os.environ[name] for name in (
-        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-        "VECLIB_MAXIMUM_THREADS", "BNNSLSTM_PLANNER") if name in os.environ}
+        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BNNSLSTM_PLANNER") if name in os.environ}
 
 
 def test_threading_is_the_own_pool(config):
     threading = config["threading"]
     assert threading["openmp"] is False
-    assert threading["model"] in ("the kernels' own thread pool (pthreads)", "the kernels' own thread pool (Win32 threads)")
+    assert threading["model"] in ("the kernels' own thread pool (pthreads)",
+                                  "the kernels' own thread pool (Win32 threads)")
     assert threading["cores"] == lstm._CORES
     assert threading["team_max"] == lstm._TEAM_MAX == min(_plan.kernels.team_available(), 256)
     assert threading["team_min_work"] == lstm._TEAM_MIN_WORK
@@ -68,10 +74,12 @@ def test_threading_is_the_own_pool(config):
 
 def test_kernels_in_use_follow_use_kernels():
     kernels = bl.show_config(mode="dicts")["kernels"]
-    assert kernels["in_use"] == kernels["runnable_here"][-1]   # the best this CPU runs, chosen at import
+    # the best this CPU runs, chosen at import
+    assert kernels["in_use"] == kernels["runnable_here"][-1]
     assert set(kernels["runnable_here"]) <= set(kernels["compiled"])
     assert kernels["compiled"][0] == "portable"
-    needed = {name for build in kernels["runnable_here"] for name in _kernels.KERNEL_FEATURES[build]}
+    needed = {name for build in kernels["runnable_here"]
+              for name in _kernels.KERNEL_FEATURES[build]}
     assert all(kernels["cpu_features"][name] for name in needed)
     try:
         _plan.use_kernels("portable")

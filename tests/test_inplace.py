@@ -105,7 +105,7 @@ def test_gradients_written_in_place_in_every_matrix_layout(how, flags):
     params, _, cache = problem.forward()
     dy = problem.rng.standard_normal((T, B, H))
     delta, grads = problem.backward(params, cache, dy=dy, flags=flags, fill=0.5)
-    for gate, field in zip(GATES, FIELDS):
+    for _gate, field in zip(GATES, FIELDS):
         start_w = np.full((H, I), 0.5)
         start_u = np.full((H, H), 0.5)
         dw, du = matrix(start_w, how), matrix(start_u, how)

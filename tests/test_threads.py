@@ -81,7 +81,7 @@ def test_forked_children_of_a_parent_that_used_the_team_return_its_results():
     finally:
         pool.terminate()
         pool.join()
-    for task, (outputs, before, after) in zip(TASKS * 2, results):
+    for task, (outputs, _before, after) in zip(TASKS * 2, results):
         assert len(outputs) == len(expected[task])
         for got, want in zip(outputs, expected[task]):
             np.testing.assert_array_equal(got, want, err_msg=task)

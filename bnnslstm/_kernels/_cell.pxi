@@ -124,7 +124,8 @@ cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t 
             for i in range(n):
                 th[i] = cell[i]
             activate(c.fn[4], c.alpha[4], c.beta[4], th, n)
-        slope(c.fn[3], c.alpha[3], c.beta[3], <const floating*>NULL if a == NULL else a + 3 * H, g + 3 * H, sl, n)
+        slope(c.fn[3], c.alpha[3], c.beta[3], <const floating*>NULL if a == NULL else a + 3 * H,
+              g + 3 * H, sl, n)
         for i in range(n):
             dg[3 * H + i] = dh[i] * th[i] * sl[i]
         slope(c.fn[4], c.alpha[4], c.beta[4], cell, th, sl, n)
@@ -146,10 +147,12 @@ cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t 
     slope(c.fn[0], c.alpha[0], c.beta[0], a, g, sl, n)
     for i in range(n):
         da[0][i] = dc_step[i] * g[2 * H + i] * sl[i]
-    slope(c.fn[1], c.alpha[1], c.beta[1], <const floating*>NULL if a == NULL else a + H, g + H, sl, n)
+    slope(c.fn[1], c.alpha[1], c.beta[1], <const floating*>NULL if a == NULL else a + H,
+          g + H, sl, n)
     for i in range(n):
         da[1][i] = dc_step[i] * cp[i] * sl[i]
-    slope(c.fn[2], c.alpha[2], c.beta[2], <const floating*>NULL if a == NULL else a + 2 * H, g + 2 * H, sl, n)
+    slope(c.fn[2], c.alpha[2], c.beta[2], <const floating*>NULL if a == NULL else a + 2 * H,
+          g + 2 * H, sl, n)
     for i in range(n):
         da[2][i] = dc_step[i] * g[i] * sl[i]
     for k in range(3):
