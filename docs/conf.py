@@ -10,10 +10,12 @@ sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or os.curdir
 
 import bnnslstm  # noqa: E402
 
-try:
-    import torch  # noqa: F401
-except ImportError:  # PyTorch is optional: the API page documents bnnslstm.torch without it
-    autodoc_mock_imports = ["torch"]
+autodoc_mock_imports = []  # the optional dependencies: the API page documents their modules
+for _optional in ("torch", "onnx"):  # without them installed
+    try:
+        __import__(_optional)
+    except ImportError:
+        autodoc_mock_imports.append(_optional)
 
 project = "bnnslstm"
 author = "the bnnslstm developers"
