@@ -48,11 +48,13 @@ def step(Py_ssize_t extent, Py_ssize_t stride):
 
 cdef int as_mat(const floating[:, :] a, Mat *m, str name) except -1:
     cdef Py_ssize_t size = sizeof(floating)
+    cdef const floating *first = NULL   # an empty matrix has no first element
     if a.strides[0] % size or a.strides[1] % size:
         raise ValueError(f"{name}: strides {a.strides[0]}, {a.strides[1]} bytes are not whole "
                          "elements")
-    m[0] = mat(NULL if a.shape[0] == 0 or a.shape[1] == 0 else &a[0, 0], a.shape[0], a.shape[1],
-               a.strides[0] // size, a.strides[1] // size)
+    if a.shape[0] and a.shape[1]:
+        first = &a[0, 0]
+    m[0] = mat(first, a.shape[0], a.shape[1], a.strides[0] // size, a.strides[1] // size)
     return 0
 
 
