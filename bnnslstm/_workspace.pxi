@@ -18,9 +18,11 @@ REGIONS = (
     ("mask", 1, False, "dropout scale of layer l's input "
                        "(layers l >= 1, only when ``dropout > 0``)"),
 )
+assert len(REGIONS) == N_REGIONS, "REGIONS and N_REGIONS (_plan.pyx) disagree"
 cdef Py_ssize_t REGION_WIDTH[N_REGIONS]
 for _k, _region in enumerate(REGIONS):
     REGION_WIDTH[_k] = _region[1]
+del _k, _region
 
 
 cdef bint present(Plan plan, int layer, int r) noexcept:
