@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from . import _cache, planner
-from ._checks import integer
+from ._checks import integer, is_integer
 from ._kernels._lstm import team_available  # the same in every kernel build
 from ._plan import make_plan
 from .descriptors import NDArrayDescriptor
@@ -35,23 +35,23 @@ def _type_name(data_type):
 
 
 def _explain(layer_params):
-    """Raise, for a call the plan refused, a more helpful message where there is one: for
-    torch-style lengths given as ``sequence_descriptor``, and for an input whose type differs
-    from the weights' (the plan takes the call's type from ``x`` and blames the first
+    """For a call the plan refused, a more helpful message where there is one (else None):
+    for torch-style lengths given as ``sequence_descriptor``, and for an input whose type
+    differs from the weights' (the plan takes the call's type from ``x`` and blames the first
     weight). Only refused calls come here: a call that passes pays nothing for it."""
     sizes = getattr(layer_params, "sequence_descriptor", None)
     if sizes is not None and not isinstance(sizes, NDArrayDescriptor):
         values = np.asarray(sizes)
         T, B = getattr(layer_params, "seq_len", None), getattr(layer_params, "batch_size", None)
-        if (values.ndim == 1 and values.dtype.kind in "iu" and isinstance(T, (int, np.integer))
-                and isinstance(B, (int, np.integer)) and values.size and values.size != T
+        if (values.ndim == 1 and values.dtype.kind in "iu" and is_integer(T)
+                and is_integer(B) and values.size and values.size != T
                 and values.size == B and values.max() <= T and values.min() >= 1
                 and np.all(np.diff(values) <= 0)):
             steps = [int(np.sum(values > t)) for t in range(T)]
-            raise BNNSError(f"sequence_descriptor: expected {T} batch sizes (seq_len), got "
-                            f"{values.size} values {values.tolist()}: these look like per-sample "
-                            f"lengths, but BNNS wants per-step counts (how many samples are still "
-                            f"running at each step): for these lengths that is {steps}")
+            return (f"sequence_descriptor: expected {T} batch sizes (seq_len), got "
+                    f"{values.size} values {values.tolist()}: these look like per-sample "
+                    f"lengths, but BNNS wants per-step counts (how many samples are still "
+                    f"running at each step): for these lengths that is {steps}")
     x_desc = getattr(getattr(layer_params, "input_descriptor", None), "data_desc", None)
     x_type = getattr(x_desc, "data_type", None)
     weight_types = {}
@@ -63,22 +63,25 @@ def _explain(layer_params):
     if (isinstance(x_desc, NDArrayDescriptor) and x_type in (DataType.FLOAT32, DataType.FLOAT64)
             and len(weight_types) == 1 and x_type not in weight_types):
         (weight_type, field), = weight_types.items()
-        raise BNNSError(f"input_descriptor.data_desc.data_type: {_type_name(x_type)} but the "
-                        f"weights ({field} and the other gates) are {_type_name(weight_type)}; "
-                        f"every descriptor of a call has one type")
+        return (f"input_descriptor.data_desc.data_type: {_type_name(x_type)} but the "
+                f"weights ({field} and the other gates) are {_type_name(weight_type)}; "
+                f"every descriptor of a call has one type")
+    return None
 
 
-def _plan_of(layer_params, delta=None, need_outputs=True):
-    """The checked plan of a call (with ``delta``, of a backward call); BNNSError naming the
-    field at fault otherwise."""
+def _plan_of(layer_params, need_outputs=True, backward=False, delta=None):
+    """The checked plan of a call (``backward``: with ``delta``'s gradients); BNNSError naming
+    the field at fault otherwise."""
     try:
         plan = make_plan(layer_params, need_outputs=need_outputs)
-        if delta is not None:
+        if backward:
             plan.delta(delta)
         return plan
     except BNNSError:
-        _explain(layer_params)
-        raise
+        better = _explain(layer_params)
+        if better is None:
+            raise
+    raise BNNSError(better) from None  # the plan's own message would mislead
 
 
 def compute_lstm_training_cache_capacity(layer_params):
@@ -413,9 +416,7 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     >>> bool(np.abs(dx).max() > 0), bool(np.abs(dW).max() > 0)
     (True, True)
     """
-    if layer_delta_params is None:
-        raise BNNSError("layer_delta_params: expected LayerParametersLSTM")
-    plan = _plan_of(layer_params, layer_delta_params, need_outputs=False)
+    plan = _plan_of(layer_params, need_outputs=False, backward=True, delta=layer_delta_params)
     threads = _threads(filter_params)
     capacity = plan.capacity
     if training_cache is None:
