@@ -129,7 +129,7 @@ cdef inline void gemm_as(int by_vectors, floating alpha, Mat a, Mat b, floating 
     """gemm() with the choice between one gemm and one gemv per column (or row) of C made
     by the caller: by_vectors 1 always splits C along its smaller dimension into gemv calls,
     0 never does, -1 does when that dimension is at most GEMV_UP_TO (the heuristic)."""
-    cdef char ta, tb
+    cdef char ta, tb, tc
     cdef blas_int lda, ldb, ldc, m, n, k
     cdef Py_ssize_t j
     cdef Mat swap
@@ -157,9 +157,9 @@ cdef inline void gemm_as(int by_vectors, floating alpha, Mat a, Mat b, floating 
             a = transposed(b)
             b = swap
             c = transposed(c)
-        # C column-major now; with one column its column stride is arbitrary (0 for an
-        # extent of 1), but BLAS wants ldc >= max(1, rows) all the same
-        ldc = <blas_int>(c.cs if c.cols > 1 else (c.rows if c.rows > 1 else 1))
+        # C is column-major now: operand() reads it 'N', with ldc >= max(1, rows) even where
+        # a one-column C's column stride is arbitrary (0 for an extent of 1)
+        operand(c, &tc, &ldc)
         operand(a, &ta, &lda)
         operand(b, &tb, &ldb)
         m, n, k = <blas_int>c.rows, <blas_int>c.cols, <blas_int>a.cols
