@@ -83,10 +83,11 @@ def _digests(key):
     """(SHA-256 of every field, one byte of each group's hash): the header's fingerprint and
     its spare bytes. A byte that differs proves that its group differs, so the message can
     name it. Kept for the last 64 keys: a training loop asks for the same ones every step."""
-    fields = struct.pack("<8qQd", *key[:10])
-    fields += b"".join(struct.pack("<idd", *activation) for activation in key[10])
-    fields += bytes(key[11]) + bytes(key[12])
-    fields += struct.pack(f"<{key[5]}i", *key[13])
+    scalars, (activations, peepholes, biases, sizes) = key[:10], key[10:]
+    fields = struct.pack("<8qQd", *scalars)
+    fields += b"".join(struct.pack("<idd", *activation) for activation in activations)
+    fields += bytes(peepholes) + bytes(biases)
+    fields += struct.pack(f"<{len(sizes)}i", *sizes)
     groups = bytes(hashlib.sha256(packed).digest()[0] for _, packed in _groups(key))
     return hashlib.sha256(fields).digest(), groups
 
