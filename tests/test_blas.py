@@ -103,6 +103,11 @@ def check_gemm(dtype, M, K, N, a_how, b_how, c_how, alpha, beta, by_vectors, see
     (1, 4, 5, 0, None),         # one row whose elements are one element
     (1, 1, 7, 9, ("N", 1)),     # one element: any strides
     (1, 1, -3, 0, ("N", 1)),
+    # the whole span must fit a C int, not only ld (BLAS kernels compute j * ld in one)
+    (1, 2, 1, 2**30, ("N", 2**30)),           # two elements 2**30 apart
+    (1, 2, 1, 2**31 - 1, None),               # ld fits, the span (2**31 elements) does not
+    (5, 5, 2**31 - 1, 1, None),               # a 5 x 5 C with ld INT_MAX (it crashed)
+    (5, 5, 2**28, 1, ("T", 2**28)),           # 4 * 2**28 + 5 elements: within
 ], ids=lambda v: str(v))
 def test_operand_reads_columns_or_rows_contiguous(rows, cols, rs, cs, expected):
     assert blas.operand(rows, cols, rs, cs) == expected

@@ -208,8 +208,10 @@ def test_a_stride_past_blas_int_gives_the_compact_result(size, name, sparse, cap
                                   "layer_delta_params.forget_gate.hw_desc",
                                   "layer_delta_params.input_descriptor.data_desc"])
 def test_the_boundary(name, stride, sparse, capfd):
-    """The largest leading dimension BLAS takes (read or written in place) and the first
-    it does not (gathered)."""
+    """A leading dimension of INT_MAX and the first past it. Both are gathered now (a matrix
+    of several vectors INT_MAX apart spans more than a C int, and OpenBLAS's SkylakeX
+    small-matrix kernels index C as j * ldc in one: the in-place write of dL/dU with
+    ldc = INT_MAX crashed there); the results are the compact ones either way."""
     want = run(compact_arrays(SIZES["gemm"]))
     arrays = compact_arrays(SIZES["gemm"])   # the same values, written ones NaN again
     capfd.readouterr()

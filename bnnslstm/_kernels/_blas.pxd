@@ -53,26 +53,34 @@ cdef inline Mat transposed(Mat m) noexcept nogil:
 
 cdef inline bint operand(Mat m, char *trans, blas_int *ld) noexcept nogil:
     """How column-major BLAS reads m: 'N' (columns contiguous) or 'T' (rows contiguous),
-    and the leading dimension; False if m has neither layout, or if its shape or leading
-    dimension does not fit blas_int (a legal padded layout over a buffer past 8 GiB): the
-    caller gathers it. A stride of an axis longer than 1 is either 1 or the leading
+    and the leading dimension; False if m has neither layout, or if its shape or span
+    does not fit blas_int (a legal padded layout over a buffer past 8 GiB): the caller
+    gathers it. A stride of an axis longer than 1 is either 1 or the leading
     dimension, so gemv's increments taken from an addressable Mat fit too."""
     cdef Py_ssize_t lead
     if m.rows > INT_MAX or m.cols > INT_MAX:
         return False
     if (m.rs == 1 or m.rows == 1) and (m.cols == 1 or m.cs >= m.rows):
         lead = m.cs if m.cols > 1 and m.cs > 0 else (m.rows if m.rows > 1 else 1)
-        if lead <= INT_MAX:
+        if fits(lead, m.cols, m.rows):
             trans[0] = b'N'
             ld[0] = <blas_int>lead
             return True
     if (m.cs == 1 or m.cols == 1) and (m.rows == 1 or m.rs >= m.cols):
         lead = m.rs if m.rows > 1 and m.rs > 0 else (m.cols if m.cols > 1 else 1)
-        if lead <= INT_MAX:
+        if fits(lead, m.rows, m.cols):
             trans[0] = b'T'
             ld[0] = <blas_int>lead
             return True
     return False
+
+
+cdef inline bint fits(Py_ssize_t lead, Py_ssize_t vectors, Py_ssize_t length) noexcept nogil:
+    """Whether a matrix of ``vectors`` contiguous vectors of ``length`` elements, ``lead``
+    apart, spans at most INT_MAX elements: not only its leading dimension but every offset
+    BLAS computes in it must fit blas_int (OpenBLAS's small-matrix kernels for SkylakeX
+    index C as j * ldc in a C int: a 5 x 5 result with ldc = 2**31 - 1 crashed there)."""
+    return lead <= INT_MAX and (vectors - 1) * lead + length <= INT_MAX
 
 
 cdef inline bint addressable(Mat m) noexcept nogil:
