@@ -137,7 +137,8 @@ cdef int bind_scratch(Plan plan, char *base) noexcept:
 
 cdef void pack_vectors(Plan plan, char *base) noexcept:
     """Each layer's biases and diagonal peepholes as contiguous [D][4][H] vectors (zeros
-    for gates without), so the elementwise pass reads them at unit stride."""
+    for gates without), so the elementwise pass reads them at unit stride; Call.diag_gates
+    says which gates have a diagonal peephole (a zero would turn c = inf into NaN)."""
     cdef Py_ssize_t H = plan.H, DG = 4 * plan.D * plan.H, isz = plan.c.itemsize, j, at
     cdef int l, d, k
     cdef bint any_diag
@@ -149,6 +150,7 @@ cdef void pack_vectors(Plan plan, char *base) noexcept:
         lay.cdiag = lay.bias + DG * isz
         memset(lay.bias, 0, 2 * DG * isz)
         any_diag = False
+        plan.c.diag_gates = 0
         for d in range(plan.D):
             for k in range(4):
                 g = &lay.d[d].g[k]
@@ -165,5 +167,7 @@ cdef void pack_vectors(Plan plan, char *base) noexcept:
                         if g.cdiag.p != NULL:
                             (<double*>lay.cdiag)[at] = (<double*>g.cdiag.p)[j * g.cdiag.s]
                 any_diag = any_diag or g.cdiag.p != NULL
+                if g.cdiag.p != NULL:
+                    plan.c.diag_gates |= 1 << k
         if not any_diag:
             lay.cdiag = NULL

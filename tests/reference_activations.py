@@ -39,9 +39,9 @@ FUNCTIONS = {
     24: lambda x, a, b: np.maximum(x, 0) + np.minimum(                 # CELU
         0, a * np.expm1(np.minimum(x, 0) / a)),
     25: lambda x, a, b: np.where(np.abs(x) <= a, 0, x),                # HARD_SHRINK
-    26: lambda x, a, b: np.where(x > a, x - a, np.where(x < -a, x + a, 0)),  # SOFT_SHRINK
+    26: lambda x, a, b: np.where(x > a, x - a, np.where(x < -a, x + a, 0 * x)),  # SOFT_SHRINK
     27: lambda x, a, b: x - np.tanh(x),                                # TANH_SHRINK
-    28: lambda x, a, b: np.where(x > a, x, b),                         # THRESHOLD
+    28: lambda x, a, b: np.where(x <= a, b, x),                        # THRESHOLD
     30: lambda x, a, b: x * np.clip(x + 3, 0, 6) / 6,                  # HARD_SWISH (Apple's)
     31: lambda x, a, b: x * _sigmoid(x),                               # SILU
     32: lambda x, a, b: np.clip(x, 0, 6),                               # RELU6
@@ -52,8 +52,10 @@ FUNCTIONS = {
 
 
 def numpy_activation(fn, x, alpha=math.nan, beta=math.nan):
+    """f(x); NaN for NaN, like plain arithmetic (every definition above keeps it)."""
     x = np.asarray(x, dtype=np.float64)
-    return FUNCTIONS[int(fn)](x, alpha, beta)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return FUNCTIONS[int(fn)](x, alpha, beta)
 
 
 _SELU_SCALE, _SELU_ALPHA = 1.0507009873554804934, 1.6732632423543772848
@@ -118,8 +120,11 @@ KINKS = {
 
 
 def numpy_activation_derivative(fn, x, alpha=math.nan, beta=math.nan):
+    """f'(x); NaN at NaN (a derivative at no number is no number)."""
     x = np.asarray(x, dtype=np.float64)
-    return np.broadcast_to(DERIVATIVES[int(fn)](x, alpha, beta), x.shape).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.broadcast_to(DERIVATIVES[int(fn)](x, alpha, beta), x.shape).astype(np.float64)
+    return np.where(np.isnan(x), np.nan, d)
 
 
 def kinks(fn, alpha=math.nan, beta=math.nan):

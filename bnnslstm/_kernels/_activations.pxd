@@ -9,6 +9,12 @@
 # float range; sigmoid and tanh built on it stay within 3e-7 absolute of the exact
 # functions, tests/test_activations.py checks the bound). float64 calls libm.
 #
+# IEEE semantics: every function maps NaN to NaN and every derivative is NaN at NaN, in
+# both types and every kernel build (docs/activations.rst, "Non-finite values"). Comparisons
+# with NaN are false, so each piecewise definition is written with the comparison whose
+# false branch returns x itself (e.g. relu is ``0 if x <= 0 else x``, not ``x if x > 0 else
+# 0``); infinities give the limits (sigmoid(-inf) = 0, tanh(inf) = 1).
+#
 # At a kink each derivative takes one side, fixed by the comparisons below and listed in
 # docs/activations.rst ("Derivatives at kinks"): relu'(0) = 0, abs'(0) = 0, leaky-relu'(0) =
 # elu'(0) = 1, clamp'/hard-sigmoid' take the inner side at both ends, relu6'/hard-swish'
@@ -25,13 +31,20 @@ cdef enum:
 
 
 cdef inline float fast_expf(float x) noexcept nogil:
-    """e^x in float32 without libm: 2^n e^r, n = round(x / ln2), |r| <= ln2/2."""
-    cdef float n, r, p, scale
+    """e^x in float32 without libm: 2^n e^r, n = round(x / ln2), |r| <= ln2/2. NaN gives
+    NaN, x past 88.4 infinity (the scale 2^128), below -87 about 2^-126 (its limit 0 is not
+    needed: 1 + that is 1 in the sigmoid and tanh built on it)."""
+    cdef float n, r, p, scale, xn
     cdef int32_t bits
-    x = x if x < <float>88.0 else <float>88.0
-    x = x if x > <float>-87.0 else <float>-87.0
+    # n is computed from xn, which is a number even when x is NaN (its comparisons are false:
+    # NaN becomes 89), so the integer conversion below is always defined; x itself keeps
+    # its NaN through r and p
+    xn = x if x < <float>89.0 else <float>89.0
+    xn = xn if xn > <float>-87.0 else <float>-87.0
+    x = <float>89.0 if x > <float>89.0 else x
+    x = <float>-87.0 if x < <float>-87.0 else x
     # round to nearest by adding and removing 1.5 * 2^23 (vectorises without SSE4.1)
-    n = (x * <float>1.44269504088896341 + <float>12582912.0) - <float>12582912.0
+    n = (xn * <float>1.44269504088896341 + <float>12582912.0) - <float>12582912.0
     r = x - n * <float>0.693359375          # ln2 split in two for an exact product
     r = r + n * <float>2.12194440e-4
     p = <float>1.0 + r * (<float>1.0 + r * (<float>0.5 + r * (<float>0.166666667 + r * (
@@ -114,7 +127,7 @@ cdef inline floating act_forward(int fn, floating x, floating alpha, floating be
     if fn == 0:     # IDENTITY
         return x
     elif fn == 1:   # RECTIFIED_LINEAR
-        return x if x > 0 else 0
+        return 0 if x <= 0 else x
     elif fn == 2:   # LEAKY_RECTIFIED_LINEAR
         return x if x >= 0 else alpha * x
     elif fn == 3:   # SIGMOID
@@ -142,7 +155,7 @@ cdef inline floating act_forward(int fn, floating x, floating alpha, floating be
         return x if x >= 0 else alpha * (_exp(x) - 1)
     elif fn == 19:  # CLAMPED_LEAKY_RECTIFIED_LINEAR
         s = x if x >= 0 else alpha * x
-        return s if s < beta else beta
+        return beta if s >= beta else s
     elif fn == 20:  # LINEAR_WITH_BIAS
         return alpha * x + beta
     elif fn == 22:  # LOG_SIGMOID
@@ -153,13 +166,13 @@ cdef inline floating act_forward(int fn, floating x, floating alpha, floating be
     elif fn == 24:  # CELU
         return x if x >= 0 else alpha * (_exp(x / alpha) - 1)
     elif fn == 25:  # HARD_SHRINK
-        return x if _abs(x) > alpha else 0
-    elif fn == 26:  # SOFT_SHRINK
-        return x - alpha if x > alpha else (x + alpha if x < -alpha else 0)
+        return 0 if _abs(x) <= alpha else x
+    elif fn == 26:  # SOFT_SHRINK (x - x: 0 inside the band, NaN for NaN)
+        return x - alpha if x > alpha else (x + alpha if x < -alpha else x - x)
     elif fn == 27:  # TANH_SHRINK
         return x - tanh_(x)
     elif fn == 28:  # THRESHOLD
-        return x if x > alpha else beta
+        return beta if x <= alpha else x
     elif fn == 30:  # HARD_SWISH, Apple's x ReLU6(x + 3) / 6 (no parameter)
         s = x + 3
         return x * (0 if s < 0 else (6 if s > 6 else s)) / 6
@@ -178,8 +191,10 @@ cdef inline floating act_forward(int fn, floating x, floating alpha, floating be
 
 cdef inline floating act_derivative(int fn, floating x, floating y, floating alpha,
                                     floating beta) noexcept nogil:
-    """f'(x) for ActivationFunction ``fn``, given y = f(x)."""
+    """f'(x) for ActivationFunction ``fn``, given y = f(x); NaN at NaN."""
     cdef floating s, t, u
+    if x != x:
+        return x
     if fn == 0:
         return 1
     elif fn == 1:

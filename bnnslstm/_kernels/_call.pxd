@@ -90,6 +90,7 @@ ctypedef struct Call:
     int fn[5]
     double alpha[5]
     double beta[5]
+    int diag_gates              # bit k: gate k (i, f, g, o) has a diagonal peephole
     double dropout
     unsigned long long seed
     Layer *layer                # [L]

@@ -42,7 +42,7 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
             else:
                 for i in range(n):
                     v[k][i] = proj[k * H + i] + bias[k * H + i]
-            if cdiag != NULL:
+            if cdiag != NULL and c.diag_gates & (1 << k):
                 for i in range(n):
                     v[k][i] = v[k][i] + cdiag[k * H + i] * cp[i]
             if a != NULL:
@@ -65,7 +65,7 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
         else:
             for i in range(n):
                 v[3][i] = proj[3 * H + i] + bias[3 * H + i]
-        if cdiag != NULL:
+        if cdiag != NULL and c.diag_gates & 8:
             for i in range(n):
                 v[3][i] = v[3][i] + cdiag[3 * H + i] * cn[i]
         if a != NULL:
@@ -131,7 +131,7 @@ cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t 
         slope(c.fn[4], c.alpha[4], c.beta[4], cell, th, sl, n)
         for i in range(n):
             dc_step[i] = carry_c[i] + dh[i] * g[3 * H + i] * sl[i]
-        if cdiag != NULL:
+        if cdiag != NULL and c.diag_gates & 8:
             for i in range(n):
                 dc_step[i] = dc_step[i] + cdiag[3 * H + i] * dg[3 * H + i]
         return
@@ -160,7 +160,8 @@ cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t 
             dg[k * H + i] = da[k][i]
     for i in range(n):
         carry_c[i] = dc_step[i] * g[H + i]
-    if cdiag != NULL:
-        for i in range(n):
-            carry_c[i] = (carry_c[i] + cdiag[i] * da[0][i] + cdiag[H + i] * da[1][i]
-                          + cdiag[2 * H + i] * da[2][i])
+    if cdiag != NULL:  # the gates with a diagonal peephole (C * c'), in gate order
+        for k in range(3):
+            if c.diag_gates & (1 << k):
+                for i in range(n):
+                    carry_c[i] = carry_c[i] + cdiag[k * H + i] * da[k][i]

@@ -118,10 +118,29 @@ cdef void product(floating *typ, const Arrangement *a, Mat weights, Mat carried,
             if initial.p != NULL:
                 gemm_as(a.by_vectors, <floating>1, w, transposed(initial),
                         <floating>(1 if accumulate else 0), rest)
-            elif not accumulate:
-                for i in range(rest.rows):
-                    memset(rest.p + i * rest.rs * sizeof(floating), 0, rest.cols * sizeof(floating))
+            else:
+                zero_state_product(typ, w, rest, accumulate)
         r += n
+
+
+cdef void zero_state_product(floating *typ, Mat weights, Mat S, bint accumulate) noexcept nogil:
+    """S (+)= weights 0^T, the product with an absent (zero) initial state, without BLAS:
+    0 in each row of the weights that is finite, NaN in a row holding a NaN or an infinity
+    (0 * inf is NaN), as the product with a stored zero state gives (and torch.nn.LSTM)."""
+    cdef Py_ssize_t i, j
+    cdef floating value, w
+    cdef floating *row
+    cdef bint finite
+    for i in range(weights.rows):
+        row = <floating*>weights.p + i * weights.rs
+        finite = True
+        for j in range(weights.cols):
+            w = row[j * weights.cs]
+            finite = finite & (w - w == 0)    # false for NaN and for an infinity
+        value = 0 if finite else <floating>NAN
+        row = <floating*>S.p + i * S.rs
+        for j in range(S.cols):
+            row[j * S.cs] = (row[j * S.cs] + value) if accumulate else value
 
 
 cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssize_t u1,

@@ -10,6 +10,7 @@
 
 
 from cython cimport floating
+from libc.math cimport NAN
 from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
