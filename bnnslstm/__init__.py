@@ -22,7 +22,7 @@ from ._version import __version__ as __version__
 from .activations import apply_activation
 from .descriptors import NDArrayDescriptor, size_and_stride
 from .enums import ActivationFunction, DataLayout, DataType, LayerFlags, NDArrayFlags
-from .errors import BNNSError
+from .errors import BNNSError, IdentityActivationsWarning
 from .layer import LSTM
 from .lstm import (
     compute_lstm_training_cache_capacity,
@@ -45,6 +45,7 @@ __all__ = [
     "DataLayout",
     "DataType",
     "FilterParameters",
+    "IdentityActivationsWarning",
     "LayerFlags",
     "LayerParametersLSTM",
     "LSTM",

@@ -21,6 +21,7 @@ from .lstm import (
     compute_lstm_training_cache_capacity,
     direct_apply_lstm_batch_backward,
     direct_apply_lstm_batch_training_caching,
+    identity_chosen,
 )
 from .parameters import GATE_FIELDS, FilterParameters, LayerParametersLSTM, LSTMDataDescriptor
 
@@ -146,6 +147,8 @@ class _Pass:
             setattr(self.params, field, gate)
         if config.hidden_activation is not None:
             self.params.hidden_activation = config.hidden_activation
+            if not any(a.function for a in config.gate_activations + [config.hidden_activation]):
+                identity_chosen.add(self.params)  # asked for by name: no warning
 
     def _state(self, state):
         """An ``[L*D][B][H]`` tensor (or array) as the ``[L][D][B][H]`` descriptor, or None."""

@@ -20,6 +20,7 @@ from .lstm import (
     compute_lstm_training_cache_capacity,
     direct_apply_lstm_batch_backward,
     direct_apply_lstm_batch_training_caching,
+    identity_chosen,
 )
 from .parameters import LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescriptor
 
@@ -350,6 +351,8 @@ class LSTM:
         )
         if self._activations is not None:
             params.hidden_activation = self._activations["hidden"]
+            if not any(a.function for a in self._activations.values()):
+                identity_chosen.add(params)  # asked for by name: no IdentityActivationsWarning
         return params, (x, y, h_n, c_n), (key, descriptors)
 
     def forward(self, x, h0=None, c0=None, batch_sizes=None, training=True):

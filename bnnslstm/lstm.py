@@ -7,6 +7,8 @@ writing results straight into them. A call that raises has written nothing.
 
 import os
 import threading
+import warnings
+import weakref
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from ._kernels._lstm import team_available  # the same in every kernel build
 from ._plan import make_plan
 from .descriptors import NDArrayDescriptor
 from .enums import DataType
-from .errors import BNNSError
+from .errors import BNNSError, IdentityActivationsWarning
 from .parameters import GATE_FIELDS, FilterParameters
 
 __all__ = [
@@ -76,12 +78,35 @@ def _plan_of(layer_params, need_outputs=True, backward=False, delta=None):
         plan = make_plan(layer_params, need_outputs=need_outputs)
         if backward:
             plan.delta(delta)
-        return plan
     except BNNSError:
         better = _explain(layer_params)
         if better is None:
             raise
-    raise BNNSError(better) from None  # the plan's own message would mislead
+        raise BNNSError(better) from None  # the plan's own message would mislead
+    if not plan.default_activations and not any(fn for fn, _, _ in plan.activations):
+        _warn_all_identity(layer_params)
+    return plan
+
+
+#: parameters objects whose all-IDENTITY activations were warned about, or chosen on purpose
+#: (an everyday layer built with them adds its calls' parameters here)
+identity_chosen = weakref.WeakSet()
+
+
+def _warn_all_identity(layer_params):
+    """IdentityActivationsWarning, once per parameters object (see its docstring)."""
+    try:
+        if layer_params in identity_chosen:
+            return
+        identity_chosen.add(layer_params)
+    except TypeError:  # an object without weak references: warned every call
+        pass
+    warnings.warn(
+        "every gate's activation and hidden_activation are IDENTITY (Activation(), BNNS's zero "
+        "value) and lstm_flags lacks LayerFlags.DEFAULT_ACTIVATIONS: this computes a linear "
+        "recurrence, not an LSTM. Set lstm_flags |= LayerFlags.DEFAULT_ACTIVATIONS for the "
+        "sigmoid/tanh defaults, or give each gate its activation",
+        IdentityActivationsWarning, stacklevel=4)
 
 
 def compute_lstm_training_cache_capacity(layer_params):

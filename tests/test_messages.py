@@ -77,3 +77,36 @@ def test_cache_of_other_parameters_names_what_differs(change, named):
     with pytest.raises(bl.BNNSError, match=match):
         bl.direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
     np.testing.assert_array_equal(grads["dx"], before)  # nothing written
+
+
+# ------------------------------------------------------------------ the all-IDENTITY mistake
+def test_gates_left_at_identity_warn_once_per_parameters_object():
+    """Gate descriptors left at Activation() (IDENTITY, BNNS's zero value) without
+    DEFAULT_ACTIVATIONS compute a linear recurrence: the call warns, naming the flag, once
+    per parameters object; with the flag, or one real activation, nothing is said."""
+    import warnings
+
+    problem = Problem(T=2, B=1, I=2, H=3, dtype=np.float32)
+    identity = {name: (int(bl.ActivationFunction.IDENTITY), 0.0, 0.0)
+                for name in ("input", "forget", "candidate", "output", "hidden")}
+    problem.activations = identity
+    params, _ = problem.params()
+    with pytest.warns(bl.IdentityActivationsWarning, match="LayerFlags.DEFAULT_ACTIVATIONS"):
+        bl.direct_apply_lstm_batch_training_caching(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bl.direct_apply_lstm_batch_training_caching(params)         # the same object: once
+        bl.compute_lstm_training_cache_capacity(params)
+        problem.activations = dict(identity, candidate=(int(bl.ActivationFunction.TANH), 0, 0))
+        bl.direct_apply_lstm_batch_training_caching(problem.params()[0])
+        problem.activations = None                                   # DEFAULT_ACTIVATIONS
+        bl.direct_apply_lstm_batch_training_caching(problem.params()[0])
+        # the everyday layers' activations are chosen by name: never warned
+        layer = bl.LSTM(2, 3, gate_activations=dict.fromkeys(
+            ("input", "forget", "candidate", "output"), "identity"), hidden_activation="identity")
+        layer.forward(np.zeros((2, 1, 2), np.float32))
+    problem.activations = identity
+    with pytest.warns(bl.IdentityActivationsWarning) as record:    # a new object: warned again
+        bl.direct_apply_lstm_batch_training_caching(problem.params()[0])
+    assert record[0].filename == __file__                            # at the caller's line
+    assert issubclass(bl.IdentityActivationsWarning, RuntimeWarning)
