@@ -2,6 +2,24 @@
 # last resolutions, reused while nothing they were made from has changed.
 
 
+cdef class Resolution:
+    # One resolution of a descriptor, never changed once published: the descriptor holds
+    # one reference to it, replaced whole (atomic under the GIL), so a thread that reads it
+    # sees keys and results that belong together, whatever other threads resolve meanwhile.
+    # Reused while layout, size, stride and data_type are the same objects (tuples and
+    # ints: immutable) and the same shape is asked.
+    cdef object layout, size, stride, data_type
+    cdef int nfill
+    cdef Py_ssize_t fill[8]
+    cdef object view            # a numpy view of the logical index space
+    # the plan's match of this resolution against a field's logical shape (plus the shape
+    # and the call's element type): its resolved tensor (typed memoryview), leading axes
+    # adjusted; None until remembered
+    cdef object match_shape
+    cdef int match_type
+    cdef object match
+
+
 cdef class NDArrayDescriptor:
     cdef public object layout
     cdef public object size
@@ -9,24 +27,13 @@ cdef class NDArrayDescriptor:
     cdef public object data_type
     cdef public object flags
     cdef object _data
-    cdef object _view           # memoryview of _data (its export), taken on first use
+    cdef object _view           # memoryview of _data (its export), taken on first use and
+                                # set last: whoever finds it finds the four fields below
     cdef object _bytes          # the same export as bytes, for numpy views of any layout
     cdef bint _raw              # its format is raw bytes (read as any data_type)
     cdef str _kind              # else its numpy kind and item size
     cdef Py_ssize_t _itemsize
-    # the last successful resolution, reused while layout, size, stride and data_type are
-    # the same objects (tuples and ints: immutable) and the same shape is asked
-    cdef bint _resolved
-    cdef object _key_layout, _key_size, _key_stride, _key_type
-    cdef int _key_nfill
-    cdef Py_ssize_t _key_fill[8]
-    cdef object _last           # that resolution: a numpy view of the logical index space
-    # the plan's last match of this descriptor against a field's logical shape (same keys,
-    # plus the shape and the call's element type): the plan's resolved tensor (its typed
-    # memoryview), leading axes adjusted
-    cdef object _match_shape
-    cdef int _match_type
-    cdef object _match
+    cdef Resolution _resolution  # the last successful resolution, or None
 
     cdef object recall(self, tuple shape, int call_type)
     cdef void remember(self, tuple shape, int call_type, object tensor)

@@ -239,9 +239,8 @@ cdef class NDArrayDescriptor:
 
     @data.setter
     def data(self, value):
-        self._view = self._bytes = self._last = self._match = None  # nothing holds the old data
-        self._resolved = False
-        self._match_shape = None
+        self._resolution = None  # nothing holds the old data
+        self._view = self._bytes = None
         self._data = value
 
     def __repr__(self):
@@ -325,22 +324,24 @@ cdef class NDArrayDescriptor:
         if not PyBuffer_IsContiguous(buffer, b'C'):
             raise BNNSError(f"{field}.data: the buffer is not contiguous "
                             "(use NDArrayDescriptor.from_array)")
-        # an empty buffer holds no element: resolve refuses it before reading _bytes
-        self._view, self._bytes = view, view.cast("B") if buffer.len > 0 else b""
         format = (buffer.format if buffer.format != NULL else b"B").decode()
-        self._raw = format.lstrip("@=<>!") in _RAW_FORMATS
-        self._kind, self._itemsize = "", 0
-        if not self._raw:
+        raw = format.lstrip("@=<>!") in _RAW_FORMATS
+        kind, itemsize = "", 0
+        if not raw:
             known = _FORMATS.get(format)
             if known is not None:
-                self._kind, self._itemsize = known
+                kind, itemsize = known
             else:
                 try:
                     given = np.dtype(format)
                     if given.isnative:
-                        self._kind, self._itemsize = given.kind, given.itemsize
+                        kind, itemsize = given.kind, given.itemsize
                 except TypeError:
                     pass
+        # an empty buffer holds no element: resolve refuses it before reading _bytes
+        self._bytes = view.cast("B") if buffer.len > 0 else b""
+        self._raw, self._kind, self._itemsize = raw, kind, itemsize
+        self._view = view   # last: a concurrent call that finds it finds the fields above
         return 0
 
     cdef int check_writable(self, str field) except -1:
@@ -386,13 +387,14 @@ cdef class NDArrayDescriptor:
         cdef int rank, j, offset
         cdef Py_ssize_t last = 0, step, length, itemsize
         cdef bint overflow = False
-        if (self._resolved and self._view is not None
-                and self.layout is self._key_layout and self.size is self._key_size
-                and self.stride is self._key_stride and self.data_type is self._key_type
-                and nfill == self._key_nfill and same(fill, self._key_fill, nfill)):
+        cdef Resolution known = self._resolution
+        if (known is not None and self._view is not None
+                and self.layout is known.layout and self.size is known.size
+                and self.stride is known.stride and self.data_type is known.data_type
+                and nfill == known.nfill and same(fill, known.fill, nfill)):
             if writable:
                 self.check_writable(field)
-            return self._last
+            return known.view
         rank = axis_maps(self.layout, size_index, stride_index)
         if rank < 0:
             raise BNNSError(f"{field}.layout: {self.layout!r} is not a DataLayout")
@@ -434,30 +436,37 @@ cdef class NDArrayDescriptor:
         view = np.ndarray(tuple(n[j] for j in range(rank)), dtype, self._bytes, 0,
                           tuple(s[j] * itemsize for j in range(rank)))
         if type(self.size) is tuple and type(self.stride) is tuple:
-            self._resolved = True
-            self._key_layout, self._key_size, self._key_stride = self.layout, self.size, self.stride
-            self._key_type, self._key_nfill = self.data_type, nfill
+            known = Resolution.__new__(Resolution)
+            known.layout, known.size, known.stride = self.layout, self.size, self.stride
+            known.data_type, known.nfill, known.view = self.data_type, nfill, view
             for j in range(nfill):
-                self._key_fill[j] = fill[j]
-            self._last = view
+                known.fill[j] = fill[j]
+            self._resolution = known   # published whole
         else:  # a list can change in place: nothing cached, and no older entry may be hit
-            self._resolved = False
-            self._match_shape = None
+            self._resolution = None
         return view
 
     cdef object recall(self, tuple shape, int call_type):
         """The plan's tensor remembered for ``shape`` and ``call_type``, if nothing it was
         made from has changed since (else None)."""
-        if (self._resolved and self._view is not None and self._match_shape is not None
-                and self.layout is self._key_layout and self.size is self._key_size
-                and self.stride is self._key_stride and self.data_type is self._key_type
-                and call_type == self._match_type and shape == self._match_shape):
-            return self._match
+        cdef Resolution known = self._resolution
+        if (known is not None and self._view is not None and known.match_shape is not None
+                and self.layout is known.layout and self.size is known.size
+                and self.stride is known.stride and self.data_type is known.data_type
+                and call_type == known.match_type and shape == known.match_shape):
+            return known.match
         return None
 
     cdef void remember(self, tuple shape, int call_type, object tensor):
-        if self._resolved:  # only while the resolution it rests on is cached
-            self._match_shape, self._match_type, self._match = shape, call_type, tensor
+        cdef Resolution known = self._resolution, matched
+        if known is None:  # only while the resolution it rests on is cached
+            return
+        matched = Resolution.__new__(Resolution)   # a copy with the match, published whole
+        matched.layout, matched.size, matched.stride = known.layout, known.size, known.stride
+        matched.data_type, matched.nfill, matched.view = known.data_type, known.nfill, known.view
+        matched.fill = known.fill
+        matched.match_shape, matched.match_type, matched.match = shape, call_type, tensor
+        self._resolution = matched
 
     # ------------------------------------------------------------------ Python views
     def logical_shape(self, default_shape=None):

@@ -16,10 +16,10 @@ then :meth:`Plan.bind` points the call at its cache regions and scratch (_worksp
 """
 
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from ._descriptor cimport NDArrayDescriptor, layout_rank, logical_shape
-from ._kernels._blas cimport Mat, addressable, mat
+from ._kernels._blas cimport Mat, addressable, blas_int, mat, operand
 from ._kernels._call cimport Call, Direction, Gate, Layer, Seq, Vec
 
 import numpy as np
@@ -392,15 +392,23 @@ cdef class Plan:
 
     # ------------------------------------------------------------------ the planner's schedule
     def problem(self, int team):
-        """The key under which the planner keeps what it measured: everything the speed of a
-        step's recurrent products depends on (its shape, data type, team, and whether the four
-        recurrent matrices lie as one, there are full peepholes, or the batch varies)."""
-        cdef int d
+        """The key under which the planner keeps what it measured and verified: everything
+        the speed and the rounding of a step's recurrent products depend on (its shape, data
+        type, team, whether the four recurrent matrices lie as one, full peepholes, a varying
+        batch, and how BLAS reads the caller's operands: the recurrent and peephole weights
+        and the initial states, each 'N' or 'T', '-' when absent)."""
+        cdef int d, k
+        cdef Direction *dr = &self.c.layer[0].d[0]
         merged = all(self.c.layer[0].d[d].U4.p != NULL for d in range(self.D))
+        weights = (reading(dr.U4) if merged
+                   else "".join(reading(dr.g[k].U) for k in range(4)))
+        if FULL in self.peepholes:
+            weights += " C" + "".join(reading(dr.g[k].C) for k in range(4))
         return (f"{'float32' if self.c.itemsize == 4 else 'float64'} H{self.H} B{self.B} D{self.D} "
                 f"team{team}{'' if merged else ' gates-apart'}"
                 f"{' full-peephole' if FULL in self.peepholes else ''}"
-                f"{' variable-batch' if self.variable_batch else ''}")
+                f"{' variable-batch' if self.variable_batch else ''}"
+                f" U{weights} h0{reading(dr.h0)} c0{reading(dr.c0)}")
 
     def schedule(self, arrangements, picks=None, step_seconds=None):
         """Run the steps with ``arrangements`` (at most 8 (form, chunk, by_vectors) triples):
@@ -443,6 +451,108 @@ cdef class Plan:
     def backward(self):
         with nogil:
             backward_kernel(&self.c)
+
+    # ------------------------------------------------------------------ the planner's trials
+    @property
+    def trial_bytes(self):
+        """Bytes of the regions buffer a forward trial writes: the cache's layer 0."""
+        cdef int r
+        lay_out_cache(self)
+        if self.L == 1:
+            return self.cache_bytes
+        return min(self.offsets[N_REGIONS + r] for r in range(N_REGIONS)
+                   if self.offsets[N_REGIONS + r] >= 0)
+
+    def trial(self, bint backward, arrangement, regions, scratch, int steps, step_seconds):
+        """Run the call's first ``steps`` time steps of one layer with ``arrangement``, on the
+        planner's own buffers only: the forward's layer 0 into ``regions`` (a zeroed uint8
+        array of trial_bytes) without y or the final states; the backward's top layer from
+        the bound cache with every gradient left uncomputed but dL/d(pre-activation), which
+        ends in ``scratch`` (a uint8 array of scratch_bytes for the bound team).
+        ``step_seconds`` (float64, at least ``steps``) receives each step's time at its
+        index, as for schedule(). Returns a copy of the bytes the arrangement decides: the
+        regions' rows of those steps (gates, cells, output), or the backward's
+        dL/d(pre-activation) rows, to compare two arrangements bit for bit. The call (its
+        bound buffers, outputs and schedule) is as before when this returns."""
+        cdef Call saved = self.c
+        cdef Py_ssize_t nbytes = <Py_ssize_t>self.L * sizeof(Layer), rows, width, r
+        cdef Layer *layers
+        cdef Layer *grads
+        cdef Direction *dr
+        cdef double[::1] seconds = step_seconds
+        cdef int l, d, k
+        if not 1 <= steps <= self.T or seconds.shape[0] < steps:
+            raise ValueError("trial: steps must be 1 to T, step_seconds hold as many")
+        if scratch.nbytes < scratch_sizes(self, self.c.team, backward) or (
+                not backward and regions.nbytes < self.trial_bytes):
+            raise ValueError("trial: buffers too small")
+        layers = <Layer*>PyMem_Malloc(nbytes)
+        grads = <Layer*>PyMem_Malloc(nbytes)
+        if layers == NULL or grads == NULL:
+            PyMem_Free(layers)
+            PyMem_Free(grads)
+            raise MemoryError()
+        memcpy(layers, self.c.layer, nbytes)
+        memcpy(grads, self.c.grad, nbytes)
+        kept = self.picks, self.timing
+        rows = 0
+        for r in range(steps):
+            rows += self.batch_sizes[r]
+        try:
+            self.schedule((arrangement,))
+            if not backward:   # written: layer 0's regions (y and h_n, c_n not at all)
+                self.c.y.p = NULL
+                for l in range(self.L):
+                    for d in range(self.D):
+                        self.c.layer[l].d[d].hn.p = self.c.layer[l].d[d].cn.p = NULL
+                bind_regions(self, _address(regions), False)
+            else:   # written: nothing of the caller's (dL/d(pre-activation) is scratch)
+                self.c.dx.p = self.c.dx_rows.p = NULL
+                for l in range(self.L):
+                    for d in range(self.D):
+                        dr = &self.c.grad[l].d[d]
+                        dr.h0.p = dr.c0.p = NULL
+                        for k in range(4):
+                            dr.g[k].W.p = dr.g[k].U.p = dr.g[k].C.p = NULL
+                            dr.g[k].cdiag.p = dr.g[k].b.p = NULL
+            bind_scratch(self, _address(scratch))
+            # one layer (the backward's top one, seen as the only one) and the first steps
+            if backward:
+                self.c.layer += self.L - 1
+                self.c.grad += self.L - 1
+            self.c.L, self.c.T, self.c.rows = 1, steps, rows
+            self.c.step_seconds = &seconds[0]
+            with nogil:
+                if backward:
+                    backward_kernel(&self.c)
+                else:
+                    forward_kernel(&self.c)
+            if backward:
+                start = self.scratch[0] + self.scratch[1] + self.scratch[2]
+                return np.array(scratch[start:start + rows * 4 * self.D * self.H
+                                        * self.c.itemsize])
+            parts = []
+            for r in (0, 2, 4):   # gates, cells, output: every row of the steps run
+                width = REGION_WIDTH[r] * self.D * self.H * self.c.itemsize
+                parts.append(regions[self.offsets[r]:self.offsets[r]
+                                     + <Py_ssize_t>steps * self.B * width])
+            return np.concatenate(parts)
+        finally:
+            self.c = saved
+            memcpy(self.c.layer, layers, nbytes)
+            memcpy(self.c.grad, grads, nbytes)
+            PyMem_Free(layers)
+            PyMem_Free(grads)
+            self.picks, self.timing = kept
+
+
+cdef str reading(Mat m):
+    """How BLAS reads ``m``: 'N', 'T', or '-' when absent."""
+    cdef char trans
+    cdef blas_int ld
+    if m.p == NULL or not operand(m, &trans, &ld):
+        return "-"
+    return "N" if trans == b'N' else "T"
 
 
 def make_plan(params, *, need_outputs=True):

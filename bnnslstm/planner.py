@@ -4,40 +4,51 @@ Every arrangement computes the same products (every FLOP still goes through BLAS
 differ in how the work is handed to BLAS, and which one is fastest depends on the CPU and
 the BLAS build (OpenBLAS's small-matrix kernels exist on some of its CPU targets and not
 on others; Accelerate and OpenBLAS on ARM pack operands differently). So the library
-measures where it runs, as FFTW's planner does:
+measures where it runs, as FFTW's planner does. A call's result never depends on when it
+is made: the same call gives the same bits from its first call on, while the planner
+tunes, under concurrent calls and across processes.
 
-* ``"measure"`` (the default): the first calls of each distinct problem (data type,
-  hidden size, batch, directions, thread team, how the weights lie) run their time steps
-  with the candidate arrangements in turn, a few steps each, and time every step; once
-  every candidate has enough timed steps the fastest is kept for the rest of the process.
-  Results agree between arrangements to rounding, not bit for bit.
-* ``"heuristic"``: no timing; one fixed rule (the arrangement tuned by hand on x86-64).
-  Results are bit-identical from run to run and across processes. Chosen with
-  :func:`set_mode` or the environment variable ``BNNSLSTM_PLANNER=heuristic``.
+* ``"measure"`` (the default): the first call of each distinct problem (data type, hidden
+  size, batch, directions, thread team, how the weights and states lie) first runs a
+  *trial*: one layer of the call, a few steps, once with the canonical arrangement (the
+  heuristic's) and once with each candidate, on the planner's own buffers (never the
+  caller's), timing every step. A candidate whose results differ from the canonical
+  arrangement's in any bit is dropped; the fastest of the others runs the call and every
+  later call of the problem. Results are the canonical arrangement's, bit for bit, in
+  every call and every process.
+* ``"heuristic"``: no trial; the canonical arrangement always (what measure mode gives,
+  without its first call's trial). Chosen with :func:`set_mode` or the environment variable
+  ``BNNSLSTM_PLANNER=heuristic``.
+* ``"fastest"`` (opt-in, as cuDNN's benchmark flag): as measure, but a candidate is kept
+  even when its rounding differs, so the fastest of all runs. A process then gives the same
+  bits from its first call on, but two processes (or a :func:`forget`) may choose
+  differently and round differently (to float rounding).
 
-:func:`export_wisdom` gives what was measured as a small JSON text, :func:`import_wisdom`
-brings it back (in another process, on the same machine), so that production runs use the
-arrangements chosen once and never time anything.
+:func:`export_wisdom` gives what was chosen as a small JSON text, :func:`import_wisdom`
+brings it back (in another process, on the same machine), so that production runs skip the
+trials' timing: in measure mode an imported arrangement is still checked bit for bit
+against the canonical one on its first call (one short trial, untimed), and replaced by
+the canonical arrangement if it differs.
 """
 
 import json
 import os
 import threading
+import time
 
 import numpy as np
 
 __all__ = ["mode", "set_mode", "decisions", "forget", "export_wisdom", "import_wisdom",
            "arrangement_name"]
 
-MODES = ("measure", "heuristic")
-HEURISTIC = (0, 0, -1)      # S from h read in place, the thread's slice in one call, gemv for
-                            # batches <= 4
+MODES = ("measure", "heuristic", "fastest")
+HEURISTIC = (0, 0, -1)      # the canonical arrangement: S from h read in place, the thread's
+                            # slice in one call, gemv for batches <= 4
 FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection")
-SAMPLES = 8                 # timed steps per candidate before choosing
-BLOCK = 3                   # consecutive steps per candidate (the last one of a block is not
-                            # counted)
-MIN_WORK = 1 << 16          # multiply-adds of a step's products below which nothing is timed
-MIN_STEPS = 4               # calls with fewer steps are not timed
+TRIAL_STEPS = 16            # steps of a trial (every step of a call with per-step batch sizes)
+SAMPLES = 8                 # timed steps per candidate at least (a short trial is repeated)
+MIN_WORK = 1 << 16          # multiply-adds of a step's products below which nothing is tried
+MIN_STEPS = 4               # calls with fewer steps run the canonical arrangement, untried
 SMALL_MATRIX = 10**6        # M*N*K up to which OpenBLAS's small-matrix kernels take a product
 GRAIN = 16                  # as the kernels: slices start on multiples of 16 rows
 
@@ -50,16 +61,20 @@ _wisdom = {}                # problem key -> {"forward"/"backward": arrangement}
 
 
 def mode():
-    """The planner's mode: ``"measure"`` or ``"heuristic"``."""
+    """The planner's mode: ``"measure"``, ``"heuristic"`` or ``"fastest"``."""
     return _mode
 
 
 def set_mode(name):
-    """Choose the planner's mode for this process (see the module's description)."""
+    """Choose the planner's mode for this process (see the module's description). Choices
+    made in another mode are forgotten when the rule changes between bit-exact and not."""
     global _mode
     if name not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {name!r}")
-    _mode = name
+    with _lock:
+        if (name == "fastest") != (_mode == "fastest"):
+            _problems.clear()
+        _mode = name
 
 
 def arrangement_name(arrangement):
@@ -82,7 +97,7 @@ def _chunk(rows, per_row, slice_rows):
 
 
 def candidates(H, B, D, team, backward):
-    """The arrangements tried for a problem, the heuristic's first."""
+    """The arrangements tried for a problem, the canonical (heuristic) one first."""
     found = [HEURISTIC]
     if B <= 4:
         found.append((0, 0, 0))
@@ -102,49 +117,37 @@ def candidates(H, B, D, team, backward):
     return found
 
 
-class _Pass:
+class _Choice:
     """What the planner knows of one pass (forward or backward) of one problem."""
 
     def __init__(self, arrangements):
         self.arrangements = arrangements
-        self.samples = [[] for _ in arrangements]
         self.chosen = None if len(arrangements) > 1 else arrangements[0]
-        self.calls = 0
-        self.tuning_seconds = 0.0
         self.source = "measured" if self.chosen is None else "only candidate"
+        self.pinned = None          # imported wisdom, checked by its first call's trial
+        self.shapes = None          # with per-step batch sizes: the step shapes verified
+        self.busy = False           # a trial is running (other calls run the canonical one)
+        self.trials = 0             # calls that ran a trial
+        self.trial_seconds = 0.0    # their trials' wall time
+        self.dropped = []           # candidates whose bits differ from the canonical's
 
-    def schedule(self, L, T):
-        """(arrangements, picks, step_seconds) for the next call while tuning: blocks of
-        BLOCK steps, each block one candidate, the least-sampled candidates first."""
-        order = sorted(range(len(self.arrangements)), key=lambda k: len(self.samples[k]))
-        picks = np.zeros((L, T), np.uint8)
-        block = 0
-        for l in range(L):
-            for s0 in range(1, T, BLOCK):
-                picks[l, s0:s0 + BLOCK] = order[block % len(order)]
-                block += 1
-        return self.arrangements, picks.tobytes(), np.zeros(L * T)
+    def covers(self, shapes):
+        """Whether the choice holds for a call with these step shapes (None: every step
+        has the problem's batch)."""
+        return shapes is None or self.shapes is None or shapes <= self.shapes
 
-    def record(self, picks, seconds, L, T, backward):
-        picks = np.frombuffer(picks, np.uint8).reshape(L, T)
-        seconds = seconds.reshape(L, T)
-        for l in range(L):
-            # a forward step's time belongs to its own products; a backward one (index s)
-            # to the products of step s (timed with the next step's elementwise part)
-            for s in range(0 if backward else 1, T - 1):
-                last_of_block = s + 1 < T and picks[l, s + 1] != picks[l, s]
-                if not last_of_block and seconds[l, s] > 0:
-                    self.samples[picks[l, s]].append(float(seconds[l, s]))
-        self.calls += 1
-        if min(len(values) for values in self.samples) >= SAMPLES:
-            # the lower quartile of each candidate's step times: on a machine other work
-            # loads, interruptions only ever add time, and a quarter of the steps escape them
-            typical = [sorted(values)[len(values) // 4] for values in self.samples]
-            best = min(range(len(typical)), key=typical.__getitem__)
-            self.chosen = self.arrangements[best]
-            self.tuning_seconds = sum(max(0.0, v - typical[best])
-                                      for k, values in enumerate(self.samples)
-                                      if k != best for v in values)
+    def to_try(self):
+        """The arrangements a trial runs, the canonical one first."""
+        if self.pinned is None:
+            return self.arrangements
+        return [HEURISTIC] + ([self.pinned] if self.pinned != HEURISTIC else [])
+
+    def settle(self, chosen, shapes, dropped, seconds):
+        self.chosen, self.shapes, self.dropped = chosen, shapes, dropped
+        self.trials += 1
+        self.trial_seconds += seconds
+        if self.pinned is not None:
+            self.source = "wisdom" if chosen == self.pinned else "wisdom refused: other bits"
 
     def describe(self):
         if self.chosen is None:
@@ -155,16 +158,18 @@ class _Pass:
 class _Problem:
     def __init__(self, key, H, B, D, team):
         self.key = key
-        self.forward = _Pass(candidates(H, B, D, team, False))
-        self.backward = _Pass(candidates(H, B, D, team, True))
+        self.forward = _Choice(candidates(H, B, D, team, False))
+        self.backward = _Choice(candidates(H, B, D, team, True))
         self.backward_ran = False
         for which, arrangement in _wisdom.get(key, {}).items():
             self.pin(which, arrangement)
 
     def pin(self, which, arrangement):
-        """Use ``arrangement`` for the pass ``which`` without timing (imported wisdom)."""
+        """Use ``arrangement`` for the pass ``which`` (imported wisdom): at once in fastest
+        mode, after a bit-for-bit check against the canonical arrangement in measure mode."""
         target = getattr(self, which)
-        target.chosen, target.source = arrangement, "wisdom"
+        target.pinned, target.source, target.shapes = arrangement, "wisdom", None
+        target.chosen = arrangement if _mode == "fastest" else None
 
 
 def _tunable(plan):
@@ -172,40 +177,100 @@ def _tunable(plan):
     return plan.D * 4 * plan.H * plan.H * plan.B >= MIN_WORK
 
 
+def _step_shapes(plan):
+    """With per-step batch sizes, the (batch, samples carried from the step before) of
+    every step of both directions: the shapes of its products, whose rounding a trial
+    verifies."""
+    sizes = plan.batch_sizes
+    shapes = {(sizes[t], sizes[t - 1] if t else 0) for t in range(plan.T)}
+    if plan.D == 2:
+        shapes |= {(sizes[t], sizes[t + 1] if t + 1 < plan.T else 0) for t in range(plan.T)}
+    return frozenset(shapes)
+
+
 def run(plan, team, backward=False):
     """Run ``plan``'s forward (or backward) pass with the arrangement the planner holds for
-    its problem, timing the steps while the problem is being tuned."""
-    chosen = HEURISTIC
-    if _mode == "measure" and (_wisdom or _tunable(plan)):
-        key = plan.problem(team)
-        with _lock:
-            problem = _problems.get(key)
-            if problem is None and (key in _wisdom or _tunable(plan)):
-                problem = _problems[key] = _Problem(key, plan.H, plan.B, plan.D, team)
-            if problem is not None:
-                which = problem.backward if backward else problem.forward
-                problem.backward_ran |= backward
-                chosen = which.chosen
-                if chosen is None and plan.T >= MIN_STEPS:
-                    arrangements, picks, seconds = which.schedule(plan.L, plan.T)
-                elif chosen is None:  # too few steps to time: the heuristic, untimed
-                    chosen = HEURISTIC
-    if chosen is not None:
-        plan.schedule((chosen,))
-        (plan.backward if backward else plan.forward)()
-        return
-    plan.schedule(arrangements, picks, seconds)
+    its problem; the problem's first call runs the trial that chooses it first."""
+    plan.schedule((_arrangement(plan, team, backward),))
     (plan.backward if backward else plan.forward)()
+
+
+def _arrangement(plan, team, backward):
+    """The arrangement for this call: the problem's choice, the canonical one while another
+    call is trying or when nothing is to be tried, or the outcome of this call's trial."""
+    if _mode == "heuristic" or not (_wisdom or _tunable(plan)):
+        return HEURISTIC
+    key = plan.problem(team)
+    shapes = _step_shapes(plan) if plan.variable_batch else None
     with _lock:
-        if which.chosen is None:
-            which.record(picks, seconds, plan.L, plan.T, backward)
+        problem = _problems.get(key)
+        if problem is None:
+            if key not in _wisdom and not _tunable(plan):
+                return HEURISTIC
+            problem = _problems[key] = _Problem(key, plan.H, plan.B, plan.D, team)
+        choice = problem.backward if backward else problem.forward
+        problem.backward_ran |= backward
+        if choice.chosen is not None:
+            return choice.chosen if choice.covers(shapes) else HEURISTIC
+        if choice.busy or plan.T < MIN_STEPS:
+            return HEURISTIC
+        choice.busy = True
+        arrangements = choice.to_try()
+    try:
+        chosen, dropped, seconds = _trial(plan, team, backward, arrangements)
+    finally:
+        with _lock:
+            choice.busy = False
+    with _lock:
+        if choice.chosen is None:   # (a forget() or set_mode() meanwhile: nothing to keep)
+            choice.settle(chosen, shapes, dropped, seconds)
+    return chosen
+
+
+def _trial(plan, team, backward, arrangements):
+    """Run one layer of the call with each arrangement on the planner's own buffers, timing
+    every step: (the fastest arrangement that gives the canonical one's bits -- any in
+    fastest mode --, the names of those dropped for other bits, the trial's wall time)."""
+    began = time.perf_counter()
+    verify = _mode != "fastest"
+    steps = plan.T if plan.variable_batch else min(plan.T, TRIAL_STEPS)
+    rounds = -(-SAMPLES // (steps - 1))
+    regions = None if backward else np.zeros(plan.trial_bytes, np.uint8)
+    scratch = np.zeros(plan.scratch_bytes(team, backward), np.uint8)
+    seconds = np.zeros(steps)
+    # a forward step's time is its own (step 0, from the initial state, is left out); a
+    # backward one's at index s - 1 belongs to the products of step s - 1
+    timed = slice(0, steps - 1) if backward else slice(1, steps)
+    times = [[] for _ in arrangements]
+    alive = [True] * len(arrangements)
+    canonical = None
+    for _ in range(rounds):
+        for k, arrangement in enumerate(arrangements):
+            if not alive[k]:
+                continue
+            seconds[:] = 0
+            result = plan.trial(backward, arrangement, regions, scratch, steps, seconds)
+            if canonical is None:
+                canonical = result
+            elif verify and not np.array_equal(result, canonical):
+                alive[k] = False
+                continue
+            times[k].extend(seconds[timed].tolist())
+    # the lower quartile of each candidate's step times: on a machine other work loads,
+    # interruptions only ever add time, and a quarter of the steps escape them
+    typical = [sorted(values)[len(values) // 4] if alive[k] and values else float("inf")
+               for k, values in enumerate(times)]
+    best = min(range(len(arrangements)), key=lambda k: (typical[k], k))
+    dropped = [arrangement_name(a) for a, ok in zip(arrangements, alive) if not ok]
+    return arrangements[best], dropped, time.perf_counter() - began
 
 
 def decisions():
-    """One dict per problem this process has run in measure mode: ``problem`` (its key),
-    ``forward`` and ``backward`` (the arrangement chosen, ``"tuning"`` while measuring,
-    ``"-"`` when that pass has not run), ``tuned``, ``tuning_seconds`` (wall time the slower
-    candidates cost beyond the chosen one), ``calls`` (calls timed), ``source``."""
+    """One dict per problem this process has planned (measure or fastest mode): ``problem``
+    (its key), ``forward`` and ``backward`` (the arrangement chosen, ``"tuning"`` before the
+    trial, ``"-"`` when that pass has not run), ``tuned``, ``tuning_seconds`` (wall time of
+    the trials), ``calls`` (calls that ran a trial), ``dropped`` (candidates left out because
+    their bits differ from the canonical arrangement's), ``source``."""
     with _lock:
         out = []
         for problem in _problems.values():
@@ -215,8 +280,10 @@ def decisions():
                 "forward": problem.forward.describe(),
                 "backward": problem.backward.describe() if problem.backward_ran else "-",
                 "tuned": all(p.chosen is not None for p in passes),
-                "tuning_seconds": sum(p.tuning_seconds for p in passes),
-                "calls": max(p.calls for p in passes),
+                "tuning_seconds": sum(p.trial_seconds for p in passes),
+                "calls": max(p.trials for p in passes),
+                "dropped": {"forward": list(problem.forward.dropped),
+                            "backward": list(problem.backward.dropped)},
                 "source": problem.forward.source,
             })
         return out
@@ -269,8 +336,11 @@ def export_wisdom():
 
 def import_wisdom(text):
     """Use the arrangements of ``text`` (from :func:`export_wisdom`) for their problems,
-    without timing; returns how many problems it holds. Problems it does not name are
-    still tuned in measure mode."""
+    without timing them; returns how many problems it holds. In measure mode each one is
+    checked bit for bit against the canonical arrangement by its problem's first call (and
+    replaced by it if it differs: ``decisions()`` then says ``"wisdom refused: other
+    bits"``); in fastest mode it is used as it is. Problems it does not name are tried as
+    usual."""
     try:
         wisdom = json.loads(text)
     except (TypeError, ValueError) as error:

@@ -33,6 +33,7 @@ import array
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,9 @@ import bnnslstm as bl
 from reference import GATES, batch_sizes_from_lengths, lstm_forward
 from reference_activations import FUNCTIONS, kinks
 from reference_backward import lstm_backward
+
+# the examples draw every activation, all-IDENTITY ones included, on purpose
+pytestmark = pytest.mark.filterwarnings("ignore::bnnslstm.IdentityActivationsWarning")
 
 EXAMPLES = 500
 F = bl.ActivationFunction

@@ -153,6 +153,7 @@ def test_a_nan_weight_reaches_the_first_step_without_initial_states(place, build
         assert_same_pattern(y, want, f"y ({build})", 2e-4)
 
 
+@pytest.mark.filterwarnings("ignore::bnnslstm.IdentityActivationsWarning")  # chosen here
 @pytest.mark.parametrize("fn", ELEMENTWISE, ids=lambda f: f.name)
 def test_every_activation_in_every_gate_keeps_nan(fn, build):
     """A whole call with ``fn`` as every gate's and the hidden activation, a NaN in one
