@@ -32,11 +32,14 @@ def reference_weights(layer):
         weights["U"][gate] = np.stack([stacked("weight_hh", l, (4, H, H))[:, k] for l in range(L)])
         weights["b"][gate] = (np.stack([stacked("bias", l, (4, H))[:, k] for l in range(L)])
                               if layer.bias else None)
-        if layer.peephole is None:
+        if gate not in layer.peephole_gates:
             weights["C"][gate] = None
-        else:
-            shape = (4, H) if layer.peephole == "diagonal" else (4, H, H)
-            weights["C"][gate] = np.stack([stacked("weight_ch", l, shape)[:, k] for l in range(L)])
+        else:  # weight_ch stacks the gates that have a peephole, in i, f, g, o order
+            n = len(layer.peephole_gates)
+            shape = (n, H) if layer.peephole == "diagonal" else (n, H, H)
+            row = layer.peephole_gates.index(gate)
+            weights["C"][gate] = np.stack([stacked("weight_ch", l, shape)[:, row]
+                                           for l in range(L)])
     return weights
 
 
@@ -110,7 +113,8 @@ def check_forward_backward(layer, T, B, *, lengths=None, states=True, state_grad
             parts = [("weight_ih", "dW"), ("weight_hh", "dU")] + [("bias", "db")] * layer.bias
             parts += [("weight_ch", "dC")] * bool(layer.peephole)
             for name, part in parts:
-                want = np.concatenate([ref[part][g][l][d] for g in GATES])
+                gates = layer.peephole_gates if name == "weight_ch" else GATES
+                want = np.concatenate([ref[part][g][l][d] for g in gates])
                 np.testing.assert_allclose(grads[f"{name}_{s}"], want, rtol=tol, atol=tol,
                                            err_msg=f"{name}_{s}")
 
@@ -120,6 +124,10 @@ CASES = [
     {"L": 2, "bidirectional": True, "peephole": "diagonal", "bias": True, "batch_first": True},
     {"L": 2, "bidirectional": False, "peephole": "full", "bias": False, "batch_first": False},
     {"L": 3, "bidirectional": True, "peephole": None, "bias": True, "batch_first": False},
+    {"L": 2, "bidirectional": True, "peephole": "diagonal", "bias": True, "batch_first": False,
+     "peephole_gates": ("input", "forget", "output")},
+    {"L": 2, "bidirectional": False, "peephole": "full", "bias": True, "batch_first": True,
+     "peephole_gates": ("forget", "candidate")},
 ]
 
 
@@ -130,7 +138,8 @@ def test_forward_backward_match_reference(case, dtype, packed):
     """Stacks of 1-3 layers, one or two directions, peepholes, no biases, batch-first,
     per-step batch sizes: y, h_n, c_n and every gradient equal the references'."""
     layer = bl.LSTM(4, 6, case["L"], bidirectional=case["bidirectional"],
-                    peephole=case["peephole"], bias=case["bias"],
+                    peephole=case["peephole"], peephole_gates=case.get("peephole_gates"),
+                    bias=case["bias"],
                     batch_first=case["batch_first"], dtype=dtype, seed=1)
     check_forward_backward(layer, 5, 3, lengths=[5, 3, 2] if packed else None)
 
