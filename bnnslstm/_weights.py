@@ -81,6 +81,7 @@ class Layout:
         self.bias, self.peephole = bool(bias), peephole
         self.peephole_gates = check_peephole_gates(peephole, peephole_gates)
         self.activations = activations
+        self._members = None
 
     @classmethod
     def checked(cls, input_size, hidden_size, num_layers=1, bidirectional=False, bias=True,
@@ -155,11 +156,13 @@ class Layout:
         """The parameters (two biases) that stack into each block, in the block's order:
         ``{"first": [...], "later": [...], "hidden": [...], "bias_ih": [...],
         "bias_hh": [...], "peep": [...]}``."""
-        groups = {"first": [], "later": [], "hidden": [], "bias_ih": [], "bias_hh": [],
-                  "peep": []}
-        for name, kind, _, _ in self._entries(two_biases=True):
-            groups[name[:7] if kind == "bias" else kind].append(name)
-        return groups
+        if self._members is None:  # asked by every forward of the torch module: kept
+            groups = {"first": [], "later": [], "hidden": [], "bias_ih": [], "bias_hh": [],
+                      "peep": []}
+            for name, kind, _, _ in self._entries(two_biases=True):
+                groups[name[:7] if kind == "bias" else kind].append(name)
+            self._members = groups
+        return self._members
 
     # ------------------------------------------------------------------ views
     def views(self, blocks, two_biases):
