@@ -6,11 +6,11 @@ functions; their docstrings are the contract.
 
 import json
 import os
-import zipfile
 
 import numpy as np
 
-from .activations import GATES
+from ._weights import Layout, read_state, write_parameters
+from .activations import DEFAULT_ACTIVATIONS, GATES, check_activation
 from .enums import ActivationFunction
 from .errors import BNNSError
 from .parameters import Activation
@@ -18,119 +18,84 @@ from .parameters import Activation
 _FORMAT = "bnnslstm.LSTM"  # the marker of a file written by LSTM.save
 _FORMAT_VERSION = 1
 _CONFIG_KEYS = ("input_size", "hidden_size", "num_layers", "bidirectional", "dropout",
-                "batch_first", "bias", "peephole", "dtype")
+                "batch_first", "bias", "peephole", "peephole_gates", "dtype")
 
 
 def state_dict(layer):
     """LSTM.state_dict: copies of the weights under torch.nn.LSTM's keys (and the extras)."""
-    state = {}
-    for name, array in layer.parameters().items():
-        if name.startswith("bias_"):
-            suffix = name[len("bias_"):]
-            state[f"bias_ih_{suffix}"] = array.copy()
-            state[f"bias_hh_{suffix}"] = np.zeros_like(array)
-        else:
-            state[name] = array.copy()
-    if layer._activations is not None:
-        for name, activation in layer._activations.items():
-            state[f"activation_{name}"] = np.array(
-                [int(activation.function), float(activation.alpha), float(activation.beta)])
-    return state
-
-
-def expected_state(layer):
-    """key -> shape of :meth:`state_dict`'s arrays."""
-    shapes = {}
-    for name, array in layer.parameters().items():
-        if name.startswith("bias_"):
-            suffix = name[len("bias_"):]
-            shapes[f"bias_ih_{suffix}"] = shapes[f"bias_hh_{suffix}"] = array.shape
-        else:
-            shapes[name] = array.shape
-    if layer._activations is not None:
-        shapes.update({f"activation_{name}": (3,) for name in layer._activations})
-    return shapes
+    return layer._layout.state_from_parameters(layer.parameters())
 
 
 def load_state_dict(layer, state, strict=True):
     """LSTM.load_state_dict: every key checked first, then the weights copied in."""
-    if not hasattr(state, "keys"):
-        raise BNNSError(f"state: expected a dict of arrays, got {type(state).__name__}")
-    expected = expected_state(layer)
-    arrays, problems = {}, []
-    for key in state.keys():
-        if key not in expected:
-            if strict:
-                problems.append(f"unexpected key {key!r}")
-            continue
-        value = state[key]
-        if hasattr(value, "detach"):  # a torch tensor
-            value = value.detach().cpu().numpy()
-        array = np.asarray(value)
-        if array.dtype.kind not in "fiu":
-            problems.append(f"{key}: expected real numbers, got dtype {array.dtype}")
-        elif array.shape != expected[key]:
-            problems.append(f"{key}: expected shape {expected[key]}, got {array.shape}")
-        else:
-            arrays[key] = array
-    if strict:
-        problems += [f"missing key {key!r}" for key in expected if key not in state]
-    for name in () if layer._activations is None else layer._activations:
-        key = f"activation_{name}"
-        if key in arrays:
-            activation = layer._activations[name]
-            mine = np.array([int(activation.function), float(activation.alpha),
-                             float(activation.beta)])
-            if not np.array_equal(arrays[key], mine, equal_nan=True):
-                problems.append(f"{key}: the state's {_describe(arrays[key])} differs from this "
-                                f"layer's {_describe(mine)} (activations are set by the "
-                                f"constructor)")
+    arrays, problems = read_state(layer._layout, state, strict)
     if problems:
         raise BNNSError("state: " + "; ".join(problems))
-    for name, array in layer.parameters().items():
-        if name.startswith("bias_"):
-            suffix = name[len("bias_"):]
-            parts = [arrays.get(f"bias_ih_{suffix}"), arrays.get(f"bias_hh_{suffix}")]
-            if parts[0] is not None or parts[1] is not None:
-                array[...] = sum(np.asarray(p, np.float64) for p in parts if p is not None)
-        elif name in arrays:
-            array[...] = arrays[name]
+    write_parameters(layer.parameters(), arrays)
 
 
 def config_of(layer):
     """The constructor's arguments, JSON-friendly (activations as [name, alpha, beta])."""
     config = {key: getattr(layer, key) for key in _CONFIG_KEYS}
     config["dtype"] = layer.dtype.name
+    config["peephole_gates"] = list(layer.peephole_gates) if layer.peephole else None
     if layer._activations is not None:
         config["gate_activations"] = {g: _activation_triple(layer._activations[g]) for g in GATES}
         config["hidden_activation"] = _activation_triple(layer._activations["hidden"])
     return config
 
 
-def from_config(cls, config, field):
-    """A new ``cls`` from config_of's dict; BNNSError naming ``field`` for a bad one."""
+def arguments_of(config, field):
+    """The constructor's keyword arguments from config_of's dict (activations as
+    Activations); BNNSError naming ``field`` for a bad one."""
     if not isinstance(config, dict):
         raise BNNSError(f"{field}: expected a dict, got {type(config).__name__}")
     unknown = set(config) - set(_CONFIG_KEYS) - {"gate_activations", "hidden_activation"}
     missing = [key for key in ("input_size", "hidden_size") if key not in config]
     if unknown or missing:
         raise BNNSError(f"{field}: unknown keys {sorted(unknown)}, missing keys {missing}")
-    config = dict(config)
-    if config.get("gate_activations") is not None:
-        config["gate_activations"] = {
+    arguments = dict(config)
+    gates = arguments.get("gate_activations")
+    if gates is not None:
+        if not isinstance(gates, dict):
+            raise BNNSError(f"{field}.gate_activations: expected a dict gate -> [function name, "
+                            f"alpha, beta], got {gates!r}")
+        arguments["gate_activations"] = {
             g: _activation_from_triple(v, f"{field}.gate_activations[{g!r}]")
-            for g, v in dict(config["gate_activations"]).items()}
-    if config.get("hidden_activation") is not None:
-        config["hidden_activation"] = _activation_from_triple(config["hidden_activation"],
-                                                              f"{field}.hidden_activation")
-    input_size, hidden_size = config.pop("input_size"), config.pop("hidden_size")
-    num_layers = config.pop("num_layers", 1)
+            for g, v in gates.items()}
+    if arguments.get("hidden_activation") is not None:
+        arguments["hidden_activation"] = _activation_from_triple(arguments["hidden_activation"],
+                                                                 f"{field}.hidden_activation")
+    return arguments
+
+
+def from_config(cls, config, field):
+    """A new ``cls`` from config_of's dict; BNNSError naming ``field`` for a bad one."""
+    arguments = arguments_of(config, field)
     try:
-        return cls(input_size, hidden_size, num_layers, **config)
+        return cls(arguments.pop("input_size"), arguments.pop("hidden_size"), **arguments)
     except BNNSError as error:
         raise BNNSError(f"{field}.{error}") from None
     except (TypeError, ValueError) as error:
         raise BNNSError(f"{field}: {error}") from None
+
+
+def check_state_fits(arguments, state, where):
+    """Refuse a saved configuration whose weights the saved state does not hold, before the
+    layer allocates them: a damaged file could otherwise ask for any amount of memory."""
+    names = ("input_size", "hidden_size", "num_layers", "bidirectional", "bias", "peephole",
+             "peephole_gates", "gate_activations", "hidden_activation")
+    try:
+        layout = Layout.checked(**{k: arguments[k] for k in names if k in arguments})
+    except BNNSError as error:
+        raise BNNSError(f"{where}: config.{error}") from None
+    # the layers first: a layout of many layers takes long to list
+    if f"weight_hh_l{layout.L - 1}" not in state:
+        raise BNNSError(f"{where}: state: missing key 'weight_hh_l{layout.L - 1}' (the "
+                        f"configuration has num_layers={layout.L})")
+    _, problems = read_state(layout, state, strict=True)
+    if problems:
+        raise BNNSError(f"{where}: state: " + "; ".join(problems))
 
 
 def getstate(layer):
@@ -161,42 +126,65 @@ def save(layer, path):
 
 
 def load(cls, path):
-    """LSTM.load: read with allow_pickle=False, every entry checked."""
+    """LSTM.load: read with allow_pickle=False, every entry checked, nothing allocated for the
+    layer before the configuration and the state agree."""
     where = os.fspath(path) if isinstance(path, (str, os.PathLike)) else "file"
+    if where == "file" and not hasattr(path, "read"):
+        raise BNNSError(f"path: expected a file name or a readable binary file, "
+                        f"got {type(path).__name__}")
+    not_ours = f"{where}: not a file written by bnnslstm.LSTM.save"
     try:
         archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise BNNSError(f"{where}: not an .npz archive (a single .npy array)")
-        with archive:
-            names = set(archive.files)
-            if "format" not in names or str(archive["format"][()]) != _FORMAT:
-                raise BNNSError(f"{where}: not a file written by bnnslstm.LSTM.save "
-                                f"(no 'format' entry {_FORMAT!r}; entries: {sorted(names)[:8]})")
-            version = int(archive["format_version"][()]) if "format_version" in names else None
-            if version != _FORMAT_VERSION:
-                raise BNNSError(f"{where}: format_version {version} (this bnnslstm reads "
-                                f"{_FORMAT_VERSION})")
-            try:
-                config = json.loads(str(archive["config"][()]))
-            except (KeyError, ValueError) as error:
-                raise BNNSError(f"{where}: config: not a JSON configuration ({error})") from None
-            state = {name[len("state."):]: archive[name]
-                     for name in names if name.startswith("state.")}
-            extra = names - {"format", "format_version", "config"} - {f"state.{k}" for k in state}
-            if extra:
-                raise BNNSError(f"{where}: unexpected entries {sorted(extra)}")
-    except BNNSError:
-        raise
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
-            UnicodeDecodeError) as error:
-        raise BNNSError(f"{where}: cannot read it as a saved bnnslstm.LSTM: "
-                        f"{type(error).__name__}: {error}") from None
+    except OSError as error:
+        raise BNNSError(f"{where}: cannot read it ({error.strerror or error})") from None
+    except Exception:  # whatever numpy's reason (and its advice on pickles): not a save of ours
+        raise BNNSError(f"{not_ours} (not an .npz archive of numeric arrays)") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise BNNSError(f"{not_ours} (an .npy array, not an .npz archive)")
+    with archive:
+        names = set(archive.files)
+        if "format" not in names or str(_entry(archive, "format", where)[()]) != _FORMAT:
+            raise BNNSError(f"{not_ours} (no 'format' entry {_FORMAT!r}; entries: "
+                            f"{sorted(names)[:8]})")
+        version = (_entry(archive, "format_version", where)[()] if "format_version" in names
+                   else None)
+        if not (_is_integer_value(version) and int(version) == _FORMAT_VERSION):
+            shown = int(version) if _is_integer_value(version) else repr(version)
+            raise BNNSError(f"{where}: format_version {shown} (this bnnslstm reads "
+                            f"{_FORMAT_VERSION})")
+        try:
+            config = json.loads(str(_entry(archive, "config", where)[()])) if "config" in names \
+                else None
+        except (ValueError, RecursionError) as error:
+            raise BNNSError(f"{where}: config: not a JSON configuration ({error})") from None
+        state = {name[len("state."):]: _entry(archive, name, where)
+                 for name in names if name.startswith("state.")}
+        extra = names - {"format", "format_version", "config"} - {f"state.{k}" for k in state}
+        if extra:
+            raise BNNSError(f"{where}: unexpected entries {sorted(extra)}")
+    arguments = arguments_of(config, f"{where}: config")
+    check_state_fits(arguments, state, where)
     layer = from_config(cls, config, f"{where}: config")
-    try:
-        layer.load_state_dict(state)
-    except BNNSError as error:
-        raise BNNSError(f"{where}: {error}") from None
+    layer.load_state_dict(state)
     return layer
+
+
+def _entry(archive, name, where):
+    """One array of an .npz archive; BNNSError naming the entry when it cannot be read."""
+    try:
+        return archive[name]
+    except ValueError as error:
+        if "allow_pickle" in str(error):  # numpy's advice to unpickle: not for a weights file
+            raise BNNSError(f"{where}: entry {name!r} holds Python objects, not numbers: not a "
+                            f"file written by bnnslstm.LSTM.save") from None
+        raise BNNSError(f"{where}: entry {name!r} cannot be read ({error})") from None
+    except Exception as error:  # a damaged member: zip, zlib and npy header errors alike
+        raise BNNSError(f"{where}: entry {name!r} cannot be read, the archive is damaged "
+                        f"({type(error).__name__})") from None
+
+
+def _is_integer_value(value):
+    return np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iu"
 
 
 def _activation_triple(activation):
@@ -214,10 +202,53 @@ def _activation_from_triple(value, field):
     raise BNNSError(f"{field}: expected [function name, alpha, beta], got {value!r}")
 
 
-def _describe(triple):
-    function = int(triple[0])
-    try:
-        name = ActivationFunction(function).name
-    except ValueError:
-        name = str(function)
-    return f"{name}(alpha={triple[1]}, beta={triple[2]})"
+# ---------------------------------------------------------------------- PyTorch
+def from_torch(cls, module, dtype):
+    """LSTM.from_torch: the module's configuration (its extras too), then its state_dict."""
+    if getattr(module, "mode", None) != "LSTM" or not hasattr(module, "state_dict"):
+        raise BNNSError(f"module: expected a torch.nn.LSTM or a bnnslstm.torch.LSTM, "
+                        f"got {type(module).__name__}")
+    if getattr(module, "proj_size", 0):
+        raise BNNSError("module.proj_size: projections are not supported")
+    layout = Layout.of(module)
+    activations = {}
+    if layout.activations is not None:
+        activations = {"gate_activations": {g: layout.activations[g] for g in GATES},
+                       "hidden_activation": layout.activations["hidden"]}
+    lstm = cls(module.input_size, module.hidden_size, module.num_layers,
+               bidirectional=module.bidirectional, dropout=module.dropout,
+               batch_first=module.batch_first, bias=module.bias, peephole=layout.peephole,
+               peephole_gates=layout.peephole_gates or None, dtype=dtype, **activations)
+    lstm.load_state_dict(module.state_dict(), strict=True)
+    return lstm
+
+
+def to_torch(layer):
+    """LSTM.to_torch: refused when torch.nn.LSTM cannot compute this layer, else a module
+    loaded from the state_dict."""
+    import torch
+
+    lacks = []
+    if layer.peephole is not None:
+        lacks.append(f"peephole={layer.peephole!r}: torch.nn.LSTM has no peephole weights")
+    if not layer._layout.default_activations:
+        lacks.append(f"gate_activations, hidden_activation: torch.nn.LSTM computes sigmoid gates, "
+                     f"a tanh candidate and tanh(c), this layer {_activation_names(layer)}")
+    if lacks:
+        raise BNNSError("; ".join(lacks) + " (bnnslstm.torch.LSTM takes these arguments and "
+                        "this layer's state_dict)")
+    module = torch.nn.LSTM(layer.input_size, layer.hidden_size, layer.num_layers, bias=layer.bias,
+                           batch_first=layer.batch_first, dropout=layer.dropout,
+                           bidirectional=layer.bidirectional)
+    module = module.to(torch.float64 if layer.dtype == np.float64 else torch.float32)
+    module.load_state_dict({key: torch.from_numpy(array) for key, array in state_dict(layer).items()
+                            if not key.startswith("activation_")})
+    return module
+
+
+def _activation_names(layer):
+    """``input=hard_sigmoid, ...`` for the activations that are not the defaults."""
+    activations = layer._activations
+    return ", ".join(f"{name}={ActivationFunction(activations[name].function).name.lower()}"
+                     for name, default in zip(GATES + ("hidden",), DEFAULT_ACTIVATIONS)
+                     if check_activation(activations[name]) != default)

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from ._weights import gate_descriptors
 from .activations import GATES
 from .descriptors import NDArrayDescriptor
 from .enums import DataLayout, LayerFlags
-from .layer import gate_descriptors
 from .lstm import (
     _CORES,
     compute_lstm_training_cache_capacity,
@@ -92,8 +92,8 @@ class _Config:
     def __init__(self, module):
         self.I, self.H, self.L = module.input_size, module.hidden_size, module.num_layers
         self.D = 2 if module.bidirectional else 1
-        self.bias, self.peephole = module.bias, module.peephole
-        self.per_direction = module._per_direction  # parameter names of one layer and direction
+        self.layout = module._layout
+        self.names = module._flat_weights_names  # the parameters' names, in registration order
         self.flags = LayerFlags.BIDIRECTIONAL if module.bidirectional else 0
         activations = module._activations
         if activations is None:
@@ -140,8 +140,8 @@ class _Pass:
                 self._state(self.outputs[1]), self._state(self.outputs[2])),
         )
         blocks = self._blocks(weights)
-        for field, gate, activation in zip(GATE_FIELDS, gate_descriptors(*blocks),
-                                           config.gate_activations):
+        gates = gate_descriptors(blocks, config.layout.peephole_gates)
+        for field, gate, activation in zip(GATE_FIELDS, gates, config.gate_activations):
             if activation is not None:
                 gate.activation = activation
             setattr(self.params, field, gate)
@@ -159,30 +159,19 @@ class _Pass:
         return NDArrayDescriptor.from_array(array.reshape(config.L, config.D, self.B, config.H))
 
     def _blocks(self, weights):
-        """The gate-stacked arrays of :func:`bnnslstm.layer.gate_descriptors` from the
-        parameters: first [D][4][H][I], later [L-1][D][4][H][DH], hidden [L][D][4][H][H],
-        bias [L][D][4][H], peep [L][D][4][H] or [L][D][4][H][H]."""
-        config = self.config
-        I, H, L, D = config.I, config.H, config.L, config.D
-        named = self._by_name(weights)
-        first = _stacked(named["weight_ih"][:D], (D, 4, H, I))
-        later = _stacked(named["weight_ih"][D:], (L - 1, D, 4, H, D * H)) if L > 1 else None
-        hidden = _stacked(named["weight_hh"], (L, D, 4, H, H))
-        bias = None
-        if config.bias:
-            bias = (torch.stack([b.detach() for b in named["bias_ih"]])
-                    + torch.stack([b.detach() for b in named["bias_hh"]])
-                    ).reshape(L, D, 4, H).numpy()
-        peep = None
-        if config.peephole is not None:
-            peep = _stacked(named["weight_ch"],
-                            (L, D, 4, H) + ((H,) if config.peephole == "full" else ()))
-        return first, later, hidden, bias, peep
-
-    def _by_name(self, tensors):
-        """{"weight_ih": [one per layer and direction], ...} from the flat parameter list."""
-        names = self.config.per_direction
-        return {name: list(tensors[k::len(names)]) for k, name in enumerate(names)}
+        """The gate-stacked blocks of :mod:`bnnslstm._weights` (first, later, hidden, bias,
+        peep) from the parameters; the bias is ``bias_ih + bias_hh``."""
+        layout = self.config.layout
+        named = dict(zip(self.config.names, weights))
+        members = layout.members()
+        first, later, hidden, bias, peep = layout.block_shapes()
+        blocks = [_stacked([named[n] for n in members[kind]], shape) if shape else None
+                  for kind, shape in (("first", first), ("later", later), ("hidden", hidden),
+                                      ("peep", peep))]
+        if bias is not None:
+            bias = sum(torch.stack([named[n].detach() for n in members[kind]])
+                       for kind in ("bias_ih", "bias_hh")).reshape(bias).numpy()
+        return blocks[0], blocks[1], blocks[2], bias, blocks[3]
 
     # ------------------------------------------------------------------ calls
     def capacity(self):
@@ -214,14 +203,8 @@ class _Pass:
         dc0 = torch.empty((L * D, B, H), dtype=dtype) if need_state[1] else None
         blocks = [None] * 5
         if need_weights:
-            blocks = [torch.empty((D, 4, H, I), dtype=dtype),
-                      torch.empty((L - 1, D, 4, H, D * H), dtype=dtype) if L > 1 else None,
-                      torch.empty((L, D, 4, H, H), dtype=dtype),
-                      torch.empty((L, D, 4, H), dtype=dtype) if config.bias else None,
-                      None]
-            if config.peephole is not None:
-                blocks[4] = torch.empty((L, D, 4, H) + ((H,) if config.peephole == "full" else ()),
-                                        dtype=dtype)
+            blocks = [None if shape is None else torch.empty(shape, dtype=dtype)
+                      for shape in config.layout.block_shapes()]
         delta = LayerParametersLSTM(
             input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=self.T,
             lstm_flags=config.flags,
@@ -233,7 +216,7 @@ class _Pass:
                 self._state(dh_n), self._state(dc_n)),
         )
         arrays = [None if block is None else block.numpy() for block in blocks]
-        for field, gate in zip(GATE_FIELDS, gate_descriptors(*arrays)):
+        for field, gate in zip(GATE_FIELDS, gate_descriptors(arrays, config.layout.peephole_gates)):
             setattr(delta, field, gate)
         direct_apply_lstm_batch_backward(self.params, delta, self.config.filter_params, cache)
         return dx, dh0, dc0, self._parameter_gradients(blocks) if need_weights else None
@@ -241,25 +224,9 @@ class _Pass:
     def _parameter_gradients(self, blocks):
         """One gradient per parameter, in registration order, as views of the blocks (the two
         biases get the same values in separate tensors: optimizers may scale ``.grad`` in place)."""
-        config = self.config
-        H, L, D = config.H, config.L, config.D
-        first, later, hidden, bias, peep = blocks
-        grads = []
-        for layer in range(L):
-            for d in range(D):
-                ih = first[d] if layer == 0 else later[layer - 1, d]
-                for name in config.per_direction:
-                    if name == "weight_ih":
-                        grads.append(ih.reshape(4 * H, -1))
-                    elif name == "weight_hh":
-                        grads.append(hidden[layer, d].reshape(4 * H, H))
-                    elif name == "bias_ih":
-                        grads.append(bias[layer, d].reshape(4 * H))
-                    elif name == "bias_hh":
-                        grads.append(bias[layer, d].reshape(4 * H).clone())
-                    else:
-                        grads.append(peep[layer, d].reshape((4 * H,) + peep.shape[4:]))
-        return grads
+        views = self.config.layout.views(blocks, two_biases=True)
+        return [views[name].clone() if name.startswith("bias_hh") else views[name]
+                for name in self.config.names]
 
 
 class _LSTMFunction(torch.autograd.Function):

@@ -11,8 +11,9 @@ import threading
 import numpy as np
 
 from . import _keeping
-from ._checks import fraction, integer
-from .activations import GATES, layer_activations
+from ._checks import fraction
+from ._weights import Layout, gate_descriptors
+from .activations import GATES
 from .descriptors import NDArrayDescriptor
 from .enums import ActivationFunction, DataLayout, LayerFlags
 from .errors import BNNSError
@@ -22,7 +23,7 @@ from .lstm import (
     direct_apply_lstm_batch_training_caching,
     identity_chosen,
 )
-from .parameters import LayerParametersLSTM, LSTMDataDescriptor, LSTMGateDescriptor
+from .parameters import LayerParametersLSTM, LSTMDataDescriptor
 
 __all__ = ["LSTM"]
 
@@ -30,59 +31,22 @@ _SHAPES_KEPT = 16  # call shapes whose descriptor sets an LSTM keeps for reuse
 
 
 class _Weights:
-    """Storage for one set of parameters (or their gradients), gates as an axis.
+    """Storage for one set of parameters (or their gradients): the gate-stacked blocks of
+    :class:`~bnnslstm._weights.Layout` (``first``, ``later``, ``hidden``, ``bias``,
+    ``peep``), which the kernels read in place."""
 
-    ``first``  [D][4][H][I]          layer 0's input weights
-    ``later``  [L-1][D][4][H][D*H]   layers 1...L-1's input weights
-    ``hidden`` [L][D][4][H][H]
-    ``bias``   [L][D][4][H]          or None
-    ``peep``   [L][D][4][H] (diagonal) or [L][D][4][H][H] (full), or None
-    """
+    def __init__(self, layout, dtype):
+        self.layout = layout
+        self.blocks = tuple(None if shape is None else np.zeros(shape, dtype)
+                            for shape in layout.block_shapes())
 
-    def __init__(self, I, H, L, D, bias, peephole, dtype):
-        self.first = np.zeros((D, 4, H, I), dtype)
-        self.later = np.zeros((L - 1, D, 4, H, D * H), dtype) if L > 1 else None
-        self.hidden = np.zeros((L, D, 4, H, H), dtype)
-        self.bias = np.zeros((L, D, 4, H), dtype) if bias else None
-        self.peep = None
-        if peephole == "diagonal":
-            self.peep = np.zeros((L, D, 4, H), dtype)
-        elif peephole == "full":
-            self.peep = np.zeros((L, D, 4, H, H), dtype)
-
-    def named(self, L, D, H):
+    def named(self):
         """PyTorch-named views: ``weight_ih_l0``, ``weight_hh_l1_reverse``, ``bias_l0``, ..."""
-        out = {}
-        for layer in range(L):
-            for d in range(D):
-                suffix = f"l{layer}" + ("_reverse" if d else "")
-                ih = self.first[d] if layer == 0 else self.later[layer - 1, d]
-                out[f"weight_ih_{suffix}"] = ih.reshape(4 * H, -1)
-                out[f"weight_hh_{suffix}"] = self.hidden[layer, d].reshape(4 * H, H)
-                if self.bias is not None:
-                    out[f"bias_{suffix}"] = self.bias[layer, d].reshape(4 * H)
-                if self.peep is not None:
-                    out[f"weight_ch_{suffix}"] = self.peep[layer, d].reshape(
-                        (4 * H,) + self.peep.shape[4:])
-        return out
+        return self.layout.views(self.blocks, two_biases=False)
 
     def gates(self, flags):
         """One LSTMGateDescriptor per gate, each a strided view of this storage."""
-        return gate_descriptors(self.first, self.later, self.hidden, self.bias, self.peep, flags)
-
-
-def gate_descriptors(first, later, hidden, bias, peep, flags=0):
-    """The four gates' LSTMGateDescriptors on gate-stacked arrays (the layout of
-    :class:`_Weights`; ``later``, ``bias``, ``peep`` may be None), each a strided view:
-    the kernels then read the four gates in place as one ``[D][4H][...]`` block."""
-    def view(array, k, layers=True):
-        if array is None:
-            return None
-        return NDArrayDescriptor.from_array(array[:, :, k] if layers else array[:, k], flags=flags)
-
-    return [LSTMGateDescriptor(iw_desc=(view(first, k, layers=False), view(later, k)),
-                               hw_desc=view(hidden, k), cw_desc=view(peep, k), b_desc=view(bias, k))
-            for k in range(4)]
+        return gate_descriptors(self.blocks, self.layout.peephole_gates, flags)
 
 
 class LSTM:
@@ -99,7 +63,14 @@ class LSTM:
     bias : bool
         One bias per layer and direction (BNNS has a single bias; PyTorch's two add up).
     peephole : None, "diagonal" or "full"
-        Peephole weights on all four gates (``weight_ch_l{k}``).
+        Peephole weights (``weight_ch_l{k}``), on all four gates unless ``peephole_gates``
+        names some.
+    peephole_gates : collection of gate names, optional
+        The gates that have a peephole, among ``"input"``, ``"forget"``, ``"candidate"``,
+        ``"output"``. ``("input", "forget", "output")`` is ONNX's and CoreML's diagonal
+        peephole (none on the candidate gate), the form :mod:`bnnslstm.onnx` exports and
+        loads. ``weight_ch_l{k}`` then stacks only those gates (``[3H]``, in i, f, g, o
+        order); the others have no peephole weight at all, so training cannot give them one.
     dtype : numpy.float32 or numpy.float64
     seed : int or None
         Seeds the initial weights (uniform in ``±1/sqrt(hidden_size)``, as PyTorch) and the
@@ -138,31 +109,28 @@ class LSTM:
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False, dropout=0.0,
-                 batch_first=False, bias=True, peephole=None, dtype=np.float32, seed=None,
-                 gate_activations=None, hidden_activation=None):
-        if peephole not in (None, "diagonal", "full"):
-            raise BNNSError(f"peephole: expected None, 'diagonal' or 'full', got {peephole!r}")
+                 batch_first=False, bias=True, peephole=None, peephole_gates=None,
+                 dtype=np.float32, seed=None, gate_activations=None, hidden_activation=None):
+        self._layout = Layout.checked(input_size, hidden_size, num_layers, bidirectional, bias,
+                                      peephole, peephole_gates, gate_activations, hidden_activation)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise BNNSError(f"dtype: expected float32 or float64, got {self.dtype}")
-        self.input_size, self.hidden_size, self.num_layers = (
-            integer(value, name, 1) for name, value in (("input_size", input_size),
-                                                        ("hidden_size", hidden_size),
-                                                        ("num_layers", num_layers)))
+        layout = self._layout
+        self.input_size, self.hidden_size, self.num_layers = layout.I, layout.H, layout.L
         self.bidirectional, self.batch_first = bool(bidirectional), bool(batch_first)
         self.dropout = fraction(dropout, "dropout")
-        self.bias, self.peephole = bool(bias), peephole
-        self._activations = layer_activations(gate_activations, hidden_activation)
+        self.bias, self.peephole = layout.bias, peephole
+        self.peephole_gates = layout.peephole_gates
+        self._activations = layout.activations
         self._flags = int((LayerFlags.BIDIRECTIONAL if self.bidirectional else 0)
                           | (LayerFlags.DEFAULT_ACTIVATIONS if self._activations is None else 0))
-        self.D = 2 if self.bidirectional else 1
-        shape = (self.input_size, self.hidden_size, self.num_layers, self.D, self.bias, peephole,
-                 self.dtype)
-        self._weights = _Weights(*shape)
-        self._grads = _Weights(*shape)
+        self.D = layout.D
+        self._weights = _Weights(layout, self.dtype)
+        self._grads = _Weights(layout, self.dtype)
         self._rng = np.random.default_rng(seed)
         bound = 1 / np.sqrt(self.hidden_size)
-        for array in self._weights.named(self.num_layers, self.D, self.hidden_size).values():
+        for array in self._weights.named().values():
             array[...] = self._rng.uniform(-bound, bound, array.shape)
         # (params, cache, x's shape, descriptor key and set) of the last training forward
         self._last = None
@@ -181,7 +149,7 @@ class LSTM:
     # ----------------------------------------------------------------- parameters
     def parameters(self):
         """PyTorch-named views of the weights (writing into them changes the layer)."""
-        return self._weights.named(self.num_layers, self.D, self.hidden_size)
+        return self._weights.named()
 
     @property
     def grads(self):
@@ -190,8 +158,7 @@ class LSTM:
         Each access returns fresh copies: arrays taken from it keep their values when a
         later :meth:`backward` overwrites the layer's gradients.
         """
-        return {name: array.copy() for name, array in self._grads.named(self.num_layers, self.D,
-                                                                         self.hidden_size).items()}
+        return {name: array.copy() for name, array in self._grads.named().items()}
 
     @property
     def gate_activations(self):
@@ -210,12 +177,15 @@ class LSTM:
         ``weight_ih_l{k}`` ``[4H][I or D*H]``, ``weight_hh_l{k}`` ``[4H][H]``, and with
         ``bias`` ``bias_ih_l{k}`` (the layer's one bias) and ``bias_hh_l{k}`` (zeros), each
         with a ``_reverse`` twin for the second direction: ``torch.nn.LSTM.load_state_dict``
-        takes it (after ``torch.from_numpy``). Extras: ``weight_ch_l{k}[_reverse]`` the
-        peepholes (``[4H]`` diagonal or ``[4H][H]`` full, gates i, f, g, o), as
-        :class:`bnnslstm.torch.LSTM` names them; with non-default activations,
+        takes it (after ``torch.from_numpy``) when the layer has neither peepholes nor
+        activation arguments. Extras: ``weight_ch_l{k}[_reverse]`` the peepholes (``[4H]``
+        diagonal or ``[4H][H]`` full, gates i, f, g, o; ``[3H]`` or ``[3H][H]`` with three
+        ``peephole_gates``), and for a layer built with activation arguments
         ``activation_input``, ``activation_forget``, ``activation_candidate``,
         ``activation_output`` and ``activation_hidden``, each a float64 array
         ``[function, alpha, beta]`` (the :class:`~bnnslstm.ActivationFunction` value).
+        :class:`bnnslstm.torch.LSTM`'s ``state_dict`` has the same keys, so each loads the
+        other's with ``strict=True``.
         """
         return _keeping.state_dict(self)
 
@@ -226,10 +196,11 @@ class LSTM:
         The biases become ``bias_ih + bias_hh``. Refused with :class:`~bnnslstm.BNNSError`,
         before anything changes, when a key is missing (``strict``; without it the layer
         keeps its value, and a lone ``bias_ih``/``bias_hh`` counts the other as zeros),
-        unexpected (``strict``), mis-shaped or not a real number, and when an
-        ``activation_*`` entry differs from the layer's activations (those are part of the
-        layer's configuration, given to the constructor). The message names every key at
-        fault.
+        unexpected (``strict``), mis-shaped or not a real number, and, with or without
+        ``strict``, when an ``activation_*`` entry computes another function than the
+        layer's (the defaults for a layer built without activation arguments): activations
+        are part of the configuration, given to the constructor, and weights trained with
+        other ones are not this model. The message names every key at fault.
         """
         _keeping.load_state_dict(self, state, strict)
 
@@ -435,48 +406,32 @@ class LSTM:
     # ----------------------------------------------------------------- PyTorch
     @classmethod
     def from_torch(cls, module, dtype=np.float32):
-        """An LSTM with the weights of a ``torch.nn.LSTM`` (``bias_ih + bias_hh`` summed)."""
-        if getattr(module, "proj_size", 0):
-            raise BNNSError("module.proj_size: projections are not supported")
-        lstm = cls(module.input_size, module.hidden_size, module.num_layers,
-                   bidirectional=module.bidirectional, dropout=module.dropout,
-                   batch_first=module.batch_first, bias=module.bias, dtype=dtype)
-        state = {k: v.detach().cpu().double().numpy() for k, v in module.state_dict().items()}
-        for name, array in lstm.parameters().items():
-            if name.startswith("bias_"):
-                suffix = name[len("bias_"):]
-                array[...] = state[f"bias_ih_{suffix}"] + state[f"bias_hh_{suffix}"]
-            else:
-                array[...] = state[name]
-        return lstm
+        """An LSTM computing what ``module`` computes: a :class:`torch.nn.LSTM` or a
+        :class:`bnnslstm.torch.LSTM`, whose peepholes and activations it takes too.
+
+        The configuration (sizes, directions, ``batch_first``, ``bias``, ``dropout``,
+        peepholes, activations) is the module's, the weights its ``state_dict``'s
+        (``bias_ih + bias_hh`` summed into the one bias). ``proj_size`` is refused.
+        """
+        return _keeping.from_torch(cls, module, dtype)
 
     def to_torch(self):
-        """A ``torch.nn.LSTM`` with these weights (bias in ``bias_ih``, ``bias_hh`` zero)."""
-        import torch
+        """A :class:`torch.nn.LSTM` with these weights (bias in ``bias_ih``, ``bias_hh`` zero).
 
-        if self.peephole is not None:
-            raise BNNSError("peephole: torch.nn.LSTM has no peephole weights")
-        module = torch.nn.LSTM(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
-                               batch_first=self.batch_first, dropout=self.dropout,
-                               bidirectional=self.bidirectional)
-        dtype = torch.float64 if self.dtype == np.float64 else torch.float32
-        module = module.to(dtype)
-        state = {}
-        for name, array in self.parameters().items():
-            if name.startswith("bias_"):
-                suffix = name[len("bias_"):]
-                state[f"bias_ih_{suffix}"] = torch.from_numpy(array.copy())
-                state[f"bias_hh_{suffix}"] = torch.zeros(array.shape, dtype=dtype)
-            else:
-                state[name] = torch.from_numpy(array.copy())
-        module.load_state_dict(state)
-        return module
+        Refused with :class:`~bnnslstm.BNNSError` naming what torch.nn.LSTM lacks when the
+        layer has peepholes or activations other than sigmoid gates and tanh (a
+        :class:`bnnslstm.torch.LSTM` built with the same arguments loads
+        :meth:`state_dict` instead).
+        """
+        return _keeping.to_torch(self)
 
     def __repr__(self):
         text = (f"LSTM({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bidirectional={self.bidirectional}, dropout={self.dropout}, "
                 f"batch_first={self.batch_first}, bias={self.bias}, peephole={self.peephole!r}, "
                 f"dtype={self.dtype.name}")
+        if self.peephole and self.peephole_gates != GATES:
+            text += f", peephole_gates={self.peephole_gates}"
         if self._activations is not None:
             names = {k: ActivationFunction(a.function).name.lower()
                      for k, a in self._activations.items()}

@@ -11,11 +11,11 @@ Imported only on request (``import bnnslstm.onnx``); ``import bnnslstm`` never i
 
 ONNX's LSTM stacks its gates i, o, f, c (PyTorch and bnnslstm: i, f, g, o), keeps two biases
 per gate (``B = [Wb, Rb]``), three diagonal peepholes ``P = [i, o, f]`` and one activation
-for the three sigmoid-like gates. What one side cannot express is refused with
-:class:`~bnnslstm.BNNSError`.
+for the three sigmoid-like gates: ``bnnslstm._weights`` maps the weights, this module the
+graph and the activations. What one side cannot express is refused with
+:class:`~bnnslstm.BNNSError`; so is every malformed file (``_onnx_read.py`` reads them).
 """
 
-import inspect
 import math
 import os
 
@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ._onnx_read import Graph, attributes, check_model, label, read_model
+from ._weights import IFO, Layout, state_from_onnx, to_onnx
 from .activations import GATES
 from .enums import ActivationFunction as F
 from .errors import BNNSError
@@ -31,8 +33,6 @@ from .parameters import Activation
 
 __all__ = ["export", "load"]
 
-_TO_ONNX_ORDER = (0, 3, 1, 2)  # ONNX's i, o, f, c from the i, f, g, o blocks
-_FROM_ONNX_ORDER = (0, 2, 3, 1)  # i, f, g, o from ONNX's i, o, f, c blocks
 _ALPHA = {"Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu"}
 _BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
 _ONNX_DEFAULTS = {"LeakyRelu": (0.01, None), "ThresholdedRelu": (1.0, None),
@@ -100,37 +100,17 @@ def _same(a, b):
 
 
 # ---------------------------------------------------------------------- export
-def _layer_config(layer):
-    """Sizes, flags, activations and per-layer-and-direction numpy weights of either layer."""
+def _source(layer):
+    """The layout and the state (numpy arrays) of either layer."""
     if isinstance(layer, LSTM):
-        named = layer.parameters()
-        activations = getattr(layer, "gate_activations", None)
-        hidden = getattr(layer, "hidden_activation", None)
-        if activations is not None:
-            activations = dict(activations,
-                               hidden=hidden if hidden is not None else Activation(F.TANH))
-        weights = {}
-        for name, array in named.items():
-            if name.startswith("bias_"):
-                weights["bias_ih_" + name[5:]] = np.asarray(array)
-                weights["bias_hh_" + name[5:]] = np.zeros_like(array)
-            else:
-                weights[name] = np.asarray(array)
-        dropout_active = False
-    elif type(layer).__module__ == "bnnslstm.torch" and type(layer).__name__ == "LSTM":
-        weights = {k: v.detach().cpu().numpy() for k, v in layer.state_dict().items()}
-        activations = layer._activations
-        dropout_active = layer.training and layer.dropout > 0 and layer.num_layers > 1
-    else:
+        return Layout.of(layer), layer.state_dict()
+    if type(layer).__module__ != "bnnslstm.torch" or type(layer).__name__ != "LSTM":
         raise BNNSError("layer: expected a bnnslstm.LSTM or a bnnslstm.torch.LSTM, "
                         f"got {type(layer).__name__}")
-    if dropout_active:
+    if layer.training and layer.dropout > 0 and layer.num_layers > 1:
         raise BNNSError(f"layer: dropout={layer.dropout} between layers in training mode has no "
                         f"ONNX form (ONNX models run inference): call layer.eval() first")
-    if layer.peephole == "full":
-        raise BNNSError("layer.peephole: full peephole matrices have no ONNX form (ONNX's LSTM has "
-                        "diagonal peepholes only)")
-    return weights, activations
+    return Layout.of(layer), {k: v.detach().cpu().numpy() for k, v in layer.state_dict().items()}
 
 
 def _onnx_activations(activations):
@@ -168,12 +148,12 @@ def export(layer, path, *, opset=17, initial_states=False, sequence_lens=False):
     if not isinstance(opset, int) or opset < 7:
         raise BNNSError(f"opset: expected an integer of at least 7 (ONNX's LSTM with its current "
                         f"inputs), got {opset!r}")
-    weights, activations = _layer_config(layer)
-    I, H, L = layer.input_size, layer.hidden_size, layer.num_layers
-    D = 2 if layer.bidirectional else 1
-    dtype = np.float64 if weights["weight_hh_l0"].dtype == np.float64 else np.float32
+    layout, state = _source(layer)
+    onnx_weights = to_onnx(layout, state)
+    I, H, L, D = layout.I, layout.H, layout.L, layout.D
+    dtype = np.float64 if state["weight_hh_l0"].dtype == np.float64 else np.float32
     elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
-    acts = _onnx_activations(activations)
+    acts = _onnx_activations(layout.activations)
     attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
     if acts is not None:
         attributes["activations"] = [name for name, _, _ in acts] * D
@@ -183,9 +163,6 @@ def export(layer, path, *, opset=17, initial_states=False, sequence_lens=False):
             attributes["activation_alpha"] = alphas
         if betas:
             attributes["activation_beta"] = betas
-
-    def gates(array):  # [4H...] i, f, g, o -> i, o, f, c
-        return np.concatenate([array[k * H:(k + 1) * H] for k in _TO_ONNX_ORDER])
 
     nodes, initializers = [], []
 
@@ -207,25 +184,10 @@ def export(layer, path, *, opset=17, initial_states=False, sequence_lens=False):
         x = "input_tbi"
     flatten = constant("flatten_directions", np.array([0, 0, -1], np.int64))
     hs, cs = [], []
-    for l in range(L):
-        W, R, Bs, P = [], [], [], []
-        for d in range(D):
-            suffix = f"l{l}" + ("_reverse" if d else "")
-            W.append(gates(weights[f"weight_ih_{suffix}"]))
-            R.append(gates(weights[f"weight_hh_{suffix}"]))
-            if layer.bias:
-                Bs.append(np.concatenate([gates(weights[f"bias_ih_{suffix}"]),
-                                          gates(weights[f"bias_hh_{suffix}"])]))
-            if layer.peephole == "diagonal":
-                peep = weights[f"weight_ch_{suffix}"]
-                if np.any(peep[2 * H:3 * H] != 0):
-                    raise BNNSError(f"weight_ch_{suffix}: the candidate gate's peepholes are not "
-                                    f"0, and ONNX's LSTM has peepholes on the input, output and "
-                                    f"forget gates only")
-                P.append(np.concatenate([peep[0:H], peep[3 * H:4 * H], peep[H:2 * H]]))
-        lstm_inputs = [x, constant(f"W_l{l}", np.stack(W).astype(dtype)),
-                       constant(f"R_l{l}", np.stack(R).astype(dtype)),
-                       constant(f"B_l{l}", np.stack(Bs).astype(dtype)) if Bs else "",
+    for l, (W, R, Bs, P) in enumerate(onnx_weights):
+        lstm_inputs = [x, constant(f"W_l{l}", W.astype(dtype)),
+                       constant(f"R_l{l}", R.astype(dtype)),
+                       "" if Bs is None else constant(f"B_l{l}", Bs.astype(dtype)),
                        "sequence_lens" if sequence_lens else ""]
         if initial_states:
             for name in ("h0", "c0"):
@@ -237,7 +199,7 @@ def export(layer, path, *, opset=17, initial_states=False, sequence_lens=False):
             lstm_inputs += ["h0_l" + str(l), "c0_l" + str(l)]
         else:
             lstm_inputs += ["", ""]
-        lstm_inputs.append(constant(f"P_l{l}", np.stack(P).astype(dtype)) if P else "")
+        lstm_inputs.append("" if P is None else constant(f"P_l{l}", P.astype(dtype)))
         while lstm_inputs[-1] == "":
             lstm_inputs.pop()
         nodes.append(helper.make_node("LSTM", lstm_inputs, [f"Y_l{l}", f"h_n_l{l}", f"c_n_l{l}"],
@@ -283,196 +245,164 @@ def _ir_version(opset):
 
 
 # ---------------------------------------------------------------------- load
-class _Graph:
-    """What load needs of a graph: producers, constant values (initializers, Constant nodes,
-    through Identity), node names for messages."""
-
-    def __init__(self, graph):
-        self.graph = graph
-        self.producer = {}
-        for node in graph.node:
-            for out in node.output:
-                self.producer[out] = node
-        self.values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-        self.inputs = {i.name for i in graph.input} - set(self.values)
-
-    @staticmethod
-    def label(node):
-        return f"node {node.name or '(unnamed)'!r} ({node.op_type})"
-
-    def constant(self, name, what, node):
-        """The value of tensor ``name`` when it is a constant, else BNNSError naming ``node``."""
-        seen = name
-        while name not in self.values:
-            producer = self.producer.get(name)
-            if producer is None or producer.op_type not in ("Constant", "Identity"):
-                raise BNNSError(f"{self.label(node)}: its {what} ({seen!r}) is not a constant "
-                                f"(an initializer or Constant node), so its weights cannot be read")
-            if producer.op_type == "Identity":
-                name = producer.input[0]
-                continue
-            attribute = producer.attribute[0]
-            if attribute.name != "value":
-                raise BNNSError(f"{self.label(producer)}: a Constant with {attribute.name!r} "
-                                f"is not read")
-            self.values[name] = numpy_helper.to_array(attribute.t)
-        return self.values[name]
-
-    def source(self, name, node, stop):
-        """Walk back from tensor ``name`` through glue ops (one data input each) to a tensor in
-        ``stop`` (an LSTM's output or a graph input); returns (tensor, glue nodes met)."""
-        met = []
-        while name not in stop:
-            producer = self.producer.get(name)
-            if producer is None:
-                raise BNNSError(f"{self.label(node)}: its input {name!r} does not come from the "
-                                f"graph's input or the previous LSTM")
-            if producer.op_type not in ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity",
-                                        "Cast"):
-                raise BNNSError(f"{self.label(producer)}: between the model's input and the LSTM "
-                                f"nodes only Transpose, Reshape, Squeeze, Unsqueeze, Identity and "
-                                f"Cast are read, not {producer.op_type}")
-            met.append(producer)
-            name = producer.input[0]
-        return name, met
-
-
-def _attributes(node):
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+_SHAPES = {"W": "[num_directions][4*hidden_size][input_size]",
+           "R": "[num_directions][4*hidden_size][hidden_size]",
+           "B": "[num_directions][8*hidden_size]", "P": "[num_directions][3*hidden_size]"}
 
 
 def load(path_or_model, *, dtype=np.float32):
     """A :class:`bnnslstm.LSTM` with the weights of the ``LSTM`` nodes of an ONNX model.
 
-    ``path_or_model`` is a file name or an :class:`onnx.ModelProto`. The model must be a
-    chain of LSTM nodes (one per layer, all of one direction, hidden size and activations)
-    with the glue exporters write around them (Transpose, Reshape, Squeeze, Unsqueeze,
-    Concat, Slice, Identity, Constant, Shape, Gather, Expand, ConstantOfShape, Cast):
-    :func:`export`'s models and ``torch.onnx.export``'s of :class:`torch.nn.LSTM`. A
-    Transpose ``[1, 0, 2]`` before the first LSTM (or ``layout=1``) means ``batch_first``.
-    The two ONNX biases become bnnslstm's one (``Wb + Rb``); peepholes become a diagonal
-    peephole with 0 on the candidate gate.
+    ``path_or_model`` is a file name (external data are read from the model's folder, never
+    outside it) or an :class:`onnx.ModelProto`. The model must be a chain of LSTM nodes
+    (one per layer, all of one direction, hidden size and activations) with the glue
+    exporters write around them (Transpose, Reshape, Squeeze, Unsqueeze, Concat, Slice,
+    Identity, Constant, Shape, Gather, Expand, ConstantOfShape, Cast): :func:`export`'s
+    models and ``torch.onnx.export``'s of :class:`torch.nn.LSTM`. A Transpose ``[1, 0, 2]``
+    before the first LSTM (or ``layout=1``) means ``batch_first``. The two ONNX biases
+    become bnnslstm's one (``Wb + Rb``); peepholes ``P`` become
+    ``peephole="diagonal", peephole_gates=("input", "forget", "output")``.
 
-    Refused with :class:`~bnnslstm.BNNSError` naming the node: any other op, weights that are
-    not constants, ``clip``, ``input_forget=1``, ``direction="reverse"`` (bnnslstm's
-    directions are forward, or both), layers that disagree, and non-default activations
-    when this bnnslstm.LSTM has no activation arguments.
+    Refused with :class:`~bnnslstm.BNNSError` naming the node or tensor: any other op,
+    weights that are not constants or not of a float type, shapes that do not fit the
+    node's attributes, ``clip``, ``input_forget=1``, ``direction="reverse"`` (bnnslstm's
+    directions are forward, or both), a constant non-zero initial state, layers that
+    disagree, and every file that is not a valid ONNX model (undecodable, truncated, data
+    that do not fit their dims, external data outside the model's folder...).
     """
-    model = path_or_model
-    if isinstance(model, (str, os.PathLike)):
-        model = onnx.load(os.fspath(model))
-    if not isinstance(model, onnx.ModelProto):
-        raise BNNSError("path_or_model: expected a file name or an onnx.ModelProto, "
-                        f"got {type(model).__name__}")
-    g = _Graph(model.graph)
+    model = read_model(path_or_model)
+    g = Graph(model.graph)
     for node in model.graph.node:
         if (node.domain not in ("", "ai.onnx")
                 or (node.op_type not in _GLUE and node.op_type != "LSTM")):
-            raise BNNSError(f"{g.label(node)}: bnnslstm.onnx.load reads LSTM nodes and the glue "
+            raise BNNSError(f"{label(node)}: bnnslstm.onnx.load reads LSTM nodes and the glue "
                             f"around them ({', '.join(sorted(_GLUE))}), not {node.op_type}")
     lstms = [node for node in model.graph.node if node.op_type == "LSTM"]
     if not lstms:
         raise BNNSError("model: it has no LSTM node")
-    layers, batch_first, stop = [], False, set(g.inputs)
-    for k, node in enumerate(lstms):
-        attrs = _attributes(node)
-        if attrs.get("clip") is not None:
-            raise BNNSError(f"{g.label(node)}: clip={attrs['clip']} (clipping the gates' inputs) "
-                            f"has no counterpart in BNNS's LSTM")
-        if attrs.get("input_forget", 0):
-            raise BNNSError(f"{g.label(node)}: input_forget=1 (coupled input and forget gates) has "
-                            f"no counterpart in BNNS's LSTM")
-        direction = attrs.get("direction", b"forward")
-        direction = direction.decode() if isinstance(direction, bytes) else direction
-        if direction not in ("forward", "bidirectional"):
-            raise BNNSError(f"{g.label(node)}: direction={direction!r}: bnnslstm's layers run "
-                            f"forward or in both directions")
-        layout = attrs.get("layout", 0)
-        source, glue = g.source(node.input[0], node, stop)
-        if k == 0:
-            if source not in g.inputs:
-                raise BNNSError(f"{g.label(node)}: its input does not come from a graph input")
-            transposes = [n for n in glue if n.op_type == "Transpose"]
-            perms = [list(_attributes(n).get("perm", [])) for n in transposes]
-            if perms not in ([], [[1, 0, 2]]):
-                raise BNNSError(f"{g.label(transposes[0])}: a Transpose with perm={perms[0]} "
-                                f"before the first LSTM is not read (only [1, 0, 2], batch_first)")
-            batch_first = bool(perms) != bool(layout)
-        elif source != lstms[k - 1].output[0]:
-            raise BNNSError(f"{g.label(node)}: its input is not the previous LSTM node's output Y")
-        else:
-            for n in glue:
-                if (n.op_type == "Transpose" and list(_attributes(n).get("perm", []))
-                        not in ([0, 2, 1, 3], [1, 0, 2, 3])):
-                    raise BNNSError(f"{g.label(n)}: a Transpose with "
-                                    f"perm={list(_attributes(n)['perm'])} between LSTM layers is "
-                                    f"not the directions-last one [0, 2, 1, 3]")
-        if node.input[0:1] and k > 0 and layout != _attributes(lstms[0]).get("layout", 0):
-            raise BNNSError(f"{g.label(node)}: its layout differs from the first LSTM's")
-        stop = {node.output[0]} if node.output else set()
-        inputs = list(node.input) + [""] * (8 - len(node.input))
-        W = g.constant(inputs[1], "W input", node)
-        R = g.constant(inputs[2], "R input", node)
-        B = g.constant(inputs[3], "B input", node) if inputs[3] else None
-        P = g.constant(inputs[7], "P input", node) if inputs[7] else None
-        names = attrs.get("activations")
-        names = [n.decode() if isinstance(n, bytes) else n for n in names] if names else None
-        layers.append((node, attrs, W, R, B, P, names))
-    # one configuration for every layer
-    node0, attrs0, W0, R0, _, _, _ = layers[0]
-    D = W0.shape[0]
-    H = int(attrs0.get("hidden_size", R0.shape[-1]))
-    I = W0.shape[2]
-    for node, _, W, R, B, P, _ in layers:
-        X = I if node is node0 else D * H
-        if (W.shape != (D, 4 * H, X) or R.shape != (D, 4 * H, H)
-                or (B is not None and B.shape != (D, 8 * H))
-                or (P is not None and P.shape != (D, 3 * H))):
-            raise BNNSError(f"{g.label(node)}: weight shapes W {W.shape}, R {R.shape}"
-                            f"{'' if B is None else f', B {B.shape}'}"
-                            f"{'' if P is None else f', P {P.shape}'} "
-                            f"do not fit {D} direction(s), hidden size {H} and input size {X}")
-    for key, what in ((lambda l: l[4] is None, "bias"), (lambda l: l[5] is None, "peepholes"),
-                      (lambda l: l[6], "activations"),
-                      (lambda l: (l[1].get("activation_alpha"), l[1].get("activation_beta")),
-                       "activation alpha/beta")):
-        if any(key(l) != key(layers[0]) for l in layers):
-            node = next(l[0] for l in layers if key(l) != key(layers[0]))
-            raise BNNSError(f"{g.label(node)}: its {what} differ from the first LSTM's (a "
-                            f"bnnslstm.LSTM has one configuration for all layers)")
-    activations = _load_activations(layers[0], D, g.label(node0))
+    batch_first = _chain(g, lstms)
+    layers = [_read_lstm(g, node) for node in lstms]
+    _check_layers_agree(layers)
+    check_model(model)  # what load does not read must be valid too
+    first = layers[0]
+    activations = _load_activations(first, first["D"], label(first["node"]))
     kwargs = {}
     if activations is not None:
-        if "gate_activations" not in inspect.signature(LSTM).parameters:
-            raise BNNSError(f"{g.label(node0)}: activations {layers[0][6]} are not the defaults, "
-                            f"and this bnnslstm.LSTM takes no activation arguments")
         kwargs = {"gate_activations": {k: activations[k] for k in GATES},
                   "hidden_activation": activations["hidden"]}
-    lstm = LSTM(I, H, len(layers), bidirectional=D == 2, batch_first=batch_first,
-                bias=layers[0][4] is not None,
-                peephole=None if layers[0][5] is None else "diagonal", dtype=dtype, **kwargs)
-    params = lstm.parameters()
-
-    def gates(array):  # [4H...] i, o, f, c -> i, f, g, o
-        return np.concatenate([array[k * H:(k + 1) * H] for k in _FROM_ONNX_ORDER])
-
-    for l, (_, _, W, R, B, P, _) in enumerate(layers):
-        for d in range(D):
-            suffix = f"l{l}" + ("_reverse" if d else "")
-            params[f"weight_ih_{suffix}"][...] = gates(W[d])
-            params[f"weight_hh_{suffix}"][...] = gates(R[d])
-            if B is not None:
-                params[f"bias_{suffix}"][...] = gates(B[d, :4 * H]) + gates(B[d, 4 * H:])
-            if P is not None:
-                p_i, p_o, p_f = P[d, :H], P[d, H:2 * H], P[d, 2 * H:]
-                params[f"weight_ch_{suffix}"][...] = np.concatenate(
-                    [p_i, p_f, np.zeros_like(p_i), p_o])
+    peepholes = first["P"] is not None
+    lstm = LSTM(first["W"].shape[2], first["H"], len(layers), bidirectional=first["D"] == 2,
+                batch_first=batch_first, bias=first["B"] is not None,
+                peephole="diagonal" if peepholes else None,
+                peephole_gates=IFO if peepholes else None, dtype=dtype, **kwargs)
+    lstm.load_state_dict(state_from_onnx(lstm._layout, [
+        (layer["W"], layer["R"], layer["B"], layer["P"]) for layer in layers]))
     return lstm
+
+
+def _chain(g, lstms):
+    """Check that the LSTM nodes form one chain from a graph input; whether it is
+    batch-first."""
+    stop, batch_first = set(g.inputs), False
+    first_layout = attributes(lstms[0]).get("layout", 0)
+    for k, node in enumerate(lstms):
+        if not node.input or not node.input[0]:
+            raise BNNSError(f"{label(node)}: its X input is missing (ONNX's LSTM requires it)")
+        if not node.output or not node.output[0]:
+            raise BNNSError(f"{label(node)}: its output Y is missing")
+        layout = attributes(node).get("layout", 0)
+        if layout not in (0, 1):
+            raise BNNSError(f"{label(node)}: layout={layout} (ONNX's LSTM has 0, time-major, and "
+                            f"1, batch-major)")
+        if layout != first_layout:
+            raise BNNSError(f"{label(node)}: its layout differs from the first LSTM's")
+        source, glue = g.source(node.input[0], node, stop)
+        perms = [list(attributes(n).get("perm", [])) for n in glue if n.op_type == "Transpose"]
+        if k == 0:
+            if source not in g.inputs:
+                raise BNNSError(f"{label(node)}: its input does not come from a graph input")
+            if perms not in ([], [[1, 0, 2]]):
+                first = next(n for n in glue if n.op_type == "Transpose")
+                raise BNNSError(f"{label(first)}: a Transpose with perm={perms[0]} before the "
+                                f"first LSTM is not read (only [1, 0, 2], batch_first)")
+            batch_first = bool(perms) != bool(layout)
+        elif source != lstms[k - 1].output[0]:
+            raise BNNSError(f"{label(node)}: its input is not the previous LSTM node's output Y")
+        else:
+            for n, perm in zip([n for n in glue if n.op_type == "Transpose"], perms):
+                if perm not in ([0, 2, 1, 3], [1, 0, 2, 3]):
+                    raise BNNSError(f"{label(n)}: a Transpose with perm={perm} between LSTM "
+                                    f"layers is not the directions-last one [0, 2, 1, 3]")
+        stop = {node.output[0]}
+    return batch_first
+
+
+def _read_lstm(g, node):
+    """One LSTM node's attributes and weights, checked against each other."""
+    attrs = attributes(node)
+    where = label(node)
+    if attrs.get("clip") is not None:
+        raise BNNSError(f"{where}: clip={attrs['clip']} (clipping the gates' inputs) has no "
+                        f"counterpart in BNNS's LSTM")
+    if attrs.get("input_forget", 0):
+        raise BNNSError(f"{where}: input_forget=1 (coupled input and forget gates) has no "
+                        f"counterpart in BNNS's LSTM")
+    direction = attrs.get("direction", "forward")
+    if direction not in ("forward", "bidirectional"):
+        raise BNNSError(f"{where}: direction={direction!r}: bnnslstm's layers run forward or in "
+                        f"both directions")
+    inputs = list(node.input) + [""] * (8 - len(node.input))
+    for position, what in ((1, "W"), (2, "R")):
+        if not inputs[position]:
+            raise BNNSError(f"{where}: its {what} input is missing (ONNX's LSTM requires it)")
+    for position, what in ((5, "initial_h"), (6, "initial_c")):
+        if inputs[position] and g.nonzero_constant(inputs[position], node):
+            raise BNNSError(f"{where}: its {what} input {inputs[position]!r} is a constant "
+                            f"non-zero state, which a bnnslstm.LSTM does not keep (give h0, c0 to "
+                            f"its forward)")
+    names = {"W": inputs[1], "R": inputs[2], "B": inputs[3], "P": inputs[7]}
+    layer = {what: g.weights(name, what, node) if name else None for what, name in names.items()}
+    R = layer["R"]
+    H = attrs.get("hidden_size", R.shape[-1] if R.ndim else 0)
+    if H < 1:
+        raise BNNSError(f"{where}: hidden_size={H}: expected a positive integer")
+    D = 2 if direction == "bidirectional" else 1
+    X = layer["W"].shape[-1] if layer["W"].ndim else 0
+    expected = {"W": (D, 4 * H, X), "R": (D, 4 * H, H), "B": (D, 8 * H), "P": (D, 3 * H)}
+    for what, array in layer.items():
+        if array is not None and array.shape != expected[what]:
+            raise BNNSError(f"{where}: {what} input {names[what]!r}: shape {array.shape} but "
+                            f"ONNX's LSTM takes {_SHAPES[what]} = {expected[what]} here "
+                            f"(direction={direction!r}, hidden_size={H})")
+    activation_names = attrs.get("activations")
+    layer.update(node=node, attrs=attrs, D=D, H=H, names=activation_names or None)
+    return layer
+
+
+def _check_layers_agree(layers):
+    """One configuration for every layer, each layer's input the previous one's output."""
+    first = layers[0]
+    for layer in layers[1:]:
+        node = layer["node"]
+        if (layer["D"], layer["H"]) != (first["D"], first["H"]):
+            raise BNNSError(f"{label(node)}: its direction or hidden_size differ from the first "
+                            f"LSTM's (a bnnslstm.LSTM has one for all layers)")
+        if layer["W"].shape[2] != first["D"] * first["H"]:
+            raise BNNSError(f"{label(node)}: its W input takes {layer['W'].shape[2]} features, "
+                            f"the previous layer gives {first['D'] * first['H']}")
+    for key, what in ((lambda l: l["B"] is None, "bias"), (lambda l: l["P"] is None, "peepholes"),
+                      (lambda l: l["names"], "activations"),
+                      (lambda l: (l["attrs"].get("activation_alpha"),
+                                  l["attrs"].get("activation_beta")), "activation alpha/beta")):
+        differs = [layer for layer in layers if key(layer) != key(first)]
+        if differs:
+            raise BNNSError(f"{label(differs[0]['node'])}: its {what} differ from the first "
+                            f"LSTM's (a bnnslstm.LSTM has one configuration for all layers)")
 
 
 def _load_activations(layer, D, label):
     """The gates' and hidden activations of an LSTM node, or None for the defaults."""
-    node, attrs, _, _, _, _, names = layer
+    attrs, names = layer["attrs"], layer["names"]
     if not names:
         return None
     if len(names) != 3 * D:

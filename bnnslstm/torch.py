@@ -36,8 +36,10 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ._torch_autograd import _CachePool, _Config, _LSTMFunction, _Pass
+from ._weights import ACTIVATION_PREFIX, Layout, activation_entries, activation_problems
 from .activations import GATES, layer_activations
 from .enums import ActivationFunction
+from .errors import BNNSError
 
 __all__ = ["LSTM"]
 
@@ -57,9 +59,13 @@ class LSTM(nn.Module):
     dtype : optional
         ``torch.float32`` or ``torch.float64`` (default: torch's default dtype).
     peephole : None, "diagonal" or "full"
-        Peephole weights on all four gates, parameters ``weight_ch_l{k}[_reverse]``:
-        ``[4H]`` (diagonal) or ``[4H][H]`` (full), gates stacked i, f, g, o like the other
-        weights. The output gate peeks at the new cell state (BNNS's equations).
+        Peephole weights, parameters ``weight_ch_l{k}[_reverse]``: ``[4H]`` (diagonal) or
+        ``[4H][H]`` (full), gates stacked i, f, g, o like the other weights. The output gate
+        peeks at the new cell state (BNNS's equations).
+    peephole_gates : collection of gate names, optional
+        The gates that have a peephole (default: all four). ``("input", "forget",
+        "output")`` is ONNX's and CoreML's diagonal peephole: ``weight_ch_l{k}`` is then
+        ``[3H]`` (i, f, o) and the candidate gate has no peephole parameter at all.
     gate_activations : dict, optional
         ``{"input": ..., "forget": ..., "candidate": ..., "output": ...}``, each an
         :class:`~bnnslstm.Activation` (with its alpha/beta), an
@@ -75,11 +81,24 @@ class LSTM(nn.Module):
     order and initialised the same way (uniform in :math:`\pm 1/\sqrt{H}`), so
     ``load_state_dict`` works in both directions and the same ``torch.manual_seed`` gives
     the same initial weights.
+
+    A module built with activation arguments has five more ``state_dict`` entries,
+    ``activation_input``, ``activation_forget``, ``activation_candidate``,
+    ``activation_output`` and ``activation_hidden`` (float64 ``[function, alpha, beta]``),
+    as :meth:`bnnslstm.LSTM.state_dict` has: the two load each other's ``state_dict`` with
+    ``strict=True``. They are not parameters or buffers (``.to()`` never rounds them), and
+    ``load_state_dict`` never changes the activations: an entry that computes another
+    function than the module's (the defaults for a module built without activation
+    arguments) raises :class:`~bnnslstm.BNNSError` before anything is loaded, as do, with
+    ``strict=True``, missing entries (so a :class:`torch.nn.LSTM`'s ``state_dict`` loads
+    into such a module with ``strict=False`` only) and entries given to a module with the
+    defaults.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
-                 peephole=None, gate_activations=None, hidden_activation=None):
+                 peephole=None, peephole_gates=None, gate_activations=None,
+                 hidden_activation=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
@@ -102,35 +121,25 @@ class LSTM(nn.Module):
         dtype = torch.get_default_dtype() if dtype is None else dtype
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
-        if peephole not in (None, "diagonal", "full"):
-            raise ValueError(f"peephole: expected None, 'diagonal' or 'full', got {peephole!r}")
+        self._layout = Layout(int(input_size), int(hidden_size), int(num_layers), bidirectional,
+                              bias, peephole, peephole_gates,
+                              layer_activations(gate_activations, hidden_activation))
         self.mode = "LSTM"
         self.input_size, self.hidden_size, self.num_layers = (int(input_size), int(hidden_size),
                                                               int(num_layers))
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
         self.bidirectional, self.proj_size, self.peephole = bool(bidirectional), 0, peephole
-        self._activations = self._check_activations(gate_activations, hidden_activation)
+        self.peephole_gates = self._layout.peephole_gates
+        self._activations = self._layout.activations
         self._per_direction = (["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
                                + (["weight_ch"] if peephole else []))
         self._pool = _CachePool()
         self._capacities = OrderedDict()
-        H, D = self.hidden_size, 2 if bidirectional else 1
         self._flat_weights_names = []
-        for layer in range(self.num_layers):
-            for d in range(D):
-                suffix = f"_l{layer}" + ("_reverse" if d else "")
-                shapes = {"weight_ih": (4 * H, self.input_size if layer == 0 else D * H),
-                          "weight_hh": (4 * H, H), "bias_ih": (4 * H,), "bias_hh": (4 * H,),
-                          "weight_ch": (4 * H, H) if peephole == "full" else (4 * H,)}
-                for name in self._per_direction:
-                    self.register_parameter(name + suffix,
-                                            nn.Parameter(torch.empty(shapes[name], dtype=dtype)))
-                    self._flat_weights_names.append(name + suffix)
+        for name, shape in self._layout.parameter_shapes(two_biases=True).items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype)))
+            self._flat_weights_names.append(name)
         self.reset_parameters()
-
-    @staticmethod
-    def _check_activations(gate_activations, hidden_activation):
-        return layer_activations(gate_activations, hidden_activation)
 
     def reset_parameters(self):
         """Every parameter uniform in ``±1/sqrt(hidden_size)``, as :class:`torch.nn.LSTM`."""
@@ -166,11 +175,35 @@ class LSTM(nn.Module):
             s += f", bidirectional={self.bidirectional}"
         if self.peephole is not None:
             s += f", peephole={self.peephole!r}"
+            if self.peephole_gates != GATES:
+                s += f", peephole_gates={self.peephole_gates}"
         if self._activations is not None:
             names = {k: ActivationFunction(a.function).name.lower()
                      for k, a in self._activations.items()}
             s += ", activations=" + "/".join(names[k] for k in GATES + ("hidden",))
         return s
+
+    # ------------------------------------------------------------------ state_dict
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """The parameters, and the activation entries of a module built with activation
+        arguments (as :meth:`bnnslstm.LSTM.state_dict`'s)."""
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for key, triple in activation_entries(self._activations).items():
+            destination[prefix + key] = torch.from_numpy(triple)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """The activation entries checked before anything is loaded (BNNSError: loading never
+        changes the activations), the parameters loaded as by any module."""
+        key_start = prefix + ACTIVATION_PREFIX
+        entries = {key: value for key, value in state_dict.items()
+                   if key.startswith(key_start) and "." not in key[len(prefix):]}
+        problems = activation_problems(self._activations, entries, strict, prefix)
+        if problems:
+            raise BNNSError("state_dict: " + "; ".join(problems))
+        parameters = {key: value for key, value in state_dict.items() if key not in entries}
+        super()._load_from_state_dict(parameters, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     # ------------------------------------------------------------------ forward
     def forward(self, input, hx=None):

@@ -20,6 +20,7 @@ from bnnslstm import ActivationFunction as F  # noqa: E402
 
 I, H, T, B = 3, 4, 5, 3
 TOL = 2e-6
+IFO = ("input", "forget", "output")  # ONNX's peephole gates
 
 
 def run(model, **feeds):
@@ -36,9 +37,14 @@ def inputs(L, D, batch_first, seed=1):
 
 
 def diagonal_without_candidate(lstm):
+    """A four-gate diagonal peephole whose candidate-gate entries are 0: it exports."""
     for name, array in lstm.parameters().items():
         if name.startswith("weight_ch"):
             array[2 * H:3 * H] = 0
+
+
+PEEPHOLES = {None: {}, "ifo": {"peephole": "diagonal", "peephole_gates": IFO},
+             "zero-candidate": {"peephole": "diagonal"}}
 
 
 def test_import_bnnslstm_does_not_import_onnx():
@@ -50,16 +56,17 @@ def test_import_bnnslstm_does_not_import_onnx():
 @pytest.mark.parametrize("L, bidirectional, batch_first, peephole, states, lengths", [
     (1, False, False, None, False, False),
     (1, True, False, None, True, False),
-    (2, False, True, "diagonal", True, True),
+    (2, False, True, "ifo", True, True),
     (2, True, True, None, False, True),
-    (3, True, False, "diagonal", True, True),
+    (3, True, False, "ifo", True, True),
+    (2, True, False, "zero-candidate", True, False),
     (3, False, False, None, False, False),
 ])
 def test_export_matches_onnxruntime(tmp_path, L, bidirectional, batch_first, peephole, states,
                                     lengths):
-    lstm = bl.LSTM(I, H, L, bidirectional=bidirectional, batch_first=batch_first, peephole=peephole,
-                   seed=L)
-    if peephole:
+    lstm = bl.LSTM(I, H, L, bidirectional=bidirectional, batch_first=batch_first, seed=L,
+                   **PEEPHOLES[peephole])
+    if peephole == "zero-candidate":
         diagonal_without_candidate(lstm)
     D = 2 if bidirectional else 1
     path = tmp_path / "lstm.onnx"
@@ -81,12 +88,16 @@ def test_export_matches_onnxruntime(tmp_path, L, bidirectional, batch_first, pee
     np.testing.assert_allclose(oy, y, atol=TOL)
     np.testing.assert_allclose(oh, h_n, atol=TOL)
     np.testing.assert_allclose(oc, c_n, atol=TOL)
-    # and back: load gives the same layer
+    # and back: load gives the same layer, peepholes in ONNX's convention (i, f, o)
     back = bo.load(path)
     assert (back.num_layers, back.bidirectional, back.batch_first, back.peephole) == (
-        L, bidirectional, batch_first, peephole)
+        L, bidirectional, batch_first, peephole and "diagonal")
+    assert back.peephole_gates == (IFO if peephole else ())
     for name, array in lstm.parameters().items():
+        if name.startswith("weight_ch") and peephole == "zero-candidate":
+            array = np.delete(array, np.s_[2 * H:3 * H])  # the zero candidate entries
         np.testing.assert_allclose(back.parameters()[name], array, atol=1e-7)
+    np.testing.assert_allclose(back.forward(x, training=False, **kwargs)[0], y, atol=TOL)
 
 
 @pytest.mark.parametrize("opset", [7, 14, 17, 21])
@@ -184,7 +195,8 @@ def test_load_torch_onnx_export(tmp_path, dynamo, L, bidirectional, batch_first)
 def test_export_refusals():
     with pytest.raises(BNNSError, match="full peephole"):
         bo.export(bl.LSTM(I, H, peephole="full"), None)
-    with pytest.raises(BNNSError, match="candidate gate's peepholes"):
+    with pytest.raises(BNNSError, match=r"weight_ch_l0: the candidate gate's peephole is not 0.*"
+                                        r"peephole_gates=\('input', 'forget', 'output'\)"):
         bo.export(bl.LSTM(I, H, peephole="diagonal", seed=0), None)
     with pytest.raises(BNNSError, match="opset"):
         bo.export(bl.LSTM(I, H), None, opset=6)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import weakref
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -138,11 +139,45 @@ def test_state_dict_round_trips_both_ways():
 
 
 def test_peephole_parameters_are_named_and_shaped_like_the_numpy_layer():
-    for peephole, shape in (("diagonal", (8,)), ("full", (8, 2))):
-        module = bt.LSTM(3, 2, 2, bidirectional=True, peephole=peephole)
+    IFO = ("input", "forget", "output")
+    for peephole, gates, shape in (("diagonal", None, (8,)), ("full", None, (8, 2)),
+                                   ("diagonal", IFO, (6,)), ("full", ("forget",), (2, 2))):
+        module = bt.LSTM(3, 2, 2, bidirectional=True, peephole=peephole, peephole_gates=gates)
         shapes = {name: tuple(p.shape) for name, p in module.named_parameters() if "_ch_" in name}
-        layer = bl.LSTM(3, 2, 2, bidirectional=True, peephole=peephole).parameters()
+        layer = bl.LSTM(3, 2, 2, bidirectional=True, peephole=peephole,
+                        peephole_gates=gates).parameters()
         assert shapes == {name: shape for name in layer if "_ch_" in name}
+        assert len(shapes) == 4
+
+
+def test_three_gate_peephole_trains_without_a_candidate_peephole():
+    """peephole_gates=("input", "forget", "output"): the module's gradients are the numpy
+    layer's (which test_layer checks against the reference with no candidate peephole), and
+    an optimiser step leaves the module computing what a four-gate module with a zero
+    candidate peephole computes: there is no candidate weight to move."""
+    IFO = ("input", "forget", "output")
+    torch.manual_seed(2)
+    module = bt.LSTM(3, 4, 2, bidirectional=True, peephole="diagonal", peephole_gates=IFO,
+                     dtype=torch.float64)
+    layer = bl.LSTM.from_torch(module, dtype=np.float64)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    y, _ = module(x)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    layer.forward(x.numpy())
+    layer.backward(dy.numpy())
+    for name, p in module.named_parameters():
+        expected = layer.grads[name if not name.startswith("bias") else "bias" + name[7:]]
+        torch.testing.assert_close(p.grad.numpy(), expected, rtol=1e-9, atol=1e-11, msg=name)
+    torch.optim.SGD(module.parameters(), lr=0.5).step()
+    four = bt.LSTM(3, 4, 2, bidirectional=True, peephole="diagonal", dtype=torch.float64)
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    for key in [k for k in state if k.startswith("weight_ch")]:
+        i, f, o = state[key].split(4)
+        state[key] = torch.cat([i, f, torch.zeros(4, dtype=torch.float64), o])
+    four.load_state_dict(state)
+    with torch.no_grad():
+        torch.testing.assert_close(four(x)[0], module(x)[0], rtol=1e-12, atol=1e-12)
 
 
 def gradcheck_function(module, names, packed=False, seed=None):
@@ -157,10 +192,13 @@ def gradcheck_function(module, names, packed=False, seed=None):
     return f
 
 
-@pytest.mark.parametrize("peephole,packed", [("diagonal", False), ("full", False), ("full", True)])
-def test_gradcheck_with_peepholes_and_custom_activations(peephole, packed):
+@pytest.mark.parametrize("peephole,packed,gates", [
+    ("diagonal", False, None), ("full", False, None), ("full", True, None),
+    ("diagonal", False, ("input", "forget", "output")), ("full", False, ("candidate",))])
+def test_gradcheck_with_peepholes_and_custom_activations(peephole, packed, gates):
     F = bl.ActivationFunction
     module = bt.LSTM(3, 2, 2, bidirectional=True, peephole=peephole, dtype=torch.float64,
+                     peephole_gates=gates,
                      gate_activations={"input": bl.Activation(F.SCALED_TANH, 0.5, 1.5),
                                        "forget": "softsign", "candidate": F.ERF,
                                        "output": bl.Activation(F.SOFTPLUS, 0.8, 1.2)},
