@@ -115,12 +115,15 @@ def check_buffer(cache, plan, need, field="training_cache"):
     return np.frombuffer(view.cast("B"), dtype=np.uint8)
 
 
-def write_header(buffer, plan):
+def header(plan):
+    """The HEADER_BYTES a forward with this plan writes at the start of its cache."""
     digest, groups = _digests(_key(plan))
-    buffer[:HEADER_BYTES] = 0
-    buffer[:_HEADER.size] = np.frombuffer(
-        _HEADER.pack(MAGIC, VERSION, plan.data_type, plan.capacity, digest), dtype=np.uint8)
-    buffer[_HEADER.size:_HEADER.size + len(groups)] = np.frombuffer(groups, dtype=np.uint8)
+    packed = _HEADER.pack(MAGIC, VERSION, plan.data_type, plan.capacity, digest) + groups
+    return packed + bytes(HEADER_BYTES - len(packed))
+
+
+def write_header(buffer, plan):
+    buffer[:HEADER_BYTES] = np.frombuffer(header(plan), dtype=np.uint8)
 
 
 def check_header(buffer, plan, field="training_cache"):

@@ -44,6 +44,7 @@ cdef enum:
 include "_tensor.pxi"
 include "_aliasing.pxi"
 include "_scalars.pxi"
+include "_slots.pxi"
 
 
 # ---------------------------------------------------------------------------------- plan
@@ -65,11 +66,19 @@ cdef class Plan:
     cdef Py_ssize_t cache_bytes     # the cache's capacity; -1 until laid out
     cdef Py_ssize_t scratch[N_SCRATCH]   # bytes of each scratch part for:
     cdef int scratch_team, scratch_backward  # this team and direction (-1: not yet sized)
+    cdef Slot slots[N_SLOTS]        # where the sequences and states lie (_slots.pxi)
+    cdef bint movable[N_SLOTS]      # which of them move() may put elsewhere
+    cdef list held                  # the arrays move() put them on (kept alive)
+    cdef object bound               # (cache, scratch, team, backward, keep_everything) of
+                                    # the last bind()
+    cdef object problem_keys        # team -> problem(team), made once
 
     def __cinit__(self):
         memset(&self.c, 0, sizeof(Call))
         self.c.arrangement[0].by_vectors = -1   # the heuristic until the planner schedules
         self.reads, self.writes, self.keep = [], [], []
+        self.held = [None] * N_SLOTS
+        self.problem_keys = {}
         self.cache_bytes = self.scratch_team = self.scratch_backward = -1
 
     def __dealloc__(self):
@@ -163,16 +172,6 @@ cdef class Plan:
         self.keep.append(copy)
         return mat(<char*><size_t>copy.__array_interface__["data"][0], m.rows, m.cols, m.cols, 1)
 
-    cdef Seq seq(self, Tensor t):
-        cdef Seq s
-        if t is None:
-            s.p = NULL
-            s.st = s.sb = s.se = 0
-        else:
-            s.p, s.se = t.at(0, 0, 0), t.step(3)
-            s.st, s.sb = (t.step(2), t.step(1)) if t.swapped else (t.step(1), t.step(2))
-        return s
-
     cdef Mat rows(self, Seq s, Py_ssize_t width):
         """A [T][B][width] sequence as one [T*B][width] matrix (row t*B + b) when every step
         is full and the steps follow each other B rows apart; else absent (gathered)."""
@@ -183,13 +182,6 @@ cdef class Plan:
             return mat(NULL, 0, 0, 0, 0)
         m = mat(s.p, <Py_ssize_t>self.T * self.B, width, s.sb if self.B > 1 else s.st, s.se)
         return m if addressable(m) else mat(NULL, 0, 0, 0, 0)
-
-    cdef Mat state(self, Tensor t, int l, int d, bint blas=False):
-        """Layer l, direction d of a ``[L][D][B][H]`` state (absent: p NULL); with ``blas``,
-        one BLAS can read (the first step's products read initial states)."""
-        if t is None:
-            return mat(NULL, 0, 0, 0, 0)
-        return self.weight(t, l, d) if blas else t.matrix(l, d)
 
     # ------------------------------------------------------------------ forward parameters
     cdef int setup(self, object params, bint need_outputs) except -1:
@@ -272,17 +264,21 @@ cdef class Plan:
             c.layer[k].X = I if k == 0 else D * H   # the layer's input width
             merge(self, &c.layer[k])
 
-        c.x = self.seq(x)
-        c.x_rows = self.rows(c.x, I)
         h0, c0 = states(self, inp, "input_descriptor", False)
         hn, cn = states(self, out, "output_descriptor", True) if need_outputs else (None, None)
-        if need_outputs:
-            c.y = self.seq(self.sequence(out.data_desc, D * H, "output_descriptor.data_desc", True))
-        for k in range(L):
+        y = (self.sequence(out.data_desc, D * H, "output_descriptor.data_desc", True)
+             if need_outputs else None)
+        for k, tensor in ((SLOT_X, x), (SLOT_Y, y), (SLOT_H0, h0), (SLOT_C0, c0), (SLOT_HN, hn),
+                          (SLOT_CN, cn)):
+            fill_slot(&self.slots[k], tensor)
+            self.movable[k] = states_addressable(self, k) if k in (SLOT_H0, SLOT_C0) else True
+        point_forward(self)
+        for k in range(L):   # initial states BLAS cannot address: read through a copy
             for t in range(D):
-                c.layer[k].d[t].h0, c.layer[k].d[t].c0 = (self.state(h0, k, t, True),
-                                                          self.state(c0, k, t, True))
-                c.layer[k].d[t].hn, c.layer[k].d[t].cn = self.state(hn, k, t), self.state(cn, k, t)
+                if not self.movable[SLOT_H0]:
+                    c.layer[k].d[t].h0 = self.weight(h0, k, t)
+                if not self.movable[SLOT_C0]:
+                    c.layer[k].d[t].c0 = self.weight(c0, k, t)
         return 0
 
     # ------------------------------------------------------------------ backward parameters
@@ -315,18 +311,19 @@ cdef class Plan:
         inp, out = delta.input_descriptor, delta.output_descriptor
         prefix = "layer_delta_params."
         self.writes = []
-        c.dy = self.seq(self.sequence(out.data_desc, D * H, prefix + "output_descriptor.data_desc"))
+        dy = self.sequence(out.data_desc, D * H, prefix + "output_descriptor.data_desc")
         dhn, dcn = states(self, out, prefix + "output_descriptor", False)  # dL/dh_T, dL/dc_T: read
         dx = self.sequence(inp.data_desc, I, prefix + "input_descriptor.data_desc", True)
-        c.dx = self.seq(dx)
-        c.dx_rows = self.rows(c.dx, I)
         c.acc_dx = accumulates(self, dx)
         dh0, dc0 = states(self, inp, prefix + "input_descriptor", True)    # dL/dh0, dL/dc0: written
+        for k, tensor in ((SLOT_DY, dy), (SLOT_DX, dx), (SLOT_DH0, dh0), (SLOT_DC0, dc0),
+                          (SLOT_DHN, dhn), (SLOT_DCN, dcn)):
+            fill_slot(&self.slots[k], tensor)
+            self.movable[k] = True
+        point_backward(self)   # gradient fields mirror the forward's (see _call.pxd)
         for l in range(L):
-            for d in range(D):  # gradient fields mirror the forward's (see _call.pxd)
+            for d in range(D):
                 gr = &c.grad[l].d[d]
-                gr.hn, gr.cn = self.state(dhn, l, d), self.state(dcn, l, d)
-                gr.h0, gr.c0 = self.state(dh0, l, d), self.state(dc0, l, d)
                 gr.acc_h0, gr.acc_c0 = accumulates(self, dh0), accumulates(self, dc0)
         for k, name in enumerate(GATES):
             gate = getattr(delta, name)
@@ -383,15 +380,60 @@ cdef class Plan:
         """Point the call at its training cache's regions (``cache``: a uint8 array of at
         least ``capacity`` bytes; without keep_everything, what only the backward reads is
         not written) and at ``scratch`` (a uint8 array of at least scratch_bytes())."""
+        cdef char *regions = _address(cache)
+        cdef char *work = _address(scratch)
         if scratch.nbytes < scratch_sizes(self, team, backward):
             raise MemoryError("scratch too small")
+        key = (<size_t>regions, <size_t>work, team, backward, keep_everything)
+        if self.bound is not None and self.bound[0] == key:
+            # the same buffers as the last call: only the packed biases and diagonal
+            # peepholes again (the weights are read at every call)
+            pack_vectors(self, vectors_at(self, work))
+            return
         self.c.team = team
-        bind_regions(self, _address(cache), keep_everything)
-        bind_scratch(self, _address(scratch))
-        self.keep += [cache, scratch]
+        bind_regions(self, regions, keep_everything)
+        bind_scratch(self, work)
+        self.bound = (key, cache, scratch)
+
+    # ------------------------------------------------------------------ moving the data
+    def move_forward(self, x, y, h0, c0, h_n, c_n):
+        """Put the forward's sequences and states on other arrays (None where the plan has
+        none), each of the element type, extents and strides the plan was made for:
+        everything else checked holds as it was. For callers that own the written arrays
+        (the everyday layers, the stepper): nothing here checks overlaps between them."""
+        cdef int k
+        for k, array in enumerate((x, y, h0, c0, h_n, c_n)):
+            if array is not None or self.slots[k].p != NULL:
+                move_slot(self, k, array, k in (SLOT_Y, SLOT_HN, SLOT_CN), _SLOT_NAMES[k])
+        point_forward(self)
+
+    def move_backward(self, dy, dx, dh0, dc0, dh_n, dc_n):
+        """The same for the backward's gradients (see move_forward)."""
+        cdef int k
+        for k, array in enumerate((dy, dx, dh0, dc0, dh_n, dc_n), SLOT_DY):
+            if array is not None or self.slots[k].p != NULL:
+                move_slot(self, k, array, k in (SLOT_DX, SLOT_DH0, SLOT_DC0), _SLOT_NAMES[k])
+        point_backward(self)
+
+    def park(self):
+        """Let go of the arrays move_forward/move_backward put the slots on (between two
+        calls of a kept plan: the next call moves every slot again before it runs)."""
+        self.held = [None] * N_SLOTS
+
+    def release_checks(self):
+        """Forget the resolved descriptors the checks read (they hold the first call's
+        arrays): for a plan kept for move_forward/move_backward, after its checks passed."""
+        self.reads, self.writes = [], []
 
     # ------------------------------------------------------------------ the planner's schedule
     def problem(self, int team):
+        """The planner's key (see problem_key), made once per plan and team."""
+        key = self.problem_keys.get(team)
+        if key is None:
+            key = self.problem_keys[team] = self.problem_key(team)
+        return key
+
+    def problem_key(self, int team):
         """The key under which the planner keeps what it measured and verified: everything
         the speed and the rounding of a step's recurrent products depend on (its shape, data
         type, team, whether the four recurrent matrices lie as one, full peepholes, a varying
@@ -443,6 +485,15 @@ cdef class Plan:
             c.step_seconds = &seconds[0]
             self.timing = step_seconds
 
+    def use(self, arrangement):
+        """Run every step with one (form, chunk, by_vectors) arrangement, untimed: the
+        planner's choice for an ordinary call (schedule() with one arrangement, minus its
+        checks: the planner's arrangements are valid)."""
+        cdef Call *c = &self.c
+        c.arrangement[0].form, c.arrangement[0].chunk, c.arrangement[0].by_vectors = arrangement
+        c.pick = NULL
+        c.step_seconds = NULL
+
     # ------------------------------------------------------------------ running
     def forward(self):
         with nogil:
@@ -456,94 +507,11 @@ cdef class Plan:
     @property
     def trial_bytes(self):
         """Bytes of the regions buffer a forward trial writes: the cache's layer 0."""
-        cdef int r
-        lay_out_cache(self)
-        if self.L == 1:
-            return self.cache_bytes
-        return min(self.offsets[N_REGIONS + r] for r in range(N_REGIONS)
-                   if self.offsets[N_REGIONS + r] >= 0)
+        return trial_bytes(self)
 
     def trial(self, bint backward, arrangement, regions, scratch, int steps, step_seconds):
-        """Run the call's first ``steps`` time steps of one layer with ``arrangement``, on the
-        planner's own buffers only: the forward's layer 0 into ``regions`` (a zeroed uint8
-        array of trial_bytes) without y or the final states; the backward's top layer from
-        the bound cache with every gradient left uncomputed but dL/d(pre-activation), which
-        ends in ``scratch`` (a uint8 array of scratch_bytes for the bound team).
-        ``step_seconds`` (float64, at least ``steps``) receives each step's time at its
-        index, as for schedule(). Returns a copy of the bytes the arrangement decides: the
-        regions' rows of those steps (gates, cells, output), or the backward's
-        dL/d(pre-activation) rows, to compare two arrangements bit for bit. The call (its
-        bound buffers, outputs and schedule) is as before when this returns."""
-        cdef Call saved = self.c
-        cdef Py_ssize_t nbytes = <Py_ssize_t>self.L * sizeof(Layer), rows, width, r
-        cdef Layer *layers
-        cdef Layer *grads
-        cdef Direction *dr
-        cdef double[::1] seconds = step_seconds
-        cdef int l, d, k
-        if not 1 <= steps <= self.T or seconds.shape[0] < steps:
-            raise ValueError("trial: steps must be 1 to T, step_seconds hold as many")
-        if scratch.nbytes < scratch_sizes(self, self.c.team, backward) or (
-                not backward and regions.nbytes < self.trial_bytes):
-            raise ValueError("trial: buffers too small")
-        layers = <Layer*>PyMem_Malloc(nbytes)
-        grads = <Layer*>PyMem_Malloc(nbytes)
-        if layers == NULL or grads == NULL:
-            PyMem_Free(layers)
-            PyMem_Free(grads)
-            raise MemoryError()
-        memcpy(layers, self.c.layer, nbytes)
-        memcpy(grads, self.c.grad, nbytes)
-        kept = self.picks, self.timing
-        rows = 0
-        for r in range(steps):
-            rows += self.batch_sizes[r]
-        try:
-            self.schedule((arrangement,))
-            if not backward:   # written: layer 0's regions (y and h_n, c_n not at all)
-                self.c.y.p = NULL
-                for l in range(self.L):
-                    for d in range(self.D):
-                        self.c.layer[l].d[d].hn.p = self.c.layer[l].d[d].cn.p = NULL
-                bind_regions(self, _address(regions), False)
-            else:   # written: nothing of the caller's (dL/d(pre-activation) is scratch)
-                self.c.dx.p = self.c.dx_rows.p = NULL
-                for l in range(self.L):
-                    for d in range(self.D):
-                        dr = &self.c.grad[l].d[d]
-                        dr.h0.p = dr.c0.p = NULL
-                        for k in range(4):
-                            dr.g[k].W.p = dr.g[k].U.p = dr.g[k].C.p = NULL
-                            dr.g[k].cdiag.p = dr.g[k].b.p = NULL
-            bind_scratch(self, _address(scratch))
-            # one layer (the backward's top one, seen as the only one) and the first steps
-            if backward:
-                self.c.layer += self.L - 1
-                self.c.grad += self.L - 1
-            self.c.L, self.c.T, self.c.rows = 1, steps, rows
-            self.c.step_seconds = &seconds[0]
-            with nogil:
-                if backward:
-                    backward_kernel(&self.c)
-                else:
-                    forward_kernel(&self.c)
-            if backward:
-                start = self.scratch[0] + self.scratch[1] + self.scratch[2]
-                return np.array(scratch[start:start + rows * 4 * self.D * self.H
-                                        * self.c.itemsize])
-            parts = []
-            for r in (0, 2, 4):   # gates, cells, output: every row of the steps run
-                width = REGION_WIDTH[r] * self.D * self.H * self.c.itemsize
-                parts.append(regions[self.offsets[r]:self.offsets[r]
-                                     + <Py_ssize_t>steps * self.B * width])
-            return np.concatenate(parts)
-        finally:
-            self.c = saved
-            memcpy(self.c.layer, layers, nbytes)
-            memcpy(self.c.grad, grads, nbytes)
-            PyMem_Free(layers)
-            PyMem_Free(grads)
-            self.picks, self.timing = kept
+        """One trial of the planner's (see run_trial in _trial.pxi)."""
+        return run_trial(self, backward, arrangement, regions, scratch, steps, step_seconds)
 
 
 cdef str reading(Mat m):
@@ -564,6 +532,7 @@ def make_plan(params, *, need_outputs=True):
 
 include "_gates.pxi"
 include "_workspace.pxi"
+include "_trial.pxi"
 
 
 # ---------------------------------------------------------------------------------- kernel builds

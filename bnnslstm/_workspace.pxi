@@ -135,6 +135,14 @@ cdef int bind_scratch(Plan plan, char *base) noexcept:
     return 0
 
 
+cdef char *vectors_at(Plan plan, char *scratch) noexcept:
+    """Where bind_scratch put the packed vectors in ``scratch``: after every other part."""
+    cdef int k
+    for k in range(N_SCRATCH - 1):
+        scratch += plan.scratch[k]
+    return scratch
+
+
 cdef void pack_vectors(Plan plan, char *base) noexcept:
     """Each layer's biases and diagonal peepholes as contiguous [D][4][H] vectors (zeros
     for gates without), so the elementwise pass reads them at unit stride; Call.diag_gates

@@ -6,28 +6,16 @@ them, and every gate's descriptor is a strided view too, so nothing is copied pe
 Keeping a layer (state_dict, pickling, save/load) is in ``_keeping.py``.
 """
 
-import threading
-
 import numpy as np
 
-from . import _keeping
+from . import _calls, _keeping
 from ._checks import fraction
 from ._weights import Layout, gate_descriptors
 from .activations import GATES
-from .descriptors import NDArrayDescriptor
-from .enums import ActivationFunction, DataLayout, LayerFlags
+from .enums import ActivationFunction, LayerFlags
 from .errors import BNNSError
-from .lstm import (
-    compute_lstm_training_cache_capacity,
-    direct_apply_lstm_batch_backward,
-    direct_apply_lstm_batch_training_caching,
-    identity_chosen,
-)
-from .parameters import LayerParametersLSTM, LSTMDataDescriptor
 
 __all__ = ["LSTM"]
-
-_SHAPES_KEPT = 16  # call shapes whose descriptor sets an LSTM keeps for reuse
 
 
 class _Weights:
@@ -132,13 +120,8 @@ class LSTM:
         bound = 1 / np.sqrt(self.hidden_size)
         for array in self._weights.named().values():
             array[...] = self._rng.uniform(-bound, bound, array.shape)
-        # (params, cache, x's shape, descriptor key and set) of the last training forward
-        self._last = None
-        self._cache = None
-        self._capacities = {}  # x.shape -> training cache bytes
-        # key -> descriptor sets no call is using (see _take_descriptors)
-        self._free_descriptors = {}
-        self._lock = threading.Lock()
+        # the kept calls and the last training forward (bnnslstm/_calls.py)
+        self._calls = _calls.Calls()
         # descriptors on the storage, built once: the arrays never move
         self._weight_gates = self._weights.gates(0)
         self._grad_gates = self._grads.gates(0)
@@ -260,148 +243,32 @@ class LSTM:
     def _sequence_shape(self, T, B, width):
         return (B, T, width) if self.batch_first else (T, B, width)
 
-    def _take_descriptors(self, key, sequences, states):
-        """Descriptors of a call's sequences (SNE or NSE) and ``[L*D][B][H]`` states, pointed
-        at this call's arrays: a set built before for the same ``key`` (the shapes, which
-        inputs are given) when one is free, as building them costs more than a small call
-        itself. The call owns the set until :meth:`_give_back` (concurrent calls each get
-        their own; the last training forward keeps its set for :meth:`backward`)."""
-        with self._lock:
-            free = self._free_descriptors.get(key)
-            descriptors = free.pop() if free else None
-        if descriptors is None:
-            layout = DataLayout.NSE if self.batch_first else DataLayout.SNE
-            L, D, H = self.num_layers, self.D, self.hidden_size
-            descriptors = (
-                [NDArrayDescriptor.from_array(array, layout) for array in sequences] +
-                [None if array is None else NDArrayDescriptor.from_array(array.reshape(L, D, -1, H))
-                 for array in states])
-        for descriptor, array in zip(descriptors, sequences + states):
-            if descriptor is not None:
-                descriptor.data = array
-        return descriptors
-
-    def _give_back(self, key, descriptors):
-        """A call's descriptor set, free again (pointing at nothing: no array is kept alive)."""
-        for descriptor in descriptors:
-            if descriptor is not None:
-                descriptor.data = None
-        with self._lock:
-            if key not in self._free_descriptors and len(self._free_descriptors) >= _SHAPES_KEPT:
-                self._free_descriptors.clear()
-            self._free_descriptors.setdefault(key, []).append(descriptors)
-
-    def _params(self, x, h0, c0, batch_sizes, training):
-        L, D, H = self.num_layers, self.D, self.hidden_size
-        x = self._convert(x, "x")
-        if x.ndim != 3 or x.shape[2] != self.input_size:
-            raise BNNSError(f"x: expected a 3-D array with {self.input_size} features, "
-                            f"got shape {x.shape}")
-        if x.size == 0:
-            raise BNNSError(f"x: shape {x.shape} is empty (a sequence needs at least one step and "
-                            f"one sample)")
-        T, B = (x.shape[1], x.shape[0]) if self.batch_first else x.shape[:2]
-        h0 = None if h0 is None else self._array(h0, (L * D, B, H), "h0")
-        c0 = None if c0 is None else self._array(c0, (L * D, B, H), "c0")
-        y = np.empty(self._sequence_shape(T, B, D * H), self.dtype)
-        h_n = np.empty((L * D, B, H), self.dtype)
-        c_n = np.empty((L * D, B, H), self.dtype)
-        key = ("forward", x.shape, h0 is None, c0 is None)
-        descriptors = self._take_descriptors(key, [x, y], [h0, c0, h_n, c_n])
-        x_desc, y_desc, h0_desc, c0_desc, hn_desc, cn_desc = descriptors
-        flags = self._flags
-        params = LayerParametersLSTM(
-            input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
-            dropout=self.dropout if training else 0.0, lstm_flags=flags,
-            dropout_seed=int(self._rng.integers(2**63)) if training and self.dropout > 0 else 0,
-            sequence_descriptor=None if batch_sizes is None else np.asarray(batch_sizes),
-            input_descriptor=LSTMDataDescriptor(x_desc, h0_desc, c0_desc),
-            output_descriptor=LSTMDataDescriptor(y_desc, hn_desc, cn_desc),
-            input_gate=self._weight_gates[0], forget_gate=self._weight_gates[1],
-            candidate_gate=self._weight_gates[2], output_gate=self._weight_gates[3],
-        )
-        if self._activations is not None:
-            params.hidden_activation = self._activations["hidden"]
-            if not any(a.function for a in self._activations.values()):
-                identity_chosen.add(params)  # asked for by name: no IdentityActivationsWarning
-        return params, (x, y, h_n, c_n), (key, descriptors)
-
-    def forward(self, x, h0=None, c0=None, batch_sizes=None, training=True):
+    def forward(self, x, h0=None, c0=None, batch_sizes=None, training=True, *,
+                filter_params=None):
         """Run the layer: ``y, (h_n, c_n)``.
 
         ``x`` is ``[T][B][I]`` (``[B][T][I]`` with ``batch_first``); ``h0``, ``c0``,
         ``h_n``, ``c_n`` are ``[L*D][B][H]``. ``batch_sizes`` (PyTorch's packed-sequence
         batch sizes, non-increasing, one per step) gives variable lengths: samples sorted
         by decreasing length, outputs 0 past each sample's end. ``training=True`` keeps a
-        training cache for :meth:`backward` and applies dropout.
+        training cache for :meth:`backward` and applies dropout. ``filter_params`` (a
+        :class:`~bnnslstm.FilterParameters`) as for the BNNS-style functions.
+
+        A call of a shape the layer has run before reuses that call's checks (only the
+        new arrays' types and shapes are checked), so repeated small calls cost little.
         """
-        params, (x, y, h_n, c_n), descriptors = self._params(x, h0, c0, batch_sizes, training)
-        cache = None
-        try:
-            if training:
-                # the cache's size depends only on the shapes: asked once per shape, and the
-                # last forward's cache is reused when it fits (a fresh one costs page faults)
-                capacity = self._capacities.get(x.shape)
-                if capacity is None:
-                    capacity = compute_lstm_training_cache_capacity(params)
-                    self._capacities[x.shape] = capacity
-                with self._lock:  # taken: a concurrent forward gets a cache of its own
-                    cache, self._cache = self._cache, None
-                if cache is None or len(cache) != capacity:
-                    cache = bytearray(capacity)
-            direct_apply_lstm_batch_training_caching(params, training_cache=cache)
-        except BaseException:
-            self._give_back(*descriptors)
-            raise
-        with self._lock:
-            last, self._last = (self._last,
-                                (params, cache, x.shape, descriptors) if training else None)
-            if training:
-                # the next training forward reuses it (this one's _last then goes)
-                self._cache = cache
-        if last is not None:
-            self._give_back(*last[3])
-        if not training:
-            self._give_back(*descriptors)
-        return y, (h_n, c_n)
+        return _calls.forward(self, x, h0, c0, batch_sizes, training, filter_params)
 
     __call__ = forward
 
-    def backward(self, dy, dh_n=None, dc_n=None):
+    def backward(self, dy, dh_n=None, dc_n=None, *, filter_params=None):
         """Gradients of the last training :meth:`forward`: ``dx, (dh0, dc0)``; fills
         :attr:`grads`.
 
         ``dy`` has ``y``'s shape; ``dh_n``, ``dc_n`` (optional) ``[L*D][B][H]``. The
         parameter gradients overwrite :attr:`grads` (they are not accumulated).
         """
-        if self._last is None:
-            raise BNNSError("backward: no training forward to differentiate "
-                            "(call forward(..., training=True))")
-        params, cache, x_shape, _ = self._last
-        L, D, H = self.num_layers, self.D, self.hidden_size
-        B, T = params.batch_size, params.seq_len
-        dy = self._array(dy, self._sequence_shape(T, B, D * H), "dy")
-        dh_n = None if dh_n is None else self._array(dh_n, (L * D, B, H), "dh_n")
-        dc_n = None if dc_n is None else self._array(dc_n, (L * D, B, H), "dc_n")
-        dx = np.empty(x_shape, self.dtype)
-        dh0 = np.empty((L * D, B, H), self.dtype)
-        dc0 = np.empty((L * D, B, H), self.dtype)
-        key = ("backward", x_shape, dh_n is None, dc_n is None)
-        descriptors = self._take_descriptors(key, [dx, dy], [dh0, dc0, dh_n, dc_n])
-        dx_desc, dy_desc, dh0_desc, dc0_desc, dhn_desc, dcn_desc = descriptors
-        delta = LayerParametersLSTM(
-            input_size=self.input_size, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
-            lstm_flags=params.lstm_flags,
-            input_descriptor=LSTMDataDescriptor(dx_desc, dh0_desc, dc0_desc),
-            output_descriptor=LSTMDataDescriptor(dy_desc, dhn_desc, dcn_desc),
-            input_gate=self._grad_gates[0], forget_gate=self._grad_gates[1],
-            candidate_gate=self._grad_gates[2], output_gate=self._grad_gates[3],
-        )
-        try:
-            direct_apply_lstm_batch_backward(params, delta, training_cache=cache)
-        finally:
-            self._give_back(key, descriptors)
-        return dx, (dh0, dc0)
+        return _calls.backward(self, dy, dh_n, dc_n, filter_params)
 
     # ----------------------------------------------------------------- PyTorch
     @classmethod

@@ -344,6 +344,19 @@ def _bind(plan, cache, team, backward=False, keep_everything=True):
     plan.bind(cache, scratch, team, backward, keep_everything)
 
 
+def run_kept(plan, team, cache=None, backward=False):
+    """Run a plan kept from an earlier call (an everyday layer's, bnnslstm/_calls.py) whose
+    sequences and states were just moved onto this call's arrays: into ``cache`` (a uint8
+    view of a training cache the caller owns; None: scratch holds what the steps read back),
+    on this thread's scratch, BLAS single-threaded, with the planner's arrangement."""
+    if cache is None:
+        _bind(plan, _scratch_bytes("regions", plan.capacity), team, keep_everything=False)
+    else:
+        _bind(plan, cache, team, backward)
+    with _serial_blas:
+        planner.run(plan, team, backward)
+
+
 def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, training_cache=None):
     """Forward pass of a (stacked, optionally bidirectional) LSTM.
 

@@ -191,7 +191,7 @@ def _step_shapes(plan):
 def run(plan, team, backward=False):
     """Run ``plan``'s forward (or backward) pass with the arrangement the planner holds for
     its problem; the problem's first call runs the trial that chooses it first."""
-    plan.schedule((_arrangement(plan, team, backward),))
+    plan.use(_arrangement(plan, team, backward))
     (plan.backward if backward else plan.forward)()
 
 

@@ -174,4 +174,4 @@ def test_the_layer_keeps_no_call_array_alive_and_a_bounded_number_of_shapes():
     gone = weakref.ref(x), weakref.ref(y)
     del x, y
     assert [ref() for ref in gone] == [None, None]
-    assert len(lstm._free_descriptors) <= 16
+    assert len(lstm._calls.free) <= 16
