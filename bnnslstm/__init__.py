@@ -37,6 +37,7 @@ from .parameters import (
     LSTMDataDescriptor,
     LSTMGateDescriptor,
 )
+from .stream import Stream
 
 __all__ = [
     "Activation",
@@ -53,6 +54,7 @@ __all__ = [
     "LSTMGateDescriptor",
     "NDArrayDescriptor",
     "NDArrayFlags",
+    "Stream",
     "apply_activation",
     "compute_lstm_training_cache_capacity",
     "direct_apply_lstm_batch_backward",

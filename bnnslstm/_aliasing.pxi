@@ -83,7 +83,14 @@ def _read_name(field):
     return field.split("[")[0]
 
 
-cdef char* _address(object array):
+cdef char* _address(object array) except? NULL:
+    """The first byte of a contiguous buffer (the cache, scratch): through the buffer
+    protocol, whose export is released at once (the caller keeps the object alive)."""
+    cdef Py_buffer view
+    cdef char *first
     if array is None:
         return NULL
-    return <char*><size_t>array.__array_interface__["data"][0]
+    PyObject_GetBuffer(array, &view, PyBUF_SIMPLE)
+    first = <char*>view.buf
+    PyBuffer_Release(&view)
+    return first

@@ -15,6 +15,8 @@ then :meth:`Plan.bind` points the call at its cache regions and scratch (_worksp
 (:func:`use_kernels`) without the GIL.
 """
 
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE, PyBUF_STRIDES,
+                             PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer)
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy, memset
 
@@ -45,6 +47,7 @@ include "_tensor.pxi"
 include "_aliasing.pxi"
 include "_scalars.pxi"
 include "_slots.pxi"
+include "_serial.pxi"
 
 
 # ---------------------------------------------------------------------------------- plan
@@ -69,8 +72,8 @@ cdef class Plan:
     cdef Slot slots[N_SLOTS]        # where the sequences and states lie (_slots.pxi)
     cdef bint movable[N_SLOTS]      # which of them move() may put elsewhere
     cdef list held                  # the arrays move() put them on (kept alive)
-    cdef object bound               # (cache, scratch, team, backward, keep_everything) of
-                                    # the last bind()
+    cdef object bound               # (key, cache, scratch) of the last bind()
+    cdef char *work                 # the scratch it bound
     cdef object problem_keys        # team -> problem(team), made once
 
     def __cinit__(self):
@@ -394,6 +397,7 @@ cdef class Plan:
         bind_regions(self, regions, keep_everything)
         bind_scratch(self, work)
         self.bound = (key, cache, scratch)
+        self.work = work
 
     # ------------------------------------------------------------------ moving the data
     def move_forward(self, x, y, h0, c0, h_n, c_n):
@@ -414,6 +418,12 @@ cdef class Plan:
             if array is not None or self.slots[k].p != NULL:
                 move_slot(self, k, array, k in (SLOT_DX, SLOT_DH0, SLOT_DC0), _SLOT_NAMES[k])
         point_backward(self)
+
+    def frame(self, x, out, bint serial):
+        """One frame of a stream (see run_frame, _slots.pxi)."""
+        if self.bound is None:
+            raise ValueError("frame: the plan is not bound")
+        run_frame(self, x, out, serial)
 
     def park(self):
         """Let go of the arrays move_forward/move_backward put the slots on (between two

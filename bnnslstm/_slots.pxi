@@ -6,9 +6,6 @@
 # move and are read at every call), so the rest of the plan's checks hold as they were.
 # Part of _plan.pyx (included there).
 
-from cpython.buffer cimport (PyBUF_FORMAT, PyBUF_STRIDES, PyBUF_WRITABLE, PyBuffer_Release,
-                             PyObject_GetBuffer)
-
 cdef class Plan   # defined after this file, in _plan.pyx
 
 cdef enum:
@@ -166,3 +163,51 @@ cdef bint float_format(const char *format, Py_ssize_t itemsize) noexcept:
     if format[0] == c'@' or format[0] == c'=':
         format += 1
     return format[1] == 0 and format[0] == (c'f' if itemsize == 4 else c'd')
+
+
+cdef int run_frame(Plan plan, object x, object out, bint serial) except -1:
+    """One frame of a stream: a one-step plan whose x and y slots lie in buffers of its own,
+    bound to its own scratch. Copies ``x`` (a C-contiguous buffer of the plan's type holding
+    the x slot's elements) into the x slot, runs the forward without the GIL (with BLAS
+    single-threaded around it when ``serial``: _serial.pxi's C path), and copies the y slot
+    into ``out`` (a writable one of the y slot's size). Refused with BNNSError naming the
+    argument, before anything runs, for a buffer of another type or size."""
+    cdef Py_buffer xv, ov
+    cdef Py_ssize_t isz = plan.c.itemsize
+    cdef Py_ssize_t nx = plan.slots[SLOT_X].n[2] * plan.slots[SLOT_X].n[3] * isz
+    cdef Py_ssize_t ny = plan.slots[SLOT_Y].n[2] * plan.slots[SLOT_Y].n[3] * isz
+    contiguous_buffer(x, &xv, nx, isz, False, "x")
+    try:
+        contiguous_buffer(out, &ov, ny, isz, True, "out")
+        try:
+            pack_vectors(plan, vectors_at(plan, plan.work))   # the weights as they are now
+            memcpy(plan.slots[SLOT_X].p, xv.buf, nx)
+            with nogil:
+                if serial:
+                    serial_enter()
+                forward_kernel(&plan.c)
+                if serial:
+                    serial_exit()
+            memcpy(ov.buf, plan.slots[SLOT_Y].p, ny)
+        finally:
+            PyBuffer_Release(&ov)
+    finally:
+        PyBuffer_Release(&xv)
+    return 0
+
+
+cdef int contiguous_buffer(object array, Py_buffer *view, Py_ssize_t nbytes, Py_ssize_t isz,
+                           bint written, str name) except -1:
+    """Export ``array`` as a C-contiguous buffer of ``nbytes`` native floats of ``isz``
+    bytes (writable when ``written``) into ``view``; BNNSError naming ``name`` otherwise."""
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if written else 0)
+    try:
+        PyObject_GetBuffer(array, view, flags)
+    except (BufferError, TypeError, ValueError) as error:
+        raise BNNSError(f"{name}: {error} (a C-contiguous {'float32' if isz == 4 else 'float64'}"
+                        f" array is expected)") from None
+    if view.len != nbytes or view.itemsize != isz or not float_format(view.format, isz):
+        PyBuffer_Release(view)
+        raise BNNSError(f"{name}: expected {nbytes // isz} "
+                        f"{'float32' if isz == 4 else 'float64'} values, C-contiguous")
+    return 0

@@ -14,6 +14,7 @@ from ._weights import Layout, gate_descriptors
 from .activations import GATES
 from .enums import ActivationFunction, LayerFlags
 from .errors import BNNSError
+from .stream import Stream
 
 __all__ = ["LSTM"]
 
@@ -269,6 +270,15 @@ class LSTM:
         parameter gradients overwrite :attr:`grads` (they are not accumulated).
         """
         return _calls.backward(self, dy, dh_n, dc_n, filter_params)
+
+    def stream(self, batch_size=1, h0=None, c0=None, *, filter_params=None):
+        """A :class:`~bnnslstm.Stream`: this layer run one frame at a time, its state
+        carried from frame to frame (``h0``, ``c0``: ``[L][B][H]``, zeros when None).
+
+        Refused with :class:`~bnnslstm.BNNSError` for a bidirectional layer, whose reverse
+        direction needs the frames to come.
+        """
+        return Stream(self, batch_size, h0, c0, filter_params)
 
     # ----------------------------------------------------------------- PyTorch
     @classmethod

@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 
-from . import _cache, planner
+from . import _cache, _plan, planner
 from ._checks import integer, is_integer
 from ._kernels._lstm import team_available  # the same in every kernel build
 from ._plan import make_plan
@@ -230,7 +230,9 @@ def _kernels_blas(libraries):
 
 
 def _thread_count_functions(lib):
-    """(get, set) of a threadpoolctl controller's thread count, callable from any thread.
+    """(get, set, addresses) of a threadpoolctl controller's thread count, callable from
+    any thread; ``addresses`` the two functions' C addresses when they are OpenBLAS's own
+    (else None).
 
     threadpoolctl (3.6 and later) lets only the first thread that limits a process-wide
     OpenBLAS pool change it and silently ignores every other thread, which left calls from
@@ -245,8 +247,11 @@ def _thread_count_functions(lib):
             and symbol is not None):
         raw_get, raw_set = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
         if raw_get is not None and raw_set is not None:
-            get, set_ = raw_get, raw_set
-    return get, set_
+            import ctypes
+
+            addresses = tuple(ctypes.cast(f, ctypes.c_void_p).value for f in (raw_get, raw_set))
+            return raw_get, raw_set, addresses
+    return get, set_, None
 
 
 class _SerialBlas:
@@ -256,13 +261,16 @@ class _SerialBlas:
     The limit applies only inside the ``with`` and is reference-counted, so concurrent
     calls restore the caller's setting once, when the last of them ends.
 
-    The limit is set from whichever thread makes the call (see _thread_count_functions)."""
+    The limit is set from whichever thread makes the call (see _thread_count_functions).
+    When every library's functions are OpenBLAS's own, the counting and the calls are in C
+    (_plan's serial_blas, _serial.pxi): a small call then pays nanoseconds for its limit."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._users = 0
         self._saved = []
         self._libraries = None
+        self.in_c = False   # the limit is _plan.serial_blas's (known once _blas() has run)
 
     def _blas(self):
         if self._libraries is None:
@@ -270,10 +278,19 @@ class _SerialBlas:
 
             libraries = _kernels_blas(
                 ThreadpoolController().select(user_api="blas").lib_controllers)
-            self._libraries = [_thread_count_functions(lib) for lib in libraries]
+            functions = [_thread_count_functions(lib) for lib in libraries]
+            if functions and all(addresses for _, _, addresses in functions):
+                _plan.serial_blas_functions([addresses for _, _, addresses in functions])
+                self.in_c = True
+            self._libraries = [(get, set_) for get, set_, _ in functions]
         return self._libraries
 
     def __enter__(self):
+        if self._libraries is None:
+            self._blas()
+        if self.in_c:
+            _plan.serial_blas(True)
+            return
         with self._lock:
             if self._users == 0:
                 self._saved = [(set_threads, get_threads())
@@ -284,6 +301,9 @@ class _SerialBlas:
             self._users += 1
 
     def __exit__(self, *exc):
+        if self.in_c:
+            _plan.serial_blas(False)
+            return
         with self._lock:
             self._users -= 1
             if self._users == 0:
@@ -294,13 +314,16 @@ class _SerialBlas:
 
     def _before_fork(self):
         self._lock.acquire()  # no fork halfway through setting the limit or restoring it
+        _plan.serial_blas_fork(0)
 
     def _after_fork_in_parent(self):
+        _plan.serial_blas_fork(1)
         self._lock.release()
 
     def _after_fork_in_child(self):
         """The child has only the forking thread: calls the parent's other threads were
         making do not exist here, so their limit is lifted and the count starts at 0."""
+        _plan.serial_blas_fork(2)
         self._lock = threading.Lock()
         users, saved = self._users, self._saved
         self._users, self._saved = 0, []
