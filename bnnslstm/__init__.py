@@ -21,7 +21,14 @@ from ._kernels._dropout import dropout_mask
 from ._version import __version__ as __version__
 from .activations import apply_activation
 from .descriptors import NDArrayDescriptor, size_and_stride
-from .enums import ActivationFunction, DataLayout, DataType, LayerFlags, NDArrayFlags
+from .enums import (
+    ActivationFunction,
+    DataLayout,
+    DataType,
+    FilterFlags,
+    LayerFlags,
+    NDArrayFlags,
+)
 from .errors import BNNSError, IdentityActivationsWarning
 from .layer import LSTM
 from .lstm import (
@@ -45,6 +52,7 @@ __all__ = [
     "BNNSError",
     "DataLayout",
     "DataType",
+    "FilterFlags",
     "FilterParameters",
     "IdentityActivationsWarning",
     "LayerFlags",

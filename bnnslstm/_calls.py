@@ -19,20 +19,19 @@ import threading
 import numpy as np
 
 from . import _cache
+from ._memory import options
 from .descriptors import NDArrayDescriptor
 from .enums import DataLayout
 from .errors import BNNSError
 from .lstm import (
     _plan_of,
-    _team,
-    _threads,
     compute_lstm_training_cache_capacity,
     direct_apply_lstm_batch_backward,
     direct_apply_lstm_batch_training_caching,
     identity_chosen,
     run_kept,
 )
-from .parameters import FilterParameters, LayerParametersLSTM, LSTMDataDescriptor
+from .parameters import LayerParametersLSTM, LSTMDataDescriptor
 
 SHAPES_KEPT = 16  # call shapes whose kept calls a layer keeps
 
@@ -142,10 +141,11 @@ def forward(layer, x, h0, c0, batch_sizes, training, filter_params):
     y = np.empty(layer._sequence_shape(T, B, D * H), layer.dtype)
     h_n = np.empty((L * D, B, H), layer.dtype)
     c_n = np.empty((L * D, B, H), layer.dtype)
-    threads = _threads(filter_params)
+    threads, workspace = options(filter_params)
     calls = layer._calls
     if batch_sizes is not None or (training and layer.dropout > 0 and L > 1):
-        _forward_anew(layer, (x, y, h0, c0, h_n, c_n), T, B, batch_sizes, training, threads)
+        _forward_anew(layer, (x, y, h0, c0, h_n, c_n), T, B, batch_sizes, training,
+                      filter_params)
         return y, (h_n, c_n)
     key = ("forward", x.shape, h0 is None, c0 is None, training)
     kept = calls.take(key)
@@ -156,7 +156,7 @@ def forward(layer, x, h0, c0, batch_sizes, training, filter_params):
         kept.plan.move_forward(x, y, *_states(layer, h0, c0, h_n, c_n))
         if training:
             cache = calls.take_cache(kept.capacity)
-        run_kept(kept.plan, _team(kept.plan, threads), None if cache is None else cache[1])
+        run_kept(kept.plan, threads, workspace, None if cache is None else cache[1])
         if training:
             cache[1][:_cache.HEADER_BYTES] = np.frombuffer(kept.header, np.uint8)
     finally:
@@ -174,7 +174,7 @@ def _keep_forward(layer, arrays, T, B, training):
     return _Kept(plan, training)
 
 
-def _forward_anew(layer, arrays, T, B, batch_sizes, training, threads):
+def _forward_anew(layer, arrays, T, B, batch_sizes, training, filter_params):
     """A forward whose plan is not kept: checked and built for this call alone."""
     calls = layer._calls
     x, y, h0, c0, h_n, c_n = arrays
@@ -188,8 +188,7 @@ def _forward_anew(layer, arrays, T, B, batch_sizes, training, threads):
             capacity = calls.capacities[x.shape] = compute_lstm_training_cache_capacity(params)
         cache = calls.take_cache(capacity)
     direct_apply_lstm_batch_training_caching(
-        params, FilterParameters(n_threads=threads),
-        training_cache=None if cache is None else cache[0])
+        params, filter_params, training_cache=None if cache is None else cache[0])
     _remember(calls, (("anew", params), cache, x, h0, c0) if training else None, cache)
 
 
@@ -219,13 +218,12 @@ def backward(layer, dy, dh_n, dc_n, filter_params):
     dh0 = np.empty((L * D, B, H), layer.dtype)
     dc0 = np.empty((L * D, B, H), layer.dtype)
     gradients = (dx, dy, dh0, dc0, dh_n, dc_n)
-    threads = _threads(filter_params)
     if key[0] == "anew":
         params = key[1]
         direct_apply_lstm_batch_backward(params, _delta(layer, params, gradients),
-                                         FilterParameters(n_threads=threads),
-                                         training_cache=cache[0])
+                                         filter_params, training_cache=cache[0])
         return dx, (dh0, dc0)
+    threads, workspace = options(filter_params)
     back_key = ("backward", x.shape, h0 is None, c0 is None, dh_n is None, dc_n is None)
     kept = calls.take(back_key)
     if kept is None:
@@ -233,7 +231,7 @@ def backward(layer, dy, dh_n, dc_n, filter_params):
     try:
         kept.plan.move_forward(x, None, *_states(layer, h0, c0), None, None)
         kept.plan.move_backward(dy, dx, *_states(layer, dh0, dc0, dh_n, dc_n))
-        run_kept(kept.plan, _team(kept.plan, threads), cache[1], backward=True)
+        run_kept(kept.plan, threads, workspace, cache[1], backward=True)
     finally:
         calls.give_back(back_key, kept)
     return dx, (dh0, dc0)

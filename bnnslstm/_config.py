@@ -16,12 +16,12 @@ _BLAS_ENVIRONMENT = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THRE
 
 def _blas():
     """The BLAS libraries threadpoolctl finds loaded, the one(s) the kernels call first
-    (the ones every call limits to one thread: bnnslstm.lstm._kernels_blas), and the BLAS
-    scipy says it was built with (its own show_config)."""
+    (the ones every call limits to one thread: bnnslstm._threads.kernels_blas), and the
+    BLAS scipy says it was built with (its own show_config)."""
     import scipy
     import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call)
 
-    from .lstm import _kernels_blas
+    from ._threads import kernels_blas
 
     try:
         from threadpoolctl import ThreadpoolController
@@ -37,7 +37,7 @@ def _blas():
         built_with = {"name": blas.get("name"), "version": blas.get("version")}
     except Exception:  # older scipy, or another build system: the libraries below still say it
         pass
-    called = _kernels_blas(controllers) if controllers else []
+    called = kernels_blas(controllers) if controllers else []
     if str(built_with.get("name", "")).lower() in ("accelerate", "veclib"):
         # Accelerate, which threadpoolctl does not see: whatever it lists is another BLAS
         called = []
@@ -67,15 +67,15 @@ def _blas():
 
 
 def _threading():
-    from . import lstm
+    from . import _threads
 
     return {
         "model": "the kernels' own thread pool (" +
                  ("Win32 threads" if os.name == "nt" else "pthreads") + ")",
         "openmp": False,
-        "cores": lstm._CORES,
-        "team_max": lstm._TEAM_MAX,
-        "team_min_work": lstm._TEAM_MIN_WORK,
+        "cores": _threads.CORES,
+        "team_max": _threads.TEAM_MAX,
+        "team_min_work": _threads.TEAM_MIN_WORK,
         "team_rule": "a call's team: min(n_threads or cores, team_max, "
                      "D*4*H*H*B // team_min_work), at least 1",
     }

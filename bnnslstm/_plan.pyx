@@ -18,7 +18,7 @@ then :meth:`Plan.bind` points the call at its cache regions and scratch (_worksp
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE, PyBUF_STRIDES,
                              PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer)
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 from ._descriptor cimport NDArrayDescriptor, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, blas_int, mat, operand
@@ -75,6 +75,7 @@ cdef class Plan:
     cdef object bound               # (key, cache, scratch) of the last bind()
     cdef char *work                 # the scratch it bound
     cdef object problem_keys        # team -> problem(team), made once
+    cdef object copies              # array -> its C-contiguous copy (None: numpy's)
 
     def __cinit__(self):
         memset(&self.c, 0, sizeof(Call))
@@ -171,7 +172,8 @@ cdef class Plan:
         if addressable(m):
             return m
         view = t.numpy()
-        copy = np.ascontiguousarray(view[i0, i1] if t.rank == 4 else view[i1])
+        view = view[i0, i1] if t.rank == 4 else view[i1]
+        copy = np.ascontiguousarray(view) if self.copies is None else self.copies(view)
         self.keep.append(copy)
         return mat(<char*><size_t>copy.__array_interface__["data"][0], m.rows, m.cols, m.cols, 1)
 
@@ -533,9 +535,12 @@ cdef str reading(Mat m):
     return "N" if trans == b'N' else "T"
 
 
-def make_plan(params, *, need_outputs=True):
-    """Resolve and check ``params`` (a LayerParametersLSTM); return a :class:`Plan`."""
+def make_plan(params, *, need_outputs=True, copies=None):
+    """Resolve and check ``params`` (a LayerParametersLSTM); return a :class:`Plan`.
+    ``copies`` makes the C-contiguous copies of what BLAS cannot address (a workspace's;
+    None: numpy's)."""
     cdef Plan plan = Plan()
+    plan.copies = copies
     plan.setup(params, need_outputs)
     return plan
 

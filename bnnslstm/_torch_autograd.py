@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from ._threads import CORES
 from ._weights import gate_descriptors
 from .activations import GATES
 from .descriptors import NDArrayDescriptor
 from .enums import DataLayout, LayerFlags
 from .lstm import (
-    _CORES,
     compute_lstm_training_cache_capacity,
     direct_apply_lstm_batch_backward,
     direct_apply_lstm_batch_training_caching,
@@ -105,7 +105,7 @@ class _Config:
         self.pool = module._pool
         self.capacities = module._capacities
         threads = torch.get_num_threads()
-        self.filter_params = None if threads >= _CORES else FilterParameters(n_threads=threads)
+        self.filter_params = None if threads >= CORES else FilterParameters(n_threads=threads)
 
 
 class _Pass:

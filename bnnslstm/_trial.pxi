@@ -21,9 +21,10 @@ cdef object run_trial(Plan plan, bint backward, arrangement, regions, scratch, i
     the bound cache with every gradient left uncomputed but dL/d(pre-activation), which
     ends in ``scratch`` (a uint8 array of scratch_bytes for the bound team).
     ``step_seconds`` (float64, at least ``steps``) receives each step's time at its
-    index, as for schedule(). Returns a copy of the bytes the arrangement decides: the
-    regions' rows of those steps (gates, cells, output), or the backward's
-    dL/d(pre-activation) rows, to compare two arrangements bit for bit. The call (its
+    index, as for schedule(). Returns views of the bytes the arrangement decides (valid
+    until the buffers are used again): the regions' rows of those steps (gates, cells,
+    output), or the backward's dL/d(pre-activation) rows, to compare two arrangements bit
+    for bit (same_bytes). The call (its
     bound buffers, outputs and schedule) is as before when this returns."""
     cdef Call saved = plan.c
     cdef Py_ssize_t nbytes = <Py_ssize_t>plan.L * sizeof(Layer), rows, width, r
@@ -80,14 +81,13 @@ cdef object run_trial(Plan plan, bint backward, arrangement, regions, scratch, i
                 forward_kernel(&plan.c)
         if backward:
             start = plan.scratch[0] + plan.scratch[1] + plan.scratch[2]
-            return np.array(scratch[start:start + rows * 4 * plan.D * plan.H
-                                    * plan.c.itemsize])
+            return (scratch[start:start + rows * 4 * plan.D * plan.H * plan.c.itemsize],)
         parts = []
         for r in (0, 2, 4):   # gates, cells, output: every row of the steps run
             width = REGION_WIDTH[r] * plan.D * plan.H * plan.c.itemsize
             parts.append(regions[plan.offsets[r]:plan.offsets[r]
                                  + <Py_ssize_t>steps * plan.B * width])
-        return np.concatenate(parts)
+        return tuple(parts)
     finally:
         plan.c = saved
         memcpy(plan.c.layer, layers, nbytes)
@@ -95,3 +95,17 @@ cdef object run_trial(Plan plan, bint backward, arrangement, regions, scratch, i
         PyMem_Free(layers)
         PyMem_Free(grads)
         plan.picks, plan.timing = kept
+
+
+def same_bytes(a, b):
+    """Whether two contiguous buffers hold the same bytes (memcmp: nothing allocated)."""
+    cdef Py_buffer x, y
+    PyObject_GetBuffer(a, &x, PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(b, &y, PyBUF_SIMPLE)
+        try:
+            return x.len == y.len and memcmp(x.buf, y.buf, x.len) == 0
+        finally:
+            PyBuffer_Release(&y)
+    finally:
+        PyBuffer_Release(&x)

@@ -2,7 +2,8 @@
 
 from enum import IntEnum, IntFlag
 
-__all__ = ["DataType", "DataLayout", "NDArrayFlags", "ActivationFunction", "LayerFlags"]
+__all__ = ["DataType", "DataLayout", "NDArrayFlags", "ActivationFunction", "LayerFlags",
+           "FilterFlags"]
 
 
 class DataType(IntEnum):
@@ -119,3 +120,12 @@ class LayerFlags(IntFlag):
 
     BIDIRECTIONAL = 0x1
     DEFAULT_ACTIVATIONS = 0x2
+
+
+class FilterFlags(IntFlag):
+    """``BNNSFlags`` bits of :class:`~bnnslstm.FilterParameters`."""
+
+    #: ``BNNSFlagsUseClientPtr``: work from the caller's buffers. bnnslstm always does (it
+    #: reads weights and data in place; a layout BLAS cannot address is still copied for
+    #: the call), so the bit is accepted and changes nothing.
+    USE_CLIENT_PTR = 0x1

@@ -5,21 +5,20 @@ the Cython kernels run, without the GIL, reading the caller's descriptors in pla
 writing results straight into them. A call that raises has written nothing.
 """
 
-import os
-import threading
 import warnings
 import weakref
 
 import numpy as np
 
-from . import _cache, _plan, planner
-from ._checks import integer, is_integer
-from ._kernels._lstm import team_available  # the same in every kernel build
+from . import _cache, planner
+from ._checks import is_integer
+from ._memory import options
 from ._plan import make_plan
+from ._threads import serial_blas, team_of
 from .descriptors import NDArrayDescriptor
 from .enums import DataType
 from .errors import BNNSError, IdentityActivationsWarning
-from .parameters import GATE_FIELDS, FilterParameters
+from .parameters import GATE_FIELDS
 
 __all__ = [
     "compute_lstm_training_cache_capacity",
@@ -71,11 +70,12 @@ def _explain(layer_params):
     return None
 
 
-def _plan_of(layer_params, need_outputs=True, backward=False, delta=None):
-    """The checked plan of a call (``backward``: with ``delta``'s gradients); BNNSError naming
-    the field at fault otherwise."""
+def _plan_of(layer_params, need_outputs=True, backward=False, delta=None, copies=None):
+    """The checked plan of a call (``backward``: with ``delta``'s gradients; ``copies``:
+    how it copies what BLAS cannot address, the workspace's); BNNSError naming the field
+    at fault otherwise."""
     try:
-        plan = make_plan(layer_params, need_outputs=need_outputs)
+        plan = make_plan(layer_params, need_outputs=need_outputs, copies=copies)
         if backward:
             plan.delta(delta)
     except BNNSError:
@@ -187,197 +187,31 @@ def training_cache_layout(layer_params):
     return _cache.regions(_plan_of(layer_params, need_outputs=False))
 
 
-# ---------------------------------------------------------------------------- threads
-_CORES = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-          else (os.cpu_count() or 1))
-_TEAM_MAX = min(team_available(), 256)
-# a step whose recurrent product has fewer multiply-adds than this runs on one thread: the
-# barriers of a team would cost more than the other cores give
-_TEAM_MIN_WORK = 1 << 17
-
-
-def _threads(filter_params):
-    """The most threads a call may use: ``n_threads``, where ``0`` (or no filter
-    parameters) means every core this process may use."""
-    if filter_params is None:
-        return _CORES
-    if not isinstance(filter_params, FilterParameters):
-        raise BNNSError("filter_params: expected FilterParameters or None, "
-                        f"got {type(filter_params).__name__}")
-    n = integer(filter_params.n_threads, "filter_params.n_threads")
-    return _CORES if n == 0 else n
-
-
-def _team(plan, threads):
-    """The kernels' team: the threads asked for, as many as a step's work can use."""
-    work = plan.D * 4 * plan.H * plan.H * plan.B
-    return max(1, min(threads, _TEAM_MAX, work // _TEAM_MIN_WORK))
-
-
-def _kernels_blas(libraries):
-    """The BLAS libraries among ``libraries`` (threadpoolctl controllers) that the kernels
-    call: scipy's own when scipy ships one (its wheels bundle an OpenBLAS next to the
-    package; numpy's copy is not called by the kernels, and limiting it too doubled the
-    cost of a small call's limit), otherwise every one of them (a scipy built on a system
-    BLAS shares it)."""
-    import scipy
-
-    root = os.path.dirname(os.path.realpath(scipy.__file__))
-    # scipy/.dylibs (macOS), scipy.libs (Linux, Windows)
-    places = (root + os.sep, root + ".libs" + os.sep)
-    own = [lib for lib in libraries if os.path.realpath(lib.filepath or "").startswith(places)]
-    return own or list(libraries)
-
-
-def _thread_count_functions(lib):
-    """(get, set, addresses) of a threadpoolctl controller's thread count, callable from
-    any thread; ``addresses`` the two functions' C addresses when they are OpenBLAS's own
-    (else None).
-
-    threadpoolctl (3.6 and later) lets only the first thread that limits a process-wide
-    OpenBLAS pool change it and silently ignores every other thread, which left calls from
-    any thread but the main one on multi-threaded BLAS (their rounding then depended on the
-    thread that called, and a team's threads each ran BLAS threads on top). _SerialBlas
-    coordinates its own users, so it calls the setting function directly: OpenBLAS's own
-    functions when threadpoolctl resolves them (a plain ctypes call: a small call's limit
-    costs 1-2 us instead of 3-4), else the controller's unrestricted setter."""
-    get, set_ = lib.get_num_threads, getattr(lib, "_real_set_num_threads", lib.set_num_threads)
-    symbol = getattr(lib, "_get_symbol", None)
-    if (lib.internal_api == "openblas" and getattr(lib, "threading_layer", None) != "openmp"
-            and symbol is not None):
-        raw_get, raw_set = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
-        if raw_get is not None and raw_set is not None:
-            import ctypes
-
-            addresses = tuple(ctypes.cast(f, ctypes.c_void_p).value for f in (raw_get, raw_set))
-            return raw_get, raw_set, addresses
-    return get, set_, None
-
-
-class _SerialBlas:
-    """Keeps BLAS single-threaded while a call runs: each thread of the call's team calls
-    BLAS on its own slice, and BLAS threads on top would compete for the same cores.
-
-    The limit applies only inside the ``with`` and is reference-counted, so concurrent
-    calls restore the caller's setting once, when the last of them ends.
-
-    The limit is set from whichever thread makes the call (see _thread_count_functions).
-    When every library's functions are OpenBLAS's own, the counting and the calls are in C
-    (_plan's serial_blas, _serial.pxi): a small call then pays nanoseconds for its limit."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._users = 0
-        self._saved = []
-        self._libraries = None
-        self.in_c = False   # the limit is _plan.serial_blas's (known once _blas() has run)
-
-    def _blas(self):
-        if self._libraries is None:
-            from threadpoolctl import ThreadpoolController
-
-            libraries = _kernels_blas(
-                ThreadpoolController().select(user_api="blas").lib_controllers)
-            functions = [_thread_count_functions(lib) for lib in libraries]
-            if functions and all(addresses for _, _, addresses in functions):
-                _plan.serial_blas_functions([addresses for _, _, addresses in functions])
-                self.in_c = True
-            self._libraries = [(get, set_) for get, set_, _ in functions]
-        return self._libraries
-
-    def __enter__(self):
-        if self._libraries is None:
-            self._blas()
-        if self.in_c:
-            _plan.serial_blas(True)
-            return
-        with self._lock:
-            if self._users == 0:
-                self._saved = [(set_threads, get_threads())
-                               for get_threads, set_threads in self._blas()]
-                for set_threads, n in self._saved:
-                    if n != 1:
-                        set_threads(1)
-            self._users += 1
-
-    def __exit__(self, *exc):
-        if self.in_c:
-            _plan.serial_blas(False)
-            return
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                for set_threads, n in self._saved:
-                    if n != 1:
-                        set_threads(n)
-                self._saved = []
-
-    def _before_fork(self):
-        self._lock.acquire()  # no fork halfway through setting the limit or restoring it
-        _plan.serial_blas_fork(0)
-
-    def _after_fork_in_parent(self):
-        _plan.serial_blas_fork(1)
-        self._lock.release()
-
-    def _after_fork_in_child(self):
-        """The child has only the forking thread: calls the parent's other threads were
-        making do not exist here, so their limit is lifted and the count starts at 0."""
-        _plan.serial_blas_fork(2)
-        self._lock = threading.Lock()
-        users, saved = self._users, self._saved
-        self._users, self._saved = 0, []
-        if users:
-            for set_threads, n in saved:
-                if n != 1:
-                    set_threads(n)
-
-
-# BLAS runs single-threaded inside every call, whatever its team: inside a team each thread
-# calls BLAS on its own slice, and a call too small for a team that left BLAS's threads as
-# they are would round differently depending on whether another call had BLAS limited at
-# that moment (results must depend on the call alone)
-_serial_blas = _SerialBlas()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_serial_blas._before_fork,
-                        after_in_parent=_serial_blas._after_fork_in_parent,
-                        after_in_child=_serial_blas._after_fork_in_child)
-
-
-# ---------------------------------------------------------------------------- scratch
-_scratch = threading.local()
-
-
-def _scratch_bytes(name, nbytes):
-    """A per-thread scratch byte buffer, reused from call to call while it is large enough
-    (fresh pages cost page faults on every call; concurrent calls on other threads get
-    their own)."""
-    arrays = getattr(_scratch, "arrays", None)
-    if arrays is None:
-        arrays = _scratch.arrays = {}
-    array = arrays.get(name)
-    if array is None or array.nbytes < nbytes:
-        array = arrays[name] = np.empty(max(nbytes, 64), np.uint8)
-    return array
-
-
-def _bind(plan, cache, team, backward=False, keep_everything=True):
-    """Point the plan's kernel call at the cache's regions and at this thread's scratch."""
-    scratch = _scratch_bytes("work", plan.scratch_bytes(team, backward))
+# ---------------------------------------------------------------------------- running
+def _bind(plan, cache, team, workspace, backward=False, keep_everything=True):
+    """Point the plan's kernel call at the cache's regions and at the call's scratch."""
+    scratch = workspace.take("work", plan.scratch_bytes(team, backward))
     plan.bind(cache, scratch, team, backward, keep_everything)
 
 
-def run_kept(plan, team, cache=None, backward=False):
-    """Run a plan kept from an earlier call (an everyday layer's, bnnslstm/_calls.py) whose
-    sequences and states were just moved onto this call's arrays: into ``cache`` (a uint8
-    view of a training cache the caller owns; None: scratch holds what the steps read back),
-    on this thread's scratch, BLAS single-threaded, with the planner's arrangement."""
+def _run(plan, team, workspace, cache=None, backward=False):
+    """Bind the plan (``cache``: a uint8 view of the training cache; None: scratch holds
+    what the steps read back, the rest is not kept) and run its pass, BLAS single-threaded,
+    with the planner's arrangement."""
     if cache is None:
-        _bind(plan, _scratch_bytes("regions", plan.capacity), team, keep_everything=False)
+        _bind(plan, workspace.take("regions", plan.capacity), team, workspace,
+              keep_everything=False)
     else:
-        _bind(plan, cache, team, backward)
-    with _serial_blas:
-        planner.run(plan, team, backward)
+        _bind(plan, cache, team, workspace, backward)
+    with serial_blas:
+        planner.run(plan, team, backward, workspace)
+
+
+def run_kept(plan, threads, workspace, cache=None, backward=False):
+    """Run a plan kept from an earlier call (an everyday layer's, bnnslstm/_calls.py) whose
+    sequences and states were just moved onto this call's arrays."""
+    with workspace:
+        _run(plan, team_of(plan, threads), workspace, cache, backward)
 
 
 def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, training_cache=None):
@@ -395,7 +229,9 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
         gate's weights.
     filter_params : FilterParameters, optional
         ``n_threads``: the most threads the call may use (0 or None: every core this
-        process may use).
+        process may use); ``alloc_memory`` / ``free_memory``: where the call's scratch
+        comes from (see :class:`~bnnslstm.FilterParameters`); ``flags``: 0 or
+        ``FilterFlags.USE_CLIENT_PTR``.
     training_cache : writable buffer, optional
         At least :func:`compute_lstm_training_cache_capacity` bytes (a ``bytearray``,
         say), owned by the caller; pass the same buffer to the backward.
@@ -416,20 +252,16 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     >>> y.shape, bool(np.abs(y).max() > 0)
     ((2, 1, 4), True)
     """
-    plan = _plan_of(layer_params)
-    threads = _threads(filter_params)
-    capacity = plan.capacity
-    cache = None if training_cache is None else _cache.check_buffer(training_cache, plan, capacity)
-    plan.check_forward_writes(cache)
-    team = _team(plan, threads)
-    if cache is None:  # scratch stands in for what the steps read back; the rest is not kept
-        _bind(plan, _scratch_bytes("regions", capacity), team, keep_everything=False)
-    else:
-        _bind(plan, cache, team)
-    with _serial_blas:
-        planner.run(plan, team)
-    if cache is not None:
-        _cache.write_header(cache, plan)
+    threads, workspace = options(filter_params)
+    with workspace:
+        plan = _plan_of(layer_params, copies=workspace.copy)
+        capacity = plan.capacity
+        cache = (None if training_cache is None
+                 else _cache.check_buffer(training_cache, plan, capacity))
+        plan.check_forward_writes(cache)
+        _run(plan, team_of(plan, threads), workspace, cache)
+        if cache is not None:
+            _cache.write_header(cache, plan)
 
 
 # ---------------------------------------------------------------------------- backward
@@ -477,20 +309,19 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     >>> bool(np.abs(dx).max() > 0), bool(np.abs(dW).max() > 0)
     (True, True)
     """
-    plan = _plan_of(layer_params, need_outputs=False, backward=True, delta=layer_delta_params)
-    threads = _threads(filter_params)
-    capacity = plan.capacity
-    if training_cache is None:
-        cache = None
-    else:
-        cache = _cache.check_buffer(training_cache, plan, capacity)
-        _cache.check_header(cache, plan)
-        plan.check_cache_against_writes(cache)
-    team = _team(plan, threads)
-    with _serial_blas:
+    threads, workspace = options(filter_params)
+    with workspace:
+        plan = _plan_of(layer_params, need_outputs=False, backward=True,
+                        delta=layer_delta_params, copies=workspace.copy)
+        capacity = plan.capacity
+        if training_cache is None:
+            cache = None
+        else:
+            cache = _cache.check_buffer(training_cache, plan, capacity)
+            _cache.check_header(cache, plan)
+            plan.check_cache_against_writes(cache)
+        team = team_of(plan, threads)
         if cache is None:  # recompute the forward into scratch; layer_params untouched
-            cache = _scratch_bytes("training_cache", capacity)
-            _bind(plan, cache, team)
-            planner.run(plan, team)
-        _bind(plan, cache, team, backward=True)
-        planner.run(plan, team, backward=True)
+            cache = workspace.take("training_cache", capacity)
+            _run(plan, team, workspace, cache)
+        _run(plan, team, workspace, cache, backward=True)

@@ -129,10 +129,29 @@ class LayerParametersLSTM:
 
 
 class FilterParameters:
-    """Call options (``BNNSFilterParameters``): ``n_threads`` (0 means every core)."""
+    """Call options (``BNNSFilterParameters``), in BNNS's order.
 
-    def __init__(self, n_threads=0):
+    ``flags``
+        :class:`~bnnslstm.FilterFlags` bits: ``USE_CLIENT_PTR`` (1) or none; others are
+        refused.
+    ``n_threads``
+        The most threads a call may use; 0 means every core this process may use.
+    ``alloc_memory``, ``free_memory``
+        Both None (the library keeps reusable scratch of its own per thread), or two
+        callables for real-time code that must not allocate: ``alloc_memory(size,
+        alignment)`` returns a writable buffer (anything with the buffer protocol: a
+        ``bytearray``, a numpy array...) of at least ``size`` bytes whose first byte's
+        address is a multiple of ``alignment``; ``free_memory(buffer)`` receives each one
+        back, before the call returns, also when it fails. Every buffer a call needs beyond
+        its arguments (scratch, workspace, the planner's trials, copies of what BLAS cannot
+        address) then comes from ``alloc_memory``.
+    """
+
+    def __init__(self, flags=0, n_threads=0, alloc_memory=None, free_memory=None):
+        self.flags = flags
         self.n_threads = n_threads
+        self.alloc_memory = alloc_memory
+        self.free_memory = free_memory
 
     def __repr__(self):
-        return _repr(self, ("n_threads",))
+        return _repr(self, ("flags", "n_threads", "alloc_memory", "free_memory"))

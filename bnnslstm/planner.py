@@ -38,6 +38,8 @@ import time
 
 import numpy as np
 
+from ._plan import same_bytes
+
 __all__ = ["mode", "set_mode", "decisions", "forget", "export_wisdom", "import_wisdom",
            "arrangement_name"]
 
@@ -188,14 +190,15 @@ def _step_shapes(plan):
     return frozenset(shapes)
 
 
-def run(plan, team, backward=False):
+def run(plan, team, backward=False, workspace=None):
     """Run ``plan``'s forward (or backward) pass with the arrangement the planner holds for
-    its problem; the problem's first call runs the trial that chooses it first."""
-    plan.use(_arrangement(plan, team, backward))
+    its problem; the problem's first call runs the trial that chooses it first (its
+    buffers from ``workspace``, bnnslstm._memory's; None: fresh numpy arrays)."""
+    plan.use(_arrangement(plan, team, backward, workspace))
     (plan.backward if backward else plan.forward)()
 
 
-def _arrangement(plan, team, backward):
+def _arrangement(plan, team, backward, workspace):
     """The arrangement for this call: the problem's choice, the canonical one while another
     call is trying or when nothing is to be tried, or the outcome of this call's trial."""
     if _mode == "heuristic" or not (_wisdom or _tunable(plan)):
@@ -217,7 +220,7 @@ def _arrangement(plan, team, backward):
         choice.busy = True
         arrangements = choice.to_try()
     try:
-        chosen, dropped, seconds = _trial(plan, team, backward, arrangements)
+        chosen, dropped, seconds = _trial(plan, team, backward, arrangements, workspace)
     finally:
         with _lock:
             choice.busy = False
@@ -227,7 +230,7 @@ def _arrangement(plan, team, backward):
     return chosen
 
 
-def _trial(plan, team, backward, arrangements):
+def _trial(plan, team, backward, arrangements, workspace):
     """Run one layer of the call with each arrangement on the planner's own buffers, timing
     every step: (the fastest arrangement that gives the canonical one's bits -- any in
     fastest mode --, the names of those dropped for other bits, the trial's wall time)."""
@@ -235,15 +238,16 @@ def _trial(plan, team, backward, arrangements):
     verify = _mode != "fastest"
     steps = plan.T if plan.variable_batch else min(plan.T, TRIAL_STEPS)
     rounds = -(-SAMPLES // (steps - 1))
-    regions = None if backward else np.zeros(plan.trial_bytes, np.uint8)
-    scratch = np.zeros(plan.scratch_bytes(team, backward), np.uint8)
+    zeros = (lambda n: np.zeros(n, np.uint8)) if workspace is None else workspace.zeros
+    regions = None if backward else zeros(plan.trial_bytes)
+    scratch = zeros(plan.scratch_bytes(team, backward))
     seconds = np.zeros(steps)
     # a forward step's time is its own (step 0, from the initial state, is left out); a
     # backward one's at index s - 1 belongs to the products of step s - 1
     timed = slice(0, steps - 1) if backward else slice(1, steps)
     times = [[] for _ in arrangements]
     alive = [True] * len(arrangements)
-    canonical = None
+    canonical = None   # copies of the canonical arrangement's bytes, in the trial's buffers
     for _ in range(rounds):
         for k, arrangement in enumerate(arrangements):
             if not alive[k]:
@@ -251,8 +255,11 @@ def _trial(plan, team, backward, arrangements):
             seconds[:] = 0
             result = plan.trial(backward, arrangement, regions, scratch, steps, seconds)
             if canonical is None:
-                canonical = result
-            elif verify and not np.array_equal(result, canonical):
+                canonical = [zeros(part.nbytes)[:part.nbytes] for part in result]
+                for copy, part in zip(canonical, result):
+                    copy[:] = part
+            elif verify and not all(same_bytes(part, copy)
+                                    for part, copy in zip(result, canonical)):
                 alive[k] = False
                 continue
             times[k].extend(seconds[timed].tolist())
@@ -298,14 +305,11 @@ def forget():
 
 def _blas_identity():
     """internal_api, version and architecture of the BLAS the kernels call (as the BLAS
-    thread limit finds it: bnnslstm.lstm._kernels_blas), for the wisdom's readers."""
+    thread limit finds it: bnnslstm._threads.blas_controllers), for the wisdom's readers."""
     try:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call)
-        from threadpoolctl import ThreadpoolController
+        from ._threads import blas_controllers
 
-        from .lstm import _kernels_blas
-
-        libraries = _kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
+        libraries = blas_controllers()
         if libraries:
             info = libraries[0].info()
             return {k: info.get(k) for k in ("internal_api", "version", "architecture")}

@@ -9,11 +9,15 @@ is given. :meth:`Stream.run` takes several frames at once (a plan per chunk leng
 
 import numpy as np
 
-from . import lstm as _lstm
+from . import planner
 from ._calls import forward_params
+from ._memory import OWN as _OWN
+from ._memory import Workspace, options
+from ._threads import serial_blas, team_of
 from .descriptors import NDArrayDescriptor
 from .enums import DataLayout
 from .errors import BNNSError
+from .lstm import _plan_of, run_kept
 
 __all__ = ["Stream"]
 
@@ -30,8 +34,14 @@ class Stream:
 
     Threads: a stream belongs to one thread at a time (its buffers are its own; two threads
     stepping one stream interleave its state). Several streams of one layer may run in
-    several threads at once. ``filter_params`` (a :class:`~bnnslstm.FilterParameters`) is
-    taken when the stream is made, as for the layer's calls.
+    several threads at once.
+
+    ``filter_params`` (a :class:`~bnnslstm.FilterParameters`) is taken when the stream is
+    made. With its ``alloc_memory`` / ``free_memory``, the stream's own buffers (frames,
+    state, scratch) come from ``alloc_memory`` when it is made and go back to
+    ``free_memory`` at :meth:`close` (or when the stream is collected); a :meth:`run`
+    takes its scratch from them for the call and gives it back before it returns; a
+    :meth:`step` takes nothing.
     """
 
     def __init__(self, layer, batch_size=1, h0=None, c0=None, filter_params=None):
@@ -43,19 +53,49 @@ class Stream:
         if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
             raise BNNSError(f"batch_size: expected a positive integer, got {batch_size!r}")
         self.layer, self.batch_size = layer, int(B)
-        L, I, H, dtype = layer.num_layers, layer.input_size, layer.hidden_size, layer.dtype
-        self._x = np.zeros((1, B, I), dtype)
-        self._y = np.zeros((1, B, H), dtype)
-        self._h = np.zeros((L, 1, B, H), dtype)    # [L][D][B][H]: read and written in place
-        self._c = np.zeros((L, 1, B, H), dtype)
-        self._threads = _lstm._threads(filter_params)
+        L, I, H = layer.num_layers, layer.input_size, layer.hidden_size
+        self._threads, workspace = options(filter_params)
+        # the stream's own buffers, for its life: the caller's, when it gives callbacks
+        self._own = Workspace(workspace.alloc, workspace.free) if workspace.alloc else None
+        self._plan = None
+        self._x = self._zeros((1, B, I))
+        self._y = self._zeros((1, B, H))
+        self._h = self._zeros((L, 1, B, H))    # [L][D][B][H]: read and written in place
+        self._c = self._zeros((L, 1, B, H))
         self.reset(h0, c0)
-        self._plan, self._team = self._made(1, self._x, self._y)
-        self._plan.bind(np.empty(self._plan.capacity, np.uint8),
-                        np.empty(self._plan.scratch_bytes(self._team, False), np.uint8),
-                        self._team, False, False)
-        self._plan.use(_lstm.planner.HEURISTIC)  # one step: nothing to try (the canonical)
-        self._chunks = {}                           # T -> plan of run(), kept
+        plan, team = self._made(1, self._x, self._y)
+        plan.bind(self._zeros((plan.capacity,), np.uint8),
+                  self._zeros((plan.scratch_bytes(team, False),), np.uint8), team, False, False)
+        plan.use(planner.HEURISTIC)  # one step: nothing to try (the canonical arrangement)
+        self._plan = plan
+        self._chunks = {}            # T -> (plan, team) of run(), kept
+
+    def _zeros(self, shape, dtype=None):
+        """A zeroed array of the stream's own (alloc_memory's, with callbacks)."""
+        dtype = np.dtype(self.layer.dtype if dtype is None else dtype)
+        if self._own is None:
+            return np.zeros(shape, dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        return self._own.zeros(nbytes)[:nbytes].view(dtype).reshape(shape)
+
+    def close(self):
+        """Give the stream's buffers back to ``free_memory`` (with allocator callbacks; else
+        nothing to do). The stream cannot step after that."""
+        self._plan, self._chunks = None, {}
+        own, self._own = getattr(self, "_own", None), None
+        if own is not None:
+            self._x = self._y = self._h = self._c = None
+            own.give_back()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_own", None) is not None:
+            self.close()
 
     def _made(self, T, x, y):
         """The checked plan of a T-step call on ``x`` and ``y`` whose initial and final
@@ -65,22 +105,23 @@ class Stream:
         h, c = NDArrayDescriptor.from_array(self._h), NDArrayDescriptor.from_array(self._c)
         descriptors = (NDArrayDescriptor.from_array(x, layout), NDArrayDescriptor.from_array(
             y, layout), h, c, h, c)
-        plan = _lstm._plan_of(forward_params(self.layer, T, self.batch_size, descriptors))
+        plan = _plan_of(forward_params(self.layer, T, self.batch_size, descriptors))
         plan.release_checks()
-        return plan, _lstm._team(plan, self._threads)
+        return plan, team_of(plan, self._threads)
 
     # ------------------------------------------------------------------ frames
     def step(self, x_t, out=None):
         """One frame: ``x_t`` ``[B][I]`` (a C-contiguous array of the layer's type) gives
         ``y_t`` ``[B][H]``, written into ``out`` when given (C-contiguous, the layer's
         type; nothing is allocated then) and returned."""
+        if self._plan is None:
+            raise BNNSError("stream: closed")
         if out is None:
             out = np.empty((self.batch_size, self.layer.hidden_size), self.layer.dtype)
-        serial = _lstm._serial_blas
-        if serial.in_c:
+        if serial_blas.in_c:
             self._plan.frame(x_t, out, True)
         else:
-            with serial:
+            with serial_blas:
                 self._plan.frame(x_t, out, False)
         return out
 
@@ -89,6 +130,8 @@ class Stream:
         ``batch_first``) gives ``y`` of the same layout with ``H`` features (into ``out``
         when given), as T calls of :meth:`step` would."""
         layer = self.layer
+        if self._plan is None:
+            raise BNNSError("stream: closed")
         x = layer._convert(x, "x")
         first = layer.batch_first
         if x.ndim != 3 or x.shape[2] != layer.input_size or x.shape[
@@ -106,13 +149,14 @@ class Stream:
         if T == 1:   # the stream's own one-step plan
             self.step(x.reshape(self.batch_size, -1), out.reshape(self.batch_size, -1))
             return out
-        plan = self._chunks.get(T)
-        if plan is None:
-            plan = self._chunks[T] = self._made(T, x, out)
-        plan, team = plan
+        kept = self._chunks.get(T)
+        if kept is None:
+            kept = self._chunks[T] = self._made(T, x, out)
+        plan = kept[0]
         plan.move_forward(x, out, self._h, self._c, self._h, self._c)
+        workspace = Workspace(self._own.alloc, self._own.free) if self._own else None
         try:
-            _lstm.run_kept(plan, team)
+            run_kept(plan, self._threads, workspace or _OWN)
         finally:
             plan.park()
         return out

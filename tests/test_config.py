@@ -8,7 +8,7 @@ import pytest
 import scipy
 
 import bnnslstm as bl
-from bnnslstm import _kernels, _plan, lstm
+from bnnslstm import _kernels, _plan, _threads
 
 SECTIONS = ["bnnslstm", "python", "compiler", "build", "blas", "threading", "kernels", "planner"]
 
@@ -47,7 +47,7 @@ def test_blas_is_the_one_the_calls_limit(config):
     assert blas["libraries"][:len(called)] == called
     from threadpoolctl import ThreadpoolController
 
-    limited = lstm._kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
+    limited = _threads.kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
     if str(blas["scipy_built_with"].get("name")).lower() == "accelerate":
         # threadpoolctl does not see Accelerate: what it lists is not what scipy calls
         assert called == []
@@ -67,9 +67,9 @@ def test_threading_is_the_own_pool(config):
     assert threading["openmp"] is False
     assert threading["model"] in ("the kernels' own thread pool (pthreads)",
                                   "the kernels' own thread pool (Win32 threads)")
-    assert threading["cores"] == lstm._CORES
-    assert threading["team_max"] == lstm._TEAM_MAX == min(_plan.kernels.team_available(), 256)
-    assert threading["team_min_work"] == lstm._TEAM_MIN_WORK
+    assert threading["cores"] == _threads.CORES
+    assert threading["team_max"] == _threads.TEAM_MAX == min(_plan.kernels.team_available(), 256)
+    assert threading["team_min_work"] == _threads.TEAM_MIN_WORK
 
 
 def test_kernels_in_use_follow_use_kernels():

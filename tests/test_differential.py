@@ -76,14 +76,16 @@ PARAMETERS = {  # alpha, beta ranges per function that reads them (None: not rea
 # OpenBLAS's threads made tiny calls 20-50x slower (libgomp's threads spin), which would make
 # the test's time depend on the machine's load; the other values keep their code paths (the
 # two directions on two threads) covered. Calls this small run on one thread anyway
-# (bnnslstm.lstm._TEAM_MIN_WORK): the team's splits are drawn by the forced-team test below.
-THREADS = st.sampled_from([bl.FilterParameters(1), bl.FilterParameters(1), None,
-                           bl.FilterParameters(0), bl.FilterParameters(2), bl.FilterParameters(1)])
+# (bnnslstm._threads.TEAM_MIN_WORK): the team's splits are drawn by the forced-team test below.
+THREADS = st.sampled_from([bl.FilterParameters(n_threads=1), bl.FilterParameters(n_threads=1),
+                           None, bl.FilterParameters(n_threads=0),
+                           bl.FilterParameters(n_threads=2), bl.FilterParameters(n_threads=1)])
 SIZES = st.sampled_from([1, 1, 2, 3, 4, 5, 6, 7])  # 1 twice: the edge cases live there
 # forced teams: 2-4 threads (more than the cores, too) on sizes around the splits' grains
 # (products in slices of 16 rows of D*4H, elementwise passes in shares of 8 units)
-TEAM_THREADS = st.sampled_from([bl.FilterParameters(2), bl.FilterParameters(3),
-                                bl.FilterParameters(4)])
+TEAM_THREADS = st.sampled_from([bl.FilterParameters(n_threads=2),
+                                bl.FilterParameters(n_threads=3),
+                                bl.FilterParameters(n_threads=4)])
 TEAM_SIZES = st.sampled_from([1, 2, 3, 5, 8, 9, 13, 17])
 TEAM_EXAMPLES = 150
 #: the hypothesis settings of every test here but the number of examples: the same examples
@@ -376,14 +378,14 @@ def test_every_split_of_a_forced_team_agrees_with_the_reference(data):
     """The same examples with a thread team on every call, however small (its GEMM slices
     and elementwise shares empty, partial or whole; a thread with no share still meets
     every barrier)."""
-    import bnnslstm.lstm as lstm_module
+    from bnnslstm import _threads
 
-    saved = lstm_module._TEAM_MIN_WORK
-    lstm_module._TEAM_MIN_WORK = 1
+    saved = _threads.TEAM_MIN_WORK
+    _threads.TEAM_MIN_WORK = 1
     try:
         check_example(data, TEAM_SIZES, TEAM_THREADS)
     finally:
-        lstm_module._TEAM_MIN_WORK = saved
+        _threads.TEAM_MIN_WORK = saved
 
 
 ARRANGEMENT_EXAMPLES = 150
@@ -407,7 +409,7 @@ def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
     timed = data.draw(st.booleans(), label="steps timed")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="schedule seed"))
 
-    def scheduled_run(plan, team, backward=False):
+    def scheduled_run(plan, team, backward=False, workspace=None):
         chosen = arrangements[backward]
         picks = rng.integers(0, len(chosen), plan.L * plan.T).astype(np.uint8).tobytes()
         plan.schedule(chosen, picks, np.zeros(plan.L * plan.T) if timed else None)

@@ -12,7 +12,8 @@ import pytest
 
 import bnnslstm as bl
 from bnnslstm import _plan, planner
-from bnnslstm.lstm import _team, _threads
+from bnnslstm._memory import options
+from bnnslstm._threads import team_of
 from helpers import Problem, planner_mode, y_time_major
 from reference import GATES
 
@@ -48,7 +49,7 @@ def named_arrangement(arrangement):
 def pin(params, n_threads, forward, backward):
     """Wisdom that gives this call's problem the two arrangements."""
     plan = _plan.make_plan(params)
-    key = plan.problem(_team(plan, _threads(bl.FilterParameters(n_threads=n_threads))))
+    key = plan.problem(team_of(plan, options(bl.FilterParameters(n_threads=n_threads))[0]))
     item = {"forward": named_arrangement(forward), "backward": named_arrangement(backward)}
     return key, json.dumps({"bnnslstm_wisdom": 1, "problems": {key: item}})
 

@@ -28,7 +28,7 @@ from helpers import (
 from reference import GATES, random_weights
 
 # ----------------------------------------------------------------------------- fork
-# Large enough for a team (see bnnslstm.lstm._team): the parent's pool has workers when it
+# Large enough for a team (see bnnslstm._threads.team_of): the parent's pool has workers when it
 # forks. The raw functions get n_threads=2, so the team is forced even on one core.
 T, B, I, H = 4, 32, 48, 256
 TWO = bl.FilterParameters(n_threads=2)
@@ -85,7 +85,7 @@ def test_forked_children_of_a_parent_that_used_the_team_return_its_results():
         assert len(outputs) == len(expected[task])
         for got, want in zip(outputs, expected[task]):
             np.testing.assert_array_equal(got, want, err_msg=task)
-        if task != "inference" or bl.lstm._CORES > 1:  # the layer's team: every core
+        if task != "inference" or bl._threads.CORES > 1:  # the layer's team: every core
             assert after >= 1  # the child's calls ran on a team of its own
     firsts = [before for _, before, _ in results]
     assert 0 in firsts  # each child's first call found an empty pool
@@ -347,7 +347,7 @@ def test_the_limit_applies_to_the_blas_the_kernels_call():
 
     import scipy
 
-    from bnnslstm.lstm import _kernels_blas
+    from bnnslstm._threads import kernels_blas
 
     root = os.path.dirname(os.path.abspath(scipy.__file__))
     scipys = SimpleNamespace(filepath=os.path.join(root + ".libs", "libscipy_openblas.so"))
@@ -357,9 +357,9 @@ def test_the_limit_applies_to_the_blas_the_kernels_call():
     system = SimpleNamespace(filepath="/usr/lib/libopenblas.so.0")
     # scipy_extra/: not scipy's
     neighbour = SimpleNamespace(filepath=root + "_extra" + os.sep + "libopenblas.so")
-    assert _kernels_blas([numpys, scipys]) == [scipys]
-    assert _kernels_blas([bundled, numpys]) == [bundled]
-    assert _kernels_blas([system, numpys, neighbour]) == [system, numpys, neighbour]
+    assert kernels_blas([numpys, scipys]) == [scipys]
+    assert kernels_blas([bundled, numpys]) == [bundled]
+    assert kernels_blas([system, numpys, neighbour]) == [system, numpys, neighbour]
 
 
 def test_a_refused_call_leaves_the_blas_thread_count_alone():
