@@ -76,8 +76,10 @@ def _threading():
         "cores": _threads.CORES,
         "team_max": _threads.TEAM_MAX,
         "team_min_work": _threads.TEAM_MIN_WORK,
-        "team_rule": "a call's team: min(n_threads or cores, team_max, "
-                     "D*4*H*H*B // team_min_work), at least 1",
+        "frame_min_work": _threads.FRAME_MIN_WORK,
+        "team_rule": "a call's team: min(n_threads or cores, team_max, D*4*H*H*B // "
+                     "team_min_work, or D*4*H*(H+I)*B // frame_min_work for one step), at "
+                     "least 1",
     }
 
 
