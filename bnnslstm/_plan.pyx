@@ -20,9 +20,11 @@ from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE, PyB
 from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from libc.string cimport memcmp, memcpy, memset
 
-from ._descriptor cimport NDArrayDescriptor, layout_rank, logical_shape
+from ._descriptor cimport NDArrayDescriptor, Resolution, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, blas_int, mat, operand
 from ._kernels._call cimport Call, Direction, Gate, Layer, Seq, Vec
+
+import numbers
 
 import numpy as np
 
@@ -427,10 +429,27 @@ cdef class Plan:
             raise ValueError("frame: the plan is not bound")
         run_frame(self, x, out, serial)
 
+    def unbind(self):
+        """Forget the buffers of the last bind() (a plan kept between calls of the
+        BNNS-style functions must not keep the caller's cache alive)."""
+        self.bound = None
+
     def park(self):
         """Let go of the arrays move_forward/move_backward put the slots on (between two
         calls of a kept plan: the next call moves every slot again before it runs)."""
         self.held = [None] * N_SLOTS
+
+    @property
+    def has_copies(self):
+        """Whether the call reads some matrix through a copy (made by ``copies``)."""
+        return len(self.keep) > 0
+
+    def check_still_writable(self):
+        """BNNSError unless every descriptor the call writes may still be written (a reused
+        plan's: numpy lets an array be made read-only after it was checked)."""
+        cdef Tensor t
+        for t in self.writes:
+            (<NDArrayDescriptor>t.desc).check_writable(t.field)
 
     def release_checks(self):
         """Forget the resolved descriptors the checks read (they hold the first call's

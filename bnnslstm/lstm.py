@@ -13,7 +13,7 @@ import numpy as np
 from . import _cache, planner
 from ._checks import is_integer
 from ._memory import options
-from ._plan import make_plan
+from ._plan import make_plan, same_signature, signature
 from ._threads import serial_blas, team_of
 from .descriptors import NDArrayDescriptor
 from .enums import DataType
@@ -187,6 +187,47 @@ def training_cache_layout(layer_params):
     return _cache.regions(_plan_of(layer_params, need_outputs=False))
 
 
+# ---------------------------------------------------------------------------- reuse
+# a parameters object (the backward: its delta parameters) -> (signature, plan, cache key)
+# of its last call, taken by the next call while it runs: a call made again with the same
+# parameters, nothing in them changed since (same objects, same values, the descriptors'
+# resolutions still cached), reuses the plan and its checks
+_reused = weakref.WeakKeyDictionary()
+
+
+def _reusable_plan(key, parameters):
+    """The plan the last call of ``key`` made, if ``parameters`` (a tuple of the parameter
+    objects) are as they were then: (plan, signature, cache key) or (None, None, None)."""
+    try:
+        entry = _reused.pop(key, None)
+    except TypeError:  # not weakly referable: never reused
+        return None, None, None
+    if entry is None:
+        return None, None, None
+    old, plan, cache_key = entry
+    now = tuple(signature(p) for p in parameters)
+    if not all(same_signature(a, b) for a, b in zip(old, now)):
+        return None, None, None
+    plan.check_still_writable()
+    return plan, now, cache_key
+
+
+def _keep_plan(key, parameters, plan, cache_key, signatures=None):
+    """Keep ``plan`` for the next call of ``key`` with the ``signatures`` it was checked
+    with (None: a new plan's, made now that its resolutions are cached); not one that
+    reads a matrix through a copy: the copy holds the values of its own call (and, made in
+    the caller's memory, goes back to free_memory with it)."""
+    if plan.has_copies:
+        return
+    if signatures is None:
+        signatures = tuple(signature(p) for p in parameters)
+    plan.unbind()
+    try:
+        _reused[key] = (signatures, plan, cache_key)
+    except TypeError:
+        pass
+
+
 # ---------------------------------------------------------------------------- running
 def _bind(plan, cache, team, workspace, backward=False, keep_everything=True):
     """Point the plan's kernel call at the cache's regions and at the call's scratch."""
@@ -254,14 +295,19 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     """
     threads, workspace = options(filter_params)
     with workspace:
-        plan = _plan_of(layer_params, copies=workspace.copy)
+        plan, signatures, checked = _reusable_plan(layer_params, (layer_params,))
+        if plan is None:
+            plan = _plan_of(layer_params, copies=workspace.copy)
         capacity = plan.capacity
         cache = (None if training_cache is None
                  else _cache.check_buffer(training_cache, plan, capacity))
-        plan.check_forward_writes(cache)
+        cache_key = None if cache is None else (cache.ctypes.data, cache.nbytes)
+        if checked is None or cache_key != checked:
+            plan.check_forward_writes(cache)
         _run(plan, team_of(plan, threads), workspace, cache)
         if cache is not None:
             _cache.write_header(cache, plan)
+        _keep_plan(layer_params, (layer_params,), plan, cache_key, signatures)
 
 
 # ---------------------------------------------------------------------------- backward
@@ -311,17 +357,24 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     """
     threads, workspace = options(filter_params)
     with workspace:
-        plan = _plan_of(layer_params, need_outputs=False, backward=True,
-                        delta=layer_delta_params, copies=workspace.copy)
+        both = (layer_params, layer_delta_params)
+        plan, signatures, checked = _reusable_plan(layer_delta_params, both)
+        if plan is None:
+            plan = _plan_of(layer_params, need_outputs=False, backward=True,
+                            delta=layer_delta_params, copies=workspace.copy)
         capacity = plan.capacity
+        cache_key = None
         if training_cache is None:
             cache = None
         else:
             cache = _cache.check_buffer(training_cache, plan, capacity)
             _cache.check_header(cache, plan)
-            plan.check_cache_against_writes(cache)
+            cache_key = (cache.ctypes.data, cache.nbytes)
+            if checked is None or cache_key != checked:
+                plan.check_cache_against_writes(cache)
         team = team_of(plan, threads)
         if cache is None:  # recompute the forward into scratch; layer_params untouched
             cache = workspace.take("training_cache", capacity)
             _run(plan, team, workspace, cache)
         _run(plan, team, workspace, cache, backward=True)
+        _keep_plan(layer_delta_params, both, plan, cache_key, signatures)
