@@ -1,17 +1,20 @@
-"""Benchmarks: bnnslstm against PyTorch's CPU LSTM (and thinc's, when installed), side by side.
+"""Benchmarks: bnnslstm against PyTorch's CPU LSTM and ONNX Runtime (and thinc's, when installed).
 
     python benchmarks/run.py [--quick] [--repeats N] [--only TEXT] [--plot PNG]
 
-Prints one table: GFLOP/s of forward (inference: no cache, no dropout), and of forward +
-backward (training: with the training cache), for each shape; the ratio to PyTorch; the
-scipy sgemm GFLOP/s measured in the same run on a large square product (the BLAS this
-library calls); the share of bnnslstm's wall time spent inside BLAS calls and the GEMM
-FLOPs that went through BLAS against the analytic count (both counted in the kernels'
-BLAS wrapper during one extra, untimed run); and the training cache's bytes against the
-analytic minimum of what the backward pass needs; under each shape, what the planner
-chose for its time steps and how long the tuning took. Then the cost of a trivial call and
-of streaming (one call per step, carrying the state). Times are medians of repeats in one
-process, the libraries one after the other.
+Prints one table (``shape_table``): one row per shape and pass, GFLOP/s of forward
+(inference: no cache, no dropout) and of forward + backward (training: with the training
+cache); the ratio to PyTorch; the BLAS floor (the call's time inside BLAS, summed over the
+team's threads and divided by the team size, counted by the kernels' BLAS wrapper in the
+same process) and "% of floor" (floor / bnnslstm's wall time); for inference, ONNX
+Runtime's speed on the same model (exported by bnnslstm.onnx.export) and the ratio to it;
+the scipy sgemm GFLOP/s of a large square product measured in the same run (the BLAS this
+library calls); the GEMM FLOPs that went through BLAS against the analytic count; the
+training cache's bytes against the analytic minimum of what the backward pass needs;
+under each shape, what the planner chose for its time steps and how long tuning took.
+Times are medians of repeats, the libraries in turn repeat after repeat. Then the cost of
+a trivial call and of streaming (one call per step, carrying the state). ONNX Runtime
+(and onnx, to export the model) are optional: without them their columns are left out.
 
 The header names the CPU and prints bnnslstm.show_config() (how the package was built,
 the BLAS library scipy's cython_blas calls with its version, the CPU architecture whose
@@ -23,6 +26,7 @@ those change which kernels OpenBLAS runs and how it blocks them, so run natively
 """
 
 import argparse
+import gc
 import importlib
 import importlib.util
 import os
@@ -47,6 +51,7 @@ from bnnslstm import _plan
 planner = (importlib.import_module("bnnslstm.planner")
            if importlib.util.find_spec("bnnslstm.planner") else None)
 WARM_UP_CALLS = 10  # warm-up rounds at most per shape: enough for the planner to finish tuning
+FLOOR_RUNS = 3  # counted runs per row for the BLAS floor (their median)
 PINNING = {  # environment variables that override OpenBLAS's own choice of kernels for this CPU
     "OPENBLAS_CORETYPE": "pins the kernels to one CPU architecture",
     "OPENBLAS_L2_SIZE": "overrides the cache size its blocking is tuned for",
@@ -63,21 +68,15 @@ SHAPES = [  # name, T, B, I, H, layers, bidirectional, variable lengths, inferen
     ("var-len T100 B32 H256", 100, 32, 256, 256, 1, False, True, False),
 ]
 
-
-def blas_share(fn):
-    """(fraction of fn's wall time inside BLAS, FLOPs handed to BLAS), from one run with the
-    kernels' BLAS counters on (per team thread: time in BLAS / (threads x wall time))."""
-    fn()
-    _plan.kernels.blas_time(enable=True, reset=True)
-    start = time.perf_counter()
-    fn()
-    wall = time.perf_counter() - start
-    counted = _plan.kernels.blas_time(enable=False, reset=True)
-    if not counted:
-        return 0.0, 0.0
-    return sum(s for s, _ in counted) / (len(counted) * wall), sum(f for _, f in counted)
+STREAM_MODELS = [  # name, input size, hidden size, layers, batch (issue 29's table)
+    ("I64 H64 B1", 64, 64, 1, 1),
+    ("I256 H256 B1", 256, 256, 1, 1),
+    ("2L I128 H128 B1", 128, 128, 2, 1),
+    ("I256 H256 B4", 256, 256, 1, 4),
+]
 
 
+# ------------------------------------------------------------------------------- timing
 def timeit(fn, repeats):
     # let the previous library's idle threads (OpenMP, OpenBLAS) stop spinning first
     time.sleep(0.3)
@@ -90,21 +89,59 @@ def timeit(fn, repeats):
     return statistics.median(times)
 
 
-def interleaved(functions, repeats, pause=0.05):
-    """Median seconds of each of ``functions`` ({name: fn}), run in turn repeat after repeat
-    so that all of them see the same machine (on shared machines the speed drifts over
-    minutes); a pause before each run lets the previous library's idle threads (OpenMP,
-    OpenBLAS) stop spinning."""
-    for fn in functions.values():
+def interleaved(functions, repeats, pause=0.05, best=False, before=None, gc_off=False):
+    """Seconds of each of ``functions`` ({name: fn}), run in turn repeat after repeat so that
+    all of them see the same machine (on shared machines the speed drifts over minutes); a
+    pause before each run lets the previous library's idle threads (OpenMP, OpenBLAS,
+    ONNX Runtime) stop spinning. The median of the repeats, or with ``best`` the fastest.
+    ``before`` ({name: fn}, optional) runs untimed before each timed run (a state reset).
+    ``gc_off``: each timed run with the garbage collector off, after a collection (as
+    timeit does: in a run of many small calls a collection lands at random).
+    Returns ({name: seconds}, {name: what fn returned in the last repeat})."""
+    before = before or {}
+    for name, fn in functions.items():
+        before.get(name, lambda: None)()
         fn()  # warm-up
     times = {name: [] for name in functions}
+    results = {}
     for _ in range(repeats):
         for name, fn in functions.items():
+            before.get(name, lambda: None)()
+            if gc_off:
+                gc.collect()
+                gc.disable()
             time.sleep(pause)
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            try:
+                start = time.perf_counter()
+                results[name] = fn()
+                times[name].append(time.perf_counter() - start)
+            finally:
+                gc.enable()
+    pick = min if best else statistics.median
+    return {name: pick(values) for name, values in times.items()}, results
+
+
+def blas_floor(fn, runs=FLOOR_RUNS):
+    """(floor in seconds, FLOPs handed to BLAS, team size) of ``fn`` (one bnnslstm call or
+    a forward + backward), from ``runs`` untimed runs with the kernels' BLAS counters on.
+
+    The counters give, per team thread that called BLAS, the seconds spent inside BLAS
+    calls and the FLOPs handed to them. The floor of one run is their seconds summed over
+    the threads and divided by the team size (the number of those threads): what the
+    call would take if everything outside BLAS (elementwise passes, barriers, waiting,
+    Python) were free and the BLAS work perfectly shared. The median over the runs."""
+    fn()
+    floors, flops, team = [], 0.0, 0
+    for _ in range(runs):
+        _plan.kernels.blas_time(enable=True, reset=True)
+        fn()
+        counted = _plan.kernels.blas_time(enable=False, reset=True)
+        if not counted:
+            return 0.0, 0.0, 0
+        team = len(counted)
+        floors.append(sum(seconds for seconds, _ in counted) / team)
+        flops = sum(f for _, f in counted)
+    return statistics.median(floors), flops, team
 
 
 def sgemm_gflops(n=2048, repeats=5):
@@ -113,6 +150,7 @@ def sgemm_gflops(n=2048, repeats=5):
     return 2 * n**3 / seconds / 1e9
 
 
+# ------------------------------------------------------------------------- the problems
 def make_lengths(rng, T, B):
     lengths = np.sort(rng.integers(T // 4, T + 1, size=B))[::-1].copy()
     lengths[0] = T
@@ -131,7 +169,7 @@ def cache_minimum(T, B, H, L, D, lengths=None):
     return L * D * steps * 6 * H * 4
 
 
-def bench_bnnslstm(T, B, I, H, L, bidir, lengths, repeats, inference_only):
+def bench_bnnslstm(T, B, I, H, L, bidir, lengths, inference_only):
     rng = np.random.default_rng(0)
     lstm = bl.LSTM(I, H, L, bidirectional=bidir, seed=0)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
@@ -148,12 +186,35 @@ def bench_bnnslstm(T, B, I, H, L, bidir, lengths, repeats, inference_only):
 
     calls = {"fwd": forward} if inference_only else {"fwd": forward, "train": train}
     if not inference_only:
-        train()
-        calls["cache"] = len(lstm._last[1])
+        calls["cache"] = cache_bytes(T, B, I, H, L, D, batch_sizes)
     return calls
 
 
-def bench_torch(T, B, I, H, L, bidir, lengths, repeats, inference_only):
+def cache_bytes(T, B, I, H, L, D, batch_sizes=None):
+    """The training cache's bytes for the shape (what LSTM.forward allocates), asked of
+    compute_lstm_training_cache_capacity on parameters of that shape (weights zero)."""
+    def zeros(*shape):
+        return bl.NDArrayDescriptor.from_array(np.zeros(shape, np.float32))
+
+    def data(*shape):
+        return bl.LSTMDataDescriptor(bl.NDArrayDescriptor.from_array(
+            np.zeros(shape, np.float32), bl.DataLayout.SNE))
+
+    params = bl.LayerParametersLSTM(
+        input_size=I, hidden_size=H, batch_size=B, num_layers=L, seq_len=T,
+        lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS | (bl.LayerFlags.BIDIRECTIONAL if D == 2
+                                                        else 0),
+        sequence_descriptor=(None if batch_sizes is None else bl.NDArrayDescriptor.from_array(
+            np.asarray(batch_sizes, np.int32))),
+        input_descriptor=data(T, B, I), output_descriptor=data(T, B, D * H))
+    for gate in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+        setattr(params, gate, bl.LSTMGateDescriptor(
+            iw_desc=(zeros(D, H, I), zeros(L - 1, D, H, D * H) if L > 1 else None),
+            hw_desc=zeros(L, D, H, H), b_desc=zeros(L, D, H)))
+    return bl.compute_lstm_training_cache_capacity(params)
+
+
+def bench_torch(T, B, I, H, L, bidir, lengths, inference_only):
     import torch
 
     torch.manual_seed(0)
@@ -187,7 +248,37 @@ def bench_torch(T, B, I, H, L, bidir, lengths, repeats, inference_only):
     return {"fwd": forward} if inference_only else {"fwd": forward, "train": train}
 
 
-def bench_thinc(T, B, I, H, L, bidir, lengths, repeats, inference_only):
+def ort_session(layer, **export_options):
+    """An ONNX Runtime session (CPU, default options: its own intra-op threads) on ``layer``
+    exported by bnnslstm.onnx.export. float32 only: ONNX Runtime's CPU LSTM has no float64
+    kernel. A stacked or bidirectional layer exports as one LSTM node per layer with
+    Transpose/Reshape glue between them, all run by the same session."""
+    import onnxruntime
+
+    from bnnslstm.onnx import export
+
+    model = export(layer, None, **export_options)
+    return onnxruntime.InferenceSession(model.SerializeToString(),
+                                        providers=["CPUExecutionProvider"])
+
+
+def bench_ort(T, B, I, H, L, bidir, lengths, inference_only):
+    """ONNX Runtime's inference on the shape (a model of the same size: the weights are
+    another seed's, which does not change the work); no training pass."""
+    rng = np.random.default_rng(0)
+    session = ort_session(bl.LSTM(I, H, L, bidirectional=bidir, seed=0),
+                          sequence_lens=lengths is not None)
+    feed = {"input": rng.standard_normal((T, B, I)).astype(np.float32)}
+    if lengths is not None:
+        feed["sequence_lens"] = np.asarray(lengths, np.int32)
+
+    def forward():
+        session.run(None, feed)
+
+    return {"fwd": forward}
+
+
+def bench_thinc(T, B, I, H, L, bidir, lengths, inference_only):
     from thinc.api import LSTM as ThincLSTM
     from thinc.api import with_padded
 
@@ -208,6 +299,7 @@ def bench_thinc(T, B, I, H, L, bidir, lengths, repeats, inference_only):
     return {"fwd": forward} if inference_only else {"fwd": forward, "train": train}
 
 
+# ---------------------------------------------------------------------------- the header
 def cpu_model():
     """The CPU's model name: /proc/cpuinfo's "model name" where it exists (Linux on x86),
     else what platform.processor() says."""
@@ -239,10 +331,14 @@ def kernels_blas():
 def print_header(peers):
     """What ran: CPU, libraries, the BLAS the kernels call, the planner's mode; and a
     warning when the environment pins OpenBLAS's kernels."""
-    if "torch" in dict(peers):
+    if "torch" in peers:
         import torch
 
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if "ORT" in peers:
+        import onnxruntime
+
+        print(f"onnxruntime {onnxruntime.__version__} (CPU, default session options)")
     print(f"CPU: {cpu_model()}, {_cores()} cores for this process")
     # the build, the BLAS the kernels call, the thread pool, the kernel build, the planner
     bl.show_config()
@@ -267,6 +363,7 @@ def _cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+# -------------------------------------------------------------------------- the planner
 def warm_up(functions):
     """Run ``functions`` (bnnslstm calls) in turn until the planner has tuned every problem
     it has seen, at most WARM_UP_CALLS rounds (one without a planner): the first calls of a
@@ -306,99 +403,95 @@ def planner_lines(tuned=True):
     return lines
 
 
-def available(module):
+def available(*modules):
     try:
-        __import__(module)
+        for module in modules:
+            __import__(module)
         return True
     except Exception:
         return False
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
-    parser.add_argument("--plot", metavar="PNG",
-                        help="also draw the GFLOP/s side by side (needs matplotlib)")
-    parser.add_argument("--only", metavar="TEXT",
-                        help="only the shapes whose name contains TEXT (e.g. batch-)")
-    args = parser.parse_args(argv)
-    peers = [("torch", bench_torch)] if available("torch") else []
-    if available("thinc"):
-        peers.append(("thinc", bench_thinc))
-    print_header(peers)
+# ---------------------------------------------------------------------- section: shapes
+def shape_table(args, peers):
+    """The table of shapes (see the module's docstring); returns the rows for --plot:
+    (label, bnnslstm GF/s, {peer: GF/s})."""
     gemm = sgemm_gflops(1024 if args.quick else 2048)
     print(f"scipy sgemm reference: {gemm:.1f} GFLOP/s\n")
-    header = (f"{'shape':<24} {'pass':<6} {'bnnslstm GF/s':>13} " +
-              " ".join(f"{name + ' GF/s':>11} {'ratio':>6}" for name, _ in peers) +
-              f" {'% sgemm':>8} {'% in BLAS':>9} {'BLAS/GEMM':>9} {'cache MB':>9} {'cache/min':>9}")
+    # torch's ratio, the floor beside it, then ONNX Runtime's (inference rows), then others
+    before = [peer for peer in peers if peer == "torch"]
+    after = [peer for peer in peers if peer not in ("torch", "ORT")]
+    header = (f"{'shape':<24} {'pass':<5} {'ms':>8} {'GF/s':>6}" +
+              "".join(f" {peer + ' GF/s':>10} {'ratio':>5}" for peer in before) +
+              f" {'floor ms':>8} {'% floor':>7}" +
+              (f" {'ORT GF/s':>8} {'ratio':>5}" if "ORT" in peers else "") +
+              "".join(f" {peer + ' GF/s':>10} {'ratio':>5}" for peer in after) +
+              f" {'% sgemm':>7} {'BLAS/GEMM':>9} {'cache MB':>8} {'cache/min':>9}")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(1)
-    rows = []  # (label, ours, {peer: theirs})
+    rows = []
     for name, T, B, I, H, L, bidir, variable, inference_only in SHAPES:
-        if args.only and args.only not in name:
-            continue
         if args.quick:
             T, B, I, H = max(2, T // 5), max(1, B // 4), max(8, I // 8), max(8, H // 8)
         lengths = make_lengths(rng, T, B) if variable else None
+        if args.only and args.only not in name:
+            continue
         D = 2 if bidir else 1
         flops = lstm_flops(T, B, I, H, L, D, lengths)
         if planner is not None:
             planner.forget()  # this shape's own tuning, in the warm-up below
-        our_calls = bench_bnnslstm(T, B, I, H, L, bidir, lengths, args.repeats, inference_only)
-        tuned = warm_up([fn for kind, fn in our_calls.items() if kind != "cache"])
-        peer_calls = {peer: fn(T, B, I, H, L, bidir, lengths, args.repeats, inference_only)
-                      for peer, fn in peers}
-        ours, others = {"cache": our_calls.pop("cache", None)}, {peer: {} for peer in peer_calls}
-        for kind in our_calls:
-            times = interleaved({"bnnslstm": our_calls[kind],
-                                 **{peer: calls[kind] for peer, calls in peer_calls.items()}},
-                                args.repeats)
-            ours[kind] = times["bnnslstm"]
-            ours[kind + " share"] = blas_share(our_calls[kind])
-            for peer in peer_calls:
-                others[peer][kind] = times[peer]
-        for kind, factor in (("fwd", 1), ("train", 3)):
-            if kind not in ours:
-                continue
-            ours_gf = factor * flops / ours[kind] / 1e9
-            cells = []
-            for peer, _ in peers:
-                peer_gf = factor * flops / others[peer][kind] / 1e9
-                cells.append(f"{peer_gf:>11.1f} {ours_gf / peer_gf:>6.2f}")
-            cache = ours.get("cache") if kind == "train" else None
-            cache_cells = (f"{cache / 1e6:>9.1f} "
-                           f"{cache / cache_minimum(T, B, H, L, D, lengths):>9.2f}"
-                           if cache else f"{'':>9} {'':>9}")
-            rows.append((f"{name} {kind}", ours_gf,
-                         {peer: factor * flops / others[peer][kind] / 1e9 for peer, _ in peers}))
-            share, counted = ours[kind + " share"]
+        our_calls = bench_bnnslstm(T, B, I, H, L, bidir, lengths, inference_only)
+        cache = our_calls.pop("cache", None)
+        tuned = warm_up(list(our_calls.values()))
+        peer_calls = {peer: make(T, B, I, H, L, bidir, lengths, inference_only)
+                      for peer, make in peers.items()}
+        for kind, ours in our_calls.items():
+            times, _ = interleaved({"bnnslstm": ours, **{peer: calls[kind] for peer, calls
+                                                         in peer_calls.items() if kind in calls}},
+                                   args.repeats)
+            floor, counted, _ = blas_floor(ours)
+            factor = 1 if kind == "fwd" else 3  # training: forward + backward, 3x the FLOPs
+            speed = {lib: factor * flops / seconds / 1e9 for lib, seconds in times.items()}
+            ours_gf = speed["bnnslstm"]
+
+            def cells(peer, width, speed=speed, ours_gf=ours_gf):
+                if peer not in speed:
+                    return f" {'':>{width}} {'':>5}"
+                return f" {speed[peer]:>{width}.1f} {ours_gf / speed[peer]:>5.2f}"
+
             coverage = counted / gemm_flops(T, B, I, H, L, D, lengths, training=kind == "train")
-            print(f"{name:<24} {kind:<6} {ours_gf:>13.1f} " + " ".join(cells) +
-                  f" {100 * ours_gf / gemm:>7.0f}% {100 * share:>8.0f}% "
-                  f"{100 * coverage:>8.1f}% " + cache_cells)
+            cache_cells = f" {'':>8} {'':>9}"
+            if kind == "train" and cache:
+                minimum = cache_minimum(T, B, H, L, D, lengths)
+                cache_cells = f" {cache / 1e6:>8.1f} {cache / minimum:>9.2f}"
+            print(f"{name:<24} {kind:<5} {1e3 * times['bnnslstm']:>8.2f} {ours_gf:>6.1f}" +
+                  "".join(cells(peer, 10) for peer in before) +
+                  f" {1e3 * floor:>8.2f} {100 * floor / times['bnnslstm']:>6.0f}%" +
+                  (cells("ORT", 8) if "ORT" in peers else "") +
+                  "".join(cells(peer, 10) for peer in after) +
+                  f" {100 * ours_gf / gemm:>6.0f}% {100 * coverage:>8.1f}%" + cache_cells)
+            rows.append((f"{name} {kind}", ours_gf,
+                         {peer: value for peer, value in speed.items() if peer != "bnnslstm"}))
         print("\n".join(planner_lines(tuned)))
         if variable:  # the same total work without variable lengths, for the padded-speed ratio
-            padded = bench_bnnslstm(T, B, I, H, L, bidir, None, args.repeats, True)["fwd"]
+            padded = bench_bnnslstm(T, B, I, H, L, bidir, None, True)["fwd"]
             warm_up([padded])
-            times = interleaved({"padded": padded, "variable": our_calls["fwd"]}, args.repeats)
+            times, _ = interleaved({"padded": padded, "variable": our_calls["fwd"]},
+                                   args.repeats)
             work_ratio = np.sum(lengths) / (T * B)
-            print(f"{'  (padded equivalent)':<24} {'fwd':<6} speed ratio var/padded = "
+            print(f"{'  (padded equivalent)':<24} {'fwd':<5} speed ratio var/padded = "
                   f"{times['padded'] * work_ratio / times['variable']:.2f}")
-    if not args.only or "trivial" in args.only or "stream" in args.only:
-        small_calls(args.repeats, "torch" in dict(peers))
-    if args.plot:
-        plot(rows, [peer for peer, _ in peers], gemm, args.plot)
-    return 0
+    return rows, gemm
 
 
+# ----------------------------------------------------------------- section: small calls
 def per_call(functions, calls=200, repeats=5):
     """Median microseconds of one call of each of ``functions`` (batches of ``calls`` calls,
     the libraries in turn)."""
-    times = interleaved({name: (lambda fn=fn: [fn() for _ in range(calls)])
-                         for name, fn in functions.items()},
-                        repeats)
+    times, _ = interleaved({name: (lambda fn=fn: [fn() for _ in range(calls)])
+                            for name, fn in functions.items()},
+                           repeats)
     return {name: 1e6 * t / calls for name, t in times.items()}
 
 
@@ -457,6 +550,35 @@ def small_calls(repeats, with_torch):
         print(row)
 
 
+# --------------------------------------------------------------------------------- main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smaller shapes (a smoke run)")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="also draw the GFLOP/s side by side (needs matplotlib)")
+    parser.add_argument("--only", metavar="TEXT",
+                        help="only the shapes whose name contains TEXT (e.g. batch-)")
+    args = parser.parse_args(argv)
+    peers = {}  # name -> the benchmark of the shapes' table
+    if available("torch"):
+        peers["torch"] = bench_torch
+    if available("onnxruntime", "onnx"):  # the benchmark extra: ONNX Runtime, onnx to export
+        peers["ORT"] = bench_ort
+    if available("thinc"):
+        peers["thinc"] = bench_thinc
+    print_header(peers)
+    rows = []
+    if not args.only or args.only not in ("stream", "trivial"):
+        rows, gemm = shape_table(args, peers)
+    if not args.only or "trivial" in args.only or "stream" in args.only:
+        small_calls(args.repeats, "torch" in peers)
+    if args.plot and rows:
+        plot(rows, [peer for peer in peers if any(peer in theirs for _, _, theirs in rows)],
+             gemm, args.plot)
+    return 0
+
+
 def plot(rows, peers, gemm, path):
     import matplotlib
 
@@ -468,8 +590,9 @@ def plot(rows, peers, gemm, path):
     height = 0.8 / (1 + len(peers))
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
     ax.barh(y, [ours for _, ours, _ in rows], height, label="bnnslstm")
-    for k, peer in enumerate(peers):
-        ax.barh(y + (k + 1) * height, [theirs[peer] for _, _, theirs in rows], height, label=peer)
+    for k, peer in enumerate(peers):  # ONNX Runtime has no training bar (0)
+        ax.barh(y + (k + 1) * height, [theirs.get(peer, 0) for _, _, theirs in rows], height,
+                label=peer)
     ax.axvline(gemm, color="grey", linestyle="--", label="scipy sgemm")
     ax.set_yticks(y + height * len(peers) / 2, labels, fontsize=8)
     ax.invert_yaxis()
