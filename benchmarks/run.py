@@ -2,19 +2,28 @@
 
     python benchmarks/run.py [--quick] [--repeats N] [--only TEXT] [--plot PNG]
 
-Prints one table (``shape_table``): one row per shape and pass, GFLOP/s of forward
-(inference: no cache, no dropout) and of forward + backward (training: with the training
-cache); the ratio to PyTorch; the BLAS floor (the call's time inside BLAS, summed over the
-team's threads and divided by the team size, counted by the kernels' BLAS wrapper in the
-same process) and "% of floor" (floor / bnnslstm's wall time); for inference, ONNX
-Runtime's speed on the same model (exported by bnnslstm.onnx.export) and the ratio to it;
-the scipy sgemm GFLOP/s of a large square product measured in the same run (the BLAS this
-library calls); the GEMM FLOPs that went through BLAS against the analytic count; the
-training cache's bytes against the analytic minimum of what the backward pass needs;
-under each shape, what the planner chose for its time steps and how long tuning took.
-Times are medians of repeats, the libraries in turn repeat after repeat. Then the cost of
-a trivial call and of streaming (one call per step, carrying the state). ONNX Runtime
-(and onnx, to export the model) are optional: without them their columns are left out.
+Three sections, each a function below:
+
+* shapes (``shape_table``): one row per shape and pass, GFLOP/s of forward (inference: no
+  cache, no dropout) and of forward + backward (training: with the training cache); the
+  ratio to PyTorch; the BLAS floor (the call's time inside BLAS, summed over the team's
+  threads and divided by the team size, counted by the kernels' BLAS wrapper in the same
+  process) and "% of floor" (floor / bnnslstm's wall time); for inference, ONNX Runtime's
+  speed on the same model (exported by bnnslstm.onnx.export) and the ratio to it; the
+  scipy sgemm GFLOP/s of a large square product measured in the same run (the BLAS this
+  library calls); the GEMM FLOPs that went through BLAS against the analytic count; the
+  training cache's bytes against the analytic minimum of what the backward pass needs;
+  under each shape, what the planner chose for its time steps and how long tuning took.
+  Times are medians of repeats, the libraries in turn repeat after repeat.
+* streaming (``streaming``): microseconds per frame, one frame per call with the state
+  carried, for the four models of issue 29, bnnslstm against torch.nn.LSTM and ONNX
+  Runtime; best of N rounds, the libraries in turn within each round.
+* trivial calls (``trivial_calls``): the cost of a call that does almost no arithmetic
+  (T1 B1 I8 H8), in batches of calls long enough to be stable; best of N rounds.
+
+``--only stream`` and ``--only trivial`` run one of the last two sections; any other TEXT
+keeps the shapes whose name contains it (``--only batch-``). ONNX Runtime (and onnx, to
+export the model) are optional: without them their columns are left out.
 
 The header names the CPU and prints bnnslstm.show_config() (how the package was built,
 the BLAS library scipy's cython_blas calls with its version, the CPU architecture whose
@@ -29,6 +38,7 @@ import argparse
 import gc
 import importlib
 import importlib.util
+import math
 import os
 import platform
 import statistics
@@ -317,14 +327,15 @@ def kernels_blas():
     """(threadpoolctl's entry of the BLAS that scipy's cython_blas calls, or None; every BLAS
     loaded). numpy's wheels load an OpenBLAS of their own, so the one inside scipy's package
     (``scipy.libs``, ``scipy/.dylibs``) is the one the kernels call; a BLAS outside it (a
-    conda or system build) counts only when it is the one loaded. The choice is the
-    library's own (the BLAS its calls limit to one thread)."""
+    conda or system build) counts only when it is the one loaded (the library's own rule,
+    written again here so that the script needs none of its private modules)."""
     from threadpoolctl import ThreadpoolController
 
-    from bnnslstm.lstm import _kernels_blas
-
     controllers = ThreadpoolController().select(user_api="blas").lib_controllers
-    called = _kernels_blas(controllers)
+    root = os.path.dirname(os.path.realpath(scipy.__file__))
+    places = (root + os.sep, root + ".libs" + os.sep)
+    called = [lib for lib in controllers
+              if os.path.realpath(lib.filepath or "").startswith(places)] or controllers
     return (called[0].info() if len(called) == 1 else None), [lib.info() for lib in controllers]
 
 
@@ -339,7 +350,7 @@ def print_header(peers):
         import onnxruntime
 
         print(f"onnxruntime {onnxruntime.__version__} (CPU, default session options)")
-    print(f"CPU: {cpu_model()}, {_cores()} cores for this process")
+    print(f"CPU: {cpu_model()}, {_cores()} cores for this process" + load_average())
     # the build, the BLAS the kernels call, the thread pool, the kernel build, the planner
     bl.show_config()
     lib, _ = kernels_blas()
@@ -357,6 +368,14 @@ def print_header(peers):
         bar = "!" * max(len(line) for line in lines)
         print("\n".join([bar, *lines, bar]))
         print(lines[0], "(see the warning above)", file=sys.stderr)
+
+
+def load_average():
+    """"; load average ..." (1, 5, 15 minutes) where the system says it: before the run it
+    counts the other processes competing for the cores (a shared machine's noise)."""
+    if not hasattr(os, "getloadavg"):
+        return ""
+    return "; load average " + " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def _cores():
@@ -485,68 +504,209 @@ def shape_table(args, peers):
     return rows, gemm
 
 
-# ----------------------------------------------------------------- section: small calls
-def per_call(functions, calls=200, repeats=5):
-    """Median microseconds of one call of each of ``functions`` (batches of ``calls`` calls,
-    the libraries in turn)."""
-    times, _ = interleaved({name: (lambda fn=fn: [fn() for _ in range(calls)])
-                            for name, fn in functions.items()},
-                           repeats)
-    return {name: 1e6 * t / calls for name, t in times.items()}
+# ------------------------------------------------------------------- section: streaming
+def bnnslstm_frames(layer, xs):
+    """(reset, run, path): bnnslstm fed ``xs`` ([frames][B][I]) one frame per call with the
+    state carried; ``run`` returns the last frame's output. With the layer's stepper
+    (``layer.stream``) each step writes into one preallocated output; a build without it
+    calls ``forward`` on T=1 with the previous call's (h, c), the only way it offers."""
+    B, H = xs.shape[1], layer.hidden_size
+    if hasattr(layer, "stream"):
+        stream = layer.stream(batch_size=B)
+        out = np.empty((B, H), xs.dtype)
+        frames = list(xs)  # [B][I] views
+
+        def run():
+            step = stream.step
+            for x_t in frames:
+                step(x_t, out=out)
+            return out
+
+        return stream.reset, run, "stream"
+    frames = [xs[t:t + 1] for t in range(len(xs))]  # [1][B][I] views
+    state = [None, None]
+
+    def reset():
+        state[:] = None, None
+
+    def run():
+        h, c = state
+        forward = layer.forward
+        for x_t in frames:
+            y, (h, c) = forward(x_t, h, c, training=False)
+        state[:] = h, c
+        return y
+
+    return reset, run, "forward T=1"
 
 
-def small_calls(repeats, with_torch):
-    """Where the per-call cost decides: a trivial call (T1 B1 I8 H8), and streaming: 200
-    single-step calls of an H=256 layer carrying h and c from one call to the next."""
-    print(f"\n{'call':<44} {'bnnslstm us':>11}" +
-          (f" {'torch us':>9} {'ratio':>6}" if with_torch else ""))
+def torch_frames(layer, xs):
+    """(reset, run): torch.nn.LSTM with the layer's weights, under torch.no_grad, one frame
+    per call with the state carried (torch's default threads)."""
+    import torch
+
+    module = layer.to_torch().eval()
+    frames = [torch.from_numpy(xs[t:t + 1]) for t in range(len(xs))]
+    state = [None]
+
+    def reset():
+        state[0] = None
+
+    def run():
+        s = state[0]
+        with torch.no_grad():
+            for x_t in frames:
+                y, s = module(x_t, s)
+        state[0] = s
+        return y.numpy()
+
+    return reset, run
+
+
+def ort_frames(layer, xs):
+    """(reset, run): ONNX Runtime on the layer exported with inputs h0, c0, one
+    ``session.run`` per frame with h_n, c_n fed back as the next h0, c0."""
+    session = ort_session(layer, initial_states=True)
+    frames = [xs[t:t + 1] for t in range(len(xs))]
+    zeros = np.zeros((layer.num_layers, xs.shape[1], layer.hidden_size), xs.dtype)
+    state = [zeros, zeros]
+
+    def reset():
+        state[:] = zeros, zeros
+
+    def run():
+        h, c = state
+        run_session = session.run
+        for x_t in frames:
+            y, h, c = run_session(None, {"input": x_t, "h0": h, "c0": c})
+        state[:] = h, c
+        return y
+
+    return reset, run
+
+
+def streaming(args, peers):
+    """Per-frame microseconds of the models of issue 29 (frames of one call each, the state
+    carried), best of ``--repeats`` rounds (at least 5), the libraries in turn in each
+    round, each round from the zero state; ``x`` columns: bnnslstm's speed over the peer's.
+    ``max diff``: the largest difference between the peers' last output and bnnslstm's
+    (same weights, same frames): they compute the same thing."""
+    frames, rounds = (100, 3) if args.quick else (500, max(args.repeats, 5))
+    streamed = {"torch": torch_frames, "ORT": ort_frames}
+    streamed = {peer: make for peer, make in streamed.items() if peer in peers}
+    print(f"\nstreaming: us per frame, {frames} frames per round, best of {rounds} rounds")
+    header = (f"{'model':<18} {'bnnslstm path':<14} {'bnnslstm':>9}" +
+              "".join(f" {peer:>8} {'x ' + peer:>8}" for peer in streamed) +
+              (f" {'max diff':>9}" if streamed else ""))
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(2)
+    for name, I, H, L, B in STREAM_MODELS:
+        layer = bl.LSTM(I, H, L, seed=0)
+        xs = rng.standard_normal((frames, B, I)).astype(np.float32)
+        reset, run, path = bnnslstm_frames(layer, xs)
+        resets, runs = {"bnnslstm": reset}, {"bnnslstm": run}
+        for peer, make in streamed.items():
+            resets[peer], runs[peer] = make(layer, xs)
+        times, last = interleaved(runs, rounds, best=True, before=resets, gc_off=True)
+        us = {lib: 1e6 * seconds / frames for lib, seconds in times.items()}
+        ours = np.asarray(last["bnnslstm"]).reshape(B, H)
+        diff = max((float(np.max(np.abs(np.asarray(last[peer]).reshape(B, H) - ours)))
+                    for peer in streamed), default=0.0)
+        print(f"{name:<18} {path:<14} {us['bnnslstm']:>9.1f}" +
+              "".join(f" {us[peer]:>8.1f} {us[peer] / us['bnnslstm']:>8.2f}"
+                      for peer in streamed) +
+              (f" {diff:>9.1e}" if streamed else ""))
+
+
+# --------------------------------------------------------------- section: trivial calls
+def calibrated(fn, seconds):
+    """``fn`` repeated enough times to last about ``seconds`` (at least 20 calls), and the
+    number of calls."""
+    for _ in range(20):
+        fn()
+    start = time.perf_counter()
+    for _ in range(20):
+        fn()
+    one = (time.perf_counter() - start) / 20
+    calls = max(20, math.ceil(seconds / one))
+
+    def batch():
+        for _ in range(calls):
+            fn()
+
+    return batch, calls
+
+
+def raw_call(I=8, H=8):
+    """bnnslstm's raw forward (``direct_apply_lstm_batch_training_caching``, no cache) on
+    one parameters object built once, as the README's first call: the same descriptors
+    from call to call."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, I)).astype(np.float32)
+    y = np.zeros((1, 1, H), np.float32)
+
+    def weights(*shape):
+        return bl.NDArrayDescriptor.from_array(rng.uniform(-0.5, 0.5, shape).astype(np.float32))
+
+    params = bl.LayerParametersLSTM(
+        input_size=I, hidden_size=H, batch_size=1, num_layers=1, seq_len=1,
+        lstm_flags=bl.LayerFlags.DEFAULT_ACTIVATIONS,
+        input_descriptor=bl.LSTMDataDescriptor(
+            bl.NDArrayDescriptor.from_array(x, bl.DataLayout.SNE)),
+        output_descriptor=bl.LSTMDataDescriptor(
+            bl.NDArrayDescriptor.from_array(y, bl.DataLayout.SNE)),
+    )
+    for gate in ("input_gate", "forget_gate", "candidate_gate", "output_gate"):
+        setattr(params, gate, bl.LSTMGateDescriptor(
+            iw_desc=(weights(1, H, I), None), hw_desc=weights(1, 1, H, H),
+            b_desc=weights(1, 1, H)))
+    return lambda: bl.direct_apply_lstm_batch_training_caching(params)
+
+
+def trivial_calls(args, peers):
+    """The cost of a call with almost no arithmetic (T1 B1 I8 H8, about 1 kFLOP): the
+    layer's inference and training forward against torch.nn.LSTM's (no_grad, and with
+    autograd recording), and the raw function on descriptors built once. Each library runs
+    batches of calls lasting about 20 ms (calibrated per library), best of at least 25
+    rounds, the libraries in turn (many short batches: on a shared machine some of them
+    run undisturbed); ``ratio``: bnnslstm's speed over torch's."""
+    seconds, rounds = (0.01, 5) if args.quick else (0.02, max(args.repeats, 25))
+    with_torch = "torch" in peers
     rng = np.random.default_rng(0)
     tiny = bl.LSTM(8, 8, seed=0)
     x = rng.standard_normal((1, 1, 8)).astype(np.float32)
-    streaming = bl.LSTM(256, 256, seed=0)
-    xs = rng.standard_normal((200, 1, 1, 256)).astype(np.float32)
-
-    def stream():
-        h = c = None
-        for step in xs:
-            _, (h, c) = streaming.forward(step, h, c, training=False)
-
     rows = {"trivial T1 B1 I8 H8 inference": {"bnnslstm": lambda: tiny.forward(x, training=False)},
             "trivial T1 B1 I8 H8 training forward":
                 {"bnnslstm": lambda: tiny.forward(x, training=True)},
-            "streaming 200 steps B1 H256 (whole stream)": {"bnnslstm": stream}}
+            "trivial T1 B1 I8 H8 raw call, same params": {"bnnslstm": raw_call()}}
     if with_torch:
         import torch
 
-        module = torch.nn.LSTM(8, 8)
+        module = tiny.to_torch()
         xt = torch.from_numpy(x)
-        big = torch.nn.LSTM(256, 256)
-        xst = torch.from_numpy(xs)
 
         def torch_inference():
             with torch.no_grad():
                 module(xt)
 
-        def torch_stream():
-            with torch.no_grad():
-                state = None
-                for step in xst:
-                    _, state = big(step, state)
-
         rows["trivial T1 B1 I8 H8 inference"]["torch"] = torch_inference
         rows["trivial T1 B1 I8 H8 training forward"]["torch"] = lambda: module(xt)
-        rows["streaming 200 steps B1 H256 (whole stream)"]["torch"] = torch_stream
-    ours, theirs = {}, {}
+    print(f"\ntrivial calls: us per call, batches of ~{1e3 * seconds:.0f} ms, "
+          f"best of {rounds} rounds")
+    header = f"{'call':<44} {'calls':>6} {'bnnslstm us':>11}" + (
+        f" {'torch us':>9} {'ratio':>6}" if with_torch else "")
+    print(header)
+    print("-" * len(header))
     for name, functions in rows.items():
-        stream_row = name.startswith("streaming")
-        times = per_call(functions, calls=1 if stream_row else 200, repeats=max(repeats, 5))
-        ours[name] = times["bnnslstm"]
-        if "torch" in times:
-            theirs[name] = times["torch"]
-    for name, value in ours.items():
-        row = f"{name:<44} {value:>11.1f}"
-        if name in theirs:
-            row += f" {theirs[name]:>9.1f} {theirs[name] / value:>6.2f}"
+        batches, calls = {}, {}
+        for lib, fn in functions.items():
+            batches[lib], calls[lib] = calibrated(fn, seconds)
+        times, _ = interleaved(batches, rounds, best=True, gc_off=True)
+        us = {lib: 1e6 * times[lib] / calls[lib] for lib in times}
+        row = f"{name:<44} {calls['bnnslstm']:>6} {us['bnnslstm']:>11.1f}"
+        if "torch" in us:
+            row += f" {us['torch']:>9.1f} {us['torch'] / us['bnnslstm']:>6.2f}"
         print(row)
 
 
@@ -558,7 +718,8 @@ def main(argv=None):
     parser.add_argument("--plot", metavar="PNG",
                         help="also draw the GFLOP/s side by side (needs matplotlib)")
     parser.add_argument("--only", metavar="TEXT",
-                        help="only the shapes whose name contains TEXT (e.g. batch-)")
+                        help="'stream' or 'trivial': that section only; other TEXT: only the "
+                             "shapes whose name contains TEXT (e.g. batch-)")
     args = parser.parse_args(argv)
     peers = {}  # name -> the benchmark of the shapes' table
     if available("torch"):
@@ -568,11 +729,14 @@ def main(argv=None):
     if available("thinc"):
         peers["thinc"] = bench_thinc
     print_header(peers)
+    sections = ("stream", "trivial")
     rows = []
-    if not args.only or args.only not in ("stream", "trivial"):
+    if args.only not in sections:
         rows, gemm = shape_table(args, peers)
-    if not args.only or "trivial" in args.only or "stream" in args.only:
-        small_calls(args.repeats, "torch" in peers)
+    if not args.only or args.only == "stream":
+        streaming(args, peers)
+    if not args.only or args.only == "trivial":
+        trivial_calls(args, peers)
     if args.plot and rows:
         plot(rows, [peer for peer in peers if any(peer in theirs for _, _, theirs in rows)],
              gemm, args.plot)
