@@ -588,14 +588,16 @@ def ort_frames(layer, xs):
 def streaming(args, peers):
     """Per-frame microseconds of the models of issue 29 (frames of one call each, the state
     carried), best of ``--repeats`` rounds (at least 5), the libraries in turn in each
-    round, each round from the zero state; ``x`` columns: bnnslstm's speed over the peer's.
-    ``max diff``: the largest difference between the peers' last output and bnnslstm's
-    (same weights, same frames): they compute the same thing."""
+    round, each round from the zero state; ``floor`` and ``% floor``: bnnslstm's BLAS floor
+    per frame (blas_floor over a round) and its share of bnnslstm's time per frame; ``x``
+    columns: bnnslstm's speed over the peer's. ``max diff``: the largest difference between
+    the peers' last output and bnnslstm's (same weights, same frames): they compute the same
+    thing."""
     frames, rounds = (100, 3) if args.quick else (500, max(args.repeats, 5))
     streamed = {"torch": torch_frames, "ORT": ort_frames}
     streamed = {peer: make for peer, make in streamed.items() if peer in peers}
     print(f"\nstreaming: us per frame, {frames} frames per round, best of {rounds} rounds")
-    header = (f"{'model':<18} {'bnnslstm path':<14} {'bnnslstm':>9}" +
+    header = (f"{'model':<18} {'bnnslstm path':<14} {'bnnslstm':>9} {'floor':>6} {'% floor':>7}" +
               "".join(f" {peer:>8} {'x ' + peer:>8}" for peer in streamed) +
               (f" {'max diff':>9}" if streamed else ""))
     print(header)
@@ -610,10 +612,12 @@ def streaming(args, peers):
             resets[peer], runs[peer] = make(layer, xs)
         times, last = interleaved(runs, rounds, best=True, before=resets, gc_off=True)
         us = {lib: 1e6 * seconds / frames for lib, seconds in times.items()}
+        floor = 1e6 * blas_floor(lambda reset=reset, run=run: (reset(), run()))[0] / frames
         ours = np.asarray(last["bnnslstm"]).reshape(B, H)
         diff = max((float(np.max(np.abs(np.asarray(last[peer]).reshape(B, H) - ours)))
                     for peer in streamed), default=0.0)
-        print(f"{name:<18} {path:<14} {us['bnnslstm']:>9.1f}" +
+        print(f"{name:<18} {path:<14} {us['bnnslstm']:>9.1f} {floor:>6.1f} "
+              f"{100 * floor / us['bnnslstm']:>6.0f}%" +
               "".join(f" {us[peer]:>8.1f} {us[peer] / us['bnnslstm']:>8.2f}"
                       for peer in streamed) +
               (f" {diff:>9.1e}" if streamed else ""))
