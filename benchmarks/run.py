@@ -8,7 +8,7 @@ Three sections, each a function below:
   cache, no dropout) and of forward + backward (training: with the training cache); the
   ratio to PyTorch; the BLAS floor (the call's time inside BLAS, summed over the team's
   threads and divided by the team size, counted by the kernels' BLAS wrapper in the same
-  process) and "% of floor" (floor / bnnslstm's wall time); for inference, ONNX Runtime's
+  process) and "% of floor" (floor / wall time of the same run); for inference, ONNX Runtime's
   speed on the same model (exported by bnnslstm.onnx.export) and the ratio to it; the
   scipy sgemm GFLOP/s of a large square product measured in the same run (the BLAS this
   library calls); the GEMM FLOPs that went through BLAS against the analytic count; the
@@ -61,7 +61,8 @@ from bnnslstm import _plan
 planner = (importlib.import_module("bnnslstm.planner")
            if importlib.util.find_spec("bnnslstm.planner") else None)
 WARM_UP_CALLS = 10  # warm-up rounds at most per shape: enough for the planner to finish tuning
-FLOOR_RUNS = 3  # counted runs per row for the BLAS floor (their median)
+FLOOR_RUNS, FLOOR_SECONDS = 3, 0.2  # counted runs per row for the BLAS floor: at least
+# 3 and 0.2 s in all (short calls run more often), the fastest kept
 PINNING = {  # environment variables that override OpenBLAS's own choice of kernels for this CPU
     "OPENBLAS_CORETYPE": "pins the kernels to one CPU architecture",
     "OPENBLAS_L2_SIZE": "overrides the cache size its blocking is tuned for",
@@ -131,27 +132,38 @@ def interleaved(functions, repeats, pause=0.05, best=False, before=None, gc_off=
     return {name: pick(values) for name, values in times.items()}, results
 
 
-def blas_floor(fn, runs=FLOOR_RUNS):
-    """(floor in seconds, FLOPs handed to BLAS, team size) of ``fn`` (one bnnslstm call or
-    a forward + backward), from ``runs`` untimed runs with the kernels' BLAS counters on.
+def blas_floor(fn, runs=FLOOR_RUNS, seconds=FLOOR_SECONDS):
+    """(floor in seconds, floor / wall time, FLOPs handed to BLAS, team size) of ``fn`` (one
+    bnnslstm call or a forward + backward), from untimed runs with the kernels' BLAS
+    counters on: at least ``runs`` of them and at least ``seconds`` in all (at most 100).
 
     The counters give, per team thread that called BLAS, the seconds spent inside BLAS
     calls and the FLOPs handed to them. The floor of one run is their seconds summed over
     the threads and divided by the team size (the number of those threads): what the
     call would take if everything outside BLAS (elementwise passes, barriers, waiting,
-    Python) were free and the BLAS work perfectly shared. The median over the runs."""
+    Python) were free and the BLAS work perfectly shared. Its share is the floor over the
+    same run's wall time (at most 1: no thread spends longer in BLAS than the call
+    lasts), so that a machine whose speed drifts between these runs and the timed ones
+    cannot skew it. Both are the fastest run's, the one the machine disturbed least (on a
+    shared machine one preemption can double a short call)."""
     fn()
-    floors, flops, team = [], 0.0, 0
-    for _ in range(runs):
+    best, flops, team, total, count = None, 0.0, 0, 0.0, 0
+    while count < runs or (total < seconds and count < 100):
         _plan.kernels.blas_time(enable=True, reset=True)
+        start = time.perf_counter()
         fn()
+        wall = time.perf_counter() - start
         counted = _plan.kernels.blas_time(enable=False, reset=True)
         if not counted:
-            return 0.0, 0.0, 0
+            return 0.0, 0.0, 0.0, 0
+        total, count = total + wall, count + 1
         team = len(counted)
-        floors.append(sum(seconds for seconds, _ in counted) / team)
+        floor = sum(seconds for seconds, _ in counted) / team
         flops = sum(f for _, f in counted)
-    return statistics.median(floors), flops, team
+        if best is None or wall < best[0]:
+            best = wall, floor
+    wall, floor = best
+    return floor, floor / wall, flops, team
 
 
 def sgemm_gflops(n=2048, repeats=5):
@@ -469,7 +481,7 @@ def shape_table(args, peers):
             times, _ = interleaved({"bnnslstm": ours, **{peer: calls[kind] for peer, calls
                                                          in peer_calls.items() if kind in calls}},
                                    args.repeats)
-            floor, counted, _ = blas_floor(ours)
+            floor, share, counted, _ = blas_floor(ours)
             factor = 1 if kind == "fwd" else 3  # training: forward + backward, 3x the FLOPs
             speed = {lib: factor * flops / seconds / 1e9 for lib, seconds in times.items()}
             ours_gf = speed["bnnslstm"]
@@ -486,7 +498,7 @@ def shape_table(args, peers):
                 cache_cells = f" {cache / 1e6:>8.1f} {cache / minimum:>9.2f}"
             print(f"{name:<24} {kind:<5} {1e3 * times['bnnslstm']:>8.2f} {ours_gf:>6.1f}" +
                   "".join(cells(peer, 10) for peer in before) +
-                  f" {1e3 * floor:>8.2f} {100 * floor / times['bnnslstm']:>6.0f}%" +
+                  f" {1e3 * floor:>8.2f} {100 * share:>6.0f}%" +
                   (cells("ORT", 8) if "ORT" in peers else "") +
                   "".join(cells(peer, 10) for peer in after) +
                   f" {100 * ours_gf / gemm:>6.0f}% {100 * coverage:>8.1f}%" + cache_cells)
@@ -589,7 +601,7 @@ def streaming(args, peers):
     """Per-frame microseconds of the models of issue 29 (frames of one call each, the state
     carried), best of ``--repeats`` rounds (at least 5), the libraries in turn in each
     round, each round from the zero state; ``floor`` and ``% floor``: bnnslstm's BLAS floor
-    per frame (blas_floor over a round) and its share of bnnslstm's time per frame; ``x``
+    per frame (blas_floor over a round) and its share of the counted rounds' time; ``x``
     columns: bnnslstm's speed over the peer's. ``max diff``: the largest difference between
     the peers' last output and bnnslstm's (same weights, same frames): they compute the same
     thing."""
@@ -616,9 +628,9 @@ def streaming(args, peers):
         diff = max((float(np.max(np.abs(np.asarray(last[peer]).reshape(B, H) - ours)))
                     for peer in streamed), default=0.0)
         # after the check: the stepper's run returns its output buffer, which this reuses
-        floor = 1e6 * blas_floor(lambda reset=reset, run=run: (reset(), run()))[0] / frames
-        print(f"{name:<18} {path:<14} {us['bnnslstm']:>9.1f} {floor:>6.1f} "
-              f"{100 * floor / us['bnnslstm']:>6.0f}%" +
+        floor, share, _, _ = blas_floor(lambda reset=reset, run=run: (reset(), run()))
+        print(f"{name:<18} {path:<14} {us['bnnslstm']:>9.1f} {1e6 * floor / frames:>6.1f} "
+              f"{100 * share:>6.0f}%" +
               "".join(f" {us[peer]:>8.1f} {us[peer] / us['bnnslstm']:>8.2f}"
                       for peer in streamed) +
               (f" {diff:>9.1e}" if streamed else ""))
