@@ -285,8 +285,8 @@ def ort_session(layer, **export_options):
 
 
 def bench_ort(T, B, I, H, L, bidir, lengths, inference_only):
-    """ONNX Runtime's inference on the shape (a model of the same size: the weights are
-    another seed's, which does not change the work); no training pass."""
+    """ONNX Runtime's inference on the shape: a layer built as bench_bnnslstm's (same
+    seed, so the same weights and inputs), exported; no training pass."""
     rng = np.random.default_rng(0)
     session = ort_session(bl.LSTM(I, H, L, bidirectional=bidir, seed=0),
                           sequence_lens=lengths is not None)
