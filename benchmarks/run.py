@@ -337,17 +337,13 @@ def cpu_model():
 
 def kernels_blas():
     """(threadpoolctl's entry of the BLAS that scipy's cython_blas calls, or None; every BLAS
-    loaded). numpy's wheels load an OpenBLAS of their own, so the one inside scipy's package
-    (``scipy.libs``, ``scipy/.dylibs``) is the one the kernels call; a BLAS outside it (a
-    conda or system build) counts only when it is the one loaded (the library's own rule,
-    written again here so that the script needs none of its private modules)."""
+    loaded): the library's own rule (bnnslstm._threads.blas_controllers)."""
     from threadpoolctl import ThreadpoolController
 
+    from bnnslstm._threads import blas_controllers
+
+    called = blas_controllers()
     controllers = ThreadpoolController().select(user_api="blas").lib_controllers
-    root = os.path.dirname(os.path.realpath(scipy.__file__))
-    places = (root + os.sep, root + ".libs" + os.sep)
-    called = [lib for lib in controllers
-              if os.path.realpath(lib.filepath or "").startswith(places)] or controllers
     return (called[0].info() if len(called) == 1 else None), [lib.info() for lib in controllers]
 
 
