@@ -22,7 +22,8 @@ from libc.string cimport memcmp, memcpy, memset
 
 from ._descriptor cimport NDArrayDescriptor, Resolution, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, blas_int, mat, operand
-from ._kernels._call cimport Call, Direction, Gate, Layer, Seq, Vec
+from ._kernels._call cimport (SPLIT_DIRECTIONS, SPLIT_ROWS, SPLIT_SAMPLES, Call, Direction, Gate,
+                              Layer, Seq, Vec)
 
 import numbers
 
@@ -484,22 +485,26 @@ cdef class Plan:
                 f" U{weights} h0{reading(dr.h0)} c0{reading(dr.c0)}")
 
     def schedule(self, arrangements, picks=None, step_seconds=None):
-        """Run the steps with ``arrangements`` (at most 8 (form, chunk, by_vectors) triples):
-        step s of layer l uses arrangements[picks[l * T + s]] (``picks``: bytes of L*T
-        indices; None: the first everywhere); ``step_seconds`` (a float64 array of L*T, or
-        None) receives each step's wall time."""
+        """Run the steps with ``arrangements`` (at most 8 (form, chunk, by_vectors[, split])
+        tuples, one split for all: the team shares a whole call one way): step s of layer l
+        uses arrangements[picks[l * T + s]] (``picks``: bytes of L*T indices; None: the
+        first everywhere); ``step_seconds`` (a float64 array of L*T, or None) receives each
+        step's wall time."""
         cdef Call *c = &self.c
         cdef int k
         cdef const unsigned char[:] view
         cdef double[::1] seconds
         if not 1 <= len(arrangements) <= 8:
             raise ValueError("schedule: 1 to 8 arrangements")
-        for k, (form, chunk, by_vectors) in enumerate(arrangements):
-            if form not in (0, 1, 2, 3) or chunk < 0 or by_vectors not in (-1, 0, 1):
-                raise ValueError(f"schedule: arrangement {k} is not one: "
-                                 f"{(form, chunk, by_vectors)}")
+        for k, arrangement in enumerate(arrangements):
+            form, chunk, by_vectors, split = tuple(arrangement) + (0,) * (4 - len(arrangement))
+            if (form not in (0, 1, 2, 3) or chunk < 0 or by_vectors not in (-1, 0, 1)
+                    or split not in (SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_SAMPLES)
+                    or (k and split != c.arrangement[0].split)):
+                raise ValueError(f"schedule: arrangement {k} is not one: {arrangement}")
             c.arrangement[k].form, c.arrangement[k].chunk, c.arrangement[k].by_vectors = (
                 form, chunk, by_vectors)
+            c.arrangement[k].split = split
         c.pick = NULL
         c.step_seconds = NULL
         self.timing = None
@@ -517,11 +522,12 @@ cdef class Plan:
             self.timing = step_seconds
 
     def use(self, arrangement):
-        """Run every step with one (form, chunk, by_vectors) arrangement, untimed: the
-        planner's choice for an ordinary call (schedule() with one arrangement, minus its
-        checks: the planner's arrangements are valid)."""
+        """Run every step with one (form, chunk, by_vectors, split) arrangement, untimed:
+        the planner's choice for an ordinary call (schedule() with one arrangement, minus
+        its checks: the planner's arrangements are valid)."""
         cdef Call *c = &self.c
-        c.arrangement[0].form, c.arrangement[0].chunk, c.arrangement[0].by_vectors = arrangement
+        (c.arrangement[0].form, c.arrangement[0].chunk, c.arrangement[0].by_vectors,
+         c.arrangement[0].split) = arrangement
         c.pick = NULL
         c.step_seconds = NULL
 

@@ -44,11 +44,15 @@ __all__ = ["mode", "set_mode", "decisions", "forget", "export_wisdom", "import_w
            "arrangement_name"]
 
 MODES = ("measure", "heuristic", "fastest")
-HEURISTIC = (0, 0, -1)      # the canonical arrangement: S from h read in place, the thread's
-                            # slice in one call, gemv for batches <= 4
+HEURISTIC = (0, 0, -1, 0)   # the canonical arrangement: S from h read in place, the thread's
+                            # slice in one call, gemv for batches <= 4, the team by rows
 FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection")
+# how the team shares each step (the kernels' SPLIT_*): its rows and units, meeting twice a
+# step; a team of two on the two directions; each thread its samples
+SPLITS = ("rows", "directions", "samples")
+ROWS, DIRECTIONS, SAMPLES = range(3)
 TRIAL_STEPS = 16            # steps of a trial (every step of a call with per-step batch sizes)
-SAMPLES = 8                 # timed steps per candidate at least (a short trial is repeated)
+TIMED_STEPS = 8             # timed steps per candidate at least (a short trial is repeated)
 MIN_WORK = 1 << 16          # multiply-adds of a step's products below which nothing is tried
 MIN_STEPS = 4               # calls with fewer steps run the canonical arrangement, untried
 SMALL_MATRIX = 10**6        # M*N*K up to which OpenBLAS's small-matrix kernels take a product
@@ -80,14 +84,16 @@ def set_mode(name):
 
 
 def arrangement_name(arrangement):
-    """A readable name of a (form, chunk, by_vectors) arrangement, e.g.
-    ``"state-copy, chunks of 96"``."""
-    form, chunk, by_vectors = arrangement
+    """A readable name of a (form, chunk, by_vectors, split) arrangement, e.g.
+    ``"state-copy, chunks of 96"`` or ``"scratch, team by samples"``."""
+    form, chunk, by_vectors, split = arrangement
     parts = [FORMS[form]]
     if chunk:
         parts.append(f"chunks of {chunk}")
     if by_vectors >= 0:
         parts.append("gemv per sample" if by_vectors else "one gemm")
+    if split:
+        parts.append(f"team by {SPLITS[split]}")
     return ", ".join(parts)
 
 
@@ -99,23 +105,32 @@ def _chunk(rows, per_row, slice_rows):
 
 
 def candidates(H, B, D, team, backward):
-    """The arrangements tried for a problem, the canonical (heuristic) one first."""
+    """The arrangements tried for a problem, the canonical (heuristic) one first: how BLAS is
+    called with the team by rows, then the other ways to share a step (a team of two on
+    the two directions of a bidirectional layer; each thread its samples)."""
     found = [HEURISTIC]
     if B <= 4:
-        found.append((0, 0, 0))
+        found.append((0, 0, 0, ROWS))
     elif B <= 8:
-        found.append((0, 0, 1))
+        found.append((0, 0, 1, ROWS))
     if backward:  # dL/dh_prev [B][units] = dA [B][4H] U[4H][units]: column chunks
         chunk = _chunk(D * H, B * 4 * H, -(-D * H // team))
         if chunk:
-            found.append((0, chunk, 0))
-        return found
-    found.append((1, 0, 0))
-    chunk = _chunk(D * 4 * H, B * H, -(-D * 4 * H // team))
-    if chunk:
-        found.append((1, chunk, 0))
-    found.append((2, 0, -1))
-    found.append((3, 0, -1))
+            found.append((0, chunk, 0, ROWS))
+    else:
+        found.append((1, 0, 0, ROWS))
+        chunk = _chunk(D * 4 * H, B * H, -(-D * 4 * H // team))
+        if chunk:
+            found.append((1, chunk, 0, ROWS))
+        found.append((2, 0, -1, ROWS))
+        found.append((3, 0, -1, ROWS))
+    if team == 2 and D == 2:   # the same products per thread, no meeting per step
+        found.append((0, 0, -1, DIRECTIONS))
+        if not backward:
+            found.append((1, 0, 0, DIRECTIONS))
+    if team > 1 and B >= team:   # every row per thread, its samples only
+        found.append((0, 0, -1, SAMPLES))
+        found.append((0, 0, 0 if B > 4 else 1, SAMPLES))
     return found
 
 
@@ -237,7 +252,7 @@ def _trial(plan, team, backward, arrangements, workspace):
     began = time.perf_counter()
     verify = _mode != "fastest"
     steps = plan.T if plan.variable_batch else min(plan.T, TRIAL_STEPS)
-    rounds = -(-SAMPLES // (steps - 1))
+    rounds = -(-TIMED_STEPS // (steps - 1))
     zeros = (lambda n: np.zeros(n, np.uint8)) if workspace is None else workspace.zeros
     regions = None if backward else zeros(plan.trial_bytes)
     scratch = zeros(plan.scratch_bytes(team, backward))
@@ -321,8 +336,9 @@ def _blas_identity():
 def export_wisdom():
     """What the planner has chosen, as a JSON text (for :func:`import_wisdom`)."""
     def entry(which):
-        form, chunk, by_vectors = which.chosen
-        return {"form": FORMS[form], "chunk": chunk, "by_vectors": by_vectors}
+        form, chunk, by_vectors, split = which.chosen
+        return {"form": FORMS[form], "chunk": chunk, "by_vectors": by_vectors,
+                "split": SPLITS[split]}
 
     with _lock:
         problems = {}
@@ -361,10 +377,10 @@ def import_wisdom(text):
                 raise ValueError(f"wisdom: problem {key!r}: unknown pass {which!r}")
             try:
                 arrangement = (FORMS.index(value["form"]), int(value["chunk"]),
-                               int(value["by_vectors"]))
-            except (KeyError, TypeError, ValueError):
+                               int(value["by_vectors"]), SPLITS.index(value.get("split", "rows")))
+            except (AttributeError, KeyError, TypeError, ValueError):
                 raise ValueError(f"wisdom: problem {key!r}, {which}: expected form, chunk, "
-                                 f"by_vectors, got {value!r}") from None
+                                 f"by_vectors (and split), got {value!r}") from None
             if (arrangement[1] < 0 or arrangement[2] not in (-1, 0, 1)
                     or (which == "backward" and arrangement[0])):
                 raise ValueError(f"wisdom: problem {key!r}, {which}: not an arrangement: {value!r}")

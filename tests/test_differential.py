@@ -88,6 +88,7 @@ TEAM_THREADS = st.sampled_from([bl.FilterParameters(n_threads=2),
                                 bl.FilterParameters(n_threads=4)])
 TEAM_SIZES = st.sampled_from([1, 2, 3, 5, 8, 9, 13, 17])
 TEAM_EXAMPLES = 150
+ANY_TEAM = st.sampled_from([bl.FilterParameters(n_threads=n) for n in (1, 2, 2, 3, 4)])
 #: the hypothesis settings of every test here but the number of examples: the same examples
 #: on every run (no database), each failure printed with its blob to reproduce it
 SETTINGS = {"deadline": None, "derandomize": True, "database": None, "print_blob": True,
@@ -380,12 +381,12 @@ def test_every_split_of_a_forced_team_agrees_with_the_reference(data):
     every barrier)."""
     from bnnslstm import _threads
 
-    saved = _threads.TEAM_MIN_WORK
-    _threads.TEAM_MIN_WORK = 1
+    saved = _threads.TEAM_MIN_WORK, _threads.FRAME_MIN_WORK
+    _threads.TEAM_MIN_WORK = _threads.FRAME_MIN_WORK = 1
     try:
         check_example(data, TEAM_SIZES, TEAM_THREADS)
     finally:
-        _threads.TEAM_MIN_WORK = saved
+        _threads.TEAM_MIN_WORK, _threads.FRAME_MIN_WORK = saved
 
 
 ARRANGEMENT_EXAMPLES = 150
@@ -395,14 +396,17 @@ ARRANGEMENT_EXAMPLES = 150
 @given(st.data())
 def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
     """The same examples with the step products in BLAS arrangements drawn per step (the
-    planner's candidates, mixed within a call as while it tunes: a step whose successor
-    reads the batch-fastest state copy writes it), row and column chunks down to one, and
-    the steps timed or not."""
+    planner's candidates, mixed within a call: a step whose successor reads the
+    batch-fastest state copy writes it), row and column chunks down to one, each way a team
+    shares the steps (a thread team of 1-4, as THREADS draws), and the steps timed or not."""
     from bnnslstm import planner
 
     chunks, by_vectors = st.sampled_from([0, 1, 3, 16]), st.sampled_from([-1, 0, 1])
-    forms = st.tuples(st.sampled_from([0, 1, 2, 3]), chunks, by_vectors)
-    backs = st.tuples(st.just(0), chunks, by_vectors)
+    # how the team shares the steps (rows, directions, samples): one way per call
+    splits = {False: data.draw(st.sampled_from([0, 1, 2]), label="forward split"),
+              True: data.draw(st.sampled_from([0, 1, 2]), label="backward split")}
+    forms = st.tuples(st.sampled_from([0, 1, 2, 3]), chunks, by_vectors, st.just(splits[False]))
+    backs = st.tuples(st.just(0), chunks, by_vectors, st.just(splits[True]))
     arrangements = {
         False: data.draw(st.lists(forms, min_size=1, max_size=8), label="forward arrangements"),
         True: data.draw(st.lists(backs, min_size=1, max_size=8), label="backward arrangements")}
@@ -415,12 +419,15 @@ def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
         plan.schedule(chosen, picks, np.zeros(plan.L * plan.T) if timed else None)
         (plan.backward if backward else plan.forward)()
 
-    saved = planner.run
+    from bnnslstm import _threads
+
+    saved = planner.run, _threads.TEAM_MIN_WORK, _threads.FRAME_MIN_WORK
     planner.run = scheduled_run
+    _threads.TEAM_MIN_WORK = _threads.FRAME_MIN_WORK = 1   # a team on every call
     try:
-        check_example(data, SIZES, THREADS)
+        check_example(data, TEAM_SIZES, ANY_TEAM)
     finally:
-        planner.run = saved
+        planner.run, _threads.TEAM_MIN_WORK, _threads.FRAME_MIN_WORK = saved
 
 
 def check_example(data, sizes, threads):

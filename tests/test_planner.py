@@ -17,9 +17,11 @@ from bnnslstm._threads import team_of
 from helpers import Problem, planner_mode, y_time_major
 from reference import GATES
 
-FORWARD = [(form, chunk, by_vectors)
+# every arrangement of the products with the team by rows, by directions and by samples
+FORWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2)
            for form in (0, 1, 2, 3) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
-BACKWARD = [(0, chunk, by_vectors) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
+BACKWARD = [(0, chunk, by_vectors, split) for split in (0, 1, 2)
+            for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 TOLERANCE = {np.float32: 5e-5, np.float64: 1e-11}   # of the largest value compared
 
 
@@ -37,13 +39,16 @@ PROBLEMS = {
         32, 16, True, "diagonal", [6, 6, 5, 5, 4, 3, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1], False, 1),
     "batch of 3, full peepholes": (128, 3, False, "full", None, True, 1),
     "team of two, variable batch": (64, 16, True, None, [6] * 9 + [4] * 4 + [2] * 3, True, 2),
+    "team of two, full peepholes": (64, 16, True, "full", None, True, 2),
+    "team of three, odd batch": (160, 7, False, "diagonal", None, True, 3),
 }
 
 
 def named_arrangement(arrangement):
     """An arrangement as wisdom names it."""
-    form, chunk, by_vectors = arrangement
-    return {"form": planner.FORMS[form], "chunk": chunk, "by_vectors": by_vectors}
+    form, chunk, by_vectors, split = arrangement
+    return {"form": planner.FORMS[form], "chunk": chunk, "by_vectors": by_vectors,
+            "split": planner.SPLITS[split]}
 
 
 def pin(params, n_threads, forward, backward):

@@ -4,10 +4,10 @@
 # backward_thread is one team member's walk through it all. Included by _lstm.pxi.
 
 
-cdef void step_gradients(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssize_t u1,
+cdef void step_gradients(floating *typ, Call *c, int l, int s, const Share *sh,
                          int part) noexcept nogil:
-    """Elementwise backward of step s on hidden units [u0, u1): part 1 the output gate and
-    dL/dc'; part 2 gates i, f, g and dL/dc of the previous step."""
+    """Elementwise backward of step s on the thread's hidden units and samples (sh): part 1
+    the output gate and dL/dc'; part 2 gates i, f, g and dL/dc of the previous step."""
     cdef Layer *lay = &c.layer[l]
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B
     cdef Py_ssize_t j0, j, n, m, row, wrow, cps, dys
@@ -22,12 +22,12 @@ cdef void step_gradients(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py
     cdef floating *carry_c
     cdef floating *dc_step
     for d in range(c.D):
-        n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
+        n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
         if n == 0:
             continue
         t = step_time(c, d, c.T - 1 - s)   # backward runs each direction's time in reverse
         bt = c.bs[t]
-        for b in range(bt):
+        for b in range(sh.b0, sh.b1 if sh.b1 < bt else bt):
             row = t * B + b
             wrow = c.start[t] + b
             dy = NULL
@@ -59,67 +59,74 @@ cdef void step_gradients(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py
                                <floating*>c.scratch_dG + wrow * DG + d * G + j, part)
 
 
-cdef void step_back_products(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssize_t u1,
+cdef void step_back_products(floating *typ, Call *c, int l, int s, const Share *sh,
                              bint output_peephole, const Arrangement *a) noexcept nogil:
-    """Units [u0, u1) of step s's backward products: dL/dh_prev = dA U into carry_h (and the
-    full peepholes of i, f, g: carry_c += dA C); with output_peephole instead
-    dL/dc' += dA_o C_o (before part 2). a.chunk units per BLAS call."""
+    """The thread's units and samples (sh) of step s's backward products: dL/dh_prev = dA U
+    into carry_h (and the full peepholes of i, f, g: carry_c += dA C); with output_peephole
+    instead dL/dc' += dA_o C_o (before part 2). a.chunk units per BLAS call."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
-    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, j0, n, q, m
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, j0, n, q, m, e, b0 = sh.b0
     cdef Py_ssize_t chunk
     cdef int d, t, bt, k
     cdef Mat dA, carry_h, carry_c, dc_step
     for d in range(c.D):
-        n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
+        n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
         if n == 0:
             continue
         dr = &lay.d[d]
         t = step_time(c, d, c.T - 1 - s)
         bt = c.bs[t]
-        dA = mat(c.scratch_dG + (c.start[t] * DG + d * G) * sizeof(floating), bt, G, DG, 1)
+        e = sh.b1 if sh.b1 < bt else bt   # the thread's samples of the step: [b0, e)
+        if b0 >= e:
+            continue
+        dA = mat(c.scratch_dG + ((c.start[t] + b0) * DG + d * G) * sizeof(floating), e - b0, G,
+                 DG, 1)
         chunk = a.chunk if a.chunk > 0 else n
         q = j0
         while q < j0 + n:
             m = j0 + n - q if j0 + n - q < chunk else chunk
-            carry_h = mat(carry_at(typ, c, CARRY_H, d, 0) + q, bt, m, H, 1)
-            carry_c = mat(carry_at(typ, c, CARRY_C, d, 0) + q, bt, m, H, 1)
-            dc_step = mat(carry_at(typ, c, CARRY_DC, d, 0) + q, bt, m, H, 1)
+            carry_h = mat(carry_at(typ, c, CARRY_H, d, b0) + q, e - b0, m, H, 1)
+            carry_c = mat(carry_at(typ, c, CARRY_C, d, b0) + q, e - b0, m, H, 1)
+            dc_step = mat(carry_at(typ, c, CARRY_DC, d, b0) + q, e - b0, m, H, 1)
             if output_peephole:
                 if dr.g[3].C.p != NULL:
-                    gemm_as(a.by_vectors, <floating>1, block(dA, 0, 3 * H, bt, H, sizeof(floating)),
+                    gemm_as(a.by_vectors, <floating>1,
+                            block(dA, 0, 3 * H, dA.rows, H, sizeof(floating)),
                             block(dr.g[3].C, 0, q, H, m, sizeof(floating)), <floating>1, dc_step)
             elif dr.U4.p != NULL:
                 gemm_as(a.by_vectors, <floating>1, dA, block(dr.U4, 0, q, G, m, sizeof(floating)),
                         <floating>0, carry_h)
             else:
                 for k in range(4):
-                    gemm_as(a.by_vectors, <floating>1, block(dA, 0, k * H, bt, H, sizeof(floating)),
+                    gemm_as(a.by_vectors, <floating>1,
+                            block(dA, 0, k * H, dA.rows, H, sizeof(floating)),
                             block(dr.g[k].U, 0, q, H, m, sizeof(floating)),
                             <floating>(1 if k else 0), carry_h)
             if not output_peephole:
                 for k in range(3):
                     if dr.g[k].C.p != NULL:
                         gemm_as(a.by_vectors, <floating>1,
-                                block(dA, 0, k * H, bt, H, sizeof(floating)),
+                                block(dA, 0, k * H, dA.rows, H, sizeof(floating)),
                                 block(dr.g[k].C, 0, q, H, m, sizeof(floating)),
                                 <floating>1, carry_c)
             q += m
 
 
-cdef void start_carries(floating *typ, Call *c, int l, Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
-    """carry_h, carry_c of every sample = dL/dh_T, dL/dc_T (zeros where not given)."""
+cdef void start_carries(floating *typ, Call *c, int l, const Share *sh) noexcept nogil:
+    """carry_h, carry_c = dL/dh_T, dL/dc_T (zeros where not given), on the thread's units
+    and samples."""
     cdef Direction *gr
-    cdef Py_ssize_t H = c.H, B = c.B, j0, n, j
+    cdef Py_ssize_t H = c.H, j0, n, j
     cdef int d, b
     cdef floating *carry_h
     cdef floating *carry_c
     for d in range(c.D):
-        n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
+        n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
         if n == 0:
             continue
         gr = &c.grad[l].d[d]
-        for b in range(B):
+        for b in range(sh.b0, sh.b1):
             carry_h = carry_at(typ, c, CARRY_H, d, b)
             carry_c = carry_at(typ, c, CARRY_C, d, b)
             for j in range(j0, j0 + n):
@@ -129,24 +136,24 @@ cdef void start_carries(floating *typ, Call *c, int l, Py_ssize_t u0, Py_ssize_t
                               else (<floating*>gr.cn.p)[b * gr.cn.rs + j * gr.cn.cs])
 
 
-cdef void initial_gradients(floating *typ, Call *c, int l,
-                            Py_ssize_t u0, Py_ssize_t u1) noexcept nogil:
-    """dL/dh0, dL/dc0: the carries after every sample's first step."""
+cdef void initial_gradients(floating *typ, Call *c, int l, const Share *sh) noexcept nogil:
+    """dL/dh0, dL/dc0: the carries after every sample's first step (the thread's units and
+    samples)."""
     cdef Direction *gr
-    cdef Py_ssize_t H = c.H, B = c.B, j0, n
+    cdef Py_ssize_t H = c.H, j0, n, b0 = sh.b0, nb = sh.b1 - sh.b0
     cdef int d
     cdef Mat carry
     for d in range(c.D):
-        n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
-        if n == 0:
+        n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
+        if n == 0 or nb <= 0:
             continue
         gr = &c.grad[l].d[d]
         if gr.h0.p != NULL:
-            carry = mat(carry_at(typ, c, CARRY_H, d, 0) + j0, B, n, H, 1)
-            store(typ, carry, block(gr.h0, 0, j0, B, n, sizeof(floating)), gr.acc_h0)
+            carry = mat(carry_at(typ, c, CARRY_H, d, b0) + j0, nb, n, H, 1)
+            store(typ, carry, block(gr.h0, b0, j0, nb, n, sizeof(floating)), gr.acc_h0)
         if gr.c0.p != NULL:
-            carry = mat(carry_at(typ, c, CARRY_C, d, 0) + j0, B, n, H, 1)
-            store(typ, carry, block(gr.c0, 0, j0, B, n, sizeof(floating)), gr.acc_c0)
+            carry = mat(carry_at(typ, c, CARRY_C, d, b0) + j0, nb, n, H, 1)
+            store(typ, carry, block(gr.c0, b0, j0, nb, n, sizeof(floating)), gr.acc_c0)
 
 
 cdef void gather_previous(floating *typ, Call *c, int l, int tid, bint cells) noexcept nogil:
@@ -355,25 +362,27 @@ cdef void mask_gradient(floating *typ, Call *c, int l, int tid) noexcept nogil:
 
 
 cdef void backward_thread(floating *typ, Call *c, int tid) noexcept nogil:
+    """Thread tid's walk through the backward: per layer (top first) the time loop in
+    reverse on its share of each step (thread_share, as the forward's), then dL/dh0 and
+    dL/dc0, then the weight gradients and dL/d(input) as GEMMs shared by output rows."""
     cdef int l, s
-    cdef Py_ssize_t u0, u1
     cdef const Arrangement *a
     cdef double since = 0
-    share(c.D * c.H, c.team, tid, 8, &u0, &u1)
+    cdef Share sh = thread_share(c, tid)
     for l in range(c.L - 1, -1, -1):
-        start_carries(typ, c, l, u0, u1)
+        start_carries(typ, c, l, &sh)
         for s in range(c.T):
             a = arrangement_of(c, l, s)
-            step_gradients(typ, c, l, s, u0, u1, 1)
+            step_gradients(typ, c, l, s, &sh, 1)
             if c.layer[l].full_o:
-                team_barrier(c.barrier, c.team)
-                step_back_products(typ, c, l, s, u0, u1, True, a)
-            step_gradients(typ, c, l, s, u0, u1, 2)
-            team_barrier(c.barrier, c.team)
+                meet(c, &sh)
+                step_back_products(typ, c, l, s, &sh, True, a)
+            step_gradients(typ, c, l, s, &sh, 2)
+            meet(c, &sh)
             # timed: step s-1's products, then step s up to here (no barrier between them)
             time_step(c, tid, l * c.T + s - 1 if s > 0 else -1, &since)
-            step_back_products(typ, c, l, s, u0, u1, False, a)
-        initial_gradients(typ, c, l, u0, u1)
+            step_back_products(typ, c, l, s, &sh, False, a)
+        initial_gradients(typ, c, l, &sh)
         team_barrier(c.barrier, c.team)  # dG complete; carries no longer needed; scratch_dX
                                          # (dy of l) consumed
         weight_gradients(typ, c, l, tid)

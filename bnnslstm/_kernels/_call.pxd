@@ -72,10 +72,22 @@ ctypedef struct Layer:
 #           thread's whole slice in one call
 #   by_vectors: -1 one gemv per sample when the batch is at most 4 (the heuristic), 0 one
 #           gemm, 1 one gemv per sample
+#   split:  how the team shares a step (SPLIT_* below; the same for every step of a call)
 ctypedef struct Arrangement:
     int form
     int chunk
     int by_vectors
+    int split
+
+
+# How a call's thread team shares each step (Arrangement.split, _rows.pxi's thread_share)
+cdef enum:
+    SPLIT_ROWS = 0          # each thread a slice of the products' rows and of the hidden
+                            # units; the threads meet twice per step (the canonical split)
+    SPLIT_DIRECTIONS = 1    # a team of two on a bidirectional layer: each thread one
+                            # direction, whole; no meeting inside a layer's time loop
+    SPLIT_SAMPLES = 2       # each thread its samples for the whole sequence, every row and
+                            # unit of them; no meeting inside a layer's time loop
 
 
 ctypedef struct Call:

@@ -42,21 +42,23 @@ cdef inline char* projection(const Call *c, int l) noexcept nogil:
     return c.layer[l].gates if c.rows == <Py_ssize_t>c.T * c.B else c.scratch_dG
 
 
-cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_ssize_t r1,
+cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
                         bint output_peephole, const Arrangement *a) noexcept nogil:
-    """Rows [r0, r1) of step s's products S[D*4H][B]: U h_prev^T, plus the full peepholes of
-    gates i, f, g times c_prev^T; with output_peephole, instead add the output gate's full
-    peephole times the new cell. Where S lies and how BLAS is called: the arrangement
-    (Arrangement in _call.pxd: S in scratch_S batch-fastest, or added into the step's
-    projection rows; h_prev in place or from scratch_hT; chunks; gemm or gemv)."""
+    """The thread's rows and samples (sh) of step s's products S[D*4H][B]: U h_prev^T, plus
+    the full peepholes of gates i, f, g times c_prev^T; with output_peephole, instead add
+    the output gate's full peephole times the new cell. Where S lies and how BLAS is
+    called: the arrangement (Arrangement in _call.pxd: S in scratch_S batch-fastest, or
+    added into the step's projection rows; h_prev in place or from scratch_hT; chunks;
+    gemm or gemv)."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B, j, n, lo, hi
+    cdef Py_ssize_t e, carried0, carried1, initial0, initial1
     cdef int d, k, t, p, bt, n_prev
     cdef bint into = a.form & 2 != 0
     cdef Mat S, h_prev, c_prev, h_init, c_init, cell
     for d in range(c.D):
-        n = overlap(r0, r1, d * G, (d + 1) * G, &lo)
+        n = overlap(sh.r0, sh.r1, d * G, (d + 1) * G, &lo)
         if n == 0:
             continue
         hi = lo + n
@@ -64,7 +66,13 @@ cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_
         t = step_time(c, d, s)
         p = previous(c, d, t)
         bt = c.bs[t]
+        e = sh.b1 if sh.b1 < bt else bt   # the thread's samples of the step: [b0, e)
+        if sh.b0 >= e:
+            continue
         n_prev = n_previous(c, d, t)
+        # its carried samples (the first n_prev) and those from the initial state
+        carried0, carried1 = min(sh.b0, n_prev), min(e, n_prev)
+        initial0, initial1 = max(sh.b0, n_prev) - n_prev, max(e, n_prev) - n_prev
         if into:  # the projection's rows of step t, seen as [G][bt] (unit stride down a column)
             S = mat(projection(c, l) + (c.start[t] * DG + d * G) * sizeof(floating), G, bt, 1, DG)
         else:
@@ -74,29 +82,33 @@ cdef void step_products(floating *typ, Call *c, int l, int s, Py_ssize_t r0, Py_
         else:
             h_prev = mat(out_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
         c_prev = mat(cells_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
-        h_init = block(dr.h0, n_prev, 0, bt - n_prev, H, sizeof(floating))
-        c_init = block(dr.c0, n_prev, 0, bt - n_prev, H, sizeof(floating))
+        h_prev = block(h_prev, carried0, 0, carried1 - carried0, H, sizeof(floating))
+        c_prev = block(c_prev, carried0, 0, carried1 - carried0, H, sizeof(floating))
+        h_init = block(dr.h0, n_prev + initial0, 0, initial1 - initial0, H, sizeof(floating))
+        c_init = block(dr.c0, n_prev + initial0, 0, initial1 - initial0, H, sizeof(floating))
+        S = block(S, 0, sh.b0, G, e - sh.b0, sizeof(floating))
         if output_peephole:
             n = overlap(lo, hi, 3 * H, G, &j)
             if n > 0 and dr.g[3].C.p != NULL:
-                cell = mat(cells_at(typ, c, lay, <Py_ssize_t>t * B, d), bt, H, DH, 1)
+                cell = mat(cells_at(typ, c, lay, <Py_ssize_t>t * B + sh.b0, d), e - sh.b0, H,
+                           DH, 1)
                 gemm_as(a.by_vectors, <floating>1, block(dr.g[3].C, j, 0, n, H, sizeof(floating)),
                         transposed(cell), <floating>1,
-                        block(S, 3 * H + j, 0, n, bt, sizeof(floating)))
+                        block(S, 3 * H + j, 0, n, S.cols, sizeof(floating)))
             continue
         if dr.U4.p != NULL:
             product(typ, a, block(dr.U4, lo, 0, hi - lo, H, sizeof(floating)), h_prev, h_init,
-                    block(S, lo, 0, hi - lo, bt, sizeof(floating)), into)
+                    block(S, lo, 0, hi - lo, S.cols, sizeof(floating)), into)
         for k in range(4):
             n = overlap(lo, hi, k * H, (k + 1) * H, &j)
             if n == 0:
                 continue
             if dr.U4.p == NULL:
                 product(typ, a, block(dr.g[k].U, j, 0, n, H, sizeof(floating)), h_prev, h_init,
-                        block(S, k * H + j, 0, n, bt, sizeof(floating)), into)
+                        block(S, k * H + j, 0, n, S.cols, sizeof(floating)), into)
             if k < 3 and dr.g[k].C.p != NULL:
                 product(typ, a, block(dr.g[k].C, j, 0, n, H, sizeof(floating)), c_prev, c_init,
-                        block(S, k * H + j, 0, n, bt, sizeof(floating)), True)
+                        block(S, k * H + j, 0, n, S.cols, sizeof(floating)), True)
 
 
 cdef void product(floating *typ, const Arrangement *a, Mat weights, Mat carried, Mat initial,
@@ -143,12 +155,12 @@ cdef void zero_state_product(floating *typ, Mat weights, Mat S, bint accumulate)
             row[j * S.cs] = (row[j * S.cs] + value) if accumulate else value
 
 
-cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssize_t u1,
+cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
                      int part, const Arrangement *a, bint write_hT) noexcept nogil:
-    """The fused elementwise pass of step s on hidden units [u0, u1) of the D*H (part 1:
-    gates i, f, g and the cell; part 2: output gate and h; 3: both). The step's products
-    are in scratch_S, or already in the projection (form bit 2); write_hT also stores h
-    batch-fastest in scratch_hT for the next step's products (form bit 1)."""
+    """The fused elementwise pass of step s on the thread's hidden units and samples (sh) of
+    the D*H (part 1: gates i, f, g and the cell; part 2: output gate and h; 3: both). The
+    step's products are in scratch_S, or already in the projection (form bit 2); write_hT
+    also stores h batch-fastest in scratch_hT for the next step's products (form bit 1)."""
     cdef Layer *lay = &c.layer[l]
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, B = c.B
     cdef Py_ssize_t j0, j, n, m, row, wrow, cps
@@ -165,12 +177,12 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssi
     cdef char *proj = projection(c, l)
     cdef bint products_apart = a.form & 2 == 0
     for d in range(c.D):
-        n = overlap(u0, u1, d * H, (d + 1) * H, &j0)
+        n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
         if n == 0:
             continue
         t = step_time(c, d, s)
         bt = c.bs[t]
-        for b in range(bt):
+        for b in range(sh.b0, sh.b1 if sh.b1 < bt else bt):
             row = t * B + b
             wrow = c.start[t] + b
             c_prev = prev_state(typ, c, lay, d, t, b, True, &cps)
@@ -194,8 +206,8 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, Py_ssize_t u0, Py_ssi
                            cell + j, at(<char*>act_h, j, typ), h + j,
                            at(<char*>y, j * c.y.se, typ), c.y.se,
                            at(<char*>hT, j * B, typ), B, part)
-        if part & 2:
-            for b in range(bt, B):  # padded positions: every region and y hold 0
+        if part & 2:   # padded positions: every region and y hold 0
+            for b in range(bt if bt > sh.b0 else sh.b0, sh.b1):
                 row = t * B + b
                 zero(gates_at(typ, c, lay, row, d), G, j0, n)
                 zero(preact_at(typ, c, lay, row, d), G, j0, n)
@@ -251,13 +263,15 @@ cdef void final_states(floating *typ, Call *c, int l, int tid) noexcept nogil:
 
 
 cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
+    """Thread tid's walk through the forward: per layer the input (and its dropout), the
+    projection, then the time loop on its share of each step (thread_share: with the rows
+    split the team meets between the phases of every step; the other splits leave each
+    thread on work no other touches until the layer ends), then the final states."""
     cdef int l, s
-    cdef Py_ssize_t r0, r1, u0, u1
     cdef const Arrangement *a
     cdef bint write_hT
     cdef double since = 0
-    share(c.D * 4 * c.H, c.team, tid, GRAIN, &r0, &r1)
-    share(c.D * c.H, c.team, tid, 8, &u0, &u1)
+    cdef Share sh = thread_share(c, tid)
     for l in range(c.L):
         prepare_input(typ, c, l, tid, True)
         project(typ, c, l, tid)
@@ -266,16 +280,24 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
         for s in range(c.T):
             a = arrangement_of(c, l, s)
             write_hT = s + 1 < c.T and arrangement_of(c, l, s + 1).form & 1 != 0
-            step_products(typ, c, l, s, r0, r1, False, a)
-            team_barrier(c.barrier, c.team)
+            step_products(typ, c, l, s, &sh, False, a)
+            meet(c, &sh)
             if c.layer[l].full_o:
-                step_cells(typ, c, l, s, u0, u1, 1, a, False)
-                team_barrier(c.barrier, c.team)
-                step_products(typ, c, l, s, r0, r1, True, a)
-                team_barrier(c.barrier, c.team)
-                step_cells(typ, c, l, s, u0, u1, 2, a, write_hT)
+                step_cells(typ, c, l, s, &sh, 1, a, False)
+                meet(c, &sh)
+                step_products(typ, c, l, s, &sh, True, a)
+                meet(c, &sh)
+                step_cells(typ, c, l, s, &sh, 2, a, write_hT)
             else:
-                step_cells(typ, c, l, s, u0, u1, 3, a, write_hT)
-            team_barrier(c.barrier, c.team)
+                step_cells(typ, c, l, s, &sh, 3, a, write_hT)
+            meet(c, &sh)
             time_step(c, tid, l * c.T + s, &since)
+        if not sh.meet:   # the layer's every row, before the next layer and the final states
+            team_barrier(c.barrier, c.team)
         final_states(typ, c, l, tid)
+
+
+cdef inline void meet(Call *c, const Share *sh) noexcept nogil:
+    """The team's meeting between two phases of a step, where the split needs one."""
+    if sh.meet:
+        team_barrier(c.barrier, c.team)

@@ -16,7 +16,8 @@ from libc.string cimport memset
 
 from ._activations cimport activate, slope
 from ._blas cimport Mat, addressable, block, gemm, gemm_as, mat, transposed
-from ._call cimport Arrangement, Call, Direction, Gate, Layer, Seq, Vec
+from ._call cimport (SPLIT_DIRECTIONS, SPLIT_ROWS, SPLIT_SAMPLES, Arrangement, Call, Direction,
+                     Gate, Layer, Seq, Vec)
 from ._dropout cimport layer_key, sample_key, unit_scale
 
 cdef extern from "_team.h" nogil:

@@ -10,6 +10,33 @@ cdef inline void share(Py_ssize_t n, int team, int tid, Py_ssize_t grain, Py_ssi
     hi[0] = n if tid == team - 1 else (n * (tid + 1) // team) // grain * grain
 
 
+ctypedef struct Share:
+    # a thread's part of every step of a layer (thread_share)
+    Py_ssize_t r0, r1       # rows of the step's products, of D*4H
+    Py_ssize_t u0, u1       # hidden units of the elementwise passes, of D*H
+    Py_ssize_t b0, b1       # samples, of B
+    bint meet               # whether the phases of a step wait for the whole team
+
+
+cdef inline Share thread_share(const Call *c, int tid) noexcept nogil:
+    """Thread tid's part of each step, by the call's split (Arrangement.split): a
+    directions split needs a team of two on two directions, else the rows split runs."""
+    cdef Share sh
+    cdef int split = c.arrangement[0].split
+    sh.r0, sh.r1, sh.u0, sh.u1, sh.b0, sh.b1 = 0, c.D * 4 * c.H, 0, c.D * c.H, 0, c.B
+    sh.meet = False
+    if split == SPLIT_DIRECTIONS and c.team == 2 and c.D == 2:
+        sh.r0, sh.r1 = tid * 4 * c.H, (tid + 1) * 4 * c.H
+        sh.u0, sh.u1 = tid * c.H, (tid + 1) * c.H
+    elif split == SPLIT_SAMPLES:
+        share(c.B, c.team, tid, 1, &sh.b0, &sh.b1)
+    else:
+        share(c.D * 4 * c.H, c.team, tid, GRAIN, &sh.r0, &sh.r1)
+        share(c.D * c.H, c.team, tid, 8, &sh.u0, &sh.u1)
+        sh.meet = True
+    return sh
+
+
 cdef inline Py_ssize_t overlap(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t a, Py_ssize_t b,
                                Py_ssize_t *start) noexcept nogil:
     """The part of [lo, hi) inside [a, b), as (start - a, count)."""
