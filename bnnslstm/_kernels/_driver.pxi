@@ -90,6 +90,16 @@ def team_pool(refuse_threads=None):
     return team_workers()
 
 
+def team_waits(int spins=-1, double idle_seconds=0):
+    """(spins, idle_seconds): how many rounds a thread of this build's team spins while it
+    waits (at a barrier, or a worker for the next call) before it yields its core, and how
+    long it then yields before it sleeps; ``spins >= 0`` sets both first (for the
+    measurement of benchmarks/spin.py)."""
+    cdef double idle = idle_seconds
+    cdef int now = team_tuning(spins, &idle)
+    return now, idle
+
+
 def blas_time(bint enable=False, bint reset=False):
     """[(seconds inside BLAS, floating-point operations handed to BLAS)] per team thread that
     called it since the last reset (counted only while enabled: benchmarks/run.py reports

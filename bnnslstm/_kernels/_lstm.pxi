@@ -27,6 +27,7 @@ cdef extern from "_team.h" nogil:
     double team_clock()
     int team_workers()
     void team_refuse_threads(int refuse)
+    int team_tuning(int spins, double *idle)
     int blas_timing "team_blas_timing"
     double blas_seconds "team_blas_seconds"[]
     double blas_flops "team_blas_flops"[]

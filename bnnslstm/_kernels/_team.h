@@ -43,8 +43,10 @@
 /* Rounds a waiting thread spins before it gives its core away (the barrier: yields; the
  * pool's workers and the caller waiting for them: sleep). On a machine other processes
  * load, a thread that spins long (libgomp's barrier spins ~300k rounds) takes the core from
- * the very thread everybody waits for. */
+ * the very thread everybody waits for. The defaults are measured (benchmarks/spin.py);
+ * team_tuning() changes them, for that measurement. */
 #define TEAM_SPINS 4000
+static int team_spins = TEAM_SPINS;
 
 /* ------------------------------------------------------------------------ atomics */
 /* C11 <stdatomic.h> where the compiler has it; MSVC without /experimental:c11atomics gets
@@ -98,7 +100,7 @@ static inline void team_barrier(int *state, int team)
         return;
     }
     for (int spins = 0; team_load(generation) == seen; spins++)
-        if (spins >= TEAM_SPINS)
+        if (spins >= team_spins)
             team_yield();
 }
 
@@ -140,14 +142,15 @@ static inline double team_clock(void)
  * microseconds and may land it on the caller's core), and yielding leaves the core to
  * anything else that is runnable. Returns whether to keep waiting without sleeping. */
 #define TEAM_IDLE_SECONDS 2e-4
+static double team_idle_seconds = TEAM_IDLE_SECONDS;
 static inline int team_keep_spinning(int *spins, double *since)
 {
-    if (++*spins < TEAM_SPINS)
+    if (++*spins < team_spins)
         return 1;
     double now = team_clock();
     if (*since == 0)
         *since = now;
-    else if (now - *since > TEAM_IDLE_SECONDS)
+    else if (now - *since > team_idle_seconds)
         return 0;
     team_yield();
     return 1;
@@ -343,6 +346,18 @@ static void team_run(team_job fn, void *arg, int *team)
         team_unlock(&team_pool.lock);
     }
     team_unlock(&team_pool.job_lock);
+}
+
+/* How long waiting threads spin (rounds) and then yield (seconds) before they sleep: sets
+ * them when spins >= 0, returns the spins in use (the idle seconds through *idle). */
+static inline int team_tuning(int spins, double *idle)
+{
+    if (spins >= 0) {
+        team_spins = spins;
+        team_idle_seconds = *idle;
+    }
+    *idle = team_idle_seconds;
+    return team_spins;
 }
 
 /* The pool's workers (0 before the first team call, and in a child after fork). */
