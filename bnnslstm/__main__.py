@@ -1,5 +1,6 @@
 """``bnnslstm demo`` (or ``python -m bnnslstm demo``): train a character-level LSTM with this
-library alone.
+library alone. ``bnnslstm config`` prints how bnnslstm was built and what it runs on
+(``bnnslstm.show_config()``), ``bnnslstm --version`` its version.
 
 The task is next-character prediction on the first four chapters of Lewis Carroll's
 *Alice's Adventures in Wonderland* (1865, public domain; ``alice.txt`` beside this file
@@ -18,6 +19,8 @@ import time
 
 import numpy as np
 
+from ._config import show_config
+from ._version import __version__
 from .layer import LSTM
 
 TEXT_FILE = pathlib.Path(__file__).with_name("alice.txt")
@@ -112,11 +115,13 @@ def cross_entropy(model, eye, data, length):
     return float(-log_probs[np.arange(T)[:, None], np.arange(B)[None, :], windows[1:]].mean())
 
 
-def demo(epochs=20, hidden=256, seq_len=64, batch=32, batches=10, seed=0, out=sys.stdout):
-    """Train the character model; print the training and held-out loss per epoch and a sample.
+def demo(epochs=20, hidden=256, seq_len=64, batch=32, batches=10, seed=0, out=None):
+    """Train the character model; print the training and held-out loss per epoch and a sample
+    to ``out`` (a text file; None: the ``sys.stdout`` of the call).
 
     Returns ``(training losses, held-out losses)``, one per epoch.
     """
+    out = sys.stdout if out is None else out
     text = load_text()
     split = text.index(HELD_OUT_FROM)
     vocab = sorted(set(text))
@@ -164,6 +169,7 @@ def main(argv=None):
     # the docstring's first paragraph on one line, without its reST markup (not for a terminal)
     description = " ".join(__doc__.split("\n\n")[0].split()).replace("``", "")
     parser = argparse.ArgumentParser(prog="bnnslstm", description=description)
+    parser.add_argument("--version", action="version", version=f"bnnslstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("demo", help="train a character-level LSTM and generate text",
                          description="Train a character-level LSTM (bnnslstm.LSTM, numpy only) "
@@ -175,8 +181,16 @@ def main(argv=None):
     run.add_argument("--hidden", type=int, default=256, help="hidden size of the LSTM")
     run.add_argument("--seed", type=int, default=0,
                      help="seed of the weights, the batches and the sampling")
+    sub.add_parser("config", help="print how bnnslstm was built and what it runs on",
+                   description="Print bnnslstm.show_config(): the build (compiler, flags, "
+                               "Cython, meson), the BLAS the kernels call, the thread pool, the "
+                               "elementwise kernels in use and the planner's mode. Give it with "
+                               "any performance report.")
     args = parser.parse_args(argv)
-    demo(epochs=args.epochs, hidden=args.hidden, seed=args.seed)
+    if args.command == "config":
+        show_config()
+    else:
+        demo(epochs=args.epochs, hidden=args.hidden, seed=args.seed)
     return 0
 
 

@@ -93,7 +93,15 @@ def inputs(layer, x, h0, c0):
         raise BNNSError(f"x: shape {x.shape} is empty (a sequence needs at least one step and "
                         f"one sample)")
     T, B = (x.shape[1], x.shape[0]) if layer.batch_first else x.shape[:2]
-    h0 = None if h0 is None else layer._array(h0, (L * D, B, H), "h0")
+    try:
+        h0 = None if h0 is None else layer._array(h0, (L * D, B, H), "h0")
+    except BNNSError as error:
+        # torch.nn.LSTM's habit, forward(x, (h0, c0)): a pair of states given as h0
+        if (c0 is None and isinstance(h0, (tuple, list)) and len(h0) == 2
+                and all(np.ndim(state) == 3 for state in h0)):
+            raise BNNSError(f"{error}; h0 looks like torch.nn.LSTM's hx = (h0, c0): pass the two "
+                            f"states separately, forward(x, h0, c0)") from None
+        raise
     c0 = None if c0 is None else layer._array(c0, (L * D, B, H), "c0")
     return x, h0, c0, T, B
 

@@ -228,10 +228,12 @@ class LSTM:
                                 f"({error})") from None
         dtype = np.dtype(dtype)
         if dtype.kind not in "fiub" or not np.can_cast(dtype, self.dtype, "safe"):
+            # a layer computes in float32 or float64: only those are worth suggesting
+            other = (f" or build the layer with dtype=np.{dtype.name}"
+                     if dtype in (np.float32, np.float64) else "")
             raise BNNSError(f"{name}: dtype {dtype} but the layer is {self.dtype.name}, and "
                             f"{dtype} does not convert to it without rounding; convert it yourself "
-                            f"({name}.astype(np.{self.dtype.name})) or build the layer with "
-                            f"dtype={dtype.name}")
+                            f"({name}.astype(np.{self.dtype.name})){other}")
         return np.ascontiguousarray(value, dtype=self.dtype)
 
     def _array(self, value, shape, name):
@@ -249,11 +251,13 @@ class LSTM:
         """Run the layer: ``y, (h_n, c_n)``.
 
         ``x`` is ``[T][B][I]`` (``[B][T][I]`` with ``batch_first``); ``h0``, ``c0``,
-        ``h_n``, ``c_n`` are ``[L*D][B][H]``. ``batch_sizes`` (PyTorch's packed-sequence
-        batch sizes, non-increasing, one per step) gives variable lengths: samples sorted
-        by decreasing length, outputs 0 past each sample's end. ``training=True`` keeps a
-        training cache for :meth:`backward` and applies dropout. ``filter_params`` (a
-        :class:`~bnnslstm.FilterParameters`) as for the BNNS-style functions.
+        ``h_n``, ``c_n`` are ``[L*D][B][H]``, and ``h0`` and ``c0`` two arguments (where
+        :class:`torch.nn.LSTM` takes one pair ``hx = (h0, c0)``). ``batch_sizes``
+        (PyTorch's packed-sequence batch sizes, non-increasing, one per step) gives variable
+        lengths: samples sorted by decreasing length, outputs 0 past each sample's end.
+        ``training=True`` keeps a training cache for :meth:`backward` and applies dropout.
+        ``filter_params`` (a :class:`~bnnslstm.FilterParameters`) as for the BNNS-style
+        functions.
 
         A call of a shape the layer has run before reuses that call's checks (only the
         new arrays' types and shapes are checked), so repeated small calls cost little.

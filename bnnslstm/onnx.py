@@ -7,7 +7,10 @@ Imported only on request (``import bnnslstm.onnx``); ``import bnnslstm`` never i
   model: one ``LSTM`` node per layer, inputs ``input`` (and optionally ``h0``, ``c0``,
   ``sequence_lens``), outputs ``output``, ``h_n``, ``c_n`` shaped as PyTorch's.
 - :func:`load` reads the ``LSTM`` nodes of a model (as :func:`export` and
-  ``torch.onnx.export`` write them) into a :class:`bnnslstm.LSTM`.
+  ``torch.onnx.export`` write them) into a :class:`bnnslstm.LSTM`; out of a larger model
+  (an LSTM with a Linear head, say) when told where the LSTM layers end
+  (``output_names``) and, if they do not read the model's input, where they start
+  (``input_names``). It warns (:class:`LeftOutWarning`) with the nodes it left out.
 
 ONNX's LSTM stacks its gates i, o, f, c (PyTorch and bnnslstm: i, f, g, o), keeps two biases
 per gate (``B = [Wb, Rb]``), three diagonal peepholes ``P = [i, o, f]`` and one activation
@@ -23,7 +26,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ._onnx_read import Graph, attributes, check_model, label, read_model
+from ._onnx_read import (
+    GLUE,
+    Graph,
+    LeftOutWarning,  # public here: bnnslstm.onnx.LeftOutWarning
+    attributes,
+    check_model,
+    hint,
+    label,
+    read_model,
+    readable,
+    region,
+    warn_left_out,
+)
 from ._weights import IFO, Layout, state_from_onnx, to_onnx
 from .activations import GATES
 from .enums import ActivationFunction as F
@@ -31,17 +46,12 @@ from .errors import BNNSError
 from .layer import LSTM
 from .parameters import Activation
 
-__all__ = ["export", "load"]
+__all__ = ["LeftOutWarning", "export", "load"]
 
 _ALPHA = {"Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu"}
 _BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
 _ONNX_DEFAULTS = {"LeakyRelu": (0.01, None), "ThresholdedRelu": (1.0, None),
                   "HardSigmoid": (0.2, 0.5), "Elu": (1.0, None)}
-# ops that may sit between the graph's inputs, the LSTM nodes and the graph's outputs
-_GLUE = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice", "Identity", "Constant",
-         "Shape", "Gather", "Expand", "ConstantOfShape", "Cast"}
-
-
 # ---------------------------------------------------------------------- activations
 def _to_onnx_activation(activation, what):
     """(ONNX name, alpha, beta) of a bnnslstm Activation (alpha/beta None where unused)."""
@@ -138,6 +148,11 @@ def export(layer, path, *, opset=17, initial_states=False, sequence_lens=False):
     Outputs ``output`` (``[T][B][D*H]`` or ``[B][T][D*H]``), ``h_n``, ``c_n``
     (``[L*D][B][H]``). ``path`` is a file name, or None to only return the model.
     Returns the :class:`onnx.ModelProto`.
+
+    The model's element type is the layer's. A float64 layer gives a double model, which
+    ONNX's LSTM allows but ONNX Runtime does not run ("LSTM operator does not support
+    double"): for ONNX Runtime, export a float32 layer with the same weights
+    (``bnnslstm.LSTM(..., dtype=numpy.float32)`` and its ``load_state_dict``).
 
     Refused with :class:`~bnnslstm.BNNSError`: full peepholes, a peephole on the candidate
     gate (ONNX has none; a diagonal peephole whose candidate entries are all 0 is fine),
@@ -250,37 +265,74 @@ _SHAPES = {"W": "[num_directions][4*hidden_size][input_size]",
            "B": "[num_directions][8*hidden_size]", "P": "[num_directions][3*hidden_size]"}
 
 
-def load(path_or_model, *, dtype=np.float32):
+def load(path_or_model, *, dtype=np.float32, output_names=None, input_names=None):
     """A :class:`bnnslstm.LSTM` with the weights of the ``LSTM`` nodes of an ONNX model.
 
     ``path_or_model`` is a file name (external data are read from the model's folder, never
-    outside it) or an :class:`onnx.ModelProto`. The model must be a chain of LSTM nodes
-    (one per layer, all of one direction, hidden size and activations) with the glue
-    exporters write around them (Transpose, Reshape, Squeeze, Unsqueeze, Concat, Slice,
-    Identity, Constant, Shape, Gather, Expand, ConstantOfShape, Cast): :func:`export`'s
-    models and ``torch.onnx.export``'s of :class:`torch.nn.LSTM`. A Transpose ``[1, 0, 2]``
-    before the first LSTM (or ``layout=1``) means ``batch_first``. The two ONNX biases
-    become bnnslstm's one (``Wb + Rb``); peepholes ``P`` become
-    ``peephole="diagonal", peephole_gates=("input", "forget", "output")``.
+    outside it) or an :class:`onnx.ModelProto`. The LSTM nodes must form a chain (one per
+    layer, all of one direction, hidden size and activations) with the glue exporters
+    write around them (Transpose, Reshape, Squeeze, Unsqueeze, Concat, Slice, Identity,
+    Constant, Shape, Gather, Expand, ConstantOfShape, Cast): :func:`export`'s models and
+    ``torch.onnx.export``'s of :class:`torch.nn.LSTM`. A Transpose ``[1, 0, 2]`` before the
+    first LSTM (or ``layout=1``) means ``batch_first``. The two ONNX biases become
+    bnnslstm's one (``Wb + Rb``); peepholes ``P`` become ``peephole="diagonal",
+    peephole_gates=("input", "forget", "output")``.
 
-    Refused with :class:`~bnnslstm.BNNSError` naming the node or tensor: any other op,
-    weights that are not constants or not of a float type, shapes that do not fit the
-    node's attributes, ``clip``, ``input_forget=1``, ``direction="reverse"`` (bnnslstm's
-    directions are forward, or both), a constant non-zero initial state, layers that
-    disagree, and every file that is not a valid ONNX model (undecodable, truncated, data
-    that do not fit their dims, external data outside the model's folder...).
+    Without ``output_names`` and ``input_names`` the whole model must be such a chain: a
+    node of any other op is refused, and the message names the tensors to give as
+    ``output_names`` when the LSTM layers can be read up to them.
+
+    Parameters
+    ----------
+    dtype : numpy.float32 or numpy.float64
+        The layer's element type, whatever the model's (the weights are converted to it).
+    output_names : str or sequence of str, optional
+        Tensors where the LSTM layers end, as ``onnx.utils.extract_model`` names them: the
+        last LSTM node's output, or a tensor computed from it through glue (the input of a
+        Linear head's MatMul, say). Only the nodes these are computed from are read.
+    input_names : str or sequence of str, optional
+        Tensors where the LSTM layers start, when the first LSTM does not read (through
+        glue) one of the model's inputs: the output of an embedding, say. The default is
+        the model's inputs.
+
+    Warns
+    -----
+    LeftOutWarning
+        When ``output_names`` or ``input_names`` left out nodes that compute something the
+        layer does not (a head, an embedding), naming them; its ``nodes`` holds them all.
+        Glue that only rearranges what was read (the Concat of the layers' final states,
+        say) is not counted.
+
+    Raises
+    ------
+    BNNSError
+        Naming the node or tensor: any other op (between ``input_names`` and
+        ``output_names`` when given), a tensor name the model lacks, weights that are not
+        constants or not of a float type, shapes that do not fit the node's attributes,
+        ``clip``, ``input_forget=1``, ``direction="reverse"`` (bnnslstm's directions are
+        forward, or both), a constant non-zero initial state, layers that disagree, and
+        every file that is not a valid ONNX model (undecodable, truncated, data that do
+        not fit their dims, external data outside the model's folder...).
     """
     model = read_model(path_or_model)
     g = Graph(model.graph)
-    for node in model.graph.node:
-        if (node.domain not in ("", "ai.onnx")
-                or (node.op_type not in _GLUE and node.op_type != "LSTM")):
+    starts, nodes = region(g, input_names, output_names)
+    named = output_names is not None or input_names is not None
+    for node in nodes:
+        if not readable(node):
+            advice = (hint(g) if not named else
+                      "; the nodes that output_names are computed from, back to input_names (or "
+                      "the model's inputs), must be LSTM nodes and glue")
             raise BNNSError(f"{label(node)}: bnnslstm.onnx.load reads LSTM nodes and the glue "
-                            f"around them ({', '.join(sorted(_GLUE))}), not {node.op_type}")
-    lstms = [node for node in model.graph.node if node.op_type == "LSTM"]
+                            f"around them ({', '.join(sorted(GLUE))}), not "
+                            f"{node.op_type}{advice}")
+    lstms = [node for node in nodes if node.op_type == "LSTM"]
     if not lstms:
-        raise BNNSError("model: it has no LSTM node")
-    batch_first = _chain(g, lstms)
+        raise BNNSError("model: it has no LSTM node" if not named
+                        else "output_names: no LSTM node computes them" if output_names is not None
+                        else "input_names: no LSTM node reads them")
+    batch_first = _chain(g, lstms, starts, "the graph's input" if input_names is None
+                         else "input_names")
     layers = [_read_lstm(g, node) for node in lstms]
     _check_layers_agree(layers)
     check_model(model)  # what load does not read must be valid too
@@ -297,13 +349,14 @@ def load(path_or_model, *, dtype=np.float32):
                 peephole_gates=IFO if peepholes else None, dtype=dtype, **kwargs)
     lstm.load_state_dict(state_from_onnx(lstm._layout, [
         (layer["W"], layer["R"], layer["B"], layer["P"]) for layer in layers]))
+    warn_left_out(g, nodes, starts, input_names, output_names)
     return lstm
 
 
-def _chain(g, lstms):
-    """Check that the LSTM nodes form one chain from a graph input; whether it is
-    batch-first."""
-    stop, batch_first = set(g.inputs), False
+def _chain(g, lstms, starts, what):
+    """Check that the LSTM nodes form one chain from one of the ``starts`` (``what`` names
+    them); whether it is batch-first."""
+    stop, batch_first = set(starts), False
     first_layout = attributes(lstms[0]).get("layout", 0)
     for k, node in enumerate(lstms):
         if not node.input or not node.input[0]:
@@ -316,11 +369,11 @@ def _chain(g, lstms):
                             f"1, batch-major)")
         if layout != first_layout:
             raise BNNSError(f"{label(node)}: its layout differs from the first LSTM's")
-        source, glue = g.source(node.input[0], node, stop)
+        source, glue = g.source(node.input[0], node, stop, what)
         perms = [list(attributes(n).get("perm", [])) for n in glue if n.op_type == "Transpose"]
         if k == 0:
-            if source not in g.inputs:
-                raise BNNSError(f"{label(node)}: its input does not come from a graph input")
+            if source not in starts:
+                raise BNNSError(f"{label(node)}: its input does not come from {what}")
             if perms not in ([], [[1, 0, 2]]):
                 first = next(n for n in glue if n.op_type == "Transpose")
                 raise BNNSError(f"{label(first)}: a Transpose with perm={perms[0]} before the "

@@ -239,6 +239,38 @@ def test_input_type_rule():
                                   layer64(x.astype(np.float32).astype(np.float64))[0])
 
 
+def test_dtype_advice_names_only_types_a_layer_takes():
+    layer32 = bl.LSTM(2, 3, seed=0)
+    x = np.zeros((4, 2, 2))
+    with pytest.raises(bl.BNNSError) as info:
+        layer32(x)
+    assert str(info.value).endswith("(x.astype(np.float32)) or build the layer with "
+                                    "dtype=np.float64")
+    for dtype in (np.int64, np.complex128, np.uint64):
+        with pytest.raises(bl.BNNSError) as info:
+            layer32(x.astype(dtype))
+        assert str(info.value).endswith("convert it yourself (x.astype(np.float32))")
+        assert "build the layer" not in str(info.value)
+
+
+@pytest.mark.parametrize("pair", [tuple, list])
+def test_states_given_as_torchs_pair_get_a_hint(pair):
+    layer = bl.LSTM(2, 3, num_layers=2, seed=0)
+    x = np.zeros((4, 2, 2), np.float32)
+    h0, c0 = np.zeros((2, 2, 3), np.float32), np.ones((2, 2, 3), np.float32)
+    match = (r"^h0: expected shape \(2, 2, 3\), got \(2, 2, 2, 3\); h0 looks like "
+             r"torch.nn.LSTM's hx = \(h0, c0\): pass the two states separately, "
+             r"forward\(x, h0, c0\)$")
+    with pytest.raises(bl.BNNSError, match=match):
+        layer.forward(x, pair((h0, c0)))
+    y, (h_n, c_n) = layer.forward(x, h0, c0)  # as the hint says
+    # a list of the layers' [B][H] states is an h0 of its own, without a hint
+    np.testing.assert_array_equal(layer.forward(x, [h0[0], h0[1]], c0)[0], y)
+    with pytest.raises(bl.BNNSError) as info:  # a wrong h0 beside a given c0: no hint
+        layer.forward(x, pair((h0, c0)), c0)
+    assert "torch" not in str(info.value)
+
+
 def test_grads_are_copies():
     layer = bl.LSTM(2, 3, seed=0)
     x = np.ones((3, 1, 2), np.float32)

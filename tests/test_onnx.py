@@ -293,3 +293,228 @@ def test_load_activations_need_the_layers_arguments():
     else:
         with pytest.raises(BNNSError, match="takes no activation arguments"):
             bo.load(model)
+
+
+# ---------------------------------------------------------------------- out of a larger model
+def with_head(lstm, embedding=False, seed=0):
+    """``lstm`` exported, with a Linear head (MatMul, Add: ``lstm_out`` -> ``logits``) after
+    it and, with ``embedding``, an embedding (Gather of int64 ``tokens``) and a scaling
+    (Mul) before it, whose output is the LSTM's ``input``: the commonest exported models.
+    Returns (model, what the model computes from the LSTM's input, as a function)."""
+    rng = np.random.default_rng(seed)
+    model = bo.export(lstm, None)
+    graph = model.graph
+    width = lstm.D * lstm.hidden_size
+    weight = rng.standard_normal((width, 2)).astype(np.float32)
+    bias = rng.standard_normal(2).astype(np.float32)
+    producer = next(n for n in graph.node if "output" in n.output)
+    producer.output[list(producer.output).index("output")] = "lstm_out"
+    graph.initializer.extend([onnx.numpy_helper.from_array(weight, "head_W"),
+                              onnx.numpy_helper.from_array(bias, "head_b")])
+    graph.node.extend([helper.make_node("MatMul", ["lstm_out", "head_W"], ["head_mm"],
+                                        name="head_matmul"),
+                       helper.make_node("Add", ["head_mm", "head_b"], ["logits"],
+                                        name="head_add")])
+    sequence = ["batch", "time"] if lstm.batch_first else ["time", "batch"]
+    graph.output[0].CopyFrom(helper.make_tensor_value_info(
+        "logits", onnx.TensorProto.FLOAT, [*sequence, 2]))
+    table = rng.standard_normal((7, lstm.input_size)).astype(np.float32)
+    if embedding:
+        graph.initializer.extend([onnx.numpy_helper.from_array(table, "table"),
+                                  onnx.numpy_helper.from_array(np.float32([0.5]), "scale")])
+        nodes = [helper.make_node("Gather", ["table", "tokens"], ["embedded"], name="embed"),
+                 helper.make_node("Mul", ["embedded", "scale"], ["input"], name="scale_mul"),
+                 *graph.node]
+        del graph.node[:]
+        graph.node.extend(nodes)
+        graph.input[0].CopyFrom(helper.make_tensor_value_info(
+            "tokens", onnx.TensorProto.INT64, sequence))
+    onnx.checker.check_model(model)
+
+    def computes(x):
+        """The whole model's logits of the LSTM's input ``x``, by bnnslstm."""
+        return lstm.forward(x, training=False)[0] @ weight + bias
+
+    return model, computes, table
+
+
+HEAD_MESSAGE = (r"^node 'head_matmul' \(MatMul\): bnnslstm.onnx.load reads LSTM nodes and the "
+                r"glue around them \(Cast, .*, Unsqueeze\), not MatMul; to read the LSTM layers "
+                r"out of this larger model, name where they end: "
+                r"load\(\.\.\., output_names=\['lstm_out'\]\)$")
+
+
+def test_load_refuses_a_head_and_says_where_the_lstm_layers_end():
+    model, _, _ = with_head(bl.LSTM(I, H, 2, seed=0))
+    with pytest.raises(BNNSError, match=HEAD_MESSAGE):
+        bo.load(model)
+
+
+@pytest.mark.parametrize("L, bidirectional, batch_first", [
+    (1, False, False), (2, True, True), (3, False, True)])
+def test_load_output_names_takes_the_lstm_layers_out_of_a_model_with_a_head(
+        L, bidirectional, batch_first):
+    lstm = bl.LSTM(I, H, L, bidirectional=bidirectional, batch_first=batch_first, seed=L)
+    model, computes, _ = with_head(lstm)
+    with pytest.warns(bo.LeftOutWarning) as record:
+        loaded = bo.load(model, output_names="lstm_out")
+    assert len(record) == 1
+    assert str(record[0].message) == (
+        "bnnslstm.onnx.load read the LSTM layers up to output_names='lstm_out' and left out "
+        "2 node(s) of the model: 'head_matmul' (MatMul), 'head_add' (Add)")
+    assert [node.name for node in record[0].message.nodes] == ["head_matmul", "head_add"]
+    assert record[0].filename == __file__  # the warning points at the caller
+    assert (loaded.num_layers, loaded.bidirectional, loaded.batch_first) == (
+        L, bidirectional, batch_first)
+    x, _, _ = inputs(L, lstm.D, batch_first)
+    logits, h_n, c_n = run(model, input=x)
+    np.testing.assert_allclose(logits, computes(x), atol=1e-5)  # the model is lstm + head
+    y, (h, c) = loaded.forward(x, training=False)
+    np.testing.assert_allclose(y, lstm.forward(x, training=False)[0], atol=TOL)
+    np.testing.assert_allclose(h, h_n, atol=TOL)
+    np.testing.assert_allclose(c, c_n, atol=TOL)
+    # the same layers when the names are the last LSTM node's Y, or every LSTM output
+    for names in ([f"Y_l{L - 1}"], ("lstm_out", "h_n", "c_n")):
+        with pytest.warns(bo.LeftOutWarning):
+            again = bo.load(model, output_names=names)
+        np.testing.assert_array_equal(again.forward(x, training=False)[0], y)
+
+
+def test_load_output_names_may_stop_after_the_first_layers():
+    lstm = bl.LSTM(I, H, 3, seed=0)
+    model, _, _ = with_head(lstm)
+    with pytest.warns(bo.LeftOutWarning) as record:
+        first = bo.load(model, output_names="y_l0")
+    assert first.num_layers == 1
+    left = [node.name for node in record[0].message.nodes]
+    assert "lstm_l1" in left and "lstm_l2" in left and left[-2:] == ["head_matmul", "head_add"]
+    assert str(record[0].message).endswith(
+        "left out 11 node(s) of the model: 'lstm_l1' (LSTM), 'directions_last_l1' (Transpose), "
+        "'flatten_l1' (Reshape), 'lstm_l2' (LSTM), 'directions_last_l2' (Transpose), "
+        "'flatten_l2' (Reshape), 'output' (Identity), 'h_n' (Concat) and 3 more (the warning's "
+        "nodes lists them all)")
+    for name, array in first.state_dict().items():
+        np.testing.assert_array_equal(array, lstm.state_dict()[name])
+
+
+def test_load_input_names_starts_after_an_embedding():
+    lstm = bl.LSTM(I, H, 2, batch_first=True, seed=0)
+    model, computes, table = with_head(lstm, embedding=True)
+    with pytest.raises(BNNSError, match=r"^node 'scale_mul' \(Mul\): .* not Mul; to read LSTM "
+                                        r"layers out of a larger model, name the tensors where "
+                                        r"they end \(output_names\) and, if they do not read "
+                                        r"the model's input, where they start \(input_names\)$"):
+        bo.load(model)
+    with pytest.raises(BNNSError, match=r"^node 'scale_mul' \(Mul\): .* not Mul; the nodes that "
+                                        r"output_names are computed from, back to input_names"):
+        bo.load(model, output_names="lstm_out")
+    with pytest.warns(bo.LeftOutWarning) as record:
+        loaded = bo.load(model, input_names="input", output_names=["lstm_out"])
+    assert str(record[0].message).startswith(
+        "bnnslstm.onnx.load read the LSTM layers from input_names='input' up to "
+        "output_names=['lstm_out'] and left out 4 node(s) of the model: 'embed' (Gather), "
+        "'scale_mul' (Mul), 'head_matmul' (MatMul), 'head_add' (Add)")
+    tokens = np.random.default_rng(0).integers(0, 7, (B, T))
+    x = table[tokens] * np.float32(0.5)
+    logits = run(model, tokens=tokens)[0]
+    np.testing.assert_allclose(logits, computes(x), atol=1e-5)
+    np.testing.assert_allclose(loaded.forward(x, training=False)[0],
+                               lstm.forward(x, training=False)[0], atol=TOL)
+
+
+def test_load_names_refused():
+    model, _, _ = with_head(bl.LSTM(I, H, seed=0))
+    lstm_outputs = r"\(the LSTM nodes' outputs: \['Y_l0', 'h_n_l0', 'c_n_l0'\]\)"
+    for names, match in [
+        ("nope", r"^output_names: 'nope' is no tensor of the model " + lstm_outputs),
+        ("head_W", r"^output_names: 'head_W' is an initializer, not computed by the model"),
+        (["lstm_out", "input"], r"^output_names: 'input' is an input of the model, not computed"),
+        ([], r"^output_names: expected one or more tensor names \(non-empty strings\), got \[\]"),
+        (["lstm_out", ""], r"^output_names: expected one or more tensor names"),
+        (3, r"^output_names: expected a tensor name or a sequence of them, got int"),
+        ("logits", r"^node 'head_matmul' \(MatMul\): .* not MatMul; the nodes that output_names "
+                   r"are computed from, back to input_names \(or the model's inputs\), must be "
+                   r"LSTM nodes and glue$"),
+        ("head_b", r"^output_names: 'head_b' is an initializer"),
+    ]:
+        with pytest.raises(BNNSError, match=match):
+            bo.load(model, output_names=names)
+    with pytest.raises(BNNSError, match=r"^input_names: 'nope' is no tensor of the model$"):
+        bo.load(model, input_names="nope", output_names="lstm_out")
+    with pytest.raises(BNNSError, match=r"^input_names: 'head_W' is an initializer"):
+        bo.load(model, input_names="head_W", output_names="lstm_out")
+    with pytest.raises(BNNSError, match=r"^node 'lstm_l0' \(LSTM\): its input 'input' does not "
+                                        r"come from input_names or the previous LSTM$"):
+        bo.load(model, input_names="head_mm", output_names="lstm_out")
+    with pytest.raises(BNNSError, match=r"^output_names: no LSTM node computes them$"):
+        bo.load(with_identity(model), output_names="copied")
+
+
+def with_identity(model):
+    """``model`` with an Identity of the graph's input as one more (dead) node."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    model.graph.node.append(helper.make_node("Identity", ["input"], ["copied"], name="copy"))
+    return model
+
+
+def test_load_names_covering_the_whole_model_warn_nothing():
+    model = bo.export(bl.LSTM(I, H, 2, seed=0), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lstm = bo.load(model, output_names=["output", "h_n", "c_n"])
+    assert lstm.num_layers == 2
+
+
+def test_load_an_embedding_read_as_glue_says_where_to_start():
+    """A Gather straight before the first LSTM is glue to the op check, not to the chain's:
+    the message says to start after it."""
+    lstm = bl.LSTM(I, H, seed=0)
+    model, _, _ = with_head(lstm, embedding=True)
+    mul = next(n for n in model.graph.node if n.name == "scale_mul")
+    model.graph.node.remove(mul)
+    next(n for n in model.graph.node if n.name == "embed").output[0] = "input"
+    with pytest.raises(BNNSError, match=r"^node 'embed' \(Gather\): between the model's input "
+                                        r"and the LSTM nodes only .* not Gather; if the LSTM "
+                                        r"layers start at its output, give load "
+                                        r"input_names=\['input'\]$"):
+        bo.load(model, output_names="lstm_out")
+    with pytest.warns(bo.LeftOutWarning):
+        bo.load(model, input_names="input", output_names="lstm_out")
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_load_torch_export_of_an_lstm_with_a_linear_head(tmp_path, dynamo):
+    """torch.onnx.export of nn.LSTM + nn.Linear: refused as a whole, with the output_names
+    to give; read with them."""
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+
+    class Tagger(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(I, H, 2, batch_first=True, bidirectional=True)
+            self.head = torch.nn.Linear(2 * H, 3)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0])
+
+    torch.manual_seed(0)
+    module = Tagger().eval()
+    x, _, _ = inputs(2, 2, True)
+    path = tmp_path / "tagger.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.from_numpy(x),), str(path), dynamo=dynamo,
+                          verbose=False)
+    with pytest.raises(BNNSError, match=r"\(MatMul\): .* name where they end: load\(\.\.\., "
+                                        r"output_names=\[.+\]\)$") as info:
+        bo.load(path)
+    names = eval(str(info.value).rsplit("output_names=", 1)[1][:-1])
+    with pytest.warns(bo.LeftOutWarning) as record:
+        lstm = bo.load(path, output_names=names)
+    assert [node.op_type for node in record[0].message.nodes] == ["MatMul", "Add"]
+    assert (lstm.num_layers, lstm.bidirectional, lstm.batch_first) == (2, True, True)
+    with torch.no_grad():
+        expected = module.lstm(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(lstm.forward(x, training=False)[0], expected, atol=TOL)

@@ -3,6 +3,8 @@ PyTorch)."""
 
 import copy
 import gc
+import inspect
+import pathlib
 import pickle
 import subprocess
 import sys
@@ -444,3 +446,13 @@ def test_outputs_and_training_cache_are_freed_without_the_garbage_collector():
         assert len(module._pool.free) == 1
     finally:
         gc.enable()
+
+
+def test_the_api_page_writes_the_constructors_own_signature():
+    """docs/api.rst writes bnnslstm.torch.LSTM's signature out (without PyTorch the docs mock
+    torch, and autodoc would show the mocked base class's): it must be the class's own."""
+    api = pathlib.Path(__file__).parents[1] / "docs" / "api.rst"
+    written = next(line for line in api.read_text().splitlines()
+                   if line.startswith(".. autoclass:: bnnslstm.torch.LSTM("))
+    assert written.removeprefix(".. autoclass:: bnnslstm.torch.LSTM") == str(
+        inspect.signature(bt.LSTM))
