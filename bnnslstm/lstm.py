@@ -335,8 +335,10 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     ------
     BNNSError
         Naming the field at fault, as the forward; also for a cache that no forward has
-        written or that was written for other parameters (the message says which
-        differ). Nothing is written then.
+        written or whose header does not match this configuration (the message names the
+        group that differs: sizes, activations, dropout, peepholes, biases, batch sizes).
+        Only the configuration is fingerprinted, not the weights or the inputs: a cache
+        from a forward with other weights passes the check. Nothing is written then.
 
     Examples
     --------
