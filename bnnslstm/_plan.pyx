@@ -22,8 +22,11 @@ from libc.string cimport memcmp, memcpy, memset
 
 from ._descriptor cimport NDArrayDescriptor, Resolution, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, blas_int, mat, operand
-from ._kernels._call cimport (SPLIT_DIRECTIONS, SPLIT_ROWS, SPLIT_SAMPLES, Call, Direction, Gate,
-                              Layer, Seq, Vec)
+from ._kernels._call cimport (N_REGIONS, N_SCRATCH, REGION_ACT_H_C, REGION_CELLS, REGION_GATES,
+                              REGION_MASK, REGION_OUTPUT, REGION_PREACT, SCRATCH_CARRY, SCRATCH_DG,
+                              SCRATCH_DX, SCRATCH_GRAD, SCRATCH_HT, SCRATCH_IN, SCRATCH_PREV,
+                              SCRATCH_S, SCRATCH_VECTORS, SCRATCH_X, SPLIT_DIRECTIONS, SPLIT_ROWS,
+                              SPLIT_SAMPLES, Call, Direction, Gate, Layer, Seq, Vec)
 
 import numbers
 
@@ -41,9 +44,6 @@ GATES = GATE_FIELDS  # the kernels' gate order too: i, f, g, o
 cdef int SNE = DataLayout.SNE, NSE = DataLayout.NSE
 cdef int FLOAT32 = DataType.FLOAT32, FLOAT64 = DataType.FLOAT64
 cdef int ACCUMULATE = NDArrayFlags.BACKPROP_ACCUMULATE, SET = NDArrayFlags.BACKPROP_SET
-cdef enum:
-    N_REGIONS = 6    # of the training cache, per layer (REGIONS, _workspace.pxi)
-    N_SCRATCH = 10   # parts of the scratch (scratch_sizes, _workspace.pxi)
 
 
 include "_tensor.pxi"
@@ -70,7 +70,7 @@ cdef class Plan:
     cdef object picks, timing       # the planner's schedule the call's pointers point into
     cdef Py_ssize_t *offsets        # the cache's region offsets, [L][N_REGIONS] (_workspace.pxi)
     cdef Py_ssize_t cache_bytes     # the cache's capacity; -1 until laid out
-    cdef Py_ssize_t scratch[N_SCRATCH]   # bytes of each scratch part for:
+    cdef Py_ssize_t scratch[N_SCRATCH]   # bytes of each scratch part (SCRATCH_*) for:
     cdef int scratch_team, scratch_backward  # this team and direction (-1: not yet sized)
     cdef Slot slots[N_SLOTS]        # where the sequences and states lie (_slots.pxi)
     cdef bint movable[N_SLOTS]      # which of them move() may put elsewhere
@@ -396,7 +396,7 @@ cdef class Plan:
         if self.bound is not None and self.bound[0] == key:
             # the same buffers as the last call: only the packed biases and diagonal
             # peepholes again (the weights are read at every call)
-            pack_vectors(self, vectors_at(self, work))
+            pack_vectors(self, work + scratch_offset(self, SCRATCH_VECTORS))
             return
         self.c.team = team
         bind_regions(self, regions, keep_everything)
@@ -485,8 +485,9 @@ cdef class Plan:
                 f" U{weights} h0{reading(dr.h0)} c0{reading(dr.c0)}")
 
     def schedule(self, arrangements, picks=None, step_seconds=None):
-        """Run the steps with ``arrangements`` (at most 8 (form, chunk, by_vectors[, split])
-        tuples, one split for all: the team shares a whole call one way): step s of layer l
+        """Run the steps with ``arrangements`` (at most 8 planner.Arrangement or plain (form,
+        chunk, by_vectors[, split]) tuples, one split for all: the team shares a whole call
+        one way): step s of layer l
         uses arrangements[picks[l * T + s]] (``picks``: bytes of L*T indices; None: the
         first everywhere); ``step_seconds`` (a float64 array of L*T, or None) receives each
         step's wall time."""
@@ -522,9 +523,9 @@ cdef class Plan:
             self.timing = step_seconds
 
     def use(self, arrangement):
-        """Run every step with one (form, chunk, by_vectors, split) arrangement, untimed:
-        the planner's choice for an ordinary call (schedule() with one arrangement, minus
-        its checks: the planner's arrangements are valid)."""
+        """Run every step with one arrangement (a planner.Arrangement or a plain (form, chunk,
+        by_vectors, split) tuple), untimed: the planner's choice for an ordinary call
+        (schedule() with one arrangement, minus its checks: the planner's are valid)."""
         cdef Call *c = &self.c
         (c.arrangement[0].form, c.arrangement[0].chunk, c.arrangement[0].by_vectors,
          c.arrangement[0].split) = arrangement

@@ -180,7 +180,8 @@ cdef int run_frame(Plan plan, object x, object out, bint serial) except -1:
     try:
         contiguous_buffer(out, &ov, ny, isz, True, "out")
         try:
-            pack_vectors(plan, vectors_at(plan, plan.work))   # the weights as they are now
+            # the weights as they are now
+            pack_vectors(plan, plan.work + scratch_offset(plan, SCRATCH_VECTORS))
             memcpy(plan.slots[SLOT_X].p, xv.buf, nx)
             with nogil:
                 if serial:

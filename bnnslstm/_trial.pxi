@@ -80,10 +80,10 @@ cdef object run_trial(Plan plan, bint backward, arrangement, regions, scratch, i
             else:
                 forward_kernel(&plan.c)
         if backward:
-            start = plan.scratch[0] + plan.scratch[1] + plan.scratch[2]
+            start = scratch_offset(plan, SCRATCH_DG)
             return (scratch[start:start + rows * 4 * plan.D * plan.H * plan.c.itemsize],)
         parts = []
-        for r in (0, 2, 4):   # gates, cells, output: every row of the steps run
+        for r in (REGION_GATES, REGION_CELLS, REGION_OUTPUT):   # every row of the steps run
             width = REGION_WIDTH[r] * plan.D * plan.H * plan.c.itemsize
             parts.append(regions[plan.offsets[r]:plan.offsets[r]
                                  + <Py_ssize_t>steps * plan.B * width])

@@ -8,7 +8,8 @@
 HEADER_BYTES = 64   # the cache's header; the regions follow at multiples of ALIGNMENT
 ALIGNMENT = 64
 # name, width per direction in units of H, the direction its own axis ([T][B][D][w*H]) or
-# not ([T][B][D*H]), what the region holds; in buffer order, layer after layer
+# not ([T][B][D*H]), what the region holds; in buffer order (REGION_* of _call.pxd, where
+# each region's condition is), layer after layer
 REGIONS = (
     ("gates", 4, True, "gate activations i, f, g, o"),
     ("preact", 4, True, "gate pre-activations (only without ``DEFAULT_ACTIVATIONS``)"),
@@ -18,7 +19,9 @@ REGIONS = (
     ("mask", 1, False, "dropout scale of layer l's input "
                        "(layers l >= 1, only when ``dropout > 0``)"),
 )
-assert len(REGIONS) == N_REGIONS, "REGIONS and N_REGIONS (_plan.pyx) disagree"
+assert [name for name, *_ in REGIONS] == [
+    "gates", "preact", "cells", "act_h_c", "output", "mask"] and len(REGIONS) == N_REGIONS, (
+    "REGIONS and REGION_* (_call.pxd) disagree")
 cdef Py_ssize_t REGION_WIDTH[N_REGIONS]
 for _k, _region in enumerate(REGIONS):
     REGION_WIDTH[_k] = _region[1]
@@ -26,12 +29,12 @@ del _k, _region
 
 
 cdef bint present(Plan plan, int layer, int r) noexcept:
-    """Whether region r of REGIONS exists for ``layer``: pre-activations only for custom
+    """Whether region r (REGION_*) exists for ``layer``: pre-activations only for custom
     activations (sigmoid's and tanh's derivatives come from their outputs), masks only where
     dropout acts on a layer's input."""
-    if r == 1:
+    if r == REGION_PREACT:
         return not plan.default_activations
-    if r == 5:
+    if r == REGION_MASK:
         return layer > 0 and plan.dropout > 0
     return True
 
@@ -72,75 +75,68 @@ cdef list cache_regions(Plan plan):
 
 cdef int bind_regions(Plan plan, char *base, bint keep_everything) except -1:
     """Point every layer at its regions of the cache at ``base`` (without keep_everything,
-    what only the backward reads is not written)."""
-    cdef char *region[N_REGIONS]
-    cdef Layer *lay
+    the regions only the backward reads are not written)."""
+    cdef char **region
     cdef int l, r
     lay_out_cache(plan)
     for l in range(plan.L):
+        region = plan.c.layer[l].region
         for r in range(N_REGIONS):
             region[r] = (NULL if plan.offsets[N_REGIONS * l + r] < 0
                          else base + plan.offsets[N_REGIONS * l + r])
-        if not keep_everything:
-            region[1] = region[3] = NULL
-        lay = &plan.c.layer[l]
-        lay.gates, lay.preact, lay.cells = region[0], region[1], region[2]
-        lay.act_h, lay.out, lay.mask = region[3], region[4], region[5]
+        if not keep_everything:   # read by the backward only
+            region[REGION_PREACT] = region[REGION_ACT_H_C] = NULL
     return 0
 
 
 cdef Py_ssize_t scratch_sizes(Plan plan, int team, bint backward) noexcept:
-    """Bytes of each scratch part (64-byte multiples) in plan.scratch, in Call's order: x, in,
-    S, dG, dX, prev, carry, grad, hT, and the packed bias and peephole vectors; returns the
-    total. Computed once per (team, backward)."""
+    """Bytes of each scratch part (SCRATCH_* of _call.pxd, 64-byte multiples) in
+    plan.scratch; returns the total. Computed once per (team, backward)."""
     cdef Call *c = &plan.c
     cdef Py_ssize_t rows = c.rows, DH = plan.D * plan.H, DG = 4 * DH, isz = c.itemsize
     cdef Py_ssize_t width = plan.In if plan.In > DH else DH, total = 0
-    cdef Py_ssize_t *sizes = plan.scratch
+    cdef Py_ssize_t *size = plan.scratch
     cdef bint full = not plan.variable_batch
     cdef int k
     if plan.scratch_team != team or plan.scratch_backward != backward:
-        sizes[0] = rows * plan.In if c.x_rows.p == NULL else 0
-        sizes[1] = rows * DH if plan.L > 1 and (plan.dropout > 0 or not full) else 0
-        sizes[2] = DG * plan.B
-        sizes[3] = rows * DG if backward or not full else 0
-        sizes[4] = rows * width if backward else 0
-        sizes[5] = (plan.D + 1) * rows * plan.H if backward else 0
-        sizes[6] = 3 * DH * plan.B if backward else 0
-        sizes[7] = team * c.grad_stride if backward else 0
-        sizes[8] = DH * plan.B
-        sizes[9] = 2 * plan.L * DG
+        # elements of each part: its size where present, else 0 (conditions: _call.pxd)
+        size[SCRATCH_X] = rows * plan.In if c.x_rows.p == NULL else 0
+        size[SCRATCH_IN] = rows * DH if plan.L > 1 and (plan.dropout > 0 or not full) else 0
+        size[SCRATCH_S] = DG * plan.B
+        size[SCRATCH_DG] = rows * DG if backward or not full else 0
+        size[SCRATCH_DX] = rows * width if backward else 0
+        size[SCRATCH_PREV] = (plan.D + 1) * rows * plan.H if backward else 0
+        size[SCRATCH_CARRY] = 3 * DH * plan.B if backward else 0
+        size[SCRATCH_GRAD] = team * c.grad_stride if backward else 0
+        size[SCRATCH_HT] = DH * plan.B
+        size[SCRATCH_VECTORS] = 2 * plan.L * DG
         for k in range(N_SCRATCH):
-            sizes[k] = (sizes[k] * isz + 63) // 64 * 64
+            size[k] = (size[k] * isz + 63) // 64 * 64
         plan.scratch_team, plan.scratch_backward = team, backward
     for k in range(N_SCRATCH):
-        total += sizes[k]
+        total += size[k]
     return total
 
 
-cdef int bind_scratch(Plan plan, char *base) noexcept:
-    """Point the call at its parts of the scratch at ``base`` (laid out by scratch_sizes)."""
-    cdef Call *c = &plan.c
-    cdef Py_ssize_t *size = plan.scratch
-    c.scratch_x, base = base, base + size[0]
-    c.scratch_in, base = base, base + size[1]
-    c.scratch_S, base = base, base + size[2]
-    c.scratch_dG, base = base, base + size[3]
-    c.scratch_dX, base = base, base + size[4]
-    c.scratch_prev, base = base, base + size[5]
-    c.scratch_carry, base = base, base + size[6]
-    c.scratch_grad, base = base, base + size[7]
-    c.scratch_hT, base = base, base + size[8]
-    pack_vectors(plan, base)
-    return 0
-
-
-cdef char *vectors_at(Plan plan, char *scratch) noexcept:
-    """Where bind_scratch put the packed vectors in ``scratch``: after every other part."""
+cdef Py_ssize_t scratch_offset(Plan plan, int part) noexcept:
+    """Where part (SCRATCH_*) starts in the scratch laid out by scratch_sizes: after every
+    part before it."""
+    cdef Py_ssize_t offset = 0
     cdef int k
-    for k in range(N_SCRATCH - 1):
-        scratch += plan.scratch[k]
-    return scratch
+    for k in range(part):
+        offset += plan.scratch[k]
+    return offset
+
+
+cdef int bind_scratch(Plan plan, char *base) noexcept:
+    """Point the call at its parts of the scratch at ``base`` (laid out by scratch_sizes)
+    and pack the vectors into theirs."""
+    cdef int k
+    for k in range(N_SCRATCH):
+        plan.c.scratch[k] = base
+        base += plan.scratch[k]
+    pack_vectors(plan, plan.c.scratch[SCRATCH_VECTORS])
+    return 0
 
 
 cdef void pack_vectors(Plan plan, char *base) noexcept:

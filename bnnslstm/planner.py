@@ -35,22 +35,45 @@ import json
 import os
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 
 from ._plan import same_bytes
 
 __all__ = ["mode", "set_mode", "decisions", "forget", "export_wisdom", "import_wisdom",
-           "arrangement_name"]
+           "arrangement_name", "Arrangement"]
 
 MODES = ("measure", "heuristic", "fastest")
-HEURISTIC = (0, 0, -1, 0)   # the canonical arrangement: S from h read in place, the thread's
-                            # slice in one call, gemv for batches <= 4, the team by rows
+# the form's bits (the kernels' FORM_*, bnnslstm/_kernels/_call.pxd): h_prev read from a
+# batch-fastest copy; the products added straight into the input projection
+STATE_COPY, INTO_PROJECTION = 1, 2
 FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection")
 # how the team shares each step (the kernels' SPLIT_*): its rows and units, meeting twice a
 # step; a team of two on the two directions; each thread its samples
 SPLITS = ("rows", "directions", "samples")
 ROWS, DIRECTIONS, SAMPLES = range(3)
+
+
+class Arrangement(NamedTuple):
+    """How a pass hands each step's recurrent products to BLAS (the kernels' ``Arrangement``,
+    ``bnnslstm/_kernels/_call.pxd``); the defaults make the canonical one, ``HEURISTIC``.
+
+    ``form``: the bits ``STATE_COPY`` (h_prev read from a batch-fastest copy) and
+    ``INTO_PROJECTION`` (the products added straight into the input projection), ``FORMS``
+    naming each value; ``chunk``: rows (forward) or columns (backward) per BLAS call, 0 for
+    the thread's whole slice; ``by_vectors``: 1 one gemv per sample, 0 one gemm, -1 gemv
+    for batches of at most 4; ``split``: how the team shares a step (``ROWS``,
+    ``DIRECTIONS``, ``SAMPLES``, ``SPLITS`` naming each)."""
+
+    form: int = 0
+    chunk: int = 0
+    by_vectors: int = -1
+    split: int = ROWS
+
+
+HEURISTIC = Arrangement()   # the canonical arrangement: S from h read in place, the thread's
+                            # slice in one call, gemv for batches <= 4, the team by rows
 TRIAL_STEPS = 16            # steps of a trial (every step of a call with per-step batch sizes)
 TIMED_STEPS = 8             # timed steps per candidate at least (a short trial is repeated)
 MIN_WORK = 1 << 16          # multiply-adds of a step's products below which nothing is tried
@@ -84,8 +107,8 @@ def set_mode(name):
 
 
 def arrangement_name(arrangement):
-    """A readable name of a (form, chunk, by_vectors, split) arrangement, e.g.
-    ``"state-copy, chunks of 96"`` or ``"scratch, team by samples"``."""
+    """A readable name of an :class:`Arrangement` (or a plain (form, chunk, by_vectors,
+    split) tuple), e.g. ``"state-copy, chunks of 96"`` or ``"scratch, team by samples"``."""
     form, chunk, by_vectors, split = arrangement
     parts = [FORMS[form]]
     if chunk:
@@ -110,27 +133,27 @@ def candidates(H, B, D, team, backward):
     the two directions of a bidirectional layer; each thread its samples)."""
     found = [HEURISTIC]
     if B <= 4:
-        found.append((0, 0, 0, ROWS))
+        found.append(Arrangement(by_vectors=0))
     elif B <= 8:
-        found.append((0, 0, 1, ROWS))
+        found.append(Arrangement(by_vectors=1))
     if backward:  # dL/dh_prev [B][units] = dA [B][4H] U[4H][units]: column chunks
         chunk = _chunk(D * H, B * 4 * H, -(-D * H // team))
         if chunk:
-            found.append((0, chunk, 0, ROWS))
+            found.append(Arrangement(chunk=chunk, by_vectors=0))
     else:
-        found.append((1, 0, 0, ROWS))
+        found.append(Arrangement(STATE_COPY, by_vectors=0))
         chunk = _chunk(D * 4 * H, B * H, -(-D * 4 * H // team))
         if chunk:
-            found.append((1, chunk, 0, ROWS))
-        found.append((2, 0, -1, ROWS))
-        found.append((3, 0, -1, ROWS))
+            found.append(Arrangement(STATE_COPY, chunk, by_vectors=0))
+        found.append(Arrangement(INTO_PROJECTION))
+        found.append(Arrangement(STATE_COPY | INTO_PROJECTION))
     if team == 2 and D == 2:   # the same products per thread, no meeting per step
-        found.append((0, 0, -1, DIRECTIONS))
+        found.append(Arrangement(split=DIRECTIONS))
         if not backward:
-            found.append((1, 0, 0, DIRECTIONS))
+            found.append(Arrangement(STATE_COPY, by_vectors=0, split=DIRECTIONS))
     if team > 1 and B >= team:   # every row per thread, its samples only
-        found.append((0, 0, -1, SAMPLES))
-        found.append((0, 0, 0 if B > 4 else 1, SAMPLES))
+        found.append(Arrangement(split=SAMPLES))
+        found.append(Arrangement(by_vectors=0 if B > 4 else 1, split=SAMPLES))
     return found
 
 
@@ -336,9 +359,9 @@ def _blas_identity():
 def export_wisdom():
     """What the planner has chosen, as a JSON text (for :func:`import_wisdom`)."""
     def entry(which):
-        form, chunk, by_vectors, split = which.chosen
-        return {"form": FORMS[form], "chunk": chunk, "by_vectors": by_vectors,
-                "split": SPLITS[split]}
+        chosen = Arrangement(*which.chosen)
+        return {"form": FORMS[chosen.form], "chunk": chosen.chunk,
+                "by_vectors": chosen.by_vectors, "split": SPLITS[chosen.split]}
 
     with _lock:
         problems = {}
@@ -376,13 +399,14 @@ def import_wisdom(text):
             if which not in ("forward", "backward"):
                 raise ValueError(f"wisdom: problem {key!r}: unknown pass {which!r}")
             try:
-                arrangement = (FORMS.index(value["form"]), int(value["chunk"]),
-                               int(value["by_vectors"]), SPLITS.index(value.get("split", "rows")))
+                arrangement = Arrangement(
+                    FORMS.index(value["form"]), int(value["chunk"]), int(value["by_vectors"]),
+                    SPLITS.index(value.get("split", "rows")))
             except (AttributeError, KeyError, TypeError, ValueError):
                 raise ValueError(f"wisdom: problem {key!r}, {which}: expected form, chunk, "
                                  f"by_vectors (and split), got {value!r}") from None
-            if (arrangement[1] < 0 or arrangement[2] not in (-1, 0, 1)
-                    or (which == "backward" and arrangement[0])):
+            if (arrangement.chunk < 0 or arrangement.by_vectors not in (-1, 0, 1)
+                    or (which == "backward" and arrangement.form)):
                 raise ValueError(f"wisdom: problem {key!r}, {which}: not an arrangement: {value!r}")
             parsed.setdefault(key, {})[which] = arrangement
     with _lock:

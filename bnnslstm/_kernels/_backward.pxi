@@ -16,7 +16,7 @@ cdef void step_gradients(floating *typ, Call *c, int l, int s, const Share *sh,
     cdef floating *g
     cdef floating *pre
     cdef floating *cell
-    cdef floating *act_h
+    cdef floating *act_h_c
     cdef floating *dy
     cdef floating *carry_h
     cdef floating *carry_c
@@ -37,13 +37,13 @@ cdef void step_gradients(floating *typ, Call *c, int l, int s, const Share *sh,
                     dy = <floating*>c.dy.p + t * c.dy.st + b * c.dy.sb + d * H * c.dy.se
                     dys = c.dy.se
             else:
-                dy = <floating*>c.scratch_dX + wrow * DH + d * H
+                dy = <floating*>c.scratch[SCRATCH_DX] + wrow * DH + d * H
                 dys = 1
             c_prev = prev_state(typ, c, lay, d, t, b, True, &cps)
             g = gates_at(typ, c, lay, row, d)
             pre = preact_at(typ, c, lay, row, d)
             cell = cells_at(typ, c, lay, row, d)
-            act_h = act_h_at(typ, c, lay, row, d)
+            act_h_c = act_h_c_at(typ, c, lay, row, d)
             carry_h = carry_at(typ, c, CARRY_H, d, b)
             carry_c = carry_at(typ, c, CARRY_C, d, b)
             dc_step = carry_at(typ, c, CARRY_DC, d, b)
@@ -52,11 +52,11 @@ cdef void step_gradients(floating *typ, Call *c, int l, int s, const Share *sh,
                 if m > CHUNK:
                     m = CHUNK
                 gradient_chunk(typ, c, m, H, g + j, at(<char*>pre, j, typ), cell + j,
-                               at(<char*>act_h, j, typ), at(lay.cdiag, d * G + j, typ),
+                               at(<char*>act_h_c, j, typ), at(lay.cdiag, d * G + j, typ),
                                at(<char*>c_prev, j * cps, typ), cps,
                                at(<char*>dy, j * dys, typ), dys,
                                carry_h + j, carry_c + j, dc_step + j,
-                               <floating*>c.scratch_dG + wrow * DG + d * G + j, part)
+                               <floating*>c.scratch[SCRATCH_DG] + wrow * DG + d * G + j, part)
 
 
 cdef void step_back_products(floating *typ, Call *c, int l, int s, const Share *sh,
@@ -80,8 +80,8 @@ cdef void step_back_products(floating *typ, Call *c, int l, int s, const Share *
         e = sh.b1 if sh.b1 < bt else bt   # the thread's samples of the step: [b0, e)
         if b0 >= e:
             continue
-        dA = mat(c.scratch_dG + ((c.start[t] + b0) * DG + d * G) * sizeof(floating), e - b0, G,
-                 DG, 1)
+        dA = mat(c.scratch[SCRATCH_DG] + ((c.start[t] + b0) * DG + d * G) * sizeof(floating),
+                 e - b0, G, DG, 1)
         chunk = a.chunk if a.chunk > 0 else n
         q = j0
         while q < j0 + n:
@@ -157,7 +157,7 @@ cdef void initial_gradients(floating *typ, Call *c, int l, const Share *sh) noex
 
 
 cdef void gather_previous(floating *typ, Call *c, int l, int tid, bint cells) noexcept nogil:
-    """scratch_prev[d][row] = the state (h, or c with cells) step t of direction d started
+    """SCRATCH_PREV[d][row] = the state (h, or c with cells) step t of direction d started
     from, for every work row: the previous step's, or the initial state, or 0."""
     cdef Layer *lay = &c.layer[l]
     cdef Py_ssize_t t0, t1, t, j, stride, H = c.H
@@ -168,7 +168,7 @@ cdef void gather_previous(floating *typ, Call *c, int l, int tid, bint cells) no
     for d in range(c.D):
         for t in range(t0, t1):
             for b in range(c.bs[t]):
-                dst = <floating*>c.scratch_prev + (d * c.rows + c.start[t] + b) * H
+                dst = <floating*>c.scratch[SCRATCH_PREV] + (d * c.rows + c.start[t] + b) * H
                 src = prev_state(typ, c, lay, d, t, b, cells, &stride)
                 if src == NULL:
                     memset(dst, 0, H * sizeof(floating))
@@ -183,7 +183,7 @@ cdef void gather_previous(floating *typ, Call *c, int l, int tid, bint cells) no
 
 cdef Mat cells_rows(floating *typ, Call *c, int l, int d, int tid) noexcept nogil:
     """Direction d's cell after each step as [rows][H] in work rows (gathered into the
-    second half of scratch_prev when some steps are not full)."""
+    second half of SCRATCH_PREV when some steps are not full)."""
     cdef Layer *lay = &c.layer[l]
     cdef Py_ssize_t H = c.H, DH = c.D * c.H, t0, t1, t, j
     cdef int b
@@ -194,12 +194,12 @@ cdef Mat cells_rows(floating *typ, Call *c, int l, int d, int tid) noexcept nogi
     share(c.T, c.team, tid, 1, &t0, &t1)
     for t in range(t0, t1):
         for b in range(c.bs[t]):
-            dst = <floating*>c.scratch_prev + (c.D * c.rows + c.start[t] + b) * H
+            dst = <floating*>c.scratch[SCRATCH_PREV] + (c.D * c.rows + c.start[t] + b) * H
             src = cells_at(typ, c, lay, t * c.B + b, d)
             for j in range(H):
                 dst[j] = src[j]
     team_barrier(c.barrier, c.team)
-    return mat(c.scratch_prev + c.D * c.rows * H * sizeof(floating), c.rows, H, H, 1)
+    return mat(c.scratch[SCRATCH_PREV] + c.D * c.rows * H * sizeof(floating), c.rows, H, H, 1)
 
 
 cdef void column_sums(floating *typ, Call *c, Mat dG, Mat other, Vec dst, bint accumulate,
@@ -241,7 +241,7 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, X = lay.X, rows = c.rows
     cdef Py_ssize_t q0, q1, r0, r1, u0, u1, j, n
     cdef int d, k
-    cdef Mat dG = mat(c.scratch_dG, rows, DG, DG, 1)
+    cdef Mat dG = mat(c.scratch[SCRATCH_DG], rows, DG, DG, 1)
     cdef Mat inp, dX, prev, cells
     # dL/d(input) = dG W: the caller's dx for layer 0 when BLAS can write it in place
     share(rows, c.team, tid, GRAIN, &q0, &q1)
@@ -249,7 +249,7 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
         if l == 0 and c.dx_rows.p != NULL:
             dX = c.dx_rows
         else:
-            dX = mat(c.scratch_dX, rows, X, X, 1)
+            dX = mat(c.scratch[SCRATCH_DX], rows, X, X, 1)
         if q1 > q0:
             dX = block(dX, q0, 0, q1 - q0, X, sizeof(floating))
             if lay.W4.p != NULL:
@@ -282,7 +282,7 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
     # dU = dG^T H_prev; full peepholes dC = dG^T C_prev (the output gate's: dG_o^T C)
     gather_previous(typ, c, l, tid, False)
     for d in range(c.D):
-        prev = mat(c.scratch_prev + d * rows * H * sizeof(floating), rows, H, H, 1)
+        prev = mat(c.scratch[SCRATCH_PREV] + d * rows * H * sizeof(floating), rows, H, H, 1)
         for k in range(4):
             gw = &grl.d[d].g[k]
             n = overlap(r0, r1, d * G + k * H, d * G + (k + 1) * H, &j)
@@ -292,10 +292,10 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
                           prev, gw.acc_U, block(gw.U, j, 0, n, H, sizeof(floating)))
     if not peepholes(grl, c.D):
         return
-    team_barrier(c.barrier, c.team)  # scratch_prev is reused for the cells
+    team_barrier(c.barrier, c.team)  # SCRATCH_PREV is reused for the cells
     gather_previous(typ, c, l, tid, True)
     for d in range(c.D):
-        prev = mat(c.scratch_prev + d * rows * H * sizeof(floating), rows, H, H, 1)
+        prev = mat(c.scratch[SCRATCH_PREV] + d * rows * H * sizeof(floating), rows, H, H, 1)
         cells = cells_rows(typ, c, l, d, tid)
         for k in range(4):
             gw = &grl.d[d].g[k]
@@ -336,7 +336,7 @@ cdef void input_gradient(floating *typ, Call *c, int tid) noexcept nogil:
         for b in range(c.B):
             dst = <floating*>c.dx.p + t * c.dx.st + b * c.dx.sb
             if b < c.bs[t]:
-                src = <floating*>c.scratch_dX + (c.start[t] + b) * c.In
+                src = <floating*>c.scratch[SCRATCH_DX] + (c.start[t] + b) * c.In
                 for e in range(c.In):
                     dst[e * c.dx.se] = dst[e * c.dx.se] + src[e] if c.acc_dx else src[e]
             elif not c.acc_dx:
@@ -345,17 +345,17 @@ cdef void input_gradient(floating *typ, Call *c, int tid) noexcept nogil:
 
 
 cdef void mask_gradient(floating *typ, Call *c, int l, int tid) noexcept nogil:
-    """dL/d(output of layer l-1) = dX * mask_l, in place in scratch_dX (work rows)."""
+    """dL/d(output of layer l-1) = dX * mask_l, in place in SCRATCH_DX (work rows)."""
     cdef Py_ssize_t t0, t1, t, e, DH = c.D * c.H
     cdef int b
     cdef floating *v
     cdef floating *m
-    if c.layer[l].mask == NULL:
+    if c.layer[l].region[REGION_MASK] == NULL:
         return
     share(c.T, c.team, tid, 1, &t0, &t1)
     for t in range(t0, t1):
         for b in range(c.bs[t]):
-            v = <floating*>c.scratch_dX + (c.start[t] + b) * DH
+            v = <floating*>c.scratch[SCRATCH_DX] + (c.start[t] + b) * DH
             m = mask_at(typ, c, &c.layer[l], t * c.B + b)
             for e in range(DH):
                 v[e] = v[e] * m[e]
@@ -383,7 +383,7 @@ cdef void backward_thread(floating *typ, Call *c, int tid) noexcept nogil:
             time_step(c, tid, l * c.T + s - 1 if s > 0 else -1, &since)
             step_back_products(typ, c, l, s, &sh, False, a)
         initial_gradients(typ, c, l, &sh)
-        team_barrier(c.barrier, c.team)  # dG complete; carries no longer needed; scratch_dX
+        team_barrier(c.barrier, c.team)  # dG complete; carries no longer needed; SCRATCH_DX
                                          # (dy of l) consumed
         weight_gradients(typ, c, l, tid)
         team_barrier(c.barrier, c.team)
@@ -408,13 +408,13 @@ cdef void store(floating *typ, Mat src, Mat dst, bint accumulate) noexcept nogil
 
 cdef void gemm_into(floating *typ, Call *c, int tid, Mat a, Mat b, bint accumulate,
                     Mat dst) noexcept nogil:
-    """dst (+)= A B; through the thread's part of scratch_grad when BLAS cannot write dst
+    """dst (+)= A B; through the thread's part of SCRATCH_GRAD when BLAS cannot write dst
     in place."""
     cdef Mat tmp
     if addressable(dst):
         gemm(<floating>1, a, b, <floating>(1 if accumulate else 0), dst)
     else:
-        tmp = mat(c.scratch_grad + tid * c.grad_stride * sizeof(floating), dst.rows, dst.cols,
-                  dst.cols, 1)
+        tmp = mat(c.scratch[SCRATCH_GRAD] + tid * c.grad_stride * sizeof(floating), dst.rows,
+                  dst.cols, dst.cols, 1)
         gemm(<floating>1, a, b, <floating>0, tmp)
         store(typ, tmp, dst, accumulate)

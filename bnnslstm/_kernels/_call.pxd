@@ -44,6 +44,22 @@ ctypedef struct Direction:
     bint acc_h0, acc_c0         # gradients: add to dL/dh0, dL/dc0
 
 
+# The training cache's regions of one layer (Layer.region), in buffer order, each
+# [rows][width] over the cache rows, NULL where absent. Their offsets, the shapes
+# training_cache_layout reports and the docs' table come from REGIONS (_workspace.pxi).
+#   region              present when              holds
+cdef enum:
+    REGION_GATES = 0    # always                  [D*4H] the input projection, then the gates
+    REGION_PREACT       # custom activations      [D*4H] the gates' pre-activations
+    REGION_CELLS        # always                  [D*H] the cell after each step
+    REGION_ACT_H_C      # always (an inference    [D*H] act_h(cell)
+                        # does not write it)
+    REGION_OUTPUT       # always                  [D*H] h after each step: the layer's output
+    REGION_MASK         # layers l >= 1 when      [D*H] the dropout scale of the layer's input
+                        # dropout > 0
+    N_REGIONS
+
+
 ctypedef struct Layer:
     Direction d[2]
     Mat W4                      # every direction's and gate's W as one [D*4H][X] matrix, or p NULL
@@ -51,23 +67,12 @@ ctypedef struct Layer:
     bint full_o                 # the output gate has a full peephole (it reads the new cell)
     char *bias                  # [D][4][H] contiguous (zeros where a gate has no bias)
     char *cdiag                 # [D][4][H] contiguous diagonal peepholes, or NULL when none
-    # regions of the training cache (or scratch), row-major over the call's rows
-    char *gates                 # [rows][D*4H] input projection, then gate activations
-    char *preact                # [rows][D*4H] pre-activations (custom activations), or NULL
-    char *cells                 # [rows][D*H] cell after each step
-    char *act_h                 # [rows][D*H] act_h(cell), or NULL
-    char *out                   # [rows][D*H] hidden state after each step: the layer's output
-    char *mask                  # [rows][D*H] dropout scale of this layer's input, or NULL
+    char *region[N_REGIONS]     # the training cache's regions (or scratch's): REGION_*
 
 
 # How a step's recurrent products are handed to BLAS (the planner's candidates: every one
 # computes the same products, in another arrangement of BLAS calls).
-#   form bit 1 (state copy): h_prev is read from a batch-fastest copy ([D][H][B], written by
-#           the previous step's cell pass) instead of in place from the output region
-#   form bit 2 (into the projection): the products accumulate (beta = 1) straight into the
-#           step's rows of the input projection, and the cell pass reads one contiguous
-#           stream per sample; without it they go to S[D*4H][B] (scratch, batch-fastest)
-#           and the cell pass adds S to the projection
+#   form:   FORM_* bits (below); 0: S from h_prev read in place
 #   chunk:  rows of U per BLAS call (forward) or columns of dL/dh_prev (backward); 0: the
 #           thread's whole slice in one call
 #   by_vectors: -1 one gemv per sample when the batch is at most 4 (the heuristic), 0 one
@@ -80,6 +85,18 @@ ctypedef struct Arrangement:
     int split
 
 
+# Arrangement.form's bits
+cdef enum:
+    FORM_STATE_COPY = 1       # h_prev is read from a batch-fastest copy ([D][H][B] in
+                              # SCRATCH_HT, written by the previous step's cell pass) instead of
+                              # in place from the output region
+    FORM_INTO_PROJECTION = 2  # the products accumulate (beta = 1) straight into the step's
+                              # rows of the input projection, and the cell pass reads one
+                              # contiguous stream per sample; without it they go to
+                              # S[D*4H][B] (SCRATCH_S, batch-fastest) and the cell pass adds S
+                              # to the projection
+
+
 # How a call's thread team shares each step (Arrangement.split, _rows.pxi's thread_share)
 cdef enum:
     SPLIT_ROWS = 0          # each thread a slice of the products' rows and of the hidden
@@ -88,6 +105,29 @@ cdef enum:
                             # direction, whole; no meeting inside a layer's time loop
     SPLIT_SAMPLES = 2       # each thread its samples for the whole sequence, every row and
                             # unit of them; no meeting inside a layer's time loop
+
+
+# The parts of a call's scratch (Call.scratch), in buffer order: scratch_sizes
+# (_workspace.pxi) sizes each (0 bytes where absent), bind_scratch points Call.scratch at them.
+#   part                present when              holds
+cdef enum:
+    SCRATCH_X = 0       # BLAS cannot read x as   [rows][I] x, gathered
+                        # one matrix (x_rows)
+    SCRATCH_IN          # L > 1, with dropout or  [rows][D*H] a layer's input, masked/gathered
+                        # per-step batch sizes
+    SCRATCH_S           # always                  [D*4H][B] one step's recurrent products
+    SCRATCH_DG          # the backward, or per-   [rows][D*4H] dL/d(pre-activation); in a
+                        # step batch sizes        forward the projection of the active rows
+    SCRATCH_DX          # the backward            [rows][max(I, D*H)] dL/d(layer input)
+    SCRATCH_PREV        # the backward            [D+1][rows][H] each row's previous h (or c);
+                        #                         the cells
+    SCRATCH_CARRY       # the backward            [3][D][B][H] dh, dc carried between steps; dc'
+    SCRATCH_GRAD        # the backward            [team][grad_stride] gradient blocks BLAS
+                        #                         cannot write in place
+    SCRATCH_HT          # always                  [D][H][B] h batch-fastest (FORM_STATE_COPY)
+    SCRATCH_VECTORS     # always                  [L][2][D*4H] the packed biases and diagonal
+                        #                         peepholes (Layer.bias, Layer.cdiag)
+    N_SCRATCH
 
 
 ctypedef struct Call:
@@ -115,18 +155,8 @@ ctypedef struct Call:
     bint acc_dx
     Mat dx_rows                 # dx as [rows][I] when BLAS writes it so, else p NULL
     Layer *grad                 # [L] gradients: only Direction/Gate pointers are used
-    # scratch, laid out by the plan (scratch_sizes in _workspace.pxi)
-    char *scratch_x             # [rows][I] gathered x (when x_rows.p is NULL)
-    char *scratch_in            # [rows][D*H] masked layer input (dropout)
-    char *scratch_S             # [D*4H][B] one step's recurrent products
-    char *scratch_dG            # [rows][D*4H] backward: dL/d(pre-activation); forward with
-                                # per-step batch sizes: the input projection of the active rows
-    char *scratch_dX            # [rows][max(I, D*H)] backward: dL/d(layer input)
-    char *scratch_prev          # [D+1][rows][H] backward: previous h (then c) of every row, cells
-    char *scratch_carry         # [3][D][B][H] backward: dh, dc carried between steps, dc'
-    char *scratch_grad          # [team][grad_stride] a gradient block BLAS cannot write in place
-    Py_ssize_t grad_stride      # H * max(I, D*H)
-    char *scratch_hT            # [D][H][B] the hidden state batch-fastest (form 1)
+    char *scratch[N_SCRATCH]    # the parts of the scratch (SCRATCH_*), laid out by the plan
+    Py_ssize_t grad_stride      # H * max(I, D*H): one thread's block of SCRATCH_GRAD
     # the planner's schedule: candidate arrangements, which one each step of each layer
     # uses, and (while tuning) each step's wall time, written by thread 0
     Arrangement arrangement[8]

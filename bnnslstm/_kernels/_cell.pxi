@@ -9,7 +9,7 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                      const floating *s, Py_ssize_t s_unit, Py_ssize_t s_gate,
                      const floating *bias, const floating *cdiag,
                      const floating *c_prev, Py_ssize_t cps,
-                     floating *cell, floating *act_h, floating *h, floating *y, Py_ssize_t ys,
+                     floating *cell, floating *act_h_c, floating *h, floating *y, Py_ssize_t ys,
                      floating *hT, Py_ssize_t hts, int part) noexcept nogil:
     """The forward cell for n (<= CHUNK) hidden units of one sample. proj, g, a, bias, cdiag
     hold the four gates H apart; s (the step's products, NULL: already added into proj) unit
@@ -76,9 +76,9 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
             g[3 * H + i] = v[3][i]
             th[i] = cn[i]
         activate(c.fn[4], c.alpha[4], c.beta[4], th, n)
-        if act_h != NULL:
+        if act_h_c != NULL:
             for i in range(n):
-                act_h[i] = th[i]
+                act_h_c[i] = th[i]
         for i in range(n):
             h[i] = v[3][i] * th[i]
         if y != NULL:
@@ -91,7 +91,7 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
 
 cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                          const floating *g, const floating *a, const floating *cell,
-                         const floating *act_h, const floating *cdiag,
+                         const floating *act_h_c, const floating *cdiag,
                          const floating *c_prev, Py_ssize_t cps,
                          const floating *dy, Py_ssize_t dys,
                          floating *carry_h, floating *carry_c, floating *dc_step,
@@ -117,9 +117,9 @@ cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t 
         if dy != NULL:
             for i in range(n):
                 dh[i] = dh[i] + dy[i * dys]
-        if act_h != NULL:
+        if act_h_c != NULL:
             for i in range(n):
-                th[i] = act_h[i]
+                th[i] = act_h_c[i]
         else:  # not cached: act_h(c') again
             for i in range(n):
                 th[i] = cell[i]

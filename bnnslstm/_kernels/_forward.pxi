@@ -39,7 +39,9 @@ cdef void project(floating *typ, Call *c, int l, int tid) noexcept nogil:
 cdef inline char* projection(const Call *c, int l) noexcept nogil:
     """Where layer l's input projection lies: the gates region itself when the work rows
     are the cache's rows (every step full), else scratch (active rows only)."""
-    return c.layer[l].gates if c.rows == <Py_ssize_t>c.T * c.B else c.scratch_dG
+    if c.rows == <Py_ssize_t>c.T * c.B:
+        return c.layer[l].region[REGION_GATES]
+    return c.scratch[SCRATCH_DG]
 
 
 cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
@@ -47,15 +49,15 @@ cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
     """The thread's rows and samples (sh) of step s's products S[D*4H][B]: U h_prev^T, plus
     the full peepholes of gates i, f, g times c_prev^T; with output_peephole, instead add
     the output gate's full peephole times the new cell. Where S lies and how BLAS is
-    called: the arrangement (Arrangement in _call.pxd: S in scratch_S batch-fastest, or
-    added into the step's projection rows; h_prev in place or from scratch_hT; chunks;
+    called: the arrangement (Arrangement in _call.pxd: S in SCRATCH_S batch-fastest, or
+    added into the step's projection rows; h_prev in place or from SCRATCH_HT; chunks;
     gemm or gemv)."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DH = c.D * c.H, DG = c.D * 4 * c.H, B = c.B, j, n, lo, hi
     cdef Py_ssize_t e, carried0, carried1, initial0, initial1
     cdef int d, k, t, p, bt, n_prev
-    cdef bint into = a.form & 2 != 0
+    cdef bint into = a.form & FORM_INTO_PROJECTION != 0
     cdef Mat S, h_prev, c_prev, h_init, c_init, cell
     for d in range(c.D):
         n = overlap(sh.r0, sh.r1, d * G, (d + 1) * G, &lo)
@@ -76,9 +78,9 @@ cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
         if into:  # the projection's rows of step t, seen as [G][bt] (unit stride down a column)
             S = mat(projection(c, l) + (c.start[t] * DG + d * G) * sizeof(floating), G, bt, 1, DG)
         else:
-            S = mat(c.scratch_S + d * G * B * sizeof(floating), G, bt, B, 1)
-        if a.form & 1:
-            h_prev = mat(c.scratch_hT + d * H * B * sizeof(floating), n_prev, H, 1, B)
+            S = mat(c.scratch[SCRATCH_S] + d * G * B * sizeof(floating), G, bt, B, 1)
+        if a.form & FORM_STATE_COPY:
+            h_prev = mat(c.scratch[SCRATCH_HT] + d * H * B * sizeof(floating), n_prev, H, 1, B)
         else:
             h_prev = mat(out_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
         c_prev = mat(cells_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
@@ -159,8 +161,8 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
                      int part, const Arrangement *a, bint write_hT) noexcept nogil:
     """The fused elementwise pass of step s on the thread's hidden units and samples (sh) of
     the D*H (part 1: gates i, f, g and the cell; part 2: output gate and h; 3: both). The
-    step's products are in scratch_S, or already in the projection (form bit 2); write_hT
-    also stores h batch-fastest in scratch_hT for the next step's products (form bit 1)."""
+    step's products are in SCRATCH_S, or already in the projection (FORM_INTO_PROJECTION); write_hT
+    also stores h batch-fastest in SCRATCH_HT for the next step's products (FORM_STATE_COPY)."""
     cdef Layer *lay = &c.layer[l]
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, B = c.B
     cdef Py_ssize_t j0, j, n, m, row, wrow, cps
@@ -169,13 +171,14 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
     cdef floating *c_prev
     cdef floating *g
     cdef floating *pre
-    cdef floating *act_h
+    cdef floating *act_h_c
     cdef floating *cell
     cdef floating *h
     cdef floating *y
     cdef floating *hT
     cdef char *proj = projection(c, l)
-    cdef bint products_apart = a.form & 2 == 0
+    cdef char *S = c.scratch[SCRATCH_S]
+    cdef bint products_apart = a.form & FORM_INTO_PROJECTION == 0
     for d in range(c.D):
         n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
         if n == 0:
@@ -188,22 +191,22 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
             c_prev = prev_state(typ, c, lay, d, t, b, True, &cps)
             g = gates_at(typ, c, lay, row, d)
             pre = preact_at(typ, c, lay, row, d)
-            act_h = act_h_at(typ, c, lay, row, d)
+            act_h_c = act_h_c_at(typ, c, lay, row, d)
             cell = cells_at(typ, c, lay, row, d)
             h = out_at(typ, c, lay, row, d)
             y = NULL
             if last:
                 y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
-            hT = <floating*>c.scratch_hT + d * H * B + b if write_hT and part & 2 else NULL
+            hT = <floating*>c.scratch[SCRATCH_HT] + d * H * B + b if write_hT and part & 2 else NULL
             for j in range(j0, j0 + n, 128):  # CHUNK units at a time
                 m = j0 + n - j
                 cell_chunk(typ, c, m if m < CHUNK else CHUNK, H,
                            <floating*>proj + wrow * DG + d * G + j, g + j, at(<char*>pre, j, typ),
-                           <floating*>c.scratch_S + (d * G + j) * B + b if products_apart else NULL,
+                           <floating*>S + (d * G + j) * B + b if products_apart else NULL,
                            B, H * B,
                            <floating*>lay.bias + d * G + j, at(lay.cdiag, d * G + j, typ),
                            at(<char*>c_prev, j * cps, typ), cps,
-                           cell + j, at(<char*>act_h, j, typ), h + j,
+                           cell + j, at(<char*>act_h_c, j, typ), h + j,
                            at(<char*>y, j * c.y.se, typ), c.y.se,
                            at(<char*>hT, j * B, typ), B, part)
         if part & 2:   # padded positions: every region and y hold 0
@@ -213,7 +216,7 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
                 zero(preact_at(typ, c, lay, row, d), G, j0, n)
                 zero(cells_at(typ, c, lay, row, d), 0, j0, n)
                 zero(out_at(typ, c, lay, row, d), 0, j0, n)
-                zero(act_h_at(typ, c, lay, row, d), 0, j0, n)
+                zero(act_h_c_at(typ, c, lay, row, d), 0, j0, n)
                 if last:
                     y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
                     for j in range(j0, j0 + n):
@@ -279,7 +282,7 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
         time_step(c, tid, -1, &since)
         for s in range(c.T):
             a = arrangement_of(c, l, s)
-            write_hT = s + 1 < c.T and arrangement_of(c, l, s + 1).form & 1 != 0
+            write_hT = s + 1 < c.T and arrangement_of(c, l, s + 1).form & FORM_STATE_COPY != 0
             step_products(typ, c, l, s, &sh, False, a)
             meet(c, &sh)
             if c.layer[l].full_o:

@@ -9,10 +9,10 @@ cdef Mat layer_input(floating *typ, Call *c, int l) noexcept nogil:
     if l == 0:
         if c.x_rows.p != NULL:
             return c.x_rows
-        return mat(c.scratch_x, c.rows, c.In, c.In, 1)
+        return mat(c.scratch[SCRATCH_X], c.rows, c.In, c.In, 1)
     if c.dropout == 0 and c.rows == <Py_ssize_t>c.T * c.B:
-        return mat(c.layer[l - 1].out, c.rows, DH, DH, 1)
-    return mat(c.scratch_in, c.rows, DH, DH, 1)
+        return mat(c.layer[l - 1].region[REGION_OUTPUT], c.rows, DH, DH, 1)
+    return mat(c.scratch[SCRATCH_IN], c.rows, DH, DH, 1)
 
 
 cdef void prepare_input(floating *typ, Call *c, int l, int tid, bint make_mask) noexcept nogil:
@@ -31,7 +31,7 @@ cdef void prepare_input(floating *typ, Call *c, int l, int tid, bint make_mask) 
             return
         for t in range(t0, t1):
             for b in range(c.bs[t]):
-                dst = <floating*>c.scratch_x + (c.start[t] + b) * c.In
+                dst = <floating*>c.scratch[SCRATCH_X] + (c.start[t] + b) * c.In
                 src = <floating*>c.x.p + t * c.x.st + b * c.x.sb
                 for e in range(c.In):
                     dst[e] = src[e * c.x.se]
@@ -51,7 +51,7 @@ cdef void prepare_input(floating *typ, Call *c, int l, int tid, bint make_mask) 
             if b >= c.bs[t]:
                 continue
             src = out_at(typ, c, &c.layer[l - 1], t * c.B + b, 0)
-            dst = <floating*>c.scratch_in + (c.start[t] + b) * DH
+            dst = <floating*>c.scratch[SCRATCH_IN] + (c.start[t] + b) * DH
             if m != NULL:
                 for e in range(DH):
                     dst[e] = src[e] * m[e]

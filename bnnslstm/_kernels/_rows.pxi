@@ -74,36 +74,37 @@ cdef inline int step_time(const Call *c, int d, int s) noexcept nogil:
 
 # ---------------------------------------------------------------------------------- cache rows
 # Row ``row`` = t*B + b of layer ``lay``'s regions, direction d: the [4][H] gate rows
-# (i, f, g, o, H apart) or the [H] unit rows. Absent regions (preact, act_h, mask) give NULL.
+# (i, f, g, o, H apart) or the [H] unit rows. Absent regions (preact, act_h_c, mask) give
+# NULL.
 cdef inline floating* gates_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
                                int d) noexcept nogil:
-    return <floating*>lay.gates + (row * c.D + d) * 4 * c.H
+    return <floating*>lay.region[REGION_GATES] + (row * c.D + d) * 4 * c.H
 
 
 cdef inline floating* preact_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
                                 int d) noexcept nogil:
-    return at(lay.preact, (row * c.D + d) * 4 * c.H, typ)
+    return at(lay.region[REGION_PREACT], (row * c.D + d) * 4 * c.H, typ)
 
 
 cdef inline floating* cells_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
                                int d) noexcept nogil:
-    return <floating*>lay.cells + (row * c.D + d) * c.H
+    return <floating*>lay.region[REGION_CELLS] + (row * c.D + d) * c.H
 
 
-cdef inline floating* act_h_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
-                               int d) noexcept nogil:
-    return at(lay.act_h, (row * c.D + d) * c.H, typ)
+cdef inline floating* act_h_c_at(floating *typ, const Call *c, const Layer *lay,
+                                 Py_ssize_t row, int d) noexcept nogil:
+    return at(lay.region[REGION_ACT_H_C], (row * c.D + d) * c.H, typ)
 
 
 cdef inline floating* out_at(floating *typ, const Call *c, const Layer *lay, Py_ssize_t row,
                              int d) noexcept nogil:
-    return <floating*>lay.out + (row * c.D + d) * c.H
+    return <floating*>lay.region[REGION_OUTPUT] + (row * c.D + d) * c.H
 
 
 cdef inline floating* mask_at(floating *typ, const Call *c, const Layer *lay,
                               Py_ssize_t row) noexcept nogil:
     """The dropout scale of layer lay's input at row (both directions' D*H units)."""
-    return at(lay.mask, row * c.D * c.H, typ)
+    return at(lay.region[REGION_MASK], row * c.D * c.H, typ)
 
 
 cdef inline floating* prev_state(floating *typ, const Call *c, const Layer *lay, int d, int t,
@@ -133,5 +134,5 @@ cdef enum:
 
 cdef inline floating* carry_at(floating *typ, const Call *c, int which, int d,
                                Py_ssize_t b) noexcept nogil:
-    """Sample b's [H] row of a backward carry (scratch_carry is [3][D][B][H])."""
-    return <floating*>c.scratch_carry + ((which * c.D + d) * c.B + b) * c.H
+    """Sample b's [H] row of a backward carry (SCRATCH_CARRY is [3][D][B][H])."""
+    return <floating*>c.scratch[SCRATCH_CARRY] + ((which * c.D + d) * c.B + b) * c.H
