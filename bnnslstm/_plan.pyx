@@ -11,8 +11,8 @@ unit stride in either direction; docs/layouts.rst). Each gate's descriptors are 
 _gates.pxi. :meth:`Plan.delta` does the same for the backward's gradient descriptors.
 Nothing is written until every check has passed, the aliasing checks of _aliasing.pxi last;
 then :meth:`Plan.bind` points the call at its cache regions and scratch (_workspace.pxi) and
-:meth:`Plan.forward` / :meth:`Plan.backward` run the kernels of the build chosen at import
-(:func:`use_kernels`) without the GIL.
+:meth:`Plan.run` runs the kernels of the build chosen at import (:func:`use_kernels`)
+without the GIL.
 """
 
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE, PyBUF_STRIDES,
@@ -533,13 +533,11 @@ cdef class Plan:
         c.step_seconds = NULL
 
     # ------------------------------------------------------------------ running
-    def forward(self):
+    def run(self, bint backward=False):
+        """Run the forward (or the backward) pass: the kernels of the build in use
+        (use_kernels), without the GIL, on the bound buffers with the arrangement set."""
         with nogil:
-            forward_kernel(&self.c)
-
-    def backward(self):
-        with nogil:
-            backward_kernel(&self.c)
+            run_kernels(&self.c, not backward)
 
     # ------------------------------------------------------------------ the planner's trials
     @property
@@ -577,9 +575,8 @@ include "_trial.pxi"
 
 
 # ---------------------------------------------------------------------------------- kernel builds
-ctypedef int (*kernel_fn)(Call *c) noexcept nogil
-cdef kernel_fn forward_kernel = NULL
-cdef kernel_fn backward_kernel = NULL
+ctypedef void (*kernels_entry)(Call *c, bint forward) noexcept nogil
+cdef kernels_entry run_kernels = NULL   # the entry point (run, _driver.pxi) of the build in use
 kernels = None  # the kernel module in use (its blas_time() counts this process's BLAS calls)
 available_kernels = available_builds
 
@@ -587,11 +584,9 @@ available_kernels = available_builds
 def use_kernels(name=None):
     """Run the kernels of one build: ``"portable"``, ``"avx2"`` or ``"avx512"`` (None: the
     best this CPU runs, the default at import); see bnnslstm._kernels.load_build."""
-    global forward_kernel, backward_kernel, kernels
+    global run_kernels, kernels
     name, module = load_build(name)
-    forward, backward = module.entry_points()
-    forward_kernel = <kernel_fn><size_t>forward
-    backward_kernel = <kernel_fn><size_t>backward
+    run_kernels = <kernels_entry><size_t>module.entry_point()
     kernels = module
     return name
 

@@ -186,7 +186,7 @@ cdef int run_frame(Plan plan, object x, object out, bint serial) except -1:
             with nogil:
                 if serial:
                     serial_enter()
-                forward_kernel(&plan.c)
+                run_kernels(&plan.c, True)
                 if serial:
                     serial_exit()
             memcpy(ov.buf, plan.slots[SLOT_Y].p, ny)

@@ -75,10 +75,7 @@ cdef object run_trial(Plan plan, bint backward, arrangement, regions, scratch, i
         plan.c.L, plan.c.T, plan.c.rows = 1, steps, rows
         plan.c.step_seconds = &seconds[0]
         with nogil:
-            if backward:
-                backward_kernel(&plan.c)
-            else:
-                forward_kernel(&plan.c)
+            run_kernels(&plan.c, not backward)
         if backward:
             start = scratch_offset(plan, SCRATCH_DG)
             return (scratch[start:start + rows * 4 * plan.D * plan.H * plan.c.itemsize],)

@@ -1,8 +1,11 @@
-"""The BNNS-style functions: validate, plan, run the kernels.
+"""The BNNS-style functions: plan, check, choose, run, record.
 
-Every call first resolves and checks all of its parameters (:mod:`._plan`); only then do
-the Cython kernels run, without the GIL, reading the caller's descriptors in place and
-writing results straight into them. A call that raises has written nothing.
+Every call first resolves and checks all of its parameters (:mod:`._plan`; a call made
+again with the same parameters reuses the last call's plan and its checks) and what it
+writes; only then does the planner choose the arrangement of BLAS calls and do the Cython
+kernels run, without the GIL, reading the caller's descriptors in place and writing
+results straight into them; last the cache's header is written. A call that raises has
+written nothing.
 """
 
 import warnings
@@ -229,23 +232,20 @@ def _keep_plan(key, parameters, plan, cache_key, signatures=None):
 
 
 # ---------------------------------------------------------------------------- running
-def _bind(plan, cache, team, workspace, backward=False, keep_everything=True):
-    """Point the plan's kernel call at the cache's regions and at the call's scratch."""
-    scratch = workspace.take("work", plan.scratch_bytes(team, backward))
-    plan.bind(cache, scratch, team, backward, keep_everything)
-
-
 def _run(plan, team, workspace, cache=None, backward=False):
-    """Bind the plan (``cache``: a uint8 view of the training cache; None: scratch holds
-    what the steps read back, the rest is not kept) and run its pass, BLAS single-threaded,
-    with the planner's arrangement."""
+    """Run the plan's pass: bind it (``cache``: a uint8 view of the training cache; None:
+    scratch holds what the steps read back, the rest is not kept), then, BLAS
+    single-threaded, choose its arrangement (the planner's; a trial on a problem's first
+    call) and run the kernels."""
     if cache is None:
-        _bind(plan, workspace.take("regions", plan.capacity), team, workspace,
-              keep_everything=False)
+        regions, keep_everything = workspace.take("regions", plan.capacity), False
     else:
-        _bind(plan, cache, team, workspace, backward)
+        regions, keep_everything = cache, True
+    plan.bind(regions, workspace.take("work", plan.scratch_bytes(team, backward)), team,
+              backward, keep_everything)
     with serial_blas:
-        planner.run(plan, team, backward, workspace)
+        planner.arrange(plan, team, backward, workspace)   # choose
+        plan.run(backward)                                  # run
 
 
 def run_kept(plan, threads, workspace, cache=None, backward=False):
@@ -295,16 +295,19 @@ def direct_apply_lstm_batch_training_caching(layer_params, filter_params=None, t
     """
     threads, workspace = options(filter_params)
     with workspace:
+        # the plan: the last call's when nothing it was made from has changed, else made
         plan, signatures, checked = _reusable_plan(layer_params, (layer_params,))
         if plan is None:
             plan = _plan_of(layer_params, copies=workspace.copy)
-        capacity = plan.capacity
+        # the checks before anything is written: the cache, what it and the outputs overlap
         cache = (None if training_cache is None
-                 else _cache.check_buffer(training_cache, plan, capacity))
+                 else _cache.check_buffer(training_cache, plan, plan.capacity))
         cache_key = None if cache is None else (cache.ctypes.data, cache.nbytes)
         if checked is None or cache_key != checked:
             plan.check_forward_writes(cache)
+        # choose the arrangement and run the kernels
         _run(plan, team_of(plan, threads), workspace, cache)
+        # record: the cache's header, and the plan for the next call
         if cache is not None:
             _cache.write_header(cache, plan)
         _keep_plan(layer_params, (layer_params,), plan, cache_key, signatures)
@@ -359,24 +362,29 @@ def direct_apply_lstm_batch_backward(layer_params, layer_delta_params, filter_pa
     """
     threads, workspace = options(filter_params)
     with workspace:
+        # the plan: the last call's when nothing it was made from has changed, else made
         both = (layer_params, layer_delta_params)
         plan, signatures, checked = _reusable_plan(layer_delta_params, both)
         if plan is None:
             plan = _plan_of(layer_params, need_outputs=False, backward=True,
                             delta=layer_delta_params, copies=workspace.copy)
-        capacity = plan.capacity
+        # the checks before anything is written: the cache, its header, what the
+        # gradients overlap
         cache_key = None
         if training_cache is None:
             cache = None
         else:
-            cache = _cache.check_buffer(training_cache, plan, capacity)
+            cache = _cache.check_buffer(training_cache, plan, plan.capacity)
             _cache.check_header(cache, plan)
             cache_key = (cache.ctypes.data, cache.nbytes)
             if checked is None or cache_key != checked:
                 plan.check_cache_against_writes(cache)
+        # choose the arrangement and run the kernels (without a cache, the forward first,
+        # into scratch; layer_params untouched)
         team = team_of(plan, threads)
-        if cache is None:  # recompute the forward into scratch; layer_params untouched
-            cache = workspace.take("training_cache", capacity)
+        if cache is None:
+            cache = workspace.take("training_cache", plan.capacity)
             _run(plan, team, workspace, cache)
         _run(plan, team, workspace, cache, backward=True)
+        # record: the plan for the next call
         _keep_plan(layer_delta_params, both, plan, cache_key, signatures)

@@ -228,12 +228,12 @@ def _step_shapes(plan):
     return frozenset(shapes)
 
 
-def run(plan, team, backward=False, workspace=None):
-    """Run ``plan``'s forward (or backward) pass with the arrangement the planner holds for
-    its problem; the problem's first call runs the trial that chooses it first (its
-    buffers from ``workspace``, bnnslstm._memory's; None: fresh numpy arrays)."""
+def arrange(plan, team, backward=False, workspace=None):
+    """Set the arrangement of ``plan``'s forward (or backward) pass (Plan.use): the one the
+    planner holds for its problem; the problem's first call runs the trial that chooses it
+    first (its buffers from ``workspace``, bnnslstm._memory's; None: fresh numpy arrays).
+    The caller then runs the pass (Plan.run), BLAS single-threaded around both."""
     plan.use(_arrangement(plan, team, backward, workspace))
-    (plan.backward if backward else plan.forward)()
 
 
 def _arrangement(plan, team, backward, workspace):

@@ -413,21 +413,20 @@ def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
     timed = data.draw(st.booleans(), label="steps timed")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="schedule seed"))
 
-    def scheduled_run(plan, team, backward=False, workspace=None):
+    def schedule(plan, team, backward=False, workspace=None):
         chosen = arrangements[backward]
         picks = rng.integers(0, len(chosen), plan.L * plan.T).astype(np.uint8).tobytes()
         plan.schedule(chosen, picks, np.zeros(plan.L * plan.T) if timed else None)
-        (plan.backward if backward else plan.forward)()
 
     from bnnslstm import _threads
 
-    saved = planner.run, _threads.TEAM_MIN_WORK, _threads.FRAME_MIN_WORK
-    planner.run = scheduled_run
+    saved = planner.arrange, _threads.TEAM_MIN_WORK, _threads.FRAME_MIN_WORK
+    planner.arrange = schedule
     _threads.TEAM_MIN_WORK = _threads.FRAME_MIN_WORK = 1   # a team on every call
     try:
         check_example(data, TEAM_SIZES, ANY_TEAM)
     finally:
-        planner.run, _threads.TEAM_MIN_WORK, _threads.FRAME_MIN_WORK = saved
+        planner.arrange, _threads.TEAM_MIN_WORK, _threads.FRAME_MIN_WORK = saved
 
 
 def check_example(data, sizes, threads):

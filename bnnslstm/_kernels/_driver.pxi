@@ -1,7 +1,7 @@
 # The team driver: the planner's schedule as the threads read it (which arrangement a
-# step runs, each step's wall time), the team of _team.h running one call (forward_thread
-# or backward_thread on every member), the entry points the plan calls, and the Python
-# side of a build (its entry points' addresses, the pool, the BLAS counters).
+# step runs, each step's wall time), the entry point the plan calls (run: the team of
+# _team.h running one call, forward_thread or backward_thread on every member), and the
+# Python side of a build (the entry point's address, the pool, the BLAS counters).
 # Included by _lstm.pxi.
 
 
@@ -26,26 +26,22 @@ cdef struct Job:
     bint forward
 
 
-cdef void team_member(void *arg, int tid) noexcept nogil:
-    cdef Job *job = <Job*>arg
-    run_thread(job.c, job.forward, tid)
-
-
-cdef void run_team(Call *c, bint forward) noexcept nogil:
-    """The call on a team of c.team threads: the caller and c.team - 1 workers of the pool
-    (_team.h). When the workers cannot be created the pool sets c.team to 1 and the caller
-    runs the whole call alone, as a team of one, since the barriers wait for every member."""
+cdef void run(Call *c, bint forward) noexcept nogil:
+    """The entry point: every layer of the forward (or the backward, from the regions of a
+    forward) on a team of c.team threads, the caller and c.team - 1 workers of the pool
+    (_team.h), each on its share (member). When the workers cannot be created the pool sets
+    c.team to 1 and the caller runs the whole call alone, as a team of one, since the
+    barriers wait for every member. The plan has checked everything."""
     cdef Job job
     job.c = c
     job.forward = forward
-    if c.team > 1:
-        team_run(team_member, &job, &c.team)
-    else:
-        run_thread(c, forward, 0)
+    team_run(member, &job, &c.team)
 
 
-cdef inline void run_thread(Call *c, bint forward, int tid) noexcept nogil:
-    if forward:
+cdef void member(void *job, int tid) noexcept nogil:
+    """Team member tid's walk through the pass, in the call's element type."""
+    cdef Call *c = (<Job*>job).c
+    if (<Job*>job).forward:
         if c.itemsize == 4:
             forward_thread(<float*>NULL, c, tid)
         else:
@@ -56,23 +52,11 @@ cdef inline void run_thread(Call *c, bint forward, int tid) noexcept nogil:
         backward_thread(<double*>NULL, c, tid)
 
 
-cdef int run_forward(Call *c) noexcept nogil:
-    """Every layer of the forward pass. The plan has checked everything."""
-    run_team(c, True)
-    return 0
-
-
-cdef int run_backward(Call *c) noexcept nogil:
-    """Every layer of the backward pass, from the regions of a forward pass."""
-    run_team(c, False)
-    return 0
-
-
 # ---------------------------------------------------------------------------------- Python side
-def entry_points():
-    """The addresses of run_forward and run_backward, for the plan (which picks this build
-    or another one of the same source at import)."""
-    return <size_t>&run_forward, <size_t>&run_backward
+def entry_point():
+    """The address of run(), for the plan (which picks this build or another one of the
+    same source at import)."""
+    return <size_t>&run
 
 
 def team_available():

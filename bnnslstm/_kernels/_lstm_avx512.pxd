@@ -2,5 +2,4 @@
 
 from ._call cimport Call
 
-cdef int run_forward(Call *c) noexcept nogil
-cdef int run_backward(Call *c) noexcept nogil
+cdef void run(Call *c, bint forward) noexcept nogil
