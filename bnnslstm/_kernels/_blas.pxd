@@ -1,5 +1,6 @@
 # Every matrix product of the package: scipy.linalg.cython_blas's sgemm/dgemm/sgemv/dgemv
-# behind one logical, stride-aware gemm(). Nothing else lives here.
+# behind one logical, stride-aware gemm(), and its counters (_blas.h). Nothing else lives
+# here.
 #
 # A Mat is a logical rows x cols matrix at any element strides. BLAS is column-major: a
 # Mat whose rows are contiguous (cs == 1) is the transpose of a column-major matrix, so it
@@ -10,19 +11,29 @@
 from cython cimport floating
 cimport scipy.linalg.cython_blas as blas
 
+from ._team cimport team_clock, team_thread
+
 # scipy.linalg.cython_blas takes C int (LP64 BLAS); ILP64 builds would export blas_int
 ctypedef int blas_int
 
 cdef extern from "<limits.h>":
     const int INT_MAX       # the largest blas_int: every size, ld and increment handed over fits it
 
-cdef extern from "_team.h" nogil:
-    double team_clock()
-    int team_thread()
-    int blas_timing "team_blas_timing"
-    double blas_seconds "team_blas_seconds"[]    # per thread, spaced by 8 (own cache line)
-    double blas_flops "team_blas_flops"[]
-    int GEMV_UP_TO "TEAM_GEMV_UP_TO"
+
+cdef extern from "_blas.h" nogil:
+    # seconds inside BLAS and FLOPs handed to it, per team thread (at BLAS_COUNTER_SPACING *
+    # tid), counted while blas_timing is set; one set per extension
+    int blas_timing
+    double blas_seconds[]
+    double blas_flops[]
+    const int BLAS_COUNTER_SPACING
+    const int GEMV_UP_TO "BLAS_GEMV_UP_TO"     # gemm() splits C into gemv calls up to this
+
+
+cdef inline void blas_counting(bint enable) noexcept nogil:
+    """Whether gemm() counts its time and FLOPs (blas_seconds, blas_flops) from now on."""
+    global blas_timing
+    blas_timing = enable
 
 
 ctypedef struct Mat:
@@ -178,5 +189,5 @@ cdef inline void gemm_as(int by_vectors, floating alpha, Mat a, Mat b, floating 
             blas.dgemm(&ta, &tb, &m, &n, &k, &alpha, <double*>a.p, &lda, <double*>b.p, &ldb, &beta,
                        <double*>c.p, &ldc)
     if blas_timing:
-        blas_seconds[8 * team_thread()] += team_clock() - began
-        blas_flops[8 * team_thread()] += 2.0 * c.rows * c.cols * a.cols
+        blas_seconds[BLAS_COUNTER_SPACING * team_thread()] += team_clock() - began
+        blas_flops[BLAS_COUNTER_SPACING * team_thread()] += 2.0 * c.rows * c.cols * a.cols

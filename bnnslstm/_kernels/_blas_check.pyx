@@ -14,21 +14,16 @@ byte strides that are not whole elements.
 
 from cython cimport floating
 
-from ._blas cimport Mat, blas_int, gemm_as, mat
+from ._blas cimport GEMV_UP_TO as BLAS_GEMV_UP_TO
+from ._blas cimport Mat, blas_counting, blas_flops, blas_int, blas_seconds, gemm_as, mat
 from ._blas cimport block as mat_block
 from ._blas cimport gemv as mat_gemv
 from ._blas cimport operand as mat_operand
 from ._blas cimport step as mat_step
 
-cdef extern from "_team.h" nogil:
-    int blas_timing "team_blas_timing"
-    double blas_flops "team_blas_flops"[]
-    double blas_seconds "team_blas_seconds"[]
-    int TEAM_GEMV_UP_TO
-
 #: products with at most this many rows or columns of C run as one gemv per row or column
 #: when gemm() chooses (by_vectors=-1)
-GEMV_UP_TO = TEAM_GEMV_UP_TO
+GEMV_UP_TO = BLAS_GEMV_UP_TO
 
 
 def operand(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t rs, Py_ssize_t cs):
@@ -128,10 +123,9 @@ def counted_flops(bint enable=False, bint reset=False):
     """The floating-point operations gemm() counted on this thread while counting was enabled
     (the counters behind the kernels' blas_time(), this module's own copy); then counting is
     set to ``enable``, after zeroing them with ``reset``."""
-    global blas_timing
     flops = blas_flops[0]
     if reset:
         blas_flops[0] = 0
         blas_seconds[0] = 0
-    blas_timing = enable
+    blas_counting(enable)
     return flops

@@ -88,13 +88,13 @@ def blas_time(bint enable=False, bint reset=False):
     """[(seconds inside BLAS, floating-point operations handed to BLAS)] per team thread that
     called it since the last reset (counted only while enabled: benchmarks/run.py reports
     BLAS's share of the wall time, and that every GEMM FLOP of a call went through BLAS)."""
-    global blas_timing
-    cdef int i
-    out = [(blas_seconds[8 * i], blas_flops[8 * i]) for i in range(TEAM_MAX)
-           if blas_seconds[8 * i] != 0]
+    cdef int i, at
+    out = [(blas_seconds[BLAS_COUNTER_SPACING * i], blas_flops[BLAS_COUNTER_SPACING * i])
+           for i in range(TEAM_MAX) if blas_seconds[BLAS_COUNTER_SPACING * i] != 0]
     if reset:
         for i in range(TEAM_MAX):
-            blas_seconds[8 * i] = 0
-            blas_flops[8 * i] = 0
-    blas_timing = enable
+            at = BLAS_COUNTER_SPACING * i
+            blas_seconds[at] = 0
+            blas_flops[at] = 0
+    blas_counting(enable)
     return out

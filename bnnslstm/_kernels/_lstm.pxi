@@ -15,26 +15,26 @@ from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
 from ._activations cimport activate, slope
-from ._blas cimport Mat, addressable, block, gemm, gemm_as, mat, transposed
+from ._blas cimport (BLAS_COUNTER_SPACING, Mat, addressable, blas_counting, blas_flops,
+                     blas_seconds, block, gemm, gemm_as, mat, transposed)
 from ._call cimport (FORM_INTO_PROJECTION, FORM_STATE_COPY, REGION_ACT_H_C, REGION_CELLS,
                      REGION_GATES, REGION_MASK, REGION_OUTPUT, REGION_PREACT, SCRATCH_CARRY,
                      SCRATCH_DG, SCRATCH_DX, SCRATCH_GRAD, SCRATCH_HT, SCRATCH_IN, SCRATCH_PREV,
                      SCRATCH_S, SCRATCH_X, SPLIT_DIRECTIONS, SPLIT_ROWS, SPLIT_SAMPLES,
                      Arrangement, Call, Direction, Gate, Layer, Seq, Vec)
 from ._dropout cimport layer_key, sample_key, unit_scale
+from ._team cimport (TEAM_MAX, team_barrier, team_clock, team_refuse_threads, team_run,
+                     team_tuning, team_workers)
 
-cdef extern from "_team.h" nogil:
-    ctypedef void (*team_job)(void *arg, int tid) noexcept nogil
-    void team_run(team_job fn, void *arg, int *team)
-    void team_barrier(int *state, int team)
-    double team_clock()
-    int team_workers()
-    void team_refuse_threads(int refuse)
-    int team_tuning(int spins, double *idle)
-    int blas_timing "team_blas_timing"
-    double blas_seconds "team_blas_seconds"[]
-    double blas_flops "team_blas_flops"[]
-    int TEAM_MAX
+# The element type, written once for all: the kernels serve float and double through
+# Cython's fused type ``floating``, and Cython specialises a function per type only through
+# an argument of that type. The Call is untyped (char pointers; Mat, Seq and Vec count
+# strides in elements: one struct, built by the plan for either type), so every kernel
+# function takes a first argument ``floating *typ`` that is never read (NULL): its type
+# picks the specialisation. member() (_driver.pxi) starts forward_thread(<float*>NULL, ...)
+# or (<double*>NULL, ...) by Call.itemsize, and each function hands its typ on. For the
+# same reason the Mat helpers of _blas.pxd (block()) take the item size in bytes: in a
+# kernel that is sizeof(floating), a constant of the specialisation.
 
 cdef enum:
     CHUNK = 128     # hidden units per elementwise chunk (the chunk's arrays stay in L1;

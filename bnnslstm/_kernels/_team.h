@@ -80,7 +80,7 @@ typedef volatile LONG team_atomic;
 #endif
 
 /* The calling thread's place in the current team: 0 on every thread but the pool's
- * workers, each of which has its own tid for life (the BLAS counters index by it). */
+ * workers, each of which has its own tid for life (_blas.h's counters index by it). */
 static TEAM_THREAD_LOCAL int team_tid = 0;
 static inline int team_thread(void) { return team_tid; }
 
@@ -128,7 +128,7 @@ static inline void team_wake_one(team_cond *c) { pthread_cond_signal(c); }
 #endif
 
 /* ------------------------------------------------------------------------ the pool */
-/* seconds on a monotonic-enough clock (C11 timespec_get), for the BLAS-time counters */
+/* seconds on a monotonic-enough clock (C11 timespec_get), for _blas.h's counters */
 static inline double team_clock(void)
 {
     struct timespec ts;
@@ -366,18 +366,5 @@ static inline int team_workers(void) { return team_pool.workers; }
 /* Testing: while set, the pool creates no worker, as if the system refused (calls then
  * run as teams of 1 unless the workers already exist). */
 static inline void team_refuse_threads(int refuse) { team_pool.refuse = refuse; }
-
-/* ------------------------------------------------------------------------ counters */
-/* Time spent inside BLAS and the floating-point operations handed to it, per team thread
- * (slot 8*thread: a cache line each), counted only while team_blas_timing is set
- * (benchmarks/run.py reports BLAS's share of the wall time with them). */
-static int team_blas_timing = 0;
-static double team_blas_seconds[8 * TEAM_MAX];
-static double team_blas_flops[8 * TEAM_MAX];
-
-/* Products with at most this many rows or columns (a small batch) run as one gemv per
- * row or column: BLAS's gemm repacks the weights on every call, gemv streams them once
- * per sample, measured faster up to 4 samples (slower from 8). */
-#define TEAM_GEMV_UP_TO 4
 
 #endif
