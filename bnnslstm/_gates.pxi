@@ -8,7 +8,7 @@ NO_PEEPHOLE, DIAGONAL, FULL = 0, 1, 2
 _GATE_FIELDS = {prefix + name: {part: f"{prefix}{name}.{part}"
                                 for part in ("iw_desc[0]", "iw_desc[1]", "hw_desc", "cw_desc",
                                              "b_desc")}
-                for prefix in ("", "layer_delta_params.") for name in GATES}
+                for prefix in ("", "layer_delta_params.") for name in GATE_FIELDS}
 
 
 cdef tuple states(Plan plan, object owner, str prefix, bint written):

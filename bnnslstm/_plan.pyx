@@ -38,9 +38,8 @@ from ._kernels import KERNEL_BUILDS, available_builds, load_build  # no-cython-l
 from .activations import DEFAULT_ACTIVATIONS, check_activation
 from .enums import DataLayout, DataType, LayerFlags, NDArrayFlags
 from .errors import BNNSError
-from .parameters import GATE_FIELDS
+from .parameters import GATE_FIELDS  # the kernels' gate order too: i, f, g, o
 
-GATES = GATE_FIELDS  # the kernels' gate order too: i, f, g, o
 cdef int SNE = DataLayout.SNE, NSE = DataLayout.NSE
 cdef int FLOAT32 = DataType.FLOAT32, FLOAT64 = DataType.FLOAT64
 cdef int ACCUMULATE = NDArrayFlags.BACKPROP_ACCUMULATE, SET = NDArrayFlags.BACKPROP_SET
@@ -191,160 +190,27 @@ cdef class Plan:
         m = mat(s.p, <Py_ssize_t>self.T * self.B, width, s.sb if self.B > 1 else s.st, s.se)
         return m if addressable(m) else mat(NULL, 0, 0, 0, 0)
 
-    # ------------------------------------------------------------------ forward parameters
+    # ------------------------------------------------------------------ the parameters
     cdef int setup(self, object params, bint need_outputs) except -1:
-        cdef Call *c = &self.c
-        cdef int t, k
-        cdef Py_ssize_t rows = 0
-        for name in ("input_descriptor", "output_descriptor"):
-            if getattr(params, name) is None:
-                raise BNNSError(f"{name}: expected an LSTMDataDescriptor, got None")
-        x_desc = params.input_descriptor.data_desc
-        if x_desc is None:
-            raise BNNSError("input_descriptor.data_desc: required")
-        if not isinstance(x_desc, NDArrayDescriptor):
-            raise BNNSError("input_descriptor.data_desc: expected an NDArrayDescriptor, "
-                            f"got {type(x_desc).__name__}")
-        if x_desc.data_type not in (FLOAT32, FLOAT64):
-            raise BNNSError(f"input_descriptor.data_desc.data_type: expected FLOAT32 or FLOAT64, "
-                            f"got {type_name(x_desc.data_type)}")
-        self.data_type = x_desc.data_type
-        c.itemsize = 4 if self.data_type == FLOAT32 else 8
-        self.dtype = np.dtype(np.float32 if c.itemsize == 4 else np.float64)
-        cdef int flags = lstm_flags(params)
-        self.D = 2 if flags & 1 else 1
-        inp, out = params.input_descriptor, params.output_descriptor
-        values = sizes(params, x_desc, sequence_layout(x_desc, "input_descriptor.data_desc"))
-        self.In, self.H, self.B, self.L, self.T = (values[n] for n in _SCALARS)
-        I, H, B, L, T, D = self.In, self.H, self.B, self.L, self.T, self.D
-        if T * B * max(I, D * H) > 2**31 - 1 or 4 * D * H * max(I, D * H, H) > 2**31 - 1:
-            raise BNNSError(f"seq_len * batch_size * width: {T}*{B}*{max(I, D * H)} is too large "
-                            "for BLAS's 32-bit sizes")
-
-        # x first: every size a table below is allocated by (T here, L with the gates) is
-        # then one that a descriptor's buffer holds
-        x = self.sequence(x_desc, I, "input_descriptor.data_desc")
-
-        dropout = fraction(params.dropout, "dropout")
-        self.dropout = dropout if L > 1 else 0.0
-        self.dropout_seed = integer(params.dropout_seed, "dropout_seed", 0, 2**64)
-        steps = _batch_sizes(params.sequence_descriptor, T, B)
-        self.variable_batch = steps is not None and bool(np.any(steps != B))
-        self.batch_sizes = tuple(steps.tolist()) if steps is not None else (B,) * T
-
-        self.default_activations = bool(flags & 2)
-        if self.default_activations:
-            self.activations = DEFAULT_ACTIVATIONS
-        else:
-            self.activations = (
-                tuple(check_activation(getattr(params, g).activation, f"{g}.activation")
-                      for g in GATES)
-                + (check_activation(params.hidden_activation, "hidden_activation"),))
-
-        gates = [gate_tensors(self, getattr(params, name), name, False) for name in GATES]
+        """Check the forward's parameters and describe the call (_setup.pxi): the scalars
+        (x resolved first) and the Call's tables, the gates, the sequences and states."""
+        x = read_scalars(self, params)
+        gates = [gate_tensors(self, getattr(params, name), name, False) for name in GATE_FIELDS]
         self.peepholes = tuple(gate[3] for gate in gates)
         self.biases = tuple(gate[4] is not None for gate in gates)
-
-        # the kernels' description: scalars, rows, activations (zeroed tables, sized by T and
-        # by L, which the buffers of x and of every gate's hw_desc were found to hold)
-        c.T, c.B, c.In, c.H, c.L, c.D = T, B, I, H, L, D
-        c.bs = <int*>PyMem_Malloc(T * sizeof(int))
-        c.start = <Py_ssize_t*>PyMem_Malloc(T * sizeof(Py_ssize_t))
-        c.layer = <Layer*>PyMem_Calloc(L, sizeof(Layer))
-        c.grad = <Layer*>PyMem_Calloc(L, sizeof(Layer))
-        if c.bs == NULL or c.start == NULL or c.layer == NULL or c.grad == NULL:
-            raise BNNSError(f"num_layers, seq_len: {L} layers of {T} steps need more memory for "
-                            "the call's tables than can be allocated")
-        for t in range(T):
-            (<int*>c.bs)[t] = self.batch_sizes[t]
-            (<Py_ssize_t*>c.start)[t] = rows
-            rows += self.batch_sizes[t]
-        c.rows = rows
-        for k in range(5):
-            c.fn[k], c.alpha[k], c.beta[k] = self.activations[k]
-        c.dropout = self.dropout
-        c.seed = self.dropout_seed
-        c.grad_stride = H * max(I, D * H, H)   # one block of the backward's scratch_grad
-
-        for k in range(4):
-            fill_gate(self, gates[k], k, False, c.layer)
-        for k in range(L):
-            c.layer[k].X = I if k == 0 else D * H   # the layer's input width
-            merge(self, &c.layer[k])
-
-        h0, c0 = states(self, inp, "input_descriptor", False)
-        hn, cn = states(self, out, "output_descriptor", True) if need_outputs else (None, None)
-        y = (self.sequence(out.data_desc, D * H, "output_descriptor.data_desc", True)
-             if need_outputs else None)
-        for k, tensor in ((SLOT_X, x), (SLOT_Y, y), (SLOT_H0, h0), (SLOT_C0, c0), (SLOT_HN, hn),
-                          (SLOT_CN, cn)):
-            fill_slot(&self.slots[k], tensor)
-            self.movable[k] = states_addressable(self, k) if k in (SLOT_H0, SLOT_C0) else True
-        point_forward(self)
-        for k in range(L):   # initial states BLAS cannot address: read through a copy
-            for t in range(D):
-                if not self.movable[SLOT_H0]:
-                    c.layer[k].d[t].h0 = self.weight(h0, k, t)
-                if not self.movable[SLOT_C0]:
-                    c.layer[k].d[t].c0 = self.weight(c0, k, t)
+        make_tables(self)
+        point_gates(self, gates)
+        point_sequences(self, params, x, need_outputs)
         return 0
 
-    # ------------------------------------------------------------------ backward parameters
     def delta(self, delta):
         """Check the backward's gradient descriptors against this (forward) plan and add
-        them to the call: dL/dy, dL/dh_T, dL/dc_T read; dx, dh0, dc0 and every weight
-        gradient written, each with its own flags."""
-        cdef Call *c = &self.c
-        cdef int L = self.L, D = self.D, l, d, k
-        cdef Py_ssize_t I = self.In, H = self.H
-        cdef Tensor dx
-        cdef Direction *gr
-        if delta is None or not hasattr(delta, "input_descriptor"):
-            raise BNNSError("layer_delta_params: expected LayerParametersLSTM")
-        resolved = dict(zip(_SCALARS, (self.In, self.H, self.B, self.L, self.T)))
-        for name in _SCALARS:
-            value = getattr(delta, name)
-            if value not in (0, resolved[name]):
-                raise BNNSError(f"layer_delta_params.{name}: {value!r} but the forward's {name} "
-                                f"is {resolved[name]}")
-        flags = delta.lstm_flags
-        if (not isinstance(flags, (int, np.integer))
-                or bool(flags & LayerFlags.BIDIRECTIONAL) != (D == 2)):
-            raise BNNSError("layer_delta_params.lstm_flags: BIDIRECTIONAL differs from the "
-                            "forward's")
-        for name in ("input_descriptor", "output_descriptor"):
-            if getattr(delta, name) is None:
-                raise BNNSError(f"layer_delta_params.{name}: expected an LSTMDataDescriptor, "
-                                "got None")
-        inp, out = delta.input_descriptor, delta.output_descriptor
-        prefix = "layer_delta_params."
+        them to the call (_setup.pxi): dL/dy, dL/dh_T, dL/dc_T read; dx, dh0, dc0 and every
+        weight gradient written, each with its own flags."""
+        check_delta_scalars(self, delta)
         self.writes = []
-        dy = self.sequence(out.data_desc, D * H, prefix + "output_descriptor.data_desc")
-        dhn, dcn = states(self, out, prefix + "output_descriptor", False)  # dL/dh_T, dL/dc_T: read
-        dx = self.sequence(inp.data_desc, I, prefix + "input_descriptor.data_desc", True)
-        c.acc_dx = accumulates(self, dx)
-        dh0, dc0 = states(self, inp, prefix + "input_descriptor", True)    # dL/dh0, dL/dc0: written
-        for k, tensor in ((SLOT_DY, dy), (SLOT_DX, dx), (SLOT_DH0, dh0), (SLOT_DC0, dc0),
-                          (SLOT_DHN, dhn), (SLOT_DCN, dcn)):
-            fill_slot(&self.slots[k], tensor)
-            self.movable[k] = True
-        point_backward(self)   # gradient fields mirror the forward's (see _call.pxd)
-        for l in range(L):
-            for d in range(D):
-                gr = &c.grad[l].d[d]
-                gr.acc_h0, gr.acc_c0 = accumulates(self, dh0), accumulates(self, dc0)
-        for k, name in enumerate(GATES):
-            gate = getattr(delta, name)
-            if gate is None:
-                raise BNNSError(f"{prefix}{name}: expected an LSTMGateDescriptor, got None")
-            tensors = gate_tensors(self, gate, prefix + name, True)
-            fill_gate(self, tensors, k, True, c.grad)
-            kind, has_bias = tensors[3], tensors[4] is not None
-            if gate.cw_desc is not None and kind != self.peepholes[k]:
-                raise BNNSError(f"{prefix}{name}.cw_desc: the forward's gate has "
-                                f"{['no', 'a diagonal', 'a full'][self.peepholes[k]]} peephole")
-            if has_bias and not self.biases[k]:
-                raise BNNSError(f"{prefix}{name}.b_desc: the forward's gate has no bias")
+        point_gradient_sequences(self, delta, "layer_delta_params.")
+        point_gradient_gates(self, delta, "layer_delta_params.")
         check_writes(self.writes, self.reads, None, "backward")
 
     # ------------------------------------------------------------------ checks before writing
@@ -570,6 +436,7 @@ def make_plan(params, *, need_outputs=True, copies=None):
 
 
 include "_gates.pxi"
+include "_setup.pxi"
 include "_workspace.pxi"
 include "_trial.pxi"
 

@@ -48,7 +48,7 @@ cdef dict sizes(object params, object x_desc, int x_layout):
     for owner, prefix in ((inp, "input_descriptor"), (out, "output_descriptor")):
         learn(values, owner.hidden_desc, _STATE_NAMES, f"{prefix}.hidden_desc")
         learn(values, owner.cell_state_desc, _STATE_NAMES, f"{prefix}.cell_state_desc")
-    for name in GATES:
+    for name in GATE_FIELDS:
         gate = getattr(params, name)
         if gate is None:
             raise BNNSError(f"{name}: expected an LSTMGateDescriptor, got None")

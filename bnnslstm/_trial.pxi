@@ -160,7 +160,7 @@ def signature(params):
             descriptor_state(owner.data_desc, items)
             descriptor_state(owner.hidden_desc, items)
             descriptor_state(owner.cell_state_desc, items)
-        for name in GATES:
+        for name in GATE_FIELDS:
             gate = getattr(params, name)
             pair = gate.iw_desc
             items.append(gate)

@@ -234,52 +234,76 @@ cdef void column_sums(floating *typ, Call *c, Mat dG, Mat other, Vec dst, bint a
 
 cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogil:
     """Layer l's parameter gradients and dL/d(input), as GEMMs over every work row (each
-    thread a slice of the output rows) and column sums."""
+    thread a slice of the output rows) and column sums: dL/d(input), then the input
+    weights and biases, the recurrent weights, the peepholes."""
+    cdef Mat dG = mat(c.scratch[SCRATCH_DG], c.rows, c.D * 4 * c.H, c.D * 4 * c.H, 1)
+    cdef Py_ssize_t r0, r1
+    input_gradient_product(typ, c, l, tid, dG)
+    share(dG.cols, c.team, tid, GRAIN, &r0, &r1)   # the thread's rows of every dW, dU, dC
+    input_weight_gradients(typ, c, l, tid, dG, r0, r1)
+    recurrent_weight_gradients(typ, c, l, tid, dG, r0, r1)
+    if peepholes(&c.grad[l], c.D):
+        team_barrier(c.barrier, c.team)  # SCRATCH_PREV is reused for the cells
+        peephole_gradients(typ, c, l, tid, dG, r0, r1)
+
+
+cdef void input_gradient_product(floating *typ, Call *c, int l, int tid, Mat dG) noexcept nogil:
+    """dL/d(input) = dG W on the thread's rows: into the caller's dx for layer 0 when BLAS
+    can write it in place, else into SCRATCH_DX (nothing for layer 0 without dx)."""
     cdef Layer *lay = &c.layer[l]
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = dG.cols, X = lay.X, q0, q1
+    cdef int d, k
+    cdef bint in_place = l == 0 and c.dx_rows.p != NULL
+    cdef Mat dX
+    share(c.rows, c.team, tid, GRAIN, &q0, &q1)
+    if (l == 0 and c.dx.p == NULL) or q1 <= q0:
+        return
+    dX = c.dx_rows if in_place else mat(c.scratch[SCRATCH_DX], c.rows, X, X, 1)
+    dX = block(dX, q0, 0, q1 - q0, X, sizeof(floating))
+    if lay.W4.p != NULL:
+        gemm(<floating>1, block(dG, q0, 0, q1 - q0, DG, sizeof(floating)), lay.W4,
+             <floating>(1 if in_place and c.acc_dx else 0), dX)
+        return
+    for d in range(c.D):
+        for k in range(4):
+            gemm(<floating>1, block(dG, q0, d * G + k * H, q1 - q0, H, sizeof(floating)),
+                 lay.d[d].g[k].W, <floating>(1 if (d or k) or (in_place and c.acc_dx) else 0),
+                 dX)
+
+
+cdef void input_weight_gradients(floating *typ, Call *c, int l, int tid, Mat dG, Py_ssize_t r0,
+                                 Py_ssize_t r1) noexcept nogil:
+    """dW = dG^T X and db = the column sums of dG, on the thread's rows [r0, r1) of D*4H."""
     cdef Layer *grl = &c.grad[l]
     cdef Gate *gw
-    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, X = lay.X, rows = c.rows
-    cdef Py_ssize_t q0, q1, r0, r1, u0, u1, j, n
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, X = c.layer[l].X, j, n
     cdef int d, k
-    cdef Mat dG = mat(c.scratch[SCRATCH_DG], rows, DG, DG, 1)
-    cdef Mat inp, dX, prev, cells
-    # dL/d(input) = dG W: the caller's dx for layer 0 when BLAS can write it in place
-    share(rows, c.team, tid, GRAIN, &q0, &q1)
-    if l > 0 or c.dx.p != NULL:
-        if l == 0 and c.dx_rows.p != NULL:
-            dX = c.dx_rows
-        else:
-            dX = mat(c.scratch[SCRATCH_DX], rows, X, X, 1)
-        if q1 > q0:
-            dX = block(dX, q0, 0, q1 - q0, X, sizeof(floating))
-            if lay.W4.p != NULL:
-                gemm(<floating>1, block(dG, q0, 0, q1 - q0, DG, sizeof(floating)), lay.W4,
-                     <floating>(1 if l == 0 and c.dx_rows.p != NULL and c.acc_dx else 0), dX)
-            else:
-                for d in range(c.D):
-                    for k in range(4):
-                        gemm(<floating>1,
-                             block(dG, q0, d * G + k * H, q1 - q0, H, sizeof(floating)),
-                             lay.d[d].g[k].W,
-                             <floating>(1 if (d or k) or (l == 0 and c.dx_rows.p != NULL
-                                                          and c.acc_dx) else 0), dX)
+    cdef Mat inp
     prepare_input(typ, c, l, tid, False)
     inp = layer_input(typ, c, l)
-    share(DG, c.team, tid, GRAIN, &r0, &r1)
     for d in range(c.D):
         for k in range(4):
             gw = &grl.d[d].g[k]
             n = overlap(r0, r1, d * G + k * H, d * G + (k + 1) * H, &j)
             if n == 0:
                 continue
-            if gw.W.p != NULL:   # dW = dG^T X
+            if gw.W.p != NULL:
                 gemm_into(typ, c, tid,
-                          transposed(block(dG, 0, d * G + k * H + j, rows, n, sizeof(floating))),
+                          transposed(block(dG, 0, d * G + k * H + j, c.rows, n, sizeof(floating))),
                           inp, gw.acc_W, block(gw.W, j, 0, n, X, sizeof(floating)))
-            if gw.b.p != NULL:   # db = column sums of dG
-                column_sums(typ, c, block(dG, 0, d * G + k * H, rows, H, sizeof(floating)),
+            if gw.b.p != NULL:
+                column_sums(typ, c, block(dG, 0, d * G + k * H, c.rows, H, sizeof(floating)),
                             mat(NULL, 0, 0, 0, 0), gw.b, gw.acc_b, j, n)
-    # dU = dG^T H_prev; full peepholes dC = dG^T C_prev (the output gate's: dG_o^T C)
+
+
+cdef void recurrent_weight_gradients(floating *typ, Call *c, int l, int tid, Mat dG,
+                                     Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """dU = dG^T H_prev (every row's previous h, gathered), on the thread's rows."""
+    cdef Layer *grl = &c.grad[l]
+    cdef Gate *gw
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, rows = c.rows, j, n
+    cdef int d, k
+    cdef Mat prev
     gather_previous(typ, c, l, tid, False)
     for d in range(c.D):
         prev = mat(c.scratch[SCRATCH_PREV] + d * rows * H * sizeof(floating), rows, H, H, 1)
@@ -290,9 +314,17 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
                 gemm_into(typ, c, tid,
                           transposed(block(dG, 0, d * G + k * H + j, rows, n, sizeof(floating))),
                           prev, gw.acc_U, block(gw.U, j, 0, n, H, sizeof(floating)))
-    if not peepholes(grl, c.D):
-        return
-    team_barrier(c.barrier, c.team)  # SCRATCH_PREV is reused for the cells
+
+
+cdef void peephole_gradients(floating *typ, Call *c, int l, int tid, Mat dG, Py_ssize_t r0,
+                             Py_ssize_t r1) noexcept nogil:
+    """Full peepholes dC = dG^T C_prev (the output gate's: dG_o^T C, the new cells),
+    diagonal ones the column sums of dG * C_prev (or * C), on the thread's rows."""
+    cdef Layer *grl = &c.grad[l]
+    cdef Gate *gw
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, rows = c.rows, j, n
+    cdef int d, k
+    cdef Mat prev, cells
     gather_previous(typ, c, l, tid, True)
     for d in range(c.D):
         prev = mat(c.scratch[SCRATCH_PREV] + d * rows * H * sizeof(floating), rows, H, H, 1)
