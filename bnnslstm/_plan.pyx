@@ -8,11 +8,13 @@ memoryview over the caller's buffer (a Tensor, _tensor.pxi), and records where t
 read it: the slices of that view, in place wherever BLAS can address them (a leading
 dimension, a transpose flag, per-gate pointers), a contiguous copy only where it cannot (no
 unit stride in either direction; docs/layouts.rst). Each gate's descriptors are resolved in
-_gates.pxi. :meth:`Plan.delta` does the same for the backward's gradient descriptors.
+_gates.pxi, the sequences and states in slots (_slots.pxi), the steps of setup() in
+_setup.pxi. :meth:`Plan.delta` does the same for the backward's gradient descriptors.
 Nothing is written until every check has passed, the aliasing checks of _aliasing.pxi last;
 then :meth:`Plan.bind` points the call at its cache regions and scratch (_workspace.pxi) and
 :meth:`Plan.run` runs the kernels of the build chosen at import (:func:`use_kernels`)
-without the GIL.
+without the GIL. Also here: the planner's trials (_trial.pxi), the signature by which a
+call reuses the last call's plan (_reuse.pxi), BLAS kept single-threaded (_serial.pxi).
 """
 
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE, PyBUF_STRIDES,
@@ -439,6 +441,7 @@ include "_gates.pxi"
 include "_setup.pxi"
 include "_workspace.pxi"
 include "_trial.pxi"
+include "_reuse.pxi"
 
 
 # ---------------------------------------------------------------------------------- kernel builds
