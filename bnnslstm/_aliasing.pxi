@@ -3,7 +3,7 @@
 # not share memory with another written view, with a view the call reads, or with the
 # training cache.
 
-cdef bint overlap(Tensor a, object b, Py_ssize_t lo, Py_ssize_t hi) except -1:
+cdef bint shares_memory(Tensor a, object b, Py_ssize_t lo, Py_ssize_t hi) except -1:
     """Whether a's view shares memory with ``b``, which spans the addresses [lo, hi): a
     Tensor (its view) or a numpy array (the training cache). Exact where numpy can tell
     cheaply, else whether the address ranges meet (erring on the side of refusing)."""
@@ -58,12 +58,12 @@ cdef int check_writes(list writes, list reads, object cache, str reader) except 
                             "a written descriptor must reach each element once")
         for j in range(i):
             t = writes[j]
-            if overlap(w, t, t.lo(), t.hi()):
+            if shares_memory(w, t, t.lo(), t.hi()):
                 raise BNNSError(f"{w.field}: shares memory with {t.field}; written descriptors "
                                 "must not overlap")
         for j in range(len(reads)):
             t = reads[j]
-            if overlap(w, t, t.lo(), t.hi()):
+            if shares_memory(w, t, t.lo(), t.hi()):
                 raise BNNSError(f"{w.field}: shares memory with {_read_name(t.field)}, "
                                 f"which the {reader} reads")
     if cache is None:
@@ -72,7 +72,7 @@ cdef int check_writes(list writes, list reads, object cache, str reader) except 
     end = start + cache.nbytes
     for i in range(len(writes)):
         w = writes[i]
-        if overlap(w, cache, start, end):
+        if shares_memory(w, cache, start, end):
             raise BNNSError(f"{w.field}: shares memory with training_cache, which the {reader} "
                             f"{'writes' if reader == 'forward' else 'reads'}")
     return 0

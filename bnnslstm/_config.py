@@ -88,7 +88,7 @@ def _kernels():
 
     features = _kernels.cpu_features()
     wanted = sorted({name for needs in _kernels.KERNEL_FEATURES.values() for name in needs})
-    in_use = {module: name for name, module in _kernels.KERNEL_BUILDS.items()}.get(
+    in_use = {module: name for name, module in _kernels.BUILD_MODULES.items()}.get(
         _plan.kernels.__name__)
     return {
         "in_use": in_use,

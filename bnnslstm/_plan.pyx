@@ -36,7 +36,7 @@ import numpy as np
 
 from ._checks import fraction, integer, is_integer
 from ._descriptor import type_name
-from ._kernels import KERNEL_BUILDS, available_builds, load_build  # no-cython-lint: re-exported
+from ._kernels import load_build
 from .activations import DEFAULT_ACTIVATIONS, check_activation
 from .enums import DataLayout, DataType, LayerFlags, NDArrayFlags
 from .errors import BNNSError
@@ -229,7 +229,7 @@ cdef class Plan:
         end = start + cache.nbytes
         for j in range(len(self.reads)):
             t = self.reads[j]
-            if overlap(t, cache, start, end):
+            if shares_memory(t, cache, start, end):
                 raise BNNSError(f"training_cache: shares memory with {_read_name(t.field)}, "
                                 "which the forward reads")
 
@@ -448,7 +448,6 @@ include "_reuse.pxi"
 ctypedef void (*kernels_entry)(Call *c, bint forward) noexcept nogil
 cdef kernels_entry run_kernels = NULL   # the entry point (run, _driver.pxi) of the build in use
 kernels = None  # the kernel module in use (its blas_time() counts this process's BLAS calls)
-available_kernels = available_builds
 
 
 def use_kernels(name=None):

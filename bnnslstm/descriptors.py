@@ -8,8 +8,7 @@ returns it as a strided numpy view after checking that every reachable element l
 inside the buffer.
 """
 
-# _fill_strides and numpy_dtype: kept importable from here (the tests read _fill_strides here)
-from ._descriptor import NDArrayDescriptor, _fill_strides, numpy_dtype  # noqa: F401
+from ._descriptor import NDArrayDescriptor
 
 __all__ = ["NDArrayDescriptor", "size_and_stride"]
 

@@ -53,6 +53,7 @@ FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection
 # step; a team of two on the two directions; each thread its samples
 SPLITS = ("rows", "directions", "samples")
 ROWS, DIRECTIONS, SAMPLES = range(3)
+PASSES = ("forward", "backward")   # a problem's two passes, each chosen apart
 
 
 class Arrangement(NamedTuple):
@@ -196,10 +197,13 @@ class _Choice:
 
 
 class _Problem:
+    """What the planner knows of one problem: a _Choice per pass, ``"forward"`` and
+    ``"backward"`` (the wisdom's keys too)."""
+
     def __init__(self, key, H, B, D, team):
         self.key = key
-        self.forward = _Choice(candidates(H, B, D, team, False))
-        self.backward = _Choice(candidates(H, B, D, team, True))
+        self.choices = {which: _Choice(candidates(H, B, D, team, which == "backward"))
+                        for which in PASSES}
         self.backward_ran = False
         for which, arrangement in _wisdom.get(key, {}).items():
             self.pin(which, arrangement)
@@ -207,7 +211,7 @@ class _Problem:
     def pin(self, which, arrangement):
         """Use ``arrangement`` for the pass ``which`` (imported wisdom): at once in fastest
         mode, after a bit-for-bit check against the canonical arrangement in measure mode."""
-        target = getattr(self, which)
+        target = self.choices[which]
         target.pinned, target.source, target.shapes = arrangement, "wisdom", None
         target.chosen = arrangement if _mode == "fastest" else None
 
@@ -249,7 +253,7 @@ def _arrangement(plan, team, backward, workspace):
             if key not in _wisdom and not _tunable(plan):
                 return HEURISTIC
             problem = _problems[key] = _Problem(key, plan.H, plan.B, plan.D, team)
-        choice = problem.backward if backward else problem.forward
+        choice = problem.choices[PASSES[backward]]
         problem.backward_ran |= backward
         if choice.chosen is not None:
             return choice.chosen if choice.covers(shapes) else HEURISTIC
@@ -319,17 +323,17 @@ def decisions():
     with _lock:
         out = []
         for problem in _problems.values():
-            passes = [problem.forward] + ([problem.backward] if problem.backward_ran else [])
+            fwd, bwd = problem.choices["forward"], problem.choices["backward"]
+            ran = [fwd] + ([bwd] if problem.backward_ran else [])
             out.append({
                 "problem": problem.key,
-                "forward": problem.forward.describe(),
-                "backward": problem.backward.describe() if problem.backward_ran else "-",
-                "tuned": all(p.chosen is not None for p in passes),
-                "tuning_seconds": sum(p.trial_seconds for p in passes),
-                "calls": max(p.trials for p in passes),
-                "dropped": {"forward": list(problem.forward.dropped),
-                            "backward": list(problem.backward.dropped)},
-                "source": problem.forward.source,
+                "forward": fwd.describe(),
+                "backward": bwd.describe() if problem.backward_ran else "-",
+                "tuned": all(p.chosen is not None for p in ran),
+                "tuning_seconds": sum(p.trial_seconds for p in ran),
+                "calls": max(p.trials for p in ran),
+                "dropped": {"forward": list(fwd.dropped), "backward": list(bwd.dropped)},
+                "source": fwd.source,
             })
         return out
 
@@ -366,11 +370,9 @@ def export_wisdom():
     with _lock:
         problems = {}
         for key, problem in _problems.items():
-            item = {}
-            if problem.forward.chosen is not None:
-                item["forward"] = entry(problem.forward)
-            if problem.backward_ran and problem.backward.chosen is not None:
-                item["backward"] = entry(problem.backward)
+            item = {which: entry(choice) for which, choice in problem.choices.items()
+                    if choice.chosen is not None
+                    and (which == "forward" or problem.backward_ran)}
             if item:
                 problems[key] = item
     return json.dumps({"bnnslstm_wisdom": 1, "blas": _blas_identity(), "problems": problems},
@@ -396,7 +398,7 @@ def import_wisdom(text):
         if not isinstance(item, dict):
             raise ValueError(f"wisdom: problem {key!r} is not an object")
         for which, value in item.items():
-            if which not in ("forward", "backward"):
+            if which not in PASSES:
                 raise ValueError(f"wisdom: problem {key!r}: unknown pass {which!r}")
             try:
                 arrangement = Arrangement(

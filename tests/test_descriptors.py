@@ -6,11 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+from bnnslstm._descriptor import _fill_strides
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bnnslstm as bl
-from bnnslstm.descriptors import _fill_strides
 
 L = bl.DataLayout
 

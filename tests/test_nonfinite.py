@@ -11,12 +11,13 @@ import pytest
 
 import bnnslstm as bl
 from bnnslstm import _plan
+from bnnslstm._kernels import available_builds
 from helpers import Problem
 from reference import GATES
 from reference_activations import numpy_activation, numpy_activation_derivative
 from test_activations import ELEMENTWISE, activation
 
-BUILDS = _plan.available_kernels()
+BUILDS = available_builds()
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0, 0.5])
 
 

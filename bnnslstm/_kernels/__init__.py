@@ -19,7 +19,7 @@ and this CPU runs, :func:`load_build` imports one.
 import importlib
 import importlib.util
 
-KERNEL_BUILDS = {"portable": "bnnslstm._kernels._lstm", "avx2": "bnnslstm._kernels._lstm_avx2",
+BUILD_MODULES = {"portable": "bnnslstm._kernels._lstm", "avx2": "bnnslstm._kernels._lstm_avx2",
                  "avx512": "bnnslstm._kernels._lstm_avx512"}
 # numpy's CPU-feature names (the OS's support of the registers included) each build needs
 KERNEL_FEATURES = {"portable": (), "avx2": ("AVX2", "FMA3"),
@@ -41,7 +41,7 @@ def available_builds():
     features = cpu_features()
     return [name for name, needs in KERNEL_FEATURES.items()
             if all(features.get(feature) for feature in needs)
-            and (name == "portable" or importlib.util.find_spec(KERNEL_BUILDS[name]) is not None)]
+            and (name == "portable" or importlib.util.find_spec(BUILD_MODULES[name]) is not None)]
 
 
 def load_build(name=None):
@@ -52,4 +52,4 @@ def load_build(name=None):
     name = names[-1] if name is None else name
     if name not in names:
         raise ValueError(f"kernels: {name!r} is not available here (available: {names})")
-    return name, importlib.import_module(KERNEL_BUILDS[name])
+    return name, importlib.import_module(BUILD_MODULES[name])
