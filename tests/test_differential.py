@@ -72,10 +72,10 @@ PARAMETERS = {  # alpha, beta ranges per function that reads them (None: not rea
     F.CELU: ((0.3, 2.0), None), F.HARD_SHRINK: ((0.0, 1.0), None),
     F.SOFT_SHRINK: ((0.0, 1.0), None), F.THRESHOLD: ((-1.0, 1.0), (-1.0, 1.0)),
 }
-# n_threads: mostly 1. On a busy machine (load 4 on 2 cores) the kernels' team (then OpenMP) and
-# OpenBLAS's threads made tiny calls 20-50x slower (libgomp's threads spin), which would make
-# the test's time depend on the machine's load; the other values keep their code paths (the
-# two directions on two threads) covered. Calls this small run on one thread anyway
+# n_threads: mostly 1. On a busy machine (load 4 on 2 cores) an OpenMP team (the kernels' before
+# their own pool) and OpenBLAS's threads made tiny calls 20-50x slower (libgomp spins), which
+# would make the test's time depend on the machine's load; the other values keep their code
+# paths (the two directions on two threads) covered. Calls this small run on one thread anyway
 # (bnnslstm._threads.TEAM_MIN_WORK): the team's splits are drawn by the forced-team test below.
 THREADS = st.sampled_from([bl.FilterParameters(n_threads=1), bl.FilterParameters(n_threads=1),
                            None, bl.FilterParameters(n_threads=0),
