@@ -115,7 +115,8 @@ def _python():
 
 
 def _config():
-    from . import __version__, planner
+    from . import planner
+    from ._version import __version__
 
     build = _build()
     return {
