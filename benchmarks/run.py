@@ -338,17 +338,17 @@ def cpu_model():
 def kernels_blas():
     """(threadpoolctl's entry of the BLAS that scipy's cython_blas calls, or None; every BLAS
     loaded): the library's own rule (bnnslstm._threads.blas_controllers)."""
-    from threadpoolctl import ThreadpoolController
-
-    controllers = ThreadpoolController().select(user_api="blas").lib_controllers
     try:
-        from bnnslstm._threads import blas_controllers
+        from bnnslstm._threads import blas_libraries, kernels_blas
     except ImportError:  # an older bnnslstm (for a before/after comparison)
-        from bnnslstm.lstm import _kernels_blas
+        from threadpoolctl import ThreadpoolController
 
-        called = _kernels_blas(controllers)
+        from bnnslstm.lstm import _kernels_blas as kernels_blas
+
+        controllers = ThreadpoolController().select(user_api="blas").lib_controllers
     else:
-        called = blas_controllers()
+        controllers = blas_libraries()
+    called = kernels_blas(controllers)
     return (called[0].info() if len(called) == 1 else None), [lib.info() for lib in controllers]
 
 

@@ -24,9 +24,9 @@ def _blas():
     from ._threads import kernels_blas
 
     try:
-        from threadpoolctl import ThreadpoolController
+        from ._threads import blas_libraries
 
-        controllers = ThreadpoolController().select(user_api="blas").lib_controllers
+        controllers = blas_libraries()
     except Exception as error:  # informative only: never fail to report the rest
         controllers, found = [], f"threadpoolctl failed: {error}"
     else:

@@ -16,7 +16,7 @@ from . import _plan
 from ._kernels._lstm import team_available  # the same in every kernel build
 
 __all__ = ["CORES", "TEAM_MAX", "TEAM_MIN_WORK", "FRAME_MIN_WORK", "team_of", "kernels_blas",
-           "blas_controllers", "serial_blas"]
+           "blas_libraries", "blas_controllers", "serial_blas"]
 
 CORES = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
          else (os.cpu_count() or 1))
@@ -42,13 +42,18 @@ def team_of(plan, threads):
     return max(1, min(threads, TEAM_MAX, work))
 
 
-def blas_controllers():
-    """threadpoolctl's controllers of the BLAS libraries the kernels call (imported on
-    first use: threadpoolctl scans the process's libraries)."""
+def blas_libraries():
+    """threadpoolctl's controllers of every BLAS library loaded (imported on first use:
+    threadpoolctl scans the process's libraries), scipy's own loaded first."""
     import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS the kernels call)
     from threadpoolctl import ThreadpoolController
 
-    return kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+def blas_controllers():
+    """threadpoolctl's controllers of the BLAS libraries the kernels call."""
+    return kernels_blas(blas_libraries())
 
 
 def kernels_blas(libraries):

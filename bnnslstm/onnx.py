@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from ._onnx_read import (
     GLUE,
@@ -39,6 +39,7 @@ from ._onnx_read import (
     region,
     warn_left_out,
 )
+from ._onnx_write import ALPHA, BETA, GraphWriter, ir_version, lstm_attributes
 from ._weights import IFO, Layout, state_from_onnx, to_onnx
 from .activations import GATES
 from .enums import ActivationFunction as F
@@ -48,8 +49,6 @@ from .parameters import Activation
 
 __all__ = ["LeftOutWarning", "export", "load"]
 
-_ALPHA = {"Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu"}
-_BETA = {"Affine", "ScaledTanh", "HardSigmoid"}
 _ONNX_DEFAULTS = {"LeakyRelu": (0.01, None), "ThresholdedRelu": (1.0, None),
                   "HardSigmoid": (0.2, 0.5), "Elu": (1.0, None)}
 # ---------------------------------------------------------------------- activations
@@ -165,98 +164,20 @@ def export(layer, path, *, opset=17, initial_states=False, sequence_lens=False):
                         f"inputs), got {opset!r}")
     layout, state = _source(layer)
     onnx_weights = to_onnx(layout, state)
-    I, H, L, D = layout.I, layout.H, layout.L, layout.D
     dtype = np.float64 if state["weight_hh_l0"].dtype == np.float64 else np.float32
-    elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
-    acts = _onnx_activations(layout.activations)
-    attributes = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
-    if acts is not None:
-        attributes["activations"] = [name for name, _, _ in acts] * D
-        alphas = [a for name, a, _ in acts * D if name in _ALPHA]
-        betas = [b for name, _, b in acts * D if name in _BETA]
-        if alphas:
-            attributes["activation_alpha"] = alphas
-        if betas:
-            attributes["activation_beta"] = betas
-
-    nodes, initializers = [], []
-
-    def constant(name, array):
-        initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    inputs = [helper.make_tensor_value_info("input", elem, ["batch", "time", I] if layer.batch_first
-                                            else ["time", "batch", I])]
-    state_shape = [L * D, "batch", H]
-    if initial_states:
-        inputs += [helper.make_tensor_value_info(n, elem, state_shape) for n in ("h0", "c0")]
-    if sequence_lens:
-        inputs.append(helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, ["batch"]))
-    x = "input"
-    if layer.batch_first:
-        nodes.append(helper.make_node("Transpose", [x], ["input_tbi"], perm=[1, 0, 2],
-                                      name="input_to_time_major"))
-        x = "input_tbi"
-    flatten = constant("flatten_directions", np.array([0, 0, -1], np.int64))
-    hs, cs = [], []
-    for l, (W, R, Bs, P) in enumerate(onnx_weights):
-        lstm_inputs = [x, constant(f"W_l{l}", W.astype(dtype)),
-                       constant(f"R_l{l}", R.astype(dtype)),
-                       "" if Bs is None else constant(f"B_l{l}", Bs.astype(dtype)),
-                       "sequence_lens" if sequence_lens else ""]
-        if initial_states:
-            for name in ("h0", "c0"):
-                starts = constant(f"{name}_start_l{l}", np.array([l * D], np.int64))
-                ends = constant(f"{name}_end_l{l}", np.array([(l + 1) * D], np.int64))
-                axes = constant(f"{name}_axes_l{l}", np.array([0], np.int64))
-                nodes.append(helper.make_node("Slice", [name, starts, ends, axes], [f"{name}_l{l}"],
-                                              name=f"{name}_slice_l{l}"))
-            lstm_inputs += ["h0_l" + str(l), "c0_l" + str(l)]
-        else:
-            lstm_inputs += ["", ""]
-        lstm_inputs.append("" if P is None else constant(f"P_l{l}", P.astype(dtype)))
-        while lstm_inputs[-1] == "":
-            lstm_inputs.pop()
-        nodes.append(helper.make_node("LSTM", lstm_inputs, [f"Y_l{l}", f"h_n_l{l}", f"c_n_l{l}"],
-                                      name=f"lstm_l{l}", **attributes))
-        # [T][D][B][H] -> [T][B][D][H] -> [T][B][D*H]
-        nodes.append(helper.make_node("Transpose", [f"Y_l{l}"], [f"Y_tbdh_l{l}"], perm=[0, 2, 1, 3],
-                                      name=f"directions_last_l{l}"))
-        nodes.append(helper.make_node("Reshape", [f"Y_tbdh_l{l}", flatten], [f"y_l{l}"],
-                                      name=f"flatten_l{l}"))
-        x = f"y_l{l}"
-        hs.append(f"h_n_l{l}")
-        cs.append(f"c_n_l{l}")
-    if layer.batch_first:
-        nodes.append(helper.make_node("Transpose", [x], ["output"], perm=[1, 0, 2],
-                                      name="output_to_batch_major"))
-    else:
-        nodes.append(helper.make_node("Identity", [x], ["output"], name="output"))
-    for name, parts in (("h_n", hs), ("c_n", cs)):
-        nodes.append(helper.make_node("Concat", parts, [name], axis=0, name=name) if L > 1
-                     else helper.make_node("Identity", parts, [name], name=name))
-    outputs = [helper.make_tensor_value_info("output", elem, ["batch", "time", D * H]
-                                             if layer.batch_first else ["time", "batch", D * H]),
-               helper.make_tensor_value_info("h_n", elem, state_shape),
-               helper.make_tensor_value_info("c_n", elem, state_shape)]
-    graph = helper.make_graph(nodes, "bnnslstm_LSTM", inputs, outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="bnnslstm")
-    model.ir_version = min(model.ir_version, _ir_version(opset))
+    graph = GraphWriter(TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT)
+    x = graph.inputs(layout, layer.batch_first, initial_states, sequence_lens)
+    attributes = lstm_attributes(layout, _onnx_activations(layout.activations))
+    for l, weights in enumerate(onnx_weights):
+        x = graph.layer(l, layout.D, weights, dtype, x, attributes, initial_states,
+                        sequence_lens)
+    model = helper.make_model(graph.outputs(layout, layer.batch_first, x), opset_imports=[
+        helper.make_opsetid("", opset)], producer_name="bnnslstm")
+    model.ir_version = min(model.ir_version, ir_version(opset))
     onnx.checker.check_model(model)
     if path is not None:
         onnx.save(model, os.fspath(path))
     return model
-
-
-def _ir_version(opset):
-    """The oldest IR version that carries ``opset`` (so older runtimes read the file), at
-    least 4 (before it, initializers had to be listed as graph inputs too)."""
-    for ir, op in ((4, 9), (5, 10), (6, 11), (7, 12), (7, 13), (8, 14), (8, 15), (8, 16),
-                   (8, 17), (9, 18), (9, 19), (9, 20), (10, 21)):
-        if opset <= op:
-            return ir
-    return onnx.IR_VERSION
 
 
 # ---------------------------------------------------------------------- load
@@ -336,6 +257,13 @@ def load(path_or_model, *, dtype=np.float32, output_names=None, input_names=None
     layers = [_read_lstm(g, node) for node in lstms]
     _check_layers_agree(layers)
     check_model(model)  # what load does not read must be valid too
+    lstm = _layer_of(layers, batch_first, dtype)
+    warn_left_out(g, nodes, starts, input_names, output_names)
+    return lstm
+
+
+def _layer_of(layers, batch_first, dtype):
+    """The bnnslstm.LSTM of the LSTM nodes read (_read_lstm's dicts, checked to agree)."""
     first = layers[0]
     activations = _load_activations(first, first["D"], label(first["node"]))
     kwargs = {}
@@ -349,7 +277,6 @@ def load(path_or_model, *, dtype=np.float32, output_names=None, input_names=None
                 peephole_gates=IFO if peepholes else None, dtype=dtype, **kwargs)
     lstm.load_state_dict(state_from_onnx(lstm._layout, [
         (layer["W"], layer["R"], layer["B"], layer["P"]) for layer in layers]))
-    warn_left_out(g, nodes, starts, input_names, output_names)
     return lstm
 
 
@@ -466,9 +393,9 @@ def _load_activations(layer, D, label):
     resolved = []
     for name in names:
         default_a, default_b = _ONNX_DEFAULTS.get(name, (None, None))
-        a = alphas.pop(0) if name in _ALPHA and alphas else default_a
-        b = betas.pop(0) if name in _BETA and betas else default_b
-        if (name in _ALPHA and a is None) or (name in _BETA and b is None):
+        a = alphas.pop(0) if name in ALPHA and alphas else default_a
+        b = betas.pop(0) if name in BETA and betas else default_b
+        if (name in ALPHA and a is None) or (name in BETA and b is None):
             raise BNNSError(f"{label}: activation {name} needs "
                             f"activation_alpha/activation_beta values")
         resolved.append((name, a, b))

@@ -46,9 +46,7 @@ def test_blas_is_the_one_the_calls_limit(config):
     called = [lib for lib in blas["libraries"] if lib["called_by_kernels"]]
     # the libraries the kernels call come first, and they are the ones every call limits
     assert blas["libraries"][:len(called)] == called
-    from threadpoolctl import ThreadpoolController
-
-    limited = _threads.kernels_blas(ThreadpoolController().select(user_api="blas").lib_controllers)
+    limited = _threads.blas_controllers()
     if str(blas["scipy_built_with"].get("name")).lower() == "accelerate":
         # threadpoolctl does not see Accelerate: what it lists is not what scipy calls
         assert called == []
