@@ -367,7 +367,7 @@ cdef class Plan:
             raise ValueError("schedule: 1 to 8 arrangements")
         for k, arrangement in enumerate(arrangements):
             form, chunk, by_vectors, split = tuple(arrangement) + (0,) * (4 - len(arrangement))
-            if (form not in (0, 1, 2, 3) or chunk < 0 or by_vectors not in (-1, 0, 1)
+            if (form not in range(8) or chunk < 0 or by_vectors not in (-1, 0, 1)
                     or split not in (SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_SAMPLES)
                     or (k and split != c.arrangement[0].split)):
                 raise ValueError(f"schedule: arrangement {k} is not one: {arrangement}")

@@ -46,9 +46,11 @@ __all__ = ["mode", "set_mode", "decisions", "forget", "export_wisdom", "import_w
 
 MODES = ("measure", "heuristic", "fastest")
 # the form's bits (the kernels' FORM_*, bnnslstm/_kernels/_call.pxd): h_prev read from a
-# batch-fastest copy; the products added straight into the input projection
-STATE_COPY, INTO_PROJECTION = 1, 2
-FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection")
+# batch-fastest copy; the products added straight into the input projection; the products'
+# scratch sample-major (without INTO_PROJECTION)
+STATE_COPY, INTO_PROJECTION, SAMPLE_MAJOR = 1, 2, 4
+FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection",
+         "sample-major scratch", "state-copy, sample-major scratch")
 # how the team shares each step (the kernels' SPLIT_*): its rows and units, meeting twice a
 # step; a team of two on the two directions; each thread its samples
 SPLITS = ("rows", "directions", "samples")
@@ -148,6 +150,11 @@ def candidates(H, B, D, team, backward):
             found.append(Arrangement(STATE_COPY, chunk, by_vectors=0))
         found.append(Arrangement(INTO_PROJECTION))
         found.append(Arrangement(STATE_COPY | INTO_PROJECTION))
+        # the products where the cell pass reads them contiguously, with beta = 0
+        found.append(Arrangement(SAMPLE_MAJOR))
+        found.append(Arrangement(STATE_COPY | SAMPLE_MAJOR, by_vectors=0))
+        if chunk:
+            found.append(Arrangement(STATE_COPY | SAMPLE_MAJOR, chunk, by_vectors=0))
     if team == 2 and D == 2:   # the same products per thread, no meeting per step
         found.append(Arrangement(split=DIRECTIONS))
         if not backward:

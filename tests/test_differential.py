@@ -405,7 +405,8 @@ def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
     # how the team shares the steps (rows, directions, samples): one way per call
     splits = {False: data.draw(st.sampled_from([0, 1, 2]), label="forward split"),
               True: data.draw(st.sampled_from([0, 1, 2]), label="backward split")}
-    forms = st.tuples(st.sampled_from([0, 1, 2, 3]), chunks, by_vectors, st.just(splits[False]))
+    forms = st.tuples(st.sampled_from([0, 1, 2, 3, 4, 5]), chunks, by_vectors,
+                      st.just(splits[False]))
     backs = st.tuples(st.just(0), chunks, by_vectors, st.just(splits[True]))
     arrangements = {
         False: data.draw(st.lists(forms, min_size=1, max_size=8), label="forward arrangements"),

@@ -19,7 +19,7 @@ from reference import GATES
 
 # every arrangement of the products with the team by rows, by directions and by samples
 FORWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2)
-           for form in (0, 1, 2, 3) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
+           for form in (0, 1, 2, 3, 4, 5) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 BACKWARD = [(0, chunk, by_vectors, split) for split in (0, 1, 2)
             for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 TOLERANCE = {np.float32: 5e-5, np.float64: 1e-11}   # of the largest value compared

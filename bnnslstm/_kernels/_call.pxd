@@ -95,6 +95,9 @@ cdef enum:
                               # contiguous stream per sample; without it they go to
                               # S[D*4H][B] (SCRATCH_S, batch-fastest) and the cell pass adds S
                               # to the projection
+    FORM_SAMPLE_MAJOR = 4     # without FORM_INTO_PROJECTION: S lies sample-major, [B][D*4H]
+                              # (beta = 0, and the cell pass reads S contiguously too, where
+                              # batch-fastest it reads S a batch apart)
 
 
 # How a call's thread team shares each step (Arrangement.split, _rows.pxi's thread_share)

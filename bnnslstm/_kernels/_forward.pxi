@@ -77,7 +77,9 @@ cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
         initial0, initial1 = max(sh.b0, n_prev) - n_prev, max(e, n_prev) - n_prev
         if into:  # the projection's rows of step t, seen as [G][bt] (unit stride down a column)
             S = mat(projection(c, l) + (c.start[t] * DG + d * G) * sizeof(floating), G, bt, 1, DG)
-        else:
+        elif a.form & FORM_SAMPLE_MAJOR:   # [B][D*4H] in scratch, the same [G][bt] view
+            S = mat(c.scratch[SCRATCH_S] + d * G * sizeof(floating), G, bt, 1, DG)
+        else:   # [D][4H][B] in scratch, batch-fastest
             S = mat(c.scratch[SCRATCH_S] + d * G * B * sizeof(floating), G, bt, B, 1)
         if a.form & FORM_STATE_COPY:
             h_prev = mat(c.scratch[SCRATCH_HT] + d * H * B * sizeof(floating), n_prev, H, 1, B)
@@ -179,6 +181,9 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
     cdef char *proj = projection(c, l)
     cdef char *S = c.scratch[SCRATCH_S]
     cdef bint products_apart = a.form & FORM_INTO_PROJECTION == 0
+    cdef bint sample_major = a.form & FORM_SAMPLE_MAJOR != 0
+    cdef Py_ssize_t s_unit = 1 if sample_major else B, s_gate = H if sample_major else H * B
+    cdef floating *s_at
     for d in range(c.D):
         n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
         if n == 0:
@@ -200,10 +205,13 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
             hT = <floating*>c.scratch[SCRATCH_HT] + d * H * B + b if write_hT and part & 2 else NULL
             for j in range(j0, j0 + n, 128):  # CHUNK units at a time
                 m = j0 + n - j
+                s_at = NULL   # the step's products of unit j (already in proj: NULL)
+                if products_apart:
+                    s_at = (<floating*>S + b * DG + d * G + j if sample_major
+                            else <floating*>S + (d * G + j) * B + b)
                 cell_chunk(typ, c, m if m < CHUNK else CHUNK, H,
                            <floating*>proj + wrow * DG + d * G + j, g + j, at(<char*>pre, j, typ),
-                           <floating*>S + (d * G + j) * B + b if products_apart else NULL,
-                           B, H * B,
+                           s_at, s_unit, s_gate,
                            <floating*>lay.bias + d * G + j, at(lay.cdiag, d * G + j, typ),
                            at(<char*>c_prev, j * cps, typ), cps,
                            cell + j, at(<char*>act_h_c, j, typ), h + j,
@@ -294,10 +302,21 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
             else:
                 step_cells(typ, c, l, s, &sh, 3, a, write_hT)
             meet(c, &sh)
+            if not sh.meet and s + 1 < c.T and other_layout(a, arrangement_of(c, l, s + 1)):
+                # the products' scratch changes layout at the next step (a schedule mixing
+                # arrangements): a thread's samples in one layout lie on others' in the other
+                team_barrier(c.barrier, c.team)
             time_step(c, tid, l * c.T + s, &since)
         if not sh.meet:   # the layer's every row, before the next layer and the final states
             team_barrier(c.barrier, c.team)
         final_states(typ, c, l, tid)
+
+
+cdef inline bint other_layout(const Arrangement *a, const Arrangement *b) noexcept nogil:
+    """Whether two steps' arrangements both put their products in SCRATCH_S, in different
+    layouts (batch-fastest, sample-major)."""
+    return (not (a.form | b.form) & FORM_INTO_PROJECTION
+            and (a.form ^ b.form) & FORM_SAMPLE_MAJOR != 0)
 
 
 cdef inline void meet(Call *c, const Share *sh) noexcept nogil:
