@@ -77,8 +77,8 @@ class Arrangement(NamedTuple):
 
 HEURISTIC = Arrangement()   # the canonical arrangement: S from h read in place, the thread's
                             # slice in one call, gemv for batches <= 4, the team by rows
-TRIAL_STEPS = 16            # steps of a trial (every step of a call with per-step batch sizes)
-TIMED_STEPS = 8             # timed steps per candidate at least (a short trial is repeated)
+TRIAL_STEPS = 12            # steps of a trial (every step of a call with per-step batch sizes)
+ROUNDS = 3                  # timed runs of each candidate in a trial (the fastest counts)
 MIN_WORK = 1 << 16          # multiply-adds of a step's products below which nothing is tried
 MIN_STEPS = 4               # calls with fewer steps run the canonical arrangement, untried
 SMALL_MATRIX = 10**6        # M*N*K up to which OpenBLAS's small-matrix kernels take a product
@@ -281,28 +281,29 @@ def _arrangement(plan, team, backward, workspace):
 
 def _trial(plan, team, backward, arrangements, workspace):
     """Run one layer of the call with each arrangement on the planner's own buffers, timing
-    every step: (the fastest arrangement that gives the canonical one's bits -- any in
+    each run: (the fastest arrangement that gives the canonical one's bits -- any in
     fastest mode --, the names of those dropped for other bits, the trial's wall time)."""
     began = time.perf_counter()
     verify = _mode != "fastest"
     steps = plan.T if plan.variable_batch else min(plan.T, TRIAL_STEPS)
-    rounds = -(-TIMED_STEPS // (steps - 1))
     zeros = (lambda n: np.zeros(n, np.uint8)) if workspace is None else workspace.zeros
     regions = None if backward else zeros(plan.trial_bytes)
     scratch = zeros(plan.scratch_bytes(team, backward))
     seconds = np.zeros(steps)
-    # a forward step's time is its own (step 0, from the initial state, is left out); a
-    # backward one's at index s - 1 belongs to the products of step s - 1
-    timed = slice(0, steps - 1) if backward else slice(1, steps)
-    times = [[] for _ in arrangements]
+    runs = [float("inf")] * len(arrangements)
     alive = [True] * len(arrangements)
     canonical = None   # copies of the canonical arrangement's bytes, in the trial's buffers
-    for _ in range(rounds):
+    # the whole run of each candidate is timed, the candidates in turn, ROUNDS times, the
+    # fastest run kept (on a machine other work loads, interruptions only ever add time): a
+    # step's own time would not do, as a split without meetings leaves the first thread's
+    # steps ahead of the others'
+    for _ in range(ROUNDS):
         for k, arrangement in enumerate(arrangements):
             if not alive[k]:
                 continue
-            seconds[:] = 0
+            start = time.perf_counter()
             result = plan.trial(backward, arrangement, regions, scratch, steps, seconds)
+            runs[k] = min(runs[k], time.perf_counter() - start)
             if canonical is None:
                 canonical = [zeros(part.nbytes)[:part.nbytes] for part in result]
                 for copy, part in zip(canonical, result):
@@ -310,13 +311,7 @@ def _trial(plan, team, backward, arrangements, workspace):
             elif verify and not all(same_bytes(part, copy)
                                     for part, copy in zip(result, canonical)):
                 alive[k] = False
-                continue
-            times[k].extend(seconds[timed].tolist())
-    # the lower quartile of each candidate's step times: on a machine other work loads,
-    # interruptions only ever add time, and a quarter of the steps escape them
-    typical = [sorted(values)[len(values) // 4] if alive[k] and values else float("inf")
-               for k, values in enumerate(times)]
-    best = min(range(len(arrangements)), key=lambda k: (typical[k], k))
+    best = min((k for k in range(len(arrangements)) if alive[k]), key=lambda k: (runs[k], k))
     dropped = [arrangement_name(a) for a, ok in zip(arrangements, alive) if not ok]
     return arrangements[best], dropped, time.perf_counter() - began
 
