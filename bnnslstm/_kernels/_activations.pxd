@@ -34,24 +34,21 @@ cdef inline float fast_expf(float x) noexcept nogil:
     """e^x in float32 without libm: 2^n e^r, n = round(x / ln2), |r| <= ln2/2. NaN gives
     NaN, x past 88.4 infinity (the scale 2^128), below -87 about 2^-126 (its limit 0 is not
     needed: 1 + that is 1 in the sigmoid and tanh built on it)."""
-    cdef float n, r, p, scale, xn
+    cdef float n, r, p, scale, y
     cdef int32_t bits
-    # n is computed from xn, which is a number even when x is NaN (its comparisons are false:
-    # NaN becomes 89), so the integer conversion below is always defined; x itself keeps
-    # its NaN through r and p
-    xn = x if x < <float>89.0 else <float>89.0
-    xn = xn if xn > <float>-87.0 else <float>-87.0
-    x = <float>89.0 if x > <float>89.0 else x
-    x = <float>-87.0 if x < <float>-87.0 else x
+    # the clamps turn NaN into a number (their comparisons are false), so that the integer
+    # conversion below is defined; the last line gives NaN back
+    y = x if x < <float>89.0 else <float>89.0
+    y = y if y > <float>-87.0 else <float>-87.0
     # round to nearest by adding and removing 1.5 * 2^23 (vectorises without SSE4.1)
-    n = (xn * <float>1.44269504088896341 + <float>12582912.0) - <float>12582912.0
-    r = x - n * <float>0.693359375          # ln2 split in two for an exact product
+    n = (y * <float>1.44269504088896341 + <float>12582912.0) - <float>12582912.0
+    r = y - n * <float>0.693359375          # ln2 split in two for an exact product
     r = r + n * <float>2.12194440e-4
     p = <float>1.0 + r * (<float>1.0 + r * (<float>0.5 + r * (<float>0.166666667 + r * (
         <float>0.0416666667 + r * (<float>0.00833333333 + r * <float>0.00138888889)))))
     bits = (<int32_t>n + 127) << 23
     memcpy(&scale, &bits, sizeof(float))
-    return p * scale
+    return p * scale if x == x else x
 
 
 cdef inline float fast_sigmoidf(float x) noexcept nogil:
