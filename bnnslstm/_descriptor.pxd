@@ -35,6 +35,7 @@ cdef class NDArrayDescriptor:
     cdef Py_ssize_t _itemsize
     cdef Resolution _resolution  # the last successful resolution, or None
 
+    cdef Resolution current(self)
     cdef object recall(self, tuple shape, int call_type)
     cdef void remember(self, tuple shape, int call_type, object tensor)
 

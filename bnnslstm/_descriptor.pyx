@@ -258,11 +258,8 @@ cdef class NDArrayDescriptor:
         cdef int rank, j, offset
         cdef Py_ssize_t last = 0, step, length, itemsize
         cdef bint overflow = False
-        cdef Resolution known = self._resolution
-        if (known is not None and self._view is not None
-                and self.layout is known.layout and self.size is known.size
-                and self.stride is known.stride and self.data_type is known.data_type
-                and nfill == known.nfill and same(fill, known.fill, nfill)):
+        cdef Resolution known = self.current()
+        if known is not None and nfill == known.nfill and same(fill, known.fill, nfill):
             if writable:
                 self.check_writable(field)
             return known.view
@@ -317,13 +314,21 @@ cdef class NDArrayDescriptor:
             self._resolution = None
         return view
 
+    cdef Resolution current(self):
+        """The last resolution while nothing it was made from has changed (the data, whose
+        setter drops it; layout, size, stride and data_type, the same objects), else None."""
+        cdef Resolution known = self._resolution
+        if (known is not None and self._view is not None
+                and self.layout is known.layout and self.size is known.size
+                and self.stride is known.stride and self.data_type is known.data_type):
+            return known
+        return None
+
     cdef object recall(self, tuple shape, int call_type):
         """The plan's tensor remembered for ``shape`` and ``call_type``, if nothing it was
         made from has changed since (else None)."""
-        cdef Resolution known = self._resolution
-        if (known is not None and self._view is not None and known.match_shape is not None
-                and self.layout is known.layout and self.size is known.size
-                and self.stride is known.stride and self.data_type is known.data_type
+        cdef Resolution known = self.current()
+        if (known is not None and known.match_shape is not None
                 and call_type == known.match_type and shape == known.match_shape):
             return known.match
         return None

@@ -15,13 +15,9 @@ cdef inline object descriptor_state(object d, list items):
     if not isinstance(d, NDArrayDescriptor):
         return None
     nd = <NDArrayDescriptor>d
-    r = nd._resolution
+    r = nd.current()
     items.append(nd.flags)
-    if (r is None or nd._view is None or nd.layout is not r.layout or nd.size is not r.size
-            or nd.stride is not r.stride or nd.data_type is not r.data_type):
-        items.append(CHANGED)
-    else:
-        items.append(r)
+    items.append(CHANGED if r is None else r)
     return None
 
 
