@@ -77,7 +77,6 @@ cdef class Plan:
     cdef bint movable[N_SLOTS]      # which of them move() may put elsewhere
     cdef list held                  # the arrays move() put them on (kept alive)
     cdef object bound               # (key, cache, scratch) of the last bind()
-    cdef char *work                 # the scratch it bound
     cdef object problem_keys        # team -> problem(team), made once
     cdef object copies              # array -> its C-contiguous copy (None: numpy's)
 
@@ -264,13 +263,12 @@ cdef class Plan:
         if self.bound is not None and self.bound[0] == key:
             # the same buffers as the last call: only the packed biases and diagonal
             # peepholes again (the weights are read at every call)
-            pack_vectors(self, work + scratch_offset(self, SCRATCH_VECTORS))
+            pack_vectors(self)
             return
         self.c.team = team
         bind_regions(self, regions, keep_everything)
         bind_scratch(self, work)
         self.bound = (key, cache, scratch)
-        self.work = work
 
     # ------------------------------------------------------------------ moving the data
     def move_forward(self, x, y, h0, c0, h_n, c_n):

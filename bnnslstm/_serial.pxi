@@ -35,10 +35,6 @@ def serial_blas_functions(pairs):
     serial_libraries = len(pairs)
 
 
-cdef bint serial_ready() noexcept nogil:
-    return serial_libraries >= 0
-
-
 cdef void serial_enter() noexcept nogil:
     """One more call running: the first one saves each library's thread count and sets 1."""
     global serial_users

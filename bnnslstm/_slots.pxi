@@ -181,7 +181,7 @@ cdef int run_frame(Plan plan, object x, object out, bint serial) except -1:
         contiguous_buffer(out, &ov, ny, isz, True, "out")
         try:
             # the weights as they are now
-            pack_vectors(plan, plan.work + scratch_offset(plan, SCRATCH_VECTORS))
+            pack_vectors(plan)
             memcpy(plan.slots[SLOT_X].p, xv.buf, nx)
             with nogil:
                 if serial:

@@ -135,26 +135,28 @@ cdef int bind_scratch(Plan plan, char *base) noexcept:
     for k in range(N_SCRATCH):
         plan.c.scratch[k] = base
         base += plan.scratch[k]
-    pack_vectors(plan, plan.c.scratch[SCRATCH_VECTORS])
+    pack_vectors(plan)
     return 0
 
 
-cdef void pack_vectors(Plan plan, char *base) noexcept:
-    """Each layer's biases and diagonal peepholes as contiguous [D][4][H] vectors (zeros
-    for gates without), so the elementwise pass reads them at unit stride; Call.diag_gates
-    says which gates have a diagonal peephole (a zero would turn c = inf into NaN)."""
+cdef void pack_vectors(Plan plan) noexcept:
+    """Each layer's biases and diagonal peepholes as contiguous [D][4][H] vectors in the
+    bound scratch's SCRATCH_VECTORS (zeros for gates without), so the elementwise pass
+    reads them at unit stride; Call.diag_gates says which gates have a diagonal peephole
+    (a zero would turn c = inf into NaN)."""
     cdef Py_ssize_t H = plan.H, DG = 4 * plan.D * plan.H, isz = plan.c.itemsize, j, at
     cdef int l, d, k
     cdef bint any_diag
     cdef Gate *g
     cdef Layer *lay
+    cdef char *base = plan.c.scratch[SCRATCH_VECTORS]
+    plan.c.diag_gates = 0   # the same gates in every layer (one descriptor per gate)
     for l in range(plan.L):
         lay = &plan.c.layer[l]
         lay.bias = base + 2 * l * DG * isz
         lay.cdiag = lay.bias + DG * isz
         memset(lay.bias, 0, 2 * DG * isz)
         any_diag = False
-        plan.c.diag_gates = 0
         for d in range(plan.D):
             for k in range(4):
                 g = &lay.d[d].g[k]
