@@ -62,10 +62,11 @@ class Arrangement(NamedTuple):
     """How a pass hands each step's recurrent products to BLAS (the kernels' ``Arrangement``,
     ``bnnslstm/_kernels/_call.pxd``); the defaults make the canonical one, ``HEURISTIC``.
 
-    ``form``: the bits ``STATE_COPY`` (h_prev read from a batch-fastest copy) and
-    ``INTO_PROJECTION`` (the products added straight into the input projection), ``FORMS``
-    naming each value; ``chunk``: rows (forward) or columns (backward) per BLAS call, 0 for
-    the thread's whole slice; ``by_vectors``: 1 one gemv per sample, 0 one gemm, -1 gemv
+    ``form``: the bits ``STATE_COPY`` (h_prev read from a batch-fastest copy),
+    ``INTO_PROJECTION`` (the products added straight into the input projection) and
+    ``SAMPLE_MAJOR`` (without INTO_PROJECTION: the products' scratch sample-major),
+    ``FORMS`` naming each value; ``chunk``: rows (forward) or columns (backward) per BLAS
+    call, 0 for the thread's whole slice; ``by_vectors``: 1 one gemv per sample, 0 one gemm, -1 gemv
     for batches of at most 4; ``split``: how the team shares a step (``ROWS``,
     ``DIRECTIONS``, ``SAMPLES``, ``SPLITS`` naming each)."""
 

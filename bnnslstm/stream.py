@@ -154,9 +154,9 @@ class Stream:
             kept = self._chunks[T] = self._made(T, x, out)
         plan = kept[0]
         plan.move_forward(x, out, self._h, self._c, self._h, self._c)
-        workspace = Workspace(self._own.alloc, self._own.free) if self._own else None
+        workspace = Workspace(self._own.alloc, self._own.free) if self._own else _OWN
         try:
-            run_kept(plan, self._threads, workspace or _OWN)
+            run_kept(plan, self._threads, workspace)
         finally:
             plan.park()
         return out
