@@ -66,7 +66,8 @@ class Stream:
         plan, team = self._made(1, self._x, self._y)
         plan.bind(self._zeros((plan.capacity,), np.uint8),
                   self._zeros((plan.scratch_bytes(team, False),), np.uint8), team, False, False)
-        plan.use(planner.HEURISTIC)  # one step: nothing to try (the canonical arrangement)
+        # one step: nothing to try (the canonical arrangement)
+        plan.use(planner.canonical(H, B, 1, team, False))
         self._plan = plan
         self._chunks = {}            # T -> (plan, team) of run(), kept
 

@@ -148,6 +148,48 @@ def test_measure_mode_gives_the_canonical_bits_from_the_first_call(fresh_planner
     assert planner.decisions()[0]["calls"] == 1   # chosen once
 
 
+@pytest.mark.parametrize("small_kernels", [False, True], ids=["portable", "small-matrix"])
+def test_canonical_arrangement_follows_the_blas(small_kernels, monkeypatch):
+    """The canonical arrangement is a fixed rule of the problem and the BLAS: with
+    small-matrix kernels, one gemm per product in chunks those kernels take (batches of 2
+    or more; the forward pass reading h_prev from a batch-fastest copy), else HEURISTIC."""
+    monkeypatch.setattr(planner, "_small_matrix_kernels", small_kernels)
+    for H, B, D, team in [(1024, 16, 1, 2), (256, 32, 2, 2), (256, 4, 1, 1), (512, 1, 1, 2),
+                          (1024, 64, 1, 2), (64, 8, 1, 3)]:
+        for backward in (False, True):
+            arrangement = planner.canonical(H, B, D, team, backward)
+            assert planner.candidates(H, B, D, team, backward)[0] == arrangement
+            if not small_kernels or B == 1:
+                assert arrangement == planner.HEURISTIC
+                continue
+            assert arrangement.by_vectors == 0 and arrangement.split == planner.ROWS
+            assert arrangement.form == (0 if backward else planner.STATE_COPY)
+            rows = D * H if backward else D * 4 * H       # the dimension chunked
+            per_row = B * 4 * H if backward else B * H    # multiply-adds per chunked row
+            if arrangement.chunk:
+                assert arrangement.chunk % planner.GRAIN == 0
+                assert arrangement.chunk * per_row <= planner.SMALL_MATRIX
+                assert arrangement.chunk < -(-rows // team)
+            else:   # no chunk fits, or the thread's slice is one already
+                assert (planner.SMALL_MATRIX // per_row < planner.GRAIN
+                        or -(-rows // team) * per_row <= planner.SMALL_MATRIX)
+
+
+@pytest.mark.parametrize("small_kernels", [False, True], ids=["portable", "small-matrix"])
+def test_measure_mode_keeps_either_canonical_rule(small_kernels, monkeypatch, fresh_planner):
+    """Under either rule, measure mode's calls give heuristic mode's bits (the canonical
+    arrangement's), and the two rules agree to rounding."""
+    monkeypatch.setattr(planner, "_small_matrix_kernels", small_kernels)
+    layer, x, dy = layer_problem(T=16, B=16, H=96)
+    canonical = heuristic_result(layer, x, dy)
+    np.testing.assert_array_equal(train(layer, x, dy), canonical)
+    [decision] = planner.decisions()
+    assert decision["tuned"] and decision["calls"] == 1
+    monkeypatch.setattr(planner, "_small_matrix_kernels", not small_kernels)
+    planner.forget()
+    np.testing.assert_allclose(heuristic_result(layer, x, dy), canonical, rtol=1e-4, atol=2e-5)
+
+
 @pytest.mark.parametrize("T, B, H, bidirectional", [(12, 4, 64, False), (12, 8, 96, True),
                                                      (20, 1, 128, False), (6, 32, 64, False)])
 def test_what_the_trial_keeps_and_drops_is_what_the_arrangements_give(T, B, H, bidirectional,
@@ -166,7 +208,7 @@ def test_what_the_trial_keeps_and_drops_is_what_the_arrangements_give(T, B, H, b
                                               which == "backward"):
             other = "backward" if which == "forward" else "forward"
             item = {which: named_arrangement(arrangement), other: named_arrangement(
-                planner.HEURISTIC)}
+                planner.canonical(H, B, 2 if bidirectional else 1, team, other == "backward"))}
             with planner_mode("fastest"):
                 planner.forget()
                 planner.import_wisdom(json.dumps({"bnnslstm_wisdom": 1,
@@ -254,7 +296,8 @@ def test_wisdom_that_rounds_differently_is_refused_in_measure_mode(fresh_planner
     np.testing.assert_array_equal(train(layer, x, dy), canonical)
     [after] = planner.decisions()
     assert after["source"] == "wisdom refused: other bits"
-    assert after["forward"] == planner.arrangement_name(planner.HEURISTIC)
+    team = int(decision["problem"].split("team")[1].split()[0])
+    assert after["forward"] == planner.arrangement_name(planner.canonical(64, 4, 1, team, False))
 
 
 ONE_PROBLEM = '{"bnnslstm_wisdom": 1, "problems": {"k": %s}}'  # wisdom for one problem, "k"
