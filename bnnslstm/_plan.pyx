@@ -24,11 +24,12 @@ from libc.string cimport memcmp, memcpy, memset
 
 from ._descriptor cimport NDArrayDescriptor, Resolution, layout_rank, logical_shape
 from ._kernels._blas cimport Mat, addressable, blas_int, mat, operand
-from ._kernels._call cimport (N_REGIONS, N_SCRATCH, REGION_ACT_H_C, REGION_CELLS, REGION_GATES,
-                              REGION_MASK, REGION_OUTPUT, REGION_PREACT, SCRATCH_CARRY, SCRATCH_DG,
-                              SCRATCH_DX, SCRATCH_GRAD, SCRATCH_HT, SCRATCH_IN, SCRATCH_PREV,
-                              SCRATCH_S, SCRATCH_VECTORS, SCRATCH_X, SPLIT_DIRECTIONS, SPLIT_ROWS,
-                              SPLIT_SAMPLES, Call, Direction, Gate, Layer, Seq, Vec)
+from ._kernels._call cimport (FORM_SPLIT_SUMS, N_REGIONS, N_SCRATCH, REGION_ACT_H_C, REGION_CELLS,
+                              REGION_GATES, REGION_MASK, REGION_OUTPUT, REGION_PREACT,
+                              SCRATCH_CARRY, SCRATCH_DG, SCRATCH_DX, SCRATCH_GRAD, SCRATCH_HT,
+                              SCRATCH_IN, SCRATCH_PREV, SCRATCH_S, SCRATCH_VECTORS, SCRATCH_X,
+                              SPLIT_DIRECTIONS, SPLIT_ROWS, SPLIT_SAMPLES, Call, Direction, Gate,
+                              Layer, Seq, Vec)
 
 import numbers
 
@@ -365,7 +366,8 @@ cdef class Plan:
             raise ValueError("schedule: 1 to 8 arrangements")
         for k, arrangement in enumerate(arrangements):
             form, chunk, by_vectors, split = tuple(arrangement) + (0,) * (4 - len(arrangement))
-            if (form not in range(8) or chunk < 0 or by_vectors not in (-1, 0, 1)
+            if (form not in (0, 1, 2, 3, 4, 5, FORM_SPLIT_SUMS) or chunk < 0
+                    or by_vectors not in (-1, 0, 1)
                     or split not in (SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_SAMPLES)
                     or (k and split != c.arrangement[0].split)):
                 raise ValueError(f"schedule: arrangement {k} is not one: {arrangement}")

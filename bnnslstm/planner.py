@@ -47,10 +47,12 @@ __all__ = ["mode", "set_mode", "decisions", "forget", "export_wisdom", "import_w
 MODES = ("measure", "heuristic", "fastest")
 # the form's bits (the kernels' FORM_*, bnnslstm/_kernels/_call.pxd): h_prev read from a
 # batch-fastest copy; the products added straight into the input projection; the products'
-# scratch sample-major (without INTO_PROJECTION)
-STATE_COPY, INTO_PROJECTION, SAMPLE_MAJOR = 1, 2, 4
-FORMS = ("scratch", "state-copy", "into-projection", "state-copy into-projection",
-         "sample-major scratch", "state-copy, sample-major scratch")
+# scratch sample-major (without INTO_PROJECTION); backward only, the sum over U's rows split
+# in calls of ``chunk`` rows, gate by gate
+STATE_COPY, INTO_PROJECTION, SAMPLE_MAJOR, SPLIT_SUMS = 1, 2, 4, 8
+FORMS = {0: "scratch", 1: "state-copy", 2: "into-projection", 3: "state-copy into-projection",
+         4: "sample-major scratch", 5: "state-copy, sample-major scratch", 8: "split sums"}
+PASS_FORMS = {"forward": (0, 1, 2, 3, 4, 5), "backward": (0, SPLIT_SUMS)}   # each pass's forms
 # how the team shares each step (the kernels' SPLIT_*): its rows and units, meeting twice a
 # step; a team of two on the two directions; each thread its samples
 SPLITS = ("rows", "directions", "samples")
@@ -66,9 +68,10 @@ class Arrangement(NamedTuple):
     ``form``: the bits ``STATE_COPY`` (h_prev read from a batch-fastest copy),
     ``INTO_PROJECTION`` (the products added straight into the input projection) and
     ``SAMPLE_MAJOR`` (without INTO_PROJECTION: the products' scratch sample-major),
+    and, backward only, ``SPLIT_SUMS`` (the sum over U's rows in calls of ``chunk`` rows),
     ``FORMS`` naming each value; ``chunk``: rows (forward) or columns (backward) per BLAS
-    call, 0 for the thread's whole slice; ``by_vectors``: 1 one gemv per sample, 0 one gemm, -1 gemv
-    for batches of at most 4; ``split``: how the team shares a step (``ROWS``,
+    call, 0 for the thread's whole slice; ``by_vectors``: 1 one gemv per sample, 0 one
+    gemm, -1 gemv for batches of at most 4; ``split``: how the team shares a step (``ROWS``,
     ``DIRECTIONS``, ``SAMPLES``, ``SPLITS`` naming each)."""
 
     form: int = 0
@@ -158,16 +161,22 @@ def canonical(H, B, D, team, backward):
     canonical one does too (the same BLAS on the same CPU target always gives the same):
 
     * a BLAS with small-matrix kernels (:func:`small_matrix_kernels`), a batch of 2 or more:
-      one gemm per product, in chunks small enough for those kernels (no packing of the
-      recurrent weights at every step), h_prev from a batch-fastest copy in the forward
-      pass. Measured on OpenBLAS's SkylakeX target: 1.3-1.7x faster steps than HEURISTIC
-      on batches 4 to 32, within 10 % on the others;
-    * otherwise HEURISTIC (on OpenBLAS's Haswell target the chunks are up to 1.6x slower,
-      and gemv beats gemm at batches up to 4)."""
+      one gemm per product, in calls small enough for those kernels (no packing of the
+      recurrent weights at every step): forward, chunks of U's rows with h_prev from a
+      batch-fastest copy; backward, the sum over U's rows split in chunks of rows (each
+      call over all the thread's units), else chunks of units. Measured on OpenBLAS's
+      SkylakeX target: forward steps 1.2-1.5x faster than HEURISTIC's at batches 4 to 32,
+      backward steps 1.1-2.2x, within 10 % elsewhere;
+    * otherwise HEURISTIC (on OpenBLAS's Haswell target the forward chunks are up to 1.6x
+      slower, the split sums no faster, and gemv beats gemm at batches up to 4)."""
     if B < 2 or not small_matrix_kernels():
         return HEURISTIC
-    if backward:  # dL/dh_prev [B][units] = dA [B][4H] U[4H][units]: column chunks
-        return Arrangement(chunk=_chunk(D * H, B * 4 * H, -(-D * H // team)), by_vectors=0)
+    if backward:  # dL/dh_prev [B][units] = dA [B][4H] U[4H][units]: the sum split in
+        units = -(-D * H // team)   # calls of a few rows of U, else column chunks
+        rows = _chunk(H, B * units, H)
+        if rows:
+            return Arrangement(SPLIT_SUMS, rows, by_vectors=0)
+        return Arrangement(chunk=_chunk(D * H, B * 4 * H, units), by_vectors=0)
     return Arrangement(STATE_COPY, _chunk(D * 4 * H, B * H, -(-D * 4 * H // team)),
                        by_vectors=0)
 
@@ -185,6 +194,11 @@ def candidates(H, B, D, team, backward):
         chunk = _chunk(D * H, B * 4 * H, -(-D * H // team))
         if chunk:
             found.append(Arrangement(chunk=chunk, by_vectors=0))
+        # the sums split, every unit of the thread's per call: a gate's rows per call, or
+        # as many as the small-matrix size holds
+        units = -(-D * H // team)
+        found.append(Arrangement(SPLIT_SUMS, _chunk(H, B * units, H), by_vectors=0))
+        found.append(Arrangement(SPLIT_SUMS, 0, by_vectors=0))
     else:
         found.append(Arrangement(STATE_COPY, by_vectors=0))
         chunk = _chunk(D * 4 * H, B * H, -(-D * 4 * H // team))
@@ -424,6 +438,14 @@ def export_wisdom():
                       indent=1, sort_keys=True)
 
 
+def _form_value(name):
+    """The form bits that FORMS names ``name`` (ValueError for no form)."""
+    for value, known in FORMS.items():
+        if known == name:
+            return value
+    raise ValueError(name)
+
+
 def import_wisdom(text):
     """Use the arrangements of ``text`` (from :func:`export_wisdom`) for their problems,
     without timing them; returns how many problems it holds. In measure mode each one is
@@ -447,13 +469,13 @@ def import_wisdom(text):
                 raise ValueError(f"wisdom: problem {key!r}: unknown pass {which!r}")
             try:
                 arrangement = Arrangement(
-                    FORMS.index(value["form"]), int(value["chunk"]), int(value["by_vectors"]),
+                    _form_value(value["form"]), int(value["chunk"]), int(value["by_vectors"]),
                     SPLITS.index(value.get("split", "rows")))
             except (AttributeError, KeyError, TypeError, ValueError):
                 raise ValueError(f"wisdom: problem {key!r}, {which}: expected form, chunk, "
                                  f"by_vectors (and split), got {value!r}") from None
             if (arrangement.chunk < 0 or arrangement.by_vectors not in (-1, 0, 1)
-                    or (which == "backward" and arrangement.form)):
+                    or arrangement.form not in PASS_FORMS[which]):
                 raise ValueError(f"wisdom: problem {key!r}, {which}: not an arrangement: {value!r}")
             parsed.setdefault(key, {})[which] = arrangement
     with _lock:

@@ -20,7 +20,7 @@ from reference import GATES
 # every arrangement of the products with the team by rows, by directions and by samples
 FORWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2)
            for form in (0, 1, 2, 3, 4, 5) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
-BACKWARD = [(0, chunk, by_vectors, split) for split in (0, 1, 2)
+BACKWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2) for form in (0, 8)
             for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 TOLERANCE = {np.float32: 5e-5, np.float64: 1e-11}   # of the largest value compared
 
@@ -163,6 +163,10 @@ def test_canonical_arrangement_follows_the_blas(small_kernels, monkeypatch):
                 assert arrangement == planner.HEURISTIC
                 continue
             assert arrangement.by_vectors == 0 and arrangement.split == planner.ROWS
+            if arrangement.form == planner.SPLIT_SUMS:   # rows of U per call, all units
+                assert backward and 0 < arrangement.chunk < H
+                assert arrangement.chunk * B * -(-D * H // team) <= planner.SMALL_MATRIX
+                continue
             assert arrangement.form == (0 if backward else planner.STATE_COPY)
             rows = D * H if backward else D * 4 * H       # the dimension chunked
             per_row = B * 4 * H if backward else B * H    # multiply-adds per chunked row

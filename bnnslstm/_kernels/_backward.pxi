@@ -63,13 +63,16 @@ cdef void step_back_products(floating *typ, Call *c, int l, int s, const Share *
                              bint output_peephole, const Arrangement *a) noexcept nogil:
     """The thread's units and samples (sh) of step s's backward products: dL/dh_prev = dA U
     into carry_h (and the full peepholes of i, f, g: carry_c += dA C); with output_peephole
-    instead dL/dc' += dA_o C_o (before part 2). a.chunk units per BLAS call."""
+    instead dL/dc' += dA_o C_o (before part 2). a.chunk units per BLAS call; with
+    FORM_SPLIT_SUMS instead the sum over U's 4H rows in calls of a.chunk rows (gate by gate,
+    a whole gate per call for chunk 0), each over all the thread's units."""
     cdef Layer *lay = &c.layer[l]
     cdef Direction *dr
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, j0, n, q, m, e, b0 = sh.b0
-    cdef Py_ssize_t chunk
+    cdef Py_ssize_t chunk, rows, r, kn
+    cdef bint split_sums = a.form & FORM_SPLIT_SUMS != 0
     cdef int d, t, bt, k
-    cdef Mat dA, carry_h, carry_c, dc_step
+    cdef Mat dA, carry_h, carry_c, dc_step, U
     for d in range(c.D):
         n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
         if n == 0:
@@ -82,7 +85,8 @@ cdef void step_back_products(floating *typ, Call *c, int l, int s, const Share *
             continue
         dA = mat(c.scratch[SCRATCH_DG] + ((c.start[t] + b0) * DG + d * G) * sizeof(floating),
                  e - b0, G, DG, 1)
-        chunk = a.chunk if a.chunk > 0 else n
+        chunk = a.chunk if a.chunk > 0 and not split_sums else n
+        rows = a.chunk if a.chunk > 0 and split_sums else H   # of U per call, gate by gate
         q = j0
         while q < j0 + n:
             m = j0 + n - q if j0 + n - q < chunk else chunk
@@ -94,15 +98,21 @@ cdef void step_back_products(floating *typ, Call *c, int l, int s, const Share *
                     gemm_as(a.by_vectors, <floating>1,
                             block(dA, 0, 3 * H, dA.rows, H, sizeof(floating)),
                             block(dr.g[3].C, 0, q, H, m, sizeof(floating)), <floating>1, dc_step)
-            elif dr.U4.p != NULL:
+            elif dr.U4.p != NULL and not split_sums:
                 gemm_as(a.by_vectors, <floating>1, dA, block(dr.U4, 0, q, G, m, sizeof(floating)),
                         <floating>0, carry_h)
-            else:
+            else:   # gate by gate (the gates' matrices apart, or FORM_SPLIT_SUMS)
                 for k in range(4):
-                    gemm_as(a.by_vectors, <floating>1,
-                            block(dA, 0, k * H, dA.rows, H, sizeof(floating)),
-                            block(dr.g[k].U, 0, q, H, m, sizeof(floating)),
-                            <floating>(1 if k else 0), carry_h)
+                    U = block(dr.U4, k * H, 0, H, dr.U4.cols, sizeof(floating)) \
+                        if dr.U4.p != NULL else dr.g[k].U
+                    r = 0
+                    while r < H:
+                        kn = H - r if H - r < rows else rows
+                        gemm_as(a.by_vectors, <floating>1,
+                                block(dA, 0, k * H + r, dA.rows, kn, sizeof(floating)),
+                                block(U, r, q, kn, m, sizeof(floating)),
+                                <floating>(1 if k or r else 0), carry_h)
+                        r += kn
             if not output_peephole:
                 for k in range(3):
                     if dr.g[k].C.p != NULL:

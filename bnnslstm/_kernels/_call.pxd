@@ -73,8 +73,8 @@ ctypedef struct Layer:
 # How a step's recurrent products are handed to BLAS (the planner's candidates: every one
 # computes the same products, in another arrangement of BLAS calls).
 #   form:   FORM_* bits (below); 0: S from h_prev read in place
-#   chunk:  rows of U per BLAS call (forward) or columns of dL/dh_prev (backward); 0: the
-#           thread's whole slice in one call
+#   chunk:  rows of U per BLAS call (forward) or columns of dL/dh_prev (backward; with
+#           FORM_SPLIT_SUMS rows of U per call); 0: the thread's whole slice in one call
 #   by_vectors: -1 one gemv per sample when the batch is at most 4 (the heuristic), 0 one
 #           gemm, 1 one gemv per sample
 #   split:  how the team shares a step (SPLIT_* below; the same for every step of a call)
@@ -98,6 +98,11 @@ cdef enum:
     FORM_SAMPLE_MAJOR = 4     # without FORM_INTO_PROJECTION: S lies sample-major, [B][D*4H]
                               # (beta = 0, and the cell pass reads S contiguously too, where
                               # batch-fastest it reads S a batch apart)
+    FORM_SPLIT_SUMS = 8       # backward only: dL/dh_prev = dA U's sum over the 4H rows of U
+                              # in several calls (beta = 1 after the first), gate by gate in
+                              # chunks of Arrangement.chunk rows (a whole gate for 0), each
+                              # call over the thread's every unit; without it one call sums
+                              # all 4H rows (gate by gate when the gates' matrices lie apart)
 
 
 # How a call's thread team shares each step (Arrangement.split, _rows.pxi's thread_share)

@@ -17,10 +17,10 @@ from libc.string cimport memset
 from ._activations cimport activate, slope
 from ._blas cimport (BLAS_COUNTER_SPACING, Mat, addressable, blas_counting, blas_flops,
                      blas_seconds, block, gemm, gemm_as, mat, transposed)
-from ._call cimport (FORM_INTO_PROJECTION, FORM_SAMPLE_MAJOR, FORM_STATE_COPY, REGION_ACT_H_C,
-                     REGION_CELLS, REGION_GATES, REGION_MASK, REGION_OUTPUT, REGION_PREACT,
-                     SCRATCH_CARRY, SCRATCH_DG, SCRATCH_DX, SCRATCH_GRAD, SCRATCH_HT, SCRATCH_IN,
-                     SCRATCH_PREV, SCRATCH_S, SCRATCH_X, SPLIT_DIRECTIONS, SPLIT_ROWS,
+from ._call cimport (FORM_INTO_PROJECTION, FORM_SAMPLE_MAJOR, FORM_SPLIT_SUMS, FORM_STATE_COPY,
+                     REGION_ACT_H_C, REGION_CELLS, REGION_GATES, REGION_MASK, REGION_OUTPUT,
+                     REGION_PREACT, SCRATCH_CARRY, SCRATCH_DG, SCRATCH_DX, SCRATCH_GRAD, SCRATCH_HT,
+                     SCRATCH_IN, SCRATCH_PREV, SCRATCH_S, SCRATCH_X, SPLIT_DIRECTIONS, SPLIT_ROWS,
                      SPLIT_SAMPLES, Arrangement, Call, Direction, Gate, Layer, Seq, Vec)
 from ._dropout cimport layer_key, sample_key, unit_scale
 from ._team cimport (TEAM_MAX, team_barrier, team_clock, team_refuse_threads, team_run,
