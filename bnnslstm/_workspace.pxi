@@ -108,7 +108,7 @@ cdef Py_ssize_t scratch_sizes(Plan plan, int team, bint backward) noexcept:
         size[SCRATCH_PREV] = (plan.D + 1) * rows * plan.H if backward else 0
         size[SCRATCH_CARRY] = 3 * DH * plan.B if backward else 0
         size[SCRATCH_GRAD] = team * c.grad_stride if backward else 0
-        size[SCRATCH_HT] = DH * plan.B
+        size[SCRATCH_HT] = 2 * DH * plan.B
         size[SCRATCH_VECTORS] = 2 * plan.L * DG
         for k in range(N_SCRATCH):
             size[k] = (size[k] * isz + 63) // 64 * 64

@@ -54,9 +54,10 @@ FORMS = {0: "scratch", 1: "state-copy", 2: "into-projection", 3: "state-copy int
          4: "sample-major scratch", 5: "state-copy, sample-major scratch", 8: "split sums"}
 PASS_FORMS = {"forward": (0, 1, 2, 3, 4, 5), "backward": (0, SPLIT_SUMS)}   # each pass's forms
 # how the team shares each step (the kernels' SPLIT_*): its rows and units, meeting twice a
-# step; a team of two on the two directions; each thread its samples
-SPLITS = ("rows", "directions", "samples")
-ROWS, DIRECTIONS, SAMPLES = range(3)
+# step; a team of two on the two directions; each thread its samples; each thread its units
+# and, forward, their rows in all four gates, meeting once a step
+SPLITS = ("rows", "directions", "samples", "units")
+ROWS, DIRECTIONS, SAMPLES, UNITS = range(4)
 PASSES = ("forward", "backward")   # a problem's two passes, each chosen apart
 
 
@@ -215,6 +216,8 @@ def candidates(H, B, D, team, backward):
         found.append(Arrangement(split=DIRECTIONS))
         if not backward:
             found.append(Arrangement(STATE_COPY, by_vectors=0, split=DIRECTIONS))
+    if team > 1 and not backward:   # a thread's cells read only its own products
+        found.append(found[0]._replace(split=UNITS))
     if team > 1 and B >= team:   # every row per thread, its samples only
         found.append(Arrangement(split=SAMPLES))
         found.append(Arrangement(by_vectors=0 if B > 4 else 1, split=SAMPLES))

@@ -397,17 +397,19 @@ ARRANGEMENT_EXAMPLES = 150
 def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
     """The same examples with the step products in BLAS arrangements drawn per step (the
     planner's candidates, mixed within a call: a step whose successor reads the
-    batch-fastest state copy writes it), row and column chunks down to one, each way a team
-    shares the steps (a thread team of 1-4, as THREADS draws), and the steps timed or not."""
+    batch-fastest state copy writes it), row and column chunks down to one, the backward's
+    sums whole or split, each way a team shares the steps (a thread team of 1-4, as THREADS
+    draws), and the steps timed or not."""
     from bnnslstm import planner
 
     chunks, by_vectors = st.sampled_from([0, 1, 3, 16]), st.sampled_from([-1, 0, 1])
-    # how the team shares the steps (rows, directions, samples): one way per call
-    splits = {False: data.draw(st.sampled_from([0, 1, 2]), label="forward split"),
-              True: data.draw(st.sampled_from([0, 1, 2]), label="backward split")}
+    # how the team shares the steps (rows, directions, samples, units): one way per call
+    splits = {False: data.draw(st.sampled_from([0, 1, 2, 3]), label="forward split"),
+              True: data.draw(st.sampled_from([0, 1, 2, 3]), label="backward split")}
     forms = st.tuples(st.sampled_from([0, 1, 2, 3, 4, 5]), chunks, by_vectors,
                       st.just(splits[False]))
-    backs = st.tuples(st.just(0), chunks, by_vectors, st.just(splits[True]))
+    # backward: one sum over U's rows, or split in calls of `chunk` rows (SPLIT_SUMS)
+    backs = st.tuples(st.sampled_from([0, 8]), chunks, by_vectors, st.just(splits[True]))
     arrangements = {
         False: data.draw(st.lists(forms, min_size=1, max_size=8), label="forward arrangements"),
         True: data.draw(st.lists(backs, min_size=1, max_size=8), label="backward arrangements")}

@@ -18,7 +18,7 @@ from helpers import Problem, planner_mode, y_time_major
 from reference import GATES
 
 # every arrangement of the products with the team by rows, by directions and by samples
-FORWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2)
+FORWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2, 3)
            for form in (0, 1, 2, 3, 4, 5) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 BACKWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2) for form in (0, 8)
             for chunk in (0, 16) for by_vectors in (-1, 0, 1)]

@@ -417,10 +417,10 @@ cdef void backward_thread(floating *typ, Call *c, int tid) noexcept nogil:
             a = arrangement_of(c, l, s)
             step_gradients(typ, c, l, s, &sh, 1)
             if c.layer[l].full_o:
-                meet(c, &sh)
+                meet_all(c, &sh)
                 step_back_products(typ, c, l, s, &sh, True, a)
             step_gradients(typ, c, l, s, &sh, 2)
-            meet(c, &sh)
+            meet_all(c, &sh)   # the products read every unit's dA
             # timed: step s-1's products, then step s up to here (no barrier between them)
             time_step(c, tid, l * c.T + s - 1 if s > 0 else -1, &since)
             step_back_products(typ, c, l, s, &sh, False, a)

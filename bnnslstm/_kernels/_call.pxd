@@ -113,6 +113,9 @@ cdef enum:
                             # direction, whole; no meeting inside a layer's time loop
     SPLIT_SAMPLES = 2       # each thread its samples for the whole sequence, every row and
                             # unit of them; no meeting inside a layer's time loop
+    SPLIT_UNITS = 3         # each thread a slice of the hidden units and, forward, the
+                            # products' rows of those units in all four gates (its cells
+                            # read only its own products): the threads meet once per step
 
 
 # The parts of a call's scratch (Call.scratch), in buffer order: scratch_sizes
@@ -132,7 +135,8 @@ cdef enum:
     SCRATCH_CARRY       # the backward            [3][D][B][H] dh, dc carried between steps; dc'
     SCRATCH_GRAD        # the backward            [team][grad_stride] gradient blocks BLAS
                         #                         cannot write in place
-    SCRATCH_HT          # always                  [D][H][B] h batch-fastest (FORM_STATE_COPY)
+    SCRATCH_HT          # always                  [2][D][H][B] h batch-fastest (FORM_STATE_COPY):
+                        #                         step s reads half s % 2, writes the other
     SCRATCH_VECTORS     # always                  [L][2][D*4H] the packed biases and diagonal
                         #                         peepholes (Layer.bias, Layer.cdiag)
     N_SCRATCH

@@ -60,7 +60,10 @@ cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
     cdef bint into = a.form & FORM_INTO_PROJECTION != 0
     cdef Mat S, h_prev, c_prev, h_init, c_init, cell
     for d in range(c.D):
-        n = overlap(sh.r0, sh.r1, d * G, (d + 1) * G, &lo)
+        if sh.units:   # the thread's units in all four gates (gate_rows)
+            n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &lo)
+        else:          # rows lo..hi of the direction's 4H
+            n = overlap(sh.r0, sh.r1, d * G, (d + 1) * G, &lo)
         if n == 0:
             continue
         hi = lo + n
@@ -82,7 +85,8 @@ cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
         else:   # [D][4H][B] in scratch, batch-fastest
             S = mat(c.scratch[SCRATCH_S] + d * G * B * sizeof(floating), G, bt, B, 1)
         if a.form & FORM_STATE_COPY:
-            h_prev = mat(c.scratch[SCRATCH_HT] + d * H * B * sizeof(floating), n_prev, H, 1, B)
+            h_prev = mat(c.scratch[SCRATCH_HT] + ((s % 2 * c.D + d) * H * B) * sizeof(floating),
+                         n_prev, H, 1, B)
         else:
             h_prev = mat(out_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
         c_prev = mat(cells_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
@@ -92,7 +96,7 @@ cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
         c_init = block(dr.c0, n_prev + initial0, 0, initial1 - initial0, H, sizeof(floating))
         S = block(S, 0, sh.b0, G, e - sh.b0, sizeof(floating))
         if output_peephole:
-            n = overlap(lo, hi, 3 * H, G, &j)
+            n = gate_rows(c, sh, d, 3, &j)
             if n > 0 and dr.g[3].C.p != NULL:
                 cell = mat(cells_at(typ, c, lay, <Py_ssize_t>t * B + sh.b0, d), e - sh.b0, H,
                            DH, 1)
@@ -100,14 +104,17 @@ cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
                         transposed(cell), <floating>1,
                         block(S, 3 * H + j, 0, n, S.cols, sizeof(floating)))
             continue
-        if dr.U4.p != NULL:
+        if dr.U4.p != NULL and not sh.units:   # the rows lo..hi in one product
             product(typ, a, block(dr.U4, lo, 0, hi - lo, H, sizeof(floating)), h_prev, h_init,
                     block(S, lo, 0, hi - lo, S.cols, sizeof(floating)), into)
         for k in range(4):
-            n = overlap(lo, hi, k * H, (k + 1) * H, &j)
+            n = gate_rows(c, sh, d, k, &j)
             if n == 0:
                 continue
-            if dr.U4.p == NULL:
+            if dr.U4.p != NULL and sh.units:
+                product(typ, a, block(dr.U4, k * H + j, 0, n, H, sizeof(floating)), h_prev,
+                        h_init, block(S, k * H + j, 0, n, S.cols, sizeof(floating)), into)
+            elif dr.U4.p == NULL:
                 product(typ, a, block(dr.g[k].U, j, 0, n, H, sizeof(floating)), h_prev, h_init,
                         block(S, k * H + j, 0, n, S.cols, sizeof(floating)), into)
             if k < 3 and dr.g[k].C.p != NULL:
@@ -202,7 +209,10 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
             y = NULL
             if last:
                 y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
-            hT = <floating*>c.scratch[SCRATCH_HT] + d * H * B + b if write_hT and part & 2 else NULL
+            # (the other half from the one this step's products read: with the units split
+            # another thread may still read it)
+            hT = (<floating*>c.scratch[SCRATCH_HT] + ((s + 1) % 2 * c.D + d) * H * B + b
+                  if write_hT and part & 2 else NULL)
             for j in range(j0, j0 + n, 128):  # CHUNK units at a time
                 m = j0 + n - j
                 s_at = NULL   # the step's products of unit j (already in proj: NULL)
@@ -295,19 +305,19 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
             meet(c, &sh)
             if c.layer[l].full_o:
                 step_cells(typ, c, l, s, &sh, 1, a, False)
-                meet(c, &sh)
+                meet_all(c, &sh)   # the output gate's full peephole reads every new cell
                 step_products(typ, c, l, s, &sh, True, a)
                 meet(c, &sh)
                 step_cells(typ, c, l, s, &sh, 2, a, write_hT)
             else:
                 step_cells(typ, c, l, s, &sh, 3, a, write_hT)
-            meet(c, &sh)
-            if not sh.meet and s + 1 < c.T and other_layout(a, arrangement_of(c, l, s + 1)):
+            meet_all(c, &sh)       # the next step's products read every unit's h
+            if not sh.meet_steps and s + 1 < c.T and other_layout(a, arrangement_of(c, l, s + 1)):
                 # the products' scratch changes layout at the next step (a schedule mixing
                 # arrangements): a thread's samples in one layout lie on others' in the other
                 team_barrier(c.barrier, c.team)
             time_step(c, tid, l * c.T + s, &since)
-        if not sh.meet:   # the layer's every row, before the next layer and the final states
+        if not sh.meet_steps:   # the layer's every row, before the next layer and final states
             team_barrier(c.barrier, c.team)
         final_states(typ, c, l, tid)
 
@@ -322,4 +332,11 @@ cdef inline bint other_layout(const Arrangement *a, const Arrangement *b) noexce
 cdef inline void meet(Call *c, const Share *sh) noexcept nogil:
     """The team's meeting between two phases of a step, where the split needs one."""
     if sh.meet:
+        team_barrier(c.barrier, c.team)
+
+
+cdef inline void meet_all(Call *c, const Share *sh) noexcept nogil:
+    """The team's meeting where the next phase reads every unit's result (the rows and
+    units splits)."""
+    if sh.meet_steps:
         team_barrier(c.barrier, c.team)

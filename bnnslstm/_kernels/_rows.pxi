@@ -12,10 +12,14 @@ cdef inline void share(Py_ssize_t n, int team, int tid, Py_ssize_t grain, Py_ssi
 
 ctypedef struct Share:
     # a thread's part of every step of a layer (thread_share)
-    Py_ssize_t r0, r1       # rows of the step's products, of D*4H
+    Py_ssize_t r0, r1       # rows of the step's products, of D*4H (not with units)
     Py_ssize_t u0, u1       # hidden units of the elementwise passes, of D*H
     Py_ssize_t b0, b1       # samples, of B
+    bint units              # the forward products' rows are those of units u0..u1, all gates
     bint meet               # whether the phases of a step wait for the whole team
+    bint meet_steps         # whether the team meets between steps (the next step's
+                            # products read every unit's h), and where a phase reads
+                            # every unit's result (the backward's dA, full peepholes)
 
 
 cdef inline Share thread_share(const Call *c, int tid) noexcept nogil:
@@ -24,16 +28,20 @@ cdef inline Share thread_share(const Call *c, int tid) noexcept nogil:
     cdef Share sh
     cdef int split = c.arrangement[0].split
     sh.r0, sh.r1, sh.u0, sh.u1, sh.b0, sh.b1 = 0, c.D * 4 * c.H, 0, c.D * c.H, 0, c.B
-    sh.meet = False
+    sh.units = sh.meet = sh.meet_steps = False
     if split == SPLIT_DIRECTIONS and c.team == 2 and c.D == 2:
         sh.r0, sh.r1 = tid * 4 * c.H, (tid + 1) * 4 * c.H
         sh.u0, sh.u1 = tid * c.H, (tid + 1) * c.H
     elif split == SPLIT_SAMPLES:
         share(c.B, c.team, tid, 1, &sh.b0, &sh.b1)
+    elif split == SPLIT_UNITS:
+        share(c.D * c.H, c.team, tid, GRAIN, &sh.u0, &sh.u1)
+        sh.r0 = sh.r1 = 0
+        sh.units = sh.meet_steps = True
     else:
         share(c.D * 4 * c.H, c.team, tid, GRAIN, &sh.r0, &sh.r1)
         share(c.D * c.H, c.team, tid, 8, &sh.u0, &sh.u1)
-        sh.meet = True
+        sh.meet = sh.meet_steps = True
     return sh
 
 
@@ -44,6 +52,15 @@ cdef inline Py_ssize_t overlap(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t a, Py_ss
     cdef Py_ssize_t e = hi if hi < b else b
     start[0] = s - a
     return e - s if e > s else 0
+
+
+cdef inline Py_ssize_t gate_rows(const Call *c, const Share *sh, int d, int k,
+                                 Py_ssize_t *j) noexcept nogil:
+    """The thread's rows of gate k of direction d in a step's forward products: how many,
+    from unit j of the gate."""
+    if sh.units:
+        return overlap(sh.u0, sh.u1, d * c.H, (d + 1) * c.H, j)
+    return overlap(sh.r0, sh.r1, (4 * d + k) * c.H, (4 * d + k + 1) * c.H, j)
 
 
 cdef inline floating* at(char *base, Py_ssize_t offset, floating *typ) noexcept nogil:
