@@ -336,9 +336,14 @@ def check_close(name, got, want, dtype, jiggled):
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, (name, got.shape, want.shape)
+    jiggled = np.asarray(jiggled, dtype=np.float64)
+    if not (np.all(np.isfinite(want)) and np.all(np.isfinite(jiggled))):
+        # the reference (or its value for inputs moved by eps) overflowed: no bound follows
+        event("rejected: a reference beyond the tolerance's reach")
+        assume(False)
     eps = np.finfo(dtype).eps
     scale = np.max(np.abs(want), initial=0.0) + 1
-    moved = np.max(np.abs(np.asarray(jiggled, dtype=np.float64) - want), initial=0.0)
+    moved = np.max(np.abs(jiggled - want), initial=0.0)
     bound = TOLERANCE * eps * (np.abs(want) + scale) + SENSITIVITY * moved
     bad = ~(np.abs(got - want) <= bound)
     if np.any(bad):
@@ -499,8 +504,10 @@ def check_example(data, sizes, threads):
         y_jig, h_jig, c_jig, _ = lstm_forward(jiggled["x"], jiggled["weights"], jiggled["h0"],
                                               jiggled["c0"], batch_sizes, masks, activations,
                                               D == 2)
-    magnitude = max(np.max(np.abs(trace[l, d][part]))
-                    for l in range(L) for d in range(D) for part in ("c", "h"))
+    # np.max, not max(): a NaN (an overflowed layer) must reach the isfinite test below,
+    # where Python's max() keeps whichever came first of a number and a NaN
+    magnitude = np.max([np.max(np.abs(trace[l, d][part]))
+                        for l in range(L) for d in range(D) for part in ("c", "h")])
     event(f"{dtype.name}")
     if not np.isfinite(magnitude) or magnitude > LIMIT:
         event("rejected: values beyond the tolerance's reach")

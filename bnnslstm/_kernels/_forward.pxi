@@ -291,6 +291,7 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
     cdef int l, s
     cdef const Arrangement *a
     cdef bint write_hT
+    cdef int layout
     cdef double since = 0
     cdef Share sh = thread_share(c, tid)
     for l in range(c.L):
@@ -298,8 +299,11 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
         project(typ, c, l, tid)
         team_barrier(c.barrier, c.team)
         time_step(c, tid, -1, &since)
+        layout = -1   # SCRATCH_S's layout at the layer's last step that used it (-1: none)
         for s in range(c.T):
             a = arrangement_of(c, l, s)
+            if not a.form & FORM_INTO_PROJECTION:
+                layout = a.form & FORM_SAMPLE_MAJOR
             write_hT = s + 1 < c.T and arrangement_of(c, l, s + 1).form & FORM_STATE_COPY != 0
             step_products(typ, c, l, s, &sh, False, a)
             meet(c, &sh)
@@ -312,21 +316,26 @@ cdef void forward_thread(floating *typ, Call *c, int tid) noexcept nogil:
             else:
                 step_cells(typ, c, l, s, &sh, 3, a, write_hT)
             meet_all(c, &sh)       # the next step's products read every unit's h
-            if not sh.meet_steps and s + 1 < c.T and other_layout(a, arrangement_of(c, l, s + 1)):
+            if (not sh.meet_steps and s + 1 < c.T
+                    and other_layout(layout, arrangement_of(c, l, s + 1))):
                 # the products' scratch changes layout at the next step (a schedule mixing
-                # arrangements): a thread's samples in one layout lie on others' in the other
+                # arrangements): a thread's samples in one layout lie on others' in the other.
+                # Against the last step that used the scratch, not step s: steps into the
+                # projection between them leave a thread free to run ahead onto another's
+                # products still in the old layout
                 team_barrier(c.barrier, c.team)
+                layout = -1
             time_step(c, tid, l * c.T + s, &since)
         if not sh.meet_steps:   # the layer's every row, before the next layer and final states
             team_barrier(c.barrier, c.team)
         final_states(typ, c, l, tid)
 
 
-cdef inline bint other_layout(const Arrangement *a, const Arrangement *b) noexcept nogil:
-    """Whether two steps' arrangements both put their products in SCRATCH_S, in different
-    layouts (batch-fastest, sample-major)."""
-    return (not (a.form | b.form) & FORM_INTO_PROJECTION
-            and (a.form ^ b.form) & FORM_SAMPLE_MAJOR != 0)
+cdef inline bint other_layout(int layout, const Arrangement *b) noexcept nogil:
+    """Whether a step's arrangement puts its products in SCRATCH_S in another layout
+    (batch-fastest, sample-major) than ``layout`` (a FORM_SAMPLE_MAJOR bit; -1: none)."""
+    return (layout >= 0 and not b.form & FORM_INTO_PROJECTION
+            and (b.form & FORM_SAMPLE_MAJOR) != layout)
 
 
 cdef inline void meet(Call *c, const Share *sh) noexcept nogil:
