@@ -102,7 +102,7 @@ cdef Py_ssize_t scratch_sizes(Plan plan, int team, bint backward) noexcept:
         # elements of each part: its size where present, else 0 (conditions: _call.pxd)
         size[SCRATCH_X] = rows * plan.In if c.x_rows.p == NULL else 0
         size[SCRATCH_IN] = rows * DH if plan.L > 1 and (plan.dropout > 0 or not full) else 0
-        size[SCRATCH_S] = DG * plan.B
+        size[SCRATCH_S] = 2 * DG * plan.B
         size[SCRATCH_DG] = rows * DG if backward or not full else 0
         size[SCRATCH_DX] = rows * width if backward else 0
         size[SCRATCH_PREV] = (plan.D + 1) * rows * plan.H if backward else 0

@@ -126,7 +126,8 @@ cdef enum:
                         # one matrix (x_rows)
     SCRATCH_IN          # L > 1, with dropout or  [rows][D*H] a layer's input, masked/gathered
                         # per-step batch sizes
-    SCRATCH_S           # always                  [D*4H][B] one step's recurrent products
+    SCRATCH_S           # always                  [2][D*4H][B] one step's recurrent products,
+                        #                         and the cells' sample-major copy of them
     SCRATCH_DG          # the backward, or per-   [rows][D*4H] dL/d(pre-activation); in a
                         # step batch sizes        forward the projection of the active rows
     SCRATCH_DX          # the backward            [rows][max(I, D*H)] dL/d(layer input)

@@ -6,14 +6,14 @@
 
 cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                      const floating *proj, floating *g, floating *a,
-                     const floating *s, Py_ssize_t s_unit, Py_ssize_t s_gate,
+                     const floating *s,
                      const floating *bias, const floating *cdiag,
                      const floating *c_prev, Py_ssize_t cps,
                      floating *cell, floating *act_h_c, floating *h, floating *y, Py_ssize_t ys,
-                     floating *hT, Py_ssize_t hts, int part) noexcept nogil:
+                     int part) noexcept nogil:
     """The forward cell for n (<= CHUNK) hidden units of one sample. proj, g, a, bias, cdiag
-    hold the four gates H apart; s (the step's products, NULL: already added into proj) unit
-    stride s_unit, gate stride s_gate; h is also stored at hT (stride hts) unless NULL.
+    and s (the step's products, NULL: already added into proj) hold the four gates H apart;
+    y (stride ys) unless NULL receives h too.
 
         a_k = proj_k + s_k + b_k (+ cdiag_k * c_prev)   k = i, f, g;  gate_k = act_k(a_k)
         c' = f*c_prev + i*g
@@ -38,7 +38,7 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
         for k in range(3):
             if s != NULL:
                 for i in range(n):
-                    v[k][i] = proj[k * H + i] + s[k * s_gate + i * s_unit] + bias[k * H + i]
+                    v[k][i] = proj[k * H + i] + s[k * H + i] + bias[k * H + i]
             else:
                 for i in range(n):
                     v[k][i] = proj[k * H + i] + bias[k * H + i]
@@ -61,7 +61,7 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
                 cn[i] = cell[i]
         if s != NULL:
             for i in range(n):
-                v[3][i] = proj[3 * H + i] + s[3 * s_gate + i * s_unit] + bias[3 * H + i]
+                v[3][i] = proj[3 * H + i] + s[3 * H + i] + bias[3 * H + i]
         else:
             for i in range(n):
                 v[3][i] = proj[3 * H + i] + bias[3 * H + i]
@@ -84,9 +84,6 @@ cdef void cell_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,
         if y != NULL:
             for i in range(n):
                 y[i * ys] = v[3][i] * th[i]
-        if hT != NULL:
-            for i in range(n):
-                hT[i * hts] = v[3][i] * th[i]
 
 
 cdef void gradient_chunk(floating *typ, const Call *c, Py_ssize_t n, Py_ssize_t H,

@@ -170,11 +170,12 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
                      int part, const Arrangement *a, bint write_hT) noexcept nogil:
     """The fused elementwise pass of step s on the thread's hidden units and samples (sh) of
     the D*H (part 1: gates i, f, g and the cell; part 2: output gate and h; 3: both). The
-    step's products are in SCRATCH_S, or already in the projection (FORM_INTO_PROJECTION); write_hT
-    also stores h batch-fastest in SCRATCH_HT for the next step's products (FORM_STATE_COPY)."""
+    step's products are in SCRATCH_S, or already in the projection (FORM_INTO_PROJECTION);
+    write_hT also stores h batch-fastest in SCRATCH_HT for the next step's products
+    (FORM_STATE_COPY)."""
     cdef Layer *lay = &c.layer[l]
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, B = c.B
-    cdef Py_ssize_t j0, j, n, m, row, wrow, cps
+    cdef Py_ssize_t j0, j, n, m, row, wrow, cps, e
     cdef int d, t, bt, b
     cdef bint last = l == c.L - 1 and c.y.p != NULL
     cdef floating *c_prev
@@ -189,7 +190,10 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
     cdef char *S = c.scratch[SCRATCH_S]
     cdef bint products_apart = a.form & FORM_INTO_PROJECTION == 0
     cdef bint sample_major = a.form & FORM_SAMPLE_MAJOR != 0
-    cdef Py_ssize_t s_unit = 1 if sample_major else B, s_gate = H if sample_major else H * B
+    # the products as the cells read them: sample-major, [B][D*4H], where batch-fastest
+    # products are first copied (to the second half of SCRATCH_S), a tile at a time
+    cdef char *S_rows = S if sample_major else S + DG * B * sizeof(floating)
+    cdef int k
     cdef floating *s_at
     for d in range(c.D):
         n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
@@ -197,6 +201,12 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
             continue
         t = step_time(c, d, s)
         bt = c.bs[t]
+        if products_apart and not sample_major:   # the gates this part reads
+            for k in range(4):
+                if part & (2 if k == 3 else 1):
+                    transpose(typ, <floating*>S + (d * G + k * H + j0) * B, B,
+                              <floating*>S_rows + d * G + k * H + j0, DG, n, sh.b0,
+                              sh.b1 if sh.b1 < bt else bt)
         for b in range(sh.b0, sh.b1 if sh.b1 < bt else bt):
             row = t * B + b
             wrow = c.start[t] + b
@@ -209,24 +219,27 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
             y = NULL
             if last:
                 y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
-            # (the other half from the one this step's products read: with the units split
-            # another thread may still read it)
-            hT = (<floating*>c.scratch[SCRATCH_HT] + ((s + 1) % 2 * c.D + d) * H * B + b
-                  if write_hT and part & 2 else NULL)
             for j in range(j0, j0 + n, 128):  # CHUNK units at a time
                 m = j0 + n - j
                 s_at = NULL   # the step's products of unit j (already in proj: NULL)
                 if products_apart:
-                    s_at = (<floating*>S + b * DG + d * G + j if sample_major
-                            else <floating*>S + (d * G + j) * B + b)
+                    s_at = <floating*>S_rows + b * DG + d * G + j
                 cell_chunk(typ, c, m if m < CHUNK else CHUNK, H,
                            <floating*>proj + wrow * DG + d * G + j, g + j, at(<char*>pre, j, typ),
-                           s_at, s_unit, s_gate,
+                           s_at,
                            <floating*>lay.bias + d * G + j, at(lay.cdiag, d * G + j, typ),
                            at(<char*>c_prev, j * cps, typ), cps,
                            cell + j, at(<char*>act_h_c, j, typ), h + j,
-                           at(<char*>y, j * c.y.se, typ), c.y.se,
-                           at(<char*>hT, j * B, typ), B, part)
+                           at(<char*>y, j * c.y.se, typ), c.y.se, part)
+        e = sh.b1 if sh.b1 < bt else bt
+        if write_hT and part & 2 and e > sh.b0:
+            # h batch-fastest for the next step's products (FORM_STATE_COPY), in the other
+            # half from the one this step's products read (with the units split another
+            # thread may still read it)
+            hT = (<floating*>c.scratch[SCRATCH_HT] + ((s + 1) % 2 * c.D + d) * H * B
+                  + j0 * B + sh.b0)
+            transpose(typ, out_at(typ, c, lay, <Py_ssize_t>t * B + sh.b0, d) + j0, c.D * H,
+                      hT, B, e - sh.b0, 0, n)
         if part & 2:   # padded positions: every region and y hold 0
             for b in range(bt if bt > sh.b0 else sh.b0, sh.b1):
                 row = t * B + b
@@ -239,6 +252,23 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
                     y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
                     for j in range(j0, j0 + n):
                         y[j * c.y.se] = 0
+
+
+cdef void transpose(floating *typ, const floating *src, Py_ssize_t src_stride,
+                    floating *dst, Py_ssize_t dst_stride, Py_ssize_t rows, Py_ssize_t c0,
+                    Py_ssize_t c1) noexcept nogil:
+    """dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c0 <= c < c1, in
+    16 x 16 tiles (a tile's 16 source lines stay in L1 while its columns walk them): the
+    step's products from batch-fastest to sample-major for the cells, and h back to
+    batch-fastest for the next step's products, instead of one cache line per value."""
+    cdef Py_ssize_t r0, cc, r, col, re, ce
+    for r0 in range(0, rows, 16):
+        re = r0 + 16 if r0 + 16 < rows else rows
+        for cc in range(c0, c1, 16):
+            ce = cc + 16 if cc + 16 < c1 else c1
+            for col in range(cc, ce):
+                for r in range(r0, re):
+                    dst[col * dst_stride + r] = src[r * src_stride + col]
 
 
 cdef inline void zero(floating *row, Py_ssize_t gates, Py_ssize_t j0, Py_ssize_t n) noexcept nogil:
