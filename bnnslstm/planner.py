@@ -213,6 +213,7 @@ def candidates(H, B, D, team, backward):
         if chunk:
             found.append(Arrangement(STATE_COPY | SAMPLE_MAJOR, chunk, by_vectors=0))
     if team == 2 and D == 2:   # the same products per thread, no meeting per step
+        found.append(found[0]._replace(split=DIRECTIONS))
         found.append(Arrangement(split=DIRECTIONS))
         if not backward:
             found.append(Arrangement(STATE_COPY, by_vectors=0, split=DIRECTIONS))
