@@ -133,6 +133,11 @@ def arrangement_name(arrangement):
     return ", ".join(parts)
 
 
+def _per_thread(n, team):
+    """The most of n (rows or units) one thread of the team takes."""
+    return -(-n // team)
+
+
 def _chunk(rows, per_row, slice_rows):
     """The largest multiple of GRAIN rows whose product stays within SMALL_MATRIX
     multiply-adds, if that splits the thread's slice; else 0 (no candidate)."""
@@ -173,36 +178,37 @@ def canonical(H, B, D, team, backward):
     if B < 2 or not small_matrix_kernels():
         return HEURISTIC
     if backward:  # dL/dh_prev [B][units] = dA [B][4H] U[4H][units]: the sum split in
-        units = -(-D * H // team)   # calls of a few rows of U, else column chunks
+        units = _per_thread(D * H, team)   # calls of a few rows of U, else column chunks
         rows = _chunk(H, B * units, H)
         if rows:
             return Arrangement(SPLIT_SUMS, rows, by_vectors=0)
         return Arrangement(chunk=_chunk(D * H, B * 4 * H, units), by_vectors=0)
-    return Arrangement(STATE_COPY, _chunk(D * 4 * H, B * H, -(-D * 4 * H // team)),
+    return Arrangement(STATE_COPY, _chunk(D * 4 * H, B * H, _per_thread(D * 4 * H, team)),
                        by_vectors=0)
 
 
 def candidates(H, B, D, team, backward):
     """The arrangements tried for a problem, the canonical one first: how BLAS is called
     with the team by rows, then the other ways to share a step (a team of two on the two
-    directions of a bidirectional layer; each thread its samples)."""
+    directions of a bidirectional layer; forward, each thread its units in all four gates;
+    each thread its samples), each arrangement once."""
     found = [canonical(H, B, D, team, backward), HEURISTIC]
     if B <= 4:
         found.append(Arrangement(by_vectors=0))
     elif B <= 8:
         found.append(Arrangement(by_vectors=1))
     if backward:  # dL/dh_prev [B][units] = dA [B][4H] U[4H][units]: column chunks
-        chunk = _chunk(D * H, B * 4 * H, -(-D * H // team))
+        units = _per_thread(D * H, team)
+        chunk = _chunk(D * H, B * 4 * H, units)
         if chunk:
             found.append(Arrangement(chunk=chunk, by_vectors=0))
         # the sums split, every unit of the thread's per call: a gate's rows per call, or
         # as many as the small-matrix size holds
-        units = -(-D * H // team)
         found.append(Arrangement(SPLIT_SUMS, _chunk(H, B * units, H), by_vectors=0))
         found.append(Arrangement(SPLIT_SUMS, 0, by_vectors=0))
     else:
         found.append(Arrangement(STATE_COPY, by_vectors=0))
-        chunk = _chunk(D * 4 * H, B * H, -(-D * 4 * H // team))
+        chunk = _chunk(D * 4 * H, B * H, _per_thread(D * 4 * H, team))
         if chunk:
             found.append(Arrangement(STATE_COPY, chunk, by_vectors=0))
         found.append(Arrangement(INTO_PROJECTION))

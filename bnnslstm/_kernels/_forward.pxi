@@ -85,8 +85,7 @@ cdef void step_products(floating *typ, Call *c, int l, int s, const Share *sh,
         else:   # [D][4H][B] in scratch, batch-fastest
             S = mat(c.scratch[SCRATCH_S] + d * G * B * sizeof(floating), G, bt, B, 1)
         if a.form & FORM_STATE_COPY:
-            h_prev = mat(c.scratch[SCRATCH_HT] + ((s % 2 * c.D + d) * H * B) * sizeof(floating),
-                         n_prev, H, 1, B)
+            h_prev = mat(<char*>state_copy_at(typ, c, s, d), n_prev, H, 1, B)
         else:
             h_prev = mat(out_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
         c_prev = mat(cells_at(typ, c, lay, <Py_ssize_t>p * B, d), n_prev, H, DH, 1)
@@ -185,7 +184,6 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
     cdef floating *cell
     cdef floating *h
     cdef floating *y
-    cdef floating *hT
     cdef char *proj = projection(c, l)
     cdef char *S = c.scratch[SCRATCH_S]
     cdef bint products_apart = a.form & FORM_INTO_PROJECTION == 0
@@ -201,13 +199,13 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
             continue
         t = step_time(c, d, s)
         bt = c.bs[t]
+        e = sh.b1 if sh.b1 < bt else bt   # the thread's samples of the step: [b0, e)
         if products_apart and not sample_major:   # the gates this part reads
             for k in range(4):
                 if part & (2 if k == 3 else 1):
                     transpose(typ, <floating*>S + (d * G + k * H + j0) * B, B,
-                              <floating*>S_rows + d * G + k * H + j0, DG, n, sh.b0,
-                              sh.b1 if sh.b1 < bt else bt)
-        for b in range(sh.b0, sh.b1 if sh.b1 < bt else bt):
+                              <floating*>S_rows + d * G + k * H + j0, DG, n, sh.b0, e)
+        for b in range(sh.b0, e):
             row = t * B + b
             wrow = c.start[t] + b
             c_prev = prev_state(typ, c, lay, d, t, b, True, &cps)
@@ -231,15 +229,9 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
                            at(<char*>c_prev, j * cps, typ), cps,
                            cell + j, at(<char*>act_h_c, j, typ), h + j,
                            at(<char*>y, j * c.y.se, typ), c.y.se, part)
-        e = sh.b1 if sh.b1 < bt else bt
-        if write_hT and part & 2 and e > sh.b0:
-            # h batch-fastest for the next step's products (FORM_STATE_COPY), in the other
-            # half from the one this step's products read (with the units split another
-            # thread may still read it)
-            hT = (<floating*>c.scratch[SCRATCH_HT] + ((s + 1) % 2 * c.D + d) * H * B
-                  + j0 * B + sh.b0)
+        if write_hT and part & 2 and e > sh.b0:   # h batch-fastest for the next step
             transpose(typ, out_at(typ, c, lay, <Py_ssize_t>t * B + sh.b0, d) + j0, c.D * H,
-                      hT, B, e - sh.b0, 0, n)
+                      state_copy_at(typ, c, s + 1, d) + j0 * B + sh.b0, B, e - sh.b0, 0, n)
         if part & 2:   # padded positions: every region and y hold 0
             for b in range(bt if bt > sh.b0 else sh.b0, sh.b1):
                 row = t * B + b

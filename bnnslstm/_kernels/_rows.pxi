@@ -142,6 +142,13 @@ cdef inline floating* prev_state(floating *typ, const Call *c, const Layer *lay,
     return NULL
 
 
+cdef inline floating* state_copy_at(floating *typ, const Call *c, int s, int d) noexcept nogil:
+    """Direction d's batch-fastest copy of h ([H][B], FORM_STATE_COPY) that step s's
+    products read and step s-1's cells write: half s % 2 of SCRATCH_HT, so that with the
+    units split a thread's cells never write the half another thread's products still read."""
+    return <floating*>c.scratch[SCRATCH_HT] + (s % 2 * c.D + d) * c.H * c.B
+
+
 # ---------------------------------------------------------------------------------- carries
 cdef enum:
     CARRY_H = 0     # dL/dh flowing back into the step (from the later step, or dL/dh_T)
