@@ -28,8 +28,8 @@ from ._kernels._call cimport (FORM_SPLIT_SUMS, N_REGIONS, N_SCRATCH, REGION_ACT_
                               REGION_GATES, REGION_MASK, REGION_OUTPUT, REGION_PREACT,
                               SCRATCH_CARRY, SCRATCH_DG, SCRATCH_DX, SCRATCH_GRAD, SCRATCH_HT,
                               SCRATCH_IN, SCRATCH_PREV, SCRATCH_S, SCRATCH_VECTORS, SCRATCH_X,
-                              SPLIT_DIRECTIONS, SPLIT_ROWS, SPLIT_SAMPLES, SPLIT_UNITS, Call,
-                              Direction, Gate, Layer, Seq, Vec)
+                              SPLIT_DIRECTIONS, SPLIT_ROWS, SPLIT_ROWS_SAMPLES, SPLIT_SAMPLES,
+                              SPLIT_UNITS, Call, Direction, Gate, Layer, Seq, Vec)
 
 import numbers
 
@@ -368,7 +368,8 @@ cdef class Plan:
             form, chunk, by_vectors, split = tuple(arrangement) + (0,) * (4 - len(arrangement))
             if (form not in (0, 1, 2, 3, 4, 5, FORM_SPLIT_SUMS) or chunk < 0
                     or by_vectors not in (-1, 0, 1)
-                    or split not in (SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_SAMPLES, SPLIT_UNITS)
+                    or split not in (SPLIT_ROWS, SPLIT_DIRECTIONS, SPLIT_SAMPLES,
+                                     SPLIT_UNITS, SPLIT_ROWS_SAMPLES)
                     or (k and split != c.arrangement[0].split)):
                 raise ValueError(f"schedule: arrangement {k} is not one: {arrangement}")
             c.arrangement[k].form, c.arrangement[k].chunk, c.arrangement[k].by_vectors = (

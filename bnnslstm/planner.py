@@ -55,9 +55,10 @@ FORMS = {0: "scratch", 1: "state-copy", 2: "into-projection", 3: "state-copy int
 PASS_FORMS = {"forward": (0, 1, 2, 3, 4, 5), "backward": (0, SPLIT_SUMS)}   # each pass's forms
 # how the team shares each step (the kernels' SPLIT_*): its rows and units, meeting twice a
 # step; a team of two on the two directions; each thread its samples; each thread its units
-# and, forward, their rows in all four gates, meeting once a step
-SPLITS = ("rows", "directions", "samples", "units")
-ROWS, DIRECTIONS, SAMPLES, UNITS = range(4)
+# and, forward, their rows in all four gates, meeting once a step; forward, the products by
+# rows and the cells by samples (every unit of them), meeting twice a step
+SPLITS = ("rows", "directions", "samples", "units", "rows and samples")
+ROWS, DIRECTIONS, SAMPLES, UNITS, ROWS_SAMPLES = range(5)
 PASSES = ("forward", "backward")   # a problem's two passes, each chosen apart
 
 
@@ -73,7 +74,7 @@ class Arrangement(NamedTuple):
     ``FORMS`` naming each value; ``chunk``: rows (forward) or columns (backward) per BLAS
     call, 0 for the thread's whole slice; ``by_vectors``: 1 one gemv per sample, 0 one
     gemm, -1 gemv for batches of at most 4; ``split``: how the team shares a step (``ROWS``,
-    ``DIRECTIONS``, ``SAMPLES``, ``SPLITS`` naming each)."""
+    ``DIRECTIONS``, ``SAMPLES``, ``UNITS``, ``ROWS_SAMPLES``, ``SPLITS`` naming each)."""
 
     form: int = 0
     chunk: int = 0
@@ -190,8 +191,9 @@ def canonical(H, B, D, team, backward):
 def candidates(H, B, D, team, backward):
     """The arrangements tried for a problem, the canonical one first: how BLAS is called
     with the team by rows, then the other ways to share a step (a team of two on the two
-    directions of a bidirectional layer; forward, each thread its units in all four gates;
-    each thread its samples), each arrangement once."""
+    directions of a bidirectional layer; forward, each thread its units in all four gates,
+    or the canonical products with each thread's cells on its samples; each thread its
+    samples), each arrangement once."""
     found = [canonical(H, B, D, team, backward), HEURISTIC]
     if B <= 4:
         found.append(Arrangement(by_vectors=0))
@@ -225,6 +227,8 @@ def candidates(H, B, D, team, backward):
             found.append(Arrangement(STATE_COPY, by_vectors=0, split=DIRECTIONS))
     if team > 1 and not backward:   # a thread's cells read only its own products
         found.append(found[0]._replace(split=UNITS))
+    if team > 1 and not backward and B >= team:   # a thread's cells read whole rows
+        found.append(found[0]._replace(split=ROWS_SAMPLES))
     if team > 1 and B >= team:   # every row per thread, its samples only
         found.append(Arrangement(split=SAMPLES))
         found.append(Arrangement(by_vectors=0 if B > 4 else 1, split=SAMPLES))

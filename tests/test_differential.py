@@ -408,9 +408,11 @@ def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
     from bnnslstm import planner
 
     chunks, by_vectors = st.sampled_from([0, 1, 3, 16]), st.sampled_from([-1, 0, 1])
-    # how the team shares the steps (rows, directions, samples, units): one way per call
-    splits = {False: data.draw(st.sampled_from([0, 1, 2, 3]), label="forward split"),
-              True: data.draw(st.sampled_from([0, 1, 2, 3]), label="backward split")}
+    # how the team shares the steps (planner.SPLITS: rows, directions, samples, units, rows
+    # and samples): one way per call
+    every_split = range(len(planner.SPLITS))
+    splits = {False: data.draw(st.sampled_from(every_split), label="forward split"),
+              True: data.draw(st.sampled_from(every_split), label="backward split")}
     forms = st.tuples(st.sampled_from([0, 1, 2, 3, 4, 5]), chunks, by_vectors,
                       st.just(splits[False]))
     # backward: one sum over U's rows, or split in calls of `chunk` rows (SPLIT_SUMS)

@@ -17,8 +17,9 @@ from bnnslstm._threads import team_of
 from helpers import Problem, planner_mode, y_time_major
 from reference import GATES
 
-# every arrangement of the products with the team by rows, by directions and by samples
-FORWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2, 3)
+# every arrangement of the products with each way the team shares a step (planner.SPLITS:
+# forward rows, directions, samples, units, rows and samples; backward the first three)
+FORWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2, 3, 4)
            for form in (0, 1, 2, 3, 4, 5) for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
 BACKWARD = [(form, chunk, by_vectors, split) for split in (0, 1, 2) for form in (0, 8)
             for chunk in (0, 16) for by_vectors in (-1, 0, 1)]
@@ -222,6 +223,52 @@ def test_what_the_trial_keeps_and_drops_is_what_the_arrangements_give(T, B, H, b
             dropped = planner.arrangement_name(arrangement) in decision["dropped"][which]
             assert same != dropped, (which, planner.arrangement_name(arrangement), same)
             planner.forget()
+
+
+@pytest.mark.parametrize("n_threads, B, bidirectional, peephole, lengths", [
+    (2, 16, False, None, None),
+    (3, 7, True, "full", [6, 5, 4, 3, 3, 1, 1]),   # the output gate's full peephole: two parts
+    (2, 5, False, "diagonal", [6, 6, 6, 2, 1]),
+    (4, 4, True, None, None)])
+def test_every_share_of_the_elementwise_pass_gives_the_same_bits(n_threads, B, bidirectional,
+                                                                  peephole, lengths,
+                                                                  monkeypatch, fresh_planner):
+    """Which thread runs which cells (units of every sample, or every unit of its samples)
+    changes no bit: the canonical products with the team by rows, by units and by rows and
+    samples give the same outputs and gradients (which read every region of the cache)."""
+    from bnnslstm import _threads
+
+    monkeypatch.setattr(_threads, "TEAM_MIN_WORK", 1)   # the team asked for, however small
+    T, H = 6, 64   # each step at least planner.MIN_WORK multiply-adds: a planned problem
+    rng = np.random.default_rng(4)
+    layer = bl.LSTM(20, H, 2, bidirectional=bidirectional, peephole=peephole, seed=2)
+    x = rng.standard_normal((T, B, 20)).astype(np.float32)
+    dy = rng.standard_normal((T, B, (2 if bidirectional else 1) * H)).astype(np.float32)
+    sizes = None if lengths is None else np.array([sum(n > t for n in lengths)
+                                                   for t in range(T)], np.int32)
+    params = bl.FilterParameters(n_threads=n_threads)
+    results = []
+    for split in (planner.ROWS, planner.UNITS, planner.ROWS_SAMPLES):
+        with planner_mode("fastest"):
+            planner.forget()
+            layer.forward(x, batch_sizes=sizes, filter_params=params)   # the problem's key
+            [decision] = planner.decisions()
+            team = int(decision["problem"].split("team")[1].split()[0])
+            assert team == n_threads
+            D = 2 if bidirectional else 1
+            forward = planner.canonical(H, B, D, team, False)._replace(split=split)
+            backward = planner.canonical(H, B, D, team, True)
+            planner.forget()
+            planner.import_wisdom(json.dumps({"bnnslstm_wisdom": 1, "problems": {
+                decision["problem"]: {"forward": named_arrangement(forward),
+                                      "backward": named_arrangement(backward)}}}))
+            y, (h, c) = layer.forward(x, batch_sizes=sizes, filter_params=params)
+            dx, (dh0, dc0) = layer.backward(dy, filter_params=params)
+            assert planner.decisions()[0]["forward"] == planner.arrangement_name(forward)
+            parts = [y, h, c, dx, dh0, dc0] + [layer.grads[name] for name in sorted(layer.grads)]
+            results.append(np.concatenate([np.ravel(part) for part in parts]))
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
 
 
 def test_concurrent_first_calls_give_the_lone_calls_bits(fresh_planner):

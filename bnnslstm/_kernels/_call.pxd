@@ -116,6 +116,8 @@ cdef enum:
     SPLIT_UNITS = 3         # each thread a slice of the hidden units and, forward, the
                             # products' rows of those units in all four gates (its cells
                             # read only its own products): the threads meet once per step
+    SPLIT_ROWS_SAMPLES = 4  # forward: the products as SPLIT_ROWS, the cells each thread's
+                            # samples, every unit (whole rows); the backward runs SPLIT_ROWS
 
 
 # The parts of a call's scratch (Call.scratch), in buffer order: scratch_sizes

@@ -21,8 +21,8 @@ from ._call cimport (FORM_INTO_PROJECTION, FORM_SAMPLE_MAJOR, FORM_SPLIT_SUMS, F
                      REGION_ACT_H_C, REGION_CELLS, REGION_GATES, REGION_MASK, REGION_OUTPUT,
                      REGION_PREACT, SCRATCH_CARRY, SCRATCH_DG, SCRATCH_DX, SCRATCH_GRAD, SCRATCH_HT,
                      SCRATCH_IN, SCRATCH_PREV, SCRATCH_S, SCRATCH_X, SPLIT_DIRECTIONS, SPLIT_ROWS,
-                     SPLIT_SAMPLES, SPLIT_UNITS, Arrangement, Call, Direction, Gate, Layer, Seq,
-                     Vec)
+                     SPLIT_ROWS_SAMPLES, SPLIT_SAMPLES, SPLIT_UNITS, Arrangement, Call,
+                     Direction, Gate, Layer, Seq, Vec)
 from ._dropout cimport layer_key, sample_key, unit_scale
 from ._team cimport (TEAM_MAX, team_barrier, team_clock, team_refuse_threads, team_run,
                      team_tuning, team_workers)
