@@ -247,6 +247,7 @@ def test_every_share_of_the_elementwise_pass_gives_the_same_bits(n_threads, B, b
     sizes = None if lengths is None else np.array([sum(n > t for n in lengths)
                                                    for t in range(T)], np.int32)
     params = bl.FilterParameters(n_threads=n_threads)
+    D = 2 if bidirectional else 1
     results = []
     for split in (planner.ROWS, planner.UNITS, planner.ROWS_SAMPLES):
         with planner_mode("fastest"):
@@ -255,7 +256,6 @@ def test_every_share_of_the_elementwise_pass_gives_the_same_bits(n_threads, B, b
             [decision] = planner.decisions()
             team = int(decision["problem"].split("team")[1].split()[0])
             assert team == n_threads
-            D = 2 if bidirectional else 1
             forward = planner.canonical(H, B, D, team, False)._replace(split=split)
             backward = planner.canonical(H, B, D, team, True)
             planner.forget()
