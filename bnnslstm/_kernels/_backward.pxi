@@ -258,27 +258,38 @@ cdef void weight_gradients(floating *typ, Call *c, int l, int tid) noexcept nogi
 
 
 cdef void input_gradient_product(floating *typ, Call *c, int l, int tid, Mat dG) noexcept nogil:
-    """dL/d(input) = dG W on the thread's rows: into the caller's dx for layer 0 when BLAS
-    can write it in place, else into SCRATCH_DX (nothing for layer 0 without dx)."""
+    """dL/d(input) = dG W on the thread's part: into the caller's dx for layer 0 when BLAS
+    can write it in place, else into SCRATCH_DX (nothing for layer 0 without dx). The team
+    splits the larger of dX's two dimensions, as the projection does: each thread's BLAS
+    call then packs the smaller operand whole (W when rows > X, else dG)."""
     cdef Layer *lay = &c.layer[l]
-    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = dG.cols, X = lay.X, q0, q1
+    cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = dG.cols, X = lay.X, q0, q1, c0, c1
     cdef int d, k
     cdef bint in_place = l == 0 and c.dx_rows.p != NULL
-    cdef Mat dX
-    share(c.rows, c.team, tid, GRAIN, &q0, &q1)
-    if (l == 0 and c.dx.p == NULL) or q1 <= q0:
+    cdef Mat dX, W
+    if l == 0 and c.dx.p == NULL:
+        return
+    if c.rows > X:   # the thread's rows, every column
+        share(c.rows, c.team, tid, GRAIN, &q0, &q1)
+        c0, c1 = 0, X
+    else:            # every row, the thread's columns
+        q0, q1 = 0, c.rows
+        share(X, c.team, tid, GRAIN, &c0, &c1)
+    if q1 <= q0 or c1 <= c0:
         return
     dX = c.dx_rows if in_place else mat(c.scratch[SCRATCH_DX], c.rows, X, X, 1)
-    dX = block(dX, q0, 0, q1 - q0, X, sizeof(floating))
+    dX = block(dX, q0, c0, q1 - q0, c1 - c0, sizeof(floating))
     if lay.W4.p != NULL:
-        gemm(<floating>1, block(dG, q0, 0, q1 - q0, DG, sizeof(floating)), lay.W4,
+        gemm(<floating>1, block(dG, q0, 0, q1 - q0, DG, sizeof(floating)),
+             block(lay.W4, 0, c0, DG, c1 - c0, sizeof(floating)),
              <floating>(1 if in_place and c.acc_dx else 0), dX)
         return
     for d in range(c.D):
         for k in range(4):
+            W = lay.d[d].g[k].W
             gemm(<floating>1, block(dG, q0, d * G + k * H, q1 - q0, H, sizeof(floating)),
-                 lay.d[d].g[k].W, <floating>(1 if (d or k) or (in_place and c.acc_dx) else 0),
-                 dX)
+                 block(W, 0, c0, W.rows, c1 - c0, sizeof(floating)),
+                 <floating>(1 if (d or k) or (in_place and c.acc_dx) else 0), dX)
 
 
 cdef void input_weight_gradients(floating *typ, Call *c, int l, int tid, Mat dG, Py_ssize_t r0,
