@@ -167,15 +167,16 @@ cdef void zero_state_product(floating *typ, Mat weights, Mat S, bint accumulate)
 
 cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
                      int part, const Arrangement *a, bint write_hT) noexcept nogil:
-    """The fused elementwise pass of step s on the thread's hidden units and samples of it
-    (sh.cu0..cu1 of the D*H, sh.cb0..cb1; part 1: gates i, f, g and the cell; part 2:
-    output gate and h; 3: both). The step's products are in SCRATCH_S, or already in the
-    projection (FORM_INTO_PROJECTION);
+    """The fused elementwise pass of step s on the thread's part of it (part 1: gates i, f, g
+    and the cell; part 2: output gate and h; 3: both): its hidden units u0..u1 of the D*H
+    and samples b0..b1, or with sh.cells_by_samples every unit of its share of the step's
+    active samples (and of its padded positions, which hold 0). The step's products are in
+    SCRATCH_S, or already in the projection (FORM_INTO_PROJECTION);
     write_hT also stores h batch-fastest in SCRATCH_HT for the next step's products
     (FORM_STATE_COPY)."""
     cdef Layer *lay = &c.layer[l]
     cdef Py_ssize_t H = c.H, G = 4 * c.H, DG = c.D * 4 * c.H, B = c.B
-    cdef Py_ssize_t j0, j, n, m, row, wrow, cps, e
+    cdef Py_ssize_t j0, j, n, m, row, wrow, cps, b0, e, p0, p1
     cdef int d, t, bt, b
     cdef bint last = l == c.L - 1 and c.y.p != NULL
     cdef floating *c_prev
@@ -195,18 +196,25 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
     cdef int k
     cdef floating *s_at
     for d in range(c.D):
-        n = overlap(sh.cu0, sh.cu1, d * H, (d + 1) * H, &j0)
-        if n == 0:
-            continue
         t = step_time(c, d, s)
         bt = c.bs[t]
-        e = sh.cb1 if sh.cb1 < bt else bt   # the thread's samples of the step: [cb0, e)
+        if sh.cells_by_samples:   # whole rows; the active samples shared, then the padded
+            n, j0 = H, 0
+            share(bt, c.team, sh.tid, 1, &b0, &e)
+            share(B - bt, c.team, sh.tid, 1, &p0, &p1)
+            p0, p1 = p0 + bt, p1 + bt
+        else:   # the thread's units of its samples: [b0, e) active, [p0, p1) padded
+            n = overlap(sh.u0, sh.u1, d * H, (d + 1) * H, &j0)
+            b0, e = sh.b0, (sh.b1 if sh.b1 < bt else bt)
+            p0, p1 = (bt if bt > sh.b0 else sh.b0), sh.b1
+        if n == 0:
+            continue
         if products_apart and not sample_major:   # the gates this part reads
             for k in range(4):
                 if part & (2 if k == 3 else 1):
                     transpose(typ, <floating*>S + (d * G + k * H + j0) * B, B,
-                              <floating*>S_rows + d * G + k * H + j0, DG, n, sh.cb0, e)
-        for b in range(sh.cb0, e):
+                              <floating*>S_rows + d * G + k * H + j0, DG, n, b0, e)
+        for b in range(b0, e):
             row = t * B + b
             wrow = c.start[t] + b
             c_prev = prev_state(typ, c, lay, d, t, b, True, &cps)
@@ -230,11 +238,11 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
                            at(<char*>c_prev, j * cps, typ), cps,
                            cell + j, at(<char*>act_h_c, j, typ), h + j,
                            at(<char*>y, j * c.y.se, typ), c.y.se, part)
-        if write_hT and part & 2 and e > sh.cb0:   # h batch-fastest for the next step
-            transpose(typ, out_at(typ, c, lay, <Py_ssize_t>t * B + sh.cb0, d) + j0, c.D * H,
-                      state_copy_at(typ, c, s + 1, d) + j0 * B + sh.cb0, B, e - sh.cb0, 0, n)
+        if write_hT and part & 2 and e > b0:   # h batch-fastest for the next step
+            transpose(typ, out_at(typ, c, lay, <Py_ssize_t>t * B + b0, d) + j0, c.D * H,
+                      state_copy_at(typ, c, s + 1, d) + j0 * B + b0, B, e - b0, 0, n)
         if part & 2:   # padded positions: every region and y hold 0
-            for b in range(bt if bt > sh.cb0 else sh.cb0, sh.cb1):
+            for b in range(p0, p1):
                 row = t * B + b
                 zero(gates_at(typ, c, lay, row, d), G, j0, n)
                 zero(preact_at(typ, c, lay, row, d), G, j0, n)

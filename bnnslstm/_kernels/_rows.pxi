@@ -15,8 +15,9 @@ ctypedef struct Share:
     Py_ssize_t r0, r1       # rows of the step's products, of D*4H (not with units)
     Py_ssize_t u0, u1       # hidden units of the elementwise passes, of D*H
     Py_ssize_t b0, b1       # samples, of B
-    Py_ssize_t cu0, cu1     # the forward's elementwise pass: its units (of D*H) and
-    Py_ssize_t cb0, cb1     # samples; u0, u1, b0, b1 but with SPLIT_ROWS_SAMPLES
+    int tid                 # the thread's place in the team
+    bint cells_by_samples   # the forward's elementwise pass: every unit of the thread's part
+                            # of each step's samples (SPLIT_ROWS_SAMPLES), not u0..u1, b0..b1
     bint units              # the forward products' rows are those of units u0..u1, all gates
     bint meet               # whether the phases of a step wait for the whole team
     bint meet_steps         # whether the team meets between steps (the next step's
@@ -27,7 +28,7 @@ ctypedef struct Share:
 cdef inline Share thread_share(const Call *c, int tid) noexcept nogil:
     """Thread tid's part of each step, by the call's split (Arrangement.split): a
     directions split needs a team of two on two directions, else the rows split runs; the
-    rows-and-samples split is the rows split but for the forward's cells (cu0..cb1)."""
+    rows-and-samples split is the rows split but for the forward's cells."""
     cdef Share sh
     cdef int split = c.arrangement[0].split
     sh.r0, sh.r1, sh.u0, sh.u1, sh.b0, sh.b1 = 0, c.D * 4 * c.H, 0, c.D * c.H, 0, c.B
@@ -45,10 +46,8 @@ cdef inline Share thread_share(const Call *c, int tid) noexcept nogil:
         share(c.D * 4 * c.H, c.team, tid, GRAIN, &sh.r0, &sh.r1)
         share(c.D * c.H, c.team, tid, 8, &sh.u0, &sh.u1)
         sh.meet = sh.meet_steps = True
-    sh.cu0, sh.cu1, sh.cb0, sh.cb1 = sh.u0, sh.u1, sh.b0, sh.b1
-    if split == SPLIT_ROWS_SAMPLES:   # whole rows: the hardware prefetchers follow them
-        sh.cu0, sh.cu1 = 0, c.D * c.H
-        share(c.B, c.team, tid, 1, &sh.cb0, &sh.cb1)
+    sh.tid = tid
+    sh.cells_by_samples = split == SPLIT_ROWS_SAMPLES
     return sh
 
 
