@@ -86,6 +86,9 @@ cdef int bind_regions(Plan plan, char *base, bint keep_everything) except -1:
                          else base + plan.offsets[N_REGIONS * l + r])
         if not keep_everything:   # read by the backward only
             region[REGION_PREACT] = region[REGION_ACT_H_C] = NULL
+    # a training cache holds 0 at padded positions; scratch regions are not cleared there
+    # (no step reads a padded position: each reads the samples its step carries)
+    plan.c.zero_padded = keep_everything
     return 0
 
 

@@ -4,7 +4,8 @@
 #
 # Rows: every (step t, sample b) pair is one row of the layer-wide arrays, time-major.
 #   cache rows (the training cache's regions, REGIONS in _workspace.pxi): t*B + b, padded positions
-#     (b >= batch_sizes[t]) included and holding 0;
+#     (b >= batch_sizes[t]) included and holding 0 (in a training cache: Call.zero_padded;
+#     scratch regions leave them, as nothing reads them);
 #   work rows (the projection with per-step batch sizes, gathered inputs, dG, dX):
 #     start[t] + b for the active samples only, start[t] = sum(batch_sizes[:t]);
 # the two coincide when every step is full.
@@ -161,6 +162,7 @@ ctypedef struct Call:
     double dropout
     unsigned long long seed
     Layer *layer                # [L]
+    bint zero_padded            # the regions are a training cache: padded positions get 0
     Seq x                       # [T][B][I]
     Mat x_rows                  # x as [rows][I] when BLAS reads it so, else p NULL (gathered)
     Seq y                       # [T][B][D*H] last layer's output, p NULL: not written

@@ -241,14 +241,15 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
         if write_hT and part & 2 and e > b0:   # h batch-fastest for the next step
             transpose(typ, out_at(typ, c, lay, <Py_ssize_t>t * B + b0, d) + j0, c.D * H,
                       state_copy_at(typ, c, s + 1, d) + j0 * B + b0, B, e - b0, 0, n)
-        if part & 2:   # padded positions: every region and y hold 0
+        if part & 2:   # padded positions: y and a training cache's regions hold 0
             for b in range(p0, p1):
                 row = t * B + b
-                zero(gates_at(typ, c, lay, row, d), G, j0, n)
-                zero(preact_at(typ, c, lay, row, d), G, j0, n)
-                zero(cells_at(typ, c, lay, row, d), 0, j0, n)
-                zero(out_at(typ, c, lay, row, d), 0, j0, n)
-                zero(act_h_c_at(typ, c, lay, row, d), 0, j0, n)
+                if c.zero_padded:
+                    zero(gates_at(typ, c, lay, row, d), G, j0, n)
+                    zero(preact_at(typ, c, lay, row, d), G, j0, n)
+                    zero(cells_at(typ, c, lay, row, d), 0, j0, n)
+                    zero(out_at(typ, c, lay, row, d), 0, j0, n)
+                    zero(act_h_c_at(typ, c, lay, row, d), 0, j0, n)
                 if last:
                     y = <floating*>c.y.p + t * c.y.st + b * c.y.sb + d * H * c.y.se
                     for j in range(j0, j0 + n):
