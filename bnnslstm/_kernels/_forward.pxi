@@ -170,8 +170,8 @@ cdef void step_cells(floating *typ, Call *c, int l, int s, const Share *sh,
     """The fused elementwise pass of step s on the thread's part of it (part 1: gates i, f, g
     and the cell; part 2: output gate and h; 3: both): its hidden units u0..u1 of the D*H
     and samples b0..b1, or with sh.cells_by_samples every unit of its share of the step's
-    active samples (and of its padded positions, which hold 0). The step's products are in
-    SCRATCH_S, or already in the projection (FORM_INTO_PROJECTION);
+    active samples (and of its padded positions, where y and a training cache hold 0). The
+    step's products are in SCRATCH_S, or already in the projection (FORM_INTO_PROJECTION);
     write_hT also stores h batch-fastest in SCRATCH_HT for the next step's products
     (FORM_STATE_COPY)."""
     cdef Layer *lay = &c.layer[l]
