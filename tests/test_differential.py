@@ -413,10 +413,12 @@ def test_every_schedule_of_arrangements_agrees_with_the_reference(data):
     every_split = range(len(planner.SPLITS))
     splits = {False: data.draw(st.sampled_from(every_split), label="forward split"),
               True: data.draw(st.sampled_from(every_split), label="backward split")}
-    forms = st.tuples(st.sampled_from([0, 1, 2, 3, 4, 5]), chunks, by_vectors,
+    # each pass's forms (planner.PASS_FORMS): the backward's one sum over U's rows, or split
+    # in calls of `chunk` rows (SPLIT_SUMS)
+    forms = st.tuples(st.sampled_from(planner.PASS_FORMS["forward"]), chunks, by_vectors,
                       st.just(splits[False]))
-    # backward: one sum over U's rows, or split in calls of `chunk` rows (SPLIT_SUMS)
-    backs = st.tuples(st.sampled_from([0, 8]), chunks, by_vectors, st.just(splits[True]))
+    backs = st.tuples(st.sampled_from(planner.PASS_FORMS["backward"]), chunks, by_vectors,
+                      st.just(splits[True]))
     arrangements = {
         False: data.draw(st.lists(forms, min_size=1, max_size=8), label="forward arrangements"),
         True: data.draw(st.lists(backs, min_size=1, max_size=8), label="backward arrangements")}
