@@ -269,12 +269,7 @@ cdef void input_gradient_product(floating *typ, Call *c, int l, int tid, Mat dG)
     cdef Mat dX, W
     if l == 0 and c.dx.p == NULL:
         return
-    if c.rows > X:   # the thread's rows, every column
-        share(c.rows, c.team, tid, GRAIN, &q0, &q1)
-        c0, c1 = 0, X
-    else:            # every row, the thread's columns
-        q0, q1 = 0, c.rows
-        share(X, c.team, tid, GRAIN, &c0, &c1)
+    share_larger(c.rows, X, c.team, tid, &q0, &q1, &c0, &c1)
     if q1 <= q0 or c1 <= c0:
         return
     dX = c.dx_rows if in_place else mat(c.scratch[SCRATCH_DX], c.rows, X, X, 1)

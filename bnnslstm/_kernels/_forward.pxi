@@ -13,12 +13,7 @@ cdef void project(floating *typ, Call *c, int l, int tid) noexcept nogil:
     cdef Mat inp = layer_input(typ, c, l)
     cdef Mat proj = mat(projection(c, l), c.rows, DG, DG, 1)
     cdef int d, k
-    if c.rows > DG:  # the thread's rows, every column
-        share(c.rows, c.team, tid, GRAIN, &r0, &r1)
-        c0, c1 = 0, DG
-    else:  # every row, the thread's columns
-        r0, r1 = 0, c.rows
-        share(DG, c.team, tid, GRAIN, &c0, &c1)
+    share_larger(c.rows, DG, c.team, tid, &r0, &r1, &c0, &c1)
     if r1 <= r0 or c1 <= c0:
         return
     inp = block(inp, r0, 0, r1 - r0, lay.X, sizeof(floating))

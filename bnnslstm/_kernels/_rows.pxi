@@ -10,6 +10,20 @@ cdef inline void share(Py_ssize_t n, int team, int tid, Py_ssize_t grain, Py_ssi
     hi[0] = n if tid == team - 1 else (n * (tid + 1) // team) // grain * grain
 
 
+cdef inline void share_larger(Py_ssize_t rows, Py_ssize_t cols, int team, int tid,
+                              Py_ssize_t *r0, Py_ssize_t *r1, Py_ssize_t *c0,
+                              Py_ssize_t *c1) noexcept nogil:
+    """Thread tid's block [r0, r1) x [c0, c1) of a GEMM's rows x cols result: a share of the
+    larger dimension, the other whole, so that the operand each thread's call packs whole
+    (BLAS packs both) is the smaller one."""
+    if rows > cols:   # the thread's rows, every column
+        share(rows, team, tid, GRAIN, r0, r1)
+        c0[0], c1[0] = 0, cols
+    else:             # every row, the thread's columns
+        r0[0], r1[0] = 0, rows
+        share(cols, team, tid, GRAIN, c0, c1)
+
+
 ctypedef struct Share:
     # a thread's part of every step of a layer (thread_share)
     Py_ssize_t r0, r1       # rows of the step's products, of D*4H (not with units)
